@@ -1,0 +1,189 @@
+"""Calibration results: what was asked, what was reached, what failed and why.
+
+Results turn themselves into plain arrays and JSON-able metadata (`to_record`) and back
+(`from_record`); the results store knows only those, never these classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from calib.targets import QUANTITIES, NeuronTarget
+from device_model.protocol import CELLS, Device, DeviceStats
+
+RECORD_KIND = "neuron_result"
+
+
+@dataclass(frozen=True)
+class RoutineResult:
+    """One routine's outcome: codes found, values measured with them, and how it went."""
+
+    routine: str
+    parameter: str
+    codes: np.ndarray
+    achieved: np.ndarray
+    target: np.ndarray
+    success: np.ndarray
+    reasons: dict[int, str]
+    runs: int
+
+    @property
+    def residuals(self) -> np.ndarray:
+        return self.achieved - self.target
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a result comes from."""
+
+    chip_id: str
+    created: str
+    """ISO 8601 time (UTC) the calibration finished."""
+    duration: float
+    """Host seconds the calibration took."""
+    versions: dict[str, str]
+    device_stats: dict[str, float]
+    algorithm: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chip_id": self.chip_id,
+            "created": self.created,
+            "duration": self.duration,
+            "versions": dict(self.versions),
+            "device_stats": dict(self.device_stats),
+            "algorithm": self.algorithm,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        return cls(**dict(data))
+
+    @staticmethod
+    def stats_dict(stats: DeviceStats) -> dict[str, float]:
+        return {"runs": stats.runs, "writes": stats.writes, "hardware_time": stats.hardware_time}
+
+
+@dataclass(eq=False)
+class NeuronResult:
+    """A whole neuron calibration of one chip."""
+
+    target: NeuronTarget
+    codes: dict[str, np.ndarray]
+    """Cell name -> codes (shape of the cell: per neuron or per quadrant)."""
+    achieved: dict[str, np.ndarray]
+    """Quantity -> per-neuron value measured with the final codes."""
+    success: np.ndarray
+    reasons: dict[int, str]
+    """Failed neuron -> why, e.g. 'tau_mem: code at upper bound 1022'."""
+    provenance: Provenance
+    before: dict[str, np.ndarray] = field(default_factory=dict)
+    """Quantity -> per-neuron value before calibration (every neuron at one code)."""
+    models: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """Quantity -> fitted transfer-curve parameters (per neuron), where an algorithm fitted one."""
+
+    @property
+    def chip_id(self) -> str:
+        return self.provenance.chip_id
+
+    def failures(self) -> dict[int, str]:
+        return dict(self.reasons)
+
+    def residuals(self) -> dict[str, np.ndarray]:
+        targets = self.target.quantities()
+        return {name: values - targets[name] for name, values in self.achieved.items()}
+
+    def to_settings(self) -> dict[str, np.ndarray]:
+        """The cell codes to write so that a chip behaves as calibrated."""
+        return {name: np.array(codes, copy=True) for name, codes in self.codes.items()}
+
+    def apply(self, device: Device) -> None:
+        """Inject the calibration into `device` (one write)."""
+        if device.n_neurons != self.success.shape[0]:
+            raise ValueError(
+                f"result has {self.success.shape[0]} neurons, device {device.chip_id!r} has "
+                f"{device.n_neurons}"
+            )
+        device.write(self.to_settings())
+
+    def summary(self) -> str:
+        """One table a person can read."""
+        targets = self.target.quantities()
+        ok = self.success
+        lines = [
+            f"chip {self.chip_id}: {int(ok.sum())}/{ok.size} neurons calibrated "
+            f"({100 * ok.mean():.1f} %)",
+            f"{'quantity':<20}{'target':>12}{'median':>12}{'spread':>12}{'before':>12}",
+        ]
+        for name, values in self.achieved.items():
+            unit = QUANTITIES[name].unit if name in QUANTITIES else ""
+            scale = 1e6 if unit == "s" else 1.0
+            shown = f"{name} [{'us' if unit == 's' else unit}]"
+            good = values[ok] if ok.any() else values
+            before = self.before.get(name)
+            spread_before = f"{np.nanstd(before) * scale:12.3g}" if before is not None else ""
+            lines.append(
+                f"{shown:<20}{np.median(targets[name]) * scale:12.3g}"
+                f"{np.nanmedian(good) * scale:12.3g}{np.nanstd(good) * scale:12.3g}"
+                f"{spread_before}"
+            )
+        return "\n".join(lines)
+
+    # -- plain-data form for storage -------------------------------------------------------
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, attrs): per-neuron arrays by path, and JSON-able metadata."""
+        arrays: dict[str, np.ndarray] = {"success": np.asarray(self.success, dtype=bool)}
+        for name, codes in self.codes.items():
+            arrays[f"codes/{name}"] = np.asarray(codes, dtype=np.int64)
+        for name, values in self.achieved.items():
+            arrays[f"achieved/{name}"] = np.asarray(values, dtype=np.float64)
+        for name, values in self.before.items():
+            arrays[f"before/{name}"] = np.asarray(values, dtype=np.float64)
+        for quantity, params in self.models.items():
+            for param, values in params.items():
+                arrays[f"models/{quantity}/{param}"] = np.asarray(values, dtype=np.float64)
+        attrs = {
+            "kind": RECORD_KIND,
+            "chip_id": self.chip_id,
+            "target": self.target.to_dict(),
+            "target_fingerprint": self.target.fingerprint(),
+            "reasons": {str(neuron): reason for neuron, reason in self.reasons.items()},
+            "provenance": self.provenance.to_dict(),
+        }
+        return arrays, attrs
+
+    @classmethod
+    def from_record(
+        cls, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]
+    ) -> NeuronResult:
+        if attrs.get("kind") != RECORD_KIND:
+            raise ValueError(f"record kind {attrs.get('kind')!r} is not {RECORD_KIND!r}")
+        groups: dict[str, dict[str, np.ndarray]] = {"codes": {}, "achieved": {}, "before": {}}
+        models: dict[str, dict[str, np.ndarray]] = {}
+        for path, values in arrays.items():
+            head, _, rest = path.partition("/")
+            if head == "models":
+                quantity, _, param = rest.partition("/")
+                models.setdefault(quantity, {})[param] = np.asarray(values)
+            elif head in groups:
+                groups[head][rest] = np.asarray(values)
+        unknown_cells = set(groups["codes"]) - set(CELLS)
+        if unknown_cells:
+            raise ValueError(f"record holds codes of unknown cells: {sorted(unknown_cells)}")
+        return cls(
+            target=NeuronTarget.from_dict(dict(attrs["target"])),
+            codes=groups["codes"],
+            achieved=groups["achieved"],
+            success=np.asarray(arrays["success"], dtype=bool),
+            reasons={int(neuron): reason for neuron, reason in attrs["reasons"].items()},
+            provenance=Provenance.from_dict(attrs["provenance"]),
+            before=groups["before"],
+            models=models,
+        )

@@ -1,0 +1,64 @@
+"""The routine interface: one calibrated quantity, applied and measured; never searched."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from device_model.protocol import CAPMEM_MAX, Device
+
+
+@dataclass(frozen=True)
+class ParameterRange:
+    """Inclusive range of codes a routine may set."""
+
+    low: int = 0
+    high: int = CAPMEM_MAX
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError(f"parameter range low ({self.low}) exceeds high ({self.high})")
+
+    @property
+    def size(self) -> int:
+        return self.high - self.low + 1
+
+    def clip(self, codes: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(codes), self.low, self.high).astype(np.int64)
+
+    def at_bound(self, codes: np.ndarray) -> np.ndarray:
+        """Per unit: -1 at the low bound, +1 at the high bound, 0 inside."""
+        codes = np.asarray(codes)
+        return np.where(codes <= self.low, -1, np.where(codes >= self.high, 1, 0))
+
+
+class Routine(ABC):
+    """A calibrated quantity: the cell that controls it and how to measure it.
+
+    `prelude` configures what the measurement needs (and remembers what it changed),
+    `apply` writes candidate codes, `measure` returns one value per unit (neuron or quadrant),
+    `postlude` restores what `prelude` changed. An algorithm drives apply/measure.
+    """
+
+    name: str
+    """Quantity name, as in NeuronTarget (e.g. 'tau_mem')."""
+    parameter: str
+    """Cell the routine sets."""
+    parameter_range: ParameterRange = ParameterRange()
+    inverted: bool = False
+    """Whether a higher code gives a lower observable."""
+
+    def prelude(self, device: Device) -> None:  # noqa: B027 - optional hook
+        """Configure the device for this measurement."""
+
+    def apply(self, device: Device, codes: np.ndarray) -> None:
+        device.write({self.parameter: codes})
+
+    @abstractmethod
+    def measure(self, device: Device) -> np.ndarray:
+        """One value per unit, measured with the codes last applied."""
+
+    def postlude(self, device: Device) -> None:  # noqa: B027 - optional hook
+        """Restore what `prelude` changed."""

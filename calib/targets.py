@@ -1,0 +1,136 @@
+"""Calibration targets: what an experiment asks each neuron to do.
+
+Potentials are in CADC LSB (the calibrated CADC is the unit of the chip's potentials), times in
+seconds of hardware time. Every field takes a scalar or a per-neuron array; values are checked
+at construction, so a bad target fails before anything touches a device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from device_model.protocol import N_NEURONS
+
+TargetValue = float | np.ndarray
+
+
+@dataclass(frozen=True)
+class QuantitySpec:
+    """A calibrated quantity: its unit, allowed target range and success tolerance."""
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    tolerance: float
+    relative: bool
+    """Whether `tolerance` is a fraction of the target (True) or absolute, in `unit` (False)."""
+
+    def tolerance_for(self, target: np.ndarray) -> np.ndarray:
+        return self.tolerance * np.abs(target) if self.relative else np.full_like(
+            target, self.tolerance, dtype=float
+        )
+
+
+QUANTITIES: dict[str, QuantitySpec] = {
+    spec.name: spec
+    for spec in (
+        QuantitySpec("leak", "CADC LSB", 50, 160, 3.0, relative=False),
+        QuantitySpec("reset", "CADC LSB", 50, 160, 3.0, relative=False),
+        QuantitySpec("threshold", "CADC LSB", 50, 220, 4.0, relative=False),
+        QuantitySpec("tau_mem", "s", 0.5e-6, 60e-6, 0.10, relative=True),
+        QuantitySpec("tau_syn_exc", "s", 0.3e-6, 30e-6, 0.10, relative=True),
+        QuantitySpec("tau_syn_inh", "s", 0.3e-6, 30e-6, 0.10, relative=True),
+        QuantitySpec("psp_amplitude_exc", "CADC LSB", 2.0, 60.0, 0.15, relative=True),
+        QuantitySpec("psp_amplitude_inh", "CADC LSB", 2.0, 60.0, 0.15, relative=True),
+        QuantitySpec("refractory_time", "s", 40e-9, 32e-6, 0.02, relative=True),
+    )
+}
+
+
+def check_value(field: str, value: ArrayLike, low: float, high: float, unit: str) -> TargetValue:
+    """A validated scalar or per-neuron array; ValueError names field, value and range."""
+    array = np.asarray(value, dtype=float)
+    if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != N_NEURONS):
+        raise ValueError(
+            f"{field}: a per-neuron target must have shape ({N_NEURONS},), got {array.shape}"
+        )
+    bad = ~np.isfinite(array) | (array < low) | (array > high)
+    if bad.any():
+        offending = array if array.ndim == 0 else array[np.flatnonzero(bad)[0]]
+        where = "" if array.ndim == 0 else f" (neuron {int(np.flatnonzero(bad)[0])})"
+        raise ValueError(
+            f"{field} = {float(offending)!r}{where} is outside the allowed range "
+            f"{low:g}..{high:g} {unit}"
+        )
+    if array.ndim == 0:
+        return float(array)
+    array = array.copy()
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronTarget:
+    """The behaviour asked of every neuron (defaults: calix's published LIF defaults)."""
+
+    leak: TargetValue = 80.0
+    reset: TargetValue = 70.0
+    threshold: TargetValue = 125.0
+    tau_mem: TargetValue = 10e-6
+    tau_syn_exc: TargetValue = 10e-6
+    tau_syn_inh: TargetValue = 10e-6
+    psp_amplitude_exc: TargetValue = 20.0
+    psp_amplitude_inh: TargetValue = 20.0
+    refractory_time: TargetValue = 2e-6
+    membrane_capacitance: int = 63
+    """Capacitance units (0..63) set on every neuron; not calibrated, it scales tau_mem."""
+
+    def __post_init__(self) -> None:
+        for name, spec in QUANTITIES.items():
+            value = check_value(name, getattr(self, name), spec.low, spec.high, spec.unit)
+            object.__setattr__(self, name, value)
+        capacitance = self.membrane_capacitance
+        if not (isinstance(capacitance, int | np.integer) and 0 <= capacitance <= 63):
+            raise ValueError(
+                f"membrane_capacitance = {capacitance!r} is outside the allowed range 0..63"
+            )
+        object.__setattr__(self, "membrane_capacitance", int(capacitance))
+
+    def quantities(self) -> dict[str, np.ndarray]:
+        """Every calibrated quantity as a per-neuron float array."""
+        return {name: np.broadcast_to(getattr(self, name), (N_NEURONS,)).astype(float)
+                for name in QUANTITIES}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: scalars stay numbers, per-neuron arrays become lists."""
+        out: dict[str, Any] = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            out[field.name] = value.tolist() if isinstance(value, np.ndarray) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NeuronTarget:
+        known = {field.name for field in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown target fields: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def fingerprint(self) -> str:
+        """A stable hash of the target's values: equal targets, equal fingerprints."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NeuronTarget) and self.fingerprint() == other.fingerprint()
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint())

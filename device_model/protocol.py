@@ -1,0 +1,231 @@
+"""The device protocol: the only way calibration code touches a chip.
+
+A hardware backend and `SimulatedChip` implement the same protocol. Everything is vectorised:
+one call configures or measures all neurons. The cell table below is the contract between
+routines and devices: every name a routine may write, with its range and scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from device_model.stimuli import Stimulus
+
+N_NEURONS = 512
+N_QUADRANTS = 4
+NEURONS_PER_QUADRANT = N_NEURONS // N_QUADRANTS
+CAPMEM_MAX = 1022
+"""Highest code of an analog parameter cell (CapMem, 10 bit; 1023 is reserved)."""
+
+CADC_MAX = 255
+MADC_MAX = 1023
+SPIKE_COUNTER_MAX = 255
+MADC_SAMPLE_RATE = 29.4e6
+"""MADC samples per second (BrainScaleS-2)."""
+MADC_INVALID_TIME = 8e-6
+"""The first 8 µs of every MADC recording are invalid."""
+MADC_NEURONS_PER_RUN = 2
+
+
+class DeviceError(RuntimeError):
+    """A device operation failed."""
+
+
+class TransientRunError(DeviceError):
+    """A run failed for a transient reason (a retry may succeed)."""
+
+
+Scope = Literal["neuron", "quadrant"]
+Kind = Literal["analog", "digital"]
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One configurable cell: its allowed codes, scope and meaning."""
+
+    name: str
+    low: int
+    high: int
+    scope: Scope
+    kind: Kind
+    default: int
+    description: str
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (N_NEURONS,) if self.scope == "neuron" else (N_QUADRANTS,)
+
+
+def _analog(name: str, default: int, description: str, scope: Scope = "neuron") -> CellSpec:
+    return CellSpec(name, 0, CAPMEM_MAX, scope, "analog", default, description)
+
+
+def _switch(name: str, description: str, default: int = 0) -> CellSpec:
+    return CellSpec(name, 0, 1, "neuron", "digital", default, description)
+
+
+CELLS: dict[str, CellSpec] = {
+    spec.name: spec
+    for spec in (
+        # Neuron potentials (CapMem voltages).
+        _analog("v_leak", 400, "leak potential"),
+        _analog("v_reset", 300, "reset potential"),
+        _analog("v_threshold", 600, "spike threshold (comparator reference)"),
+        _analog("v_exp", 700, "onset potential of the exponential term"),
+        # Neuron bias currents.
+        _analog("i_bias_leak", 500, "leak conductance"),
+        _analog("i_bias_reset", 1000, "reset conductance"),
+        _analog("i_bias_syn_exc_tau", 500, "excitatory synaptic time constant (higher: faster)"),
+        _analog("i_bias_syn_inh_tau", 500, "inhibitory synaptic time constant (higher: faster)"),
+        _analog("i_bias_syn_exc_gm", 500, "excitatory synaptic input transconductance"),
+        _analog("i_bias_syn_inh_gm", 500, "inhibitory synaptic input transconductance"),
+        _analog("i_bias_syn_exc_shift", 300, "excitatory input reference (cancels its offset)"),
+        _analog("i_bias_syn_inh_shift", 300, "inhibitory input reference (cancels its offset)"),
+        _analog("i_bias_adapt_a", 0, "subthreshold adaptation strength a"),
+        _analog("i_bias_adapt_b", 0, "spike-triggered adaptation increment b"),
+        _analog("i_bias_adapt_tau", 500, "adaptation time constant (higher: faster)"),
+        _analog("i_bias_exp", 500, "slope factor of the exponential term"),
+        # Per-quadrant cells of the columnar ADC.
+        _analog("cadc_ramp_offset", 400, "CADC ramp start voltage", scope="quadrant"),
+        _analog("cadc_ramp_slope", 500, "CADC ramp slope (higher: steeper)", scope="quadrant"),
+        _analog("v_cadc_reference", 400, "reference voltage for CADC calibration", "quadrant"),
+        # Digital configuration.
+        CellSpec("cadc_channel_offset", -128, 127, "neuron", "digital", 0, "CADC digital offset"),
+        CellSpec("membrane_capacitance", 0, 63, "neuron", "digital", 63, "membrane capacitance"),
+        CellSpec("refractory_counter", 0, 255, "neuron", "digital", 20, "refractory counter"),
+        CellSpec("refractory_clock_scale", 0, 15, "neuron", "digital", 2, "refractory clock"),
+        _switch("cadc_connect_reference", "CADC channel reads v_cadc_reference"),
+        _switch("leak_divide", "divide the leak conductance by about 8"),
+        _switch("leak_multiply", "multiply the leak conductance by about 8"),
+        _switch("syn_exc_enable", "excitatory synaptic input connected"),
+        _switch("syn_inh_enable", "inhibitory synaptic input connected"),
+        _switch("syn_exc_high_resistance", "excitatory tau_syn about 5x longer"),
+        _switch("syn_inh_high_resistance", "inhibitory tau_syn about 5x longer"),
+        _switch("threshold_enable", "spiking enabled", default=1),
+        _switch("reset_hold", "neuron held in reset permanently"),
+        _switch("adaptation_enable", "adaptation current enabled"),
+        _switch("exponential_enable", "exponential term enabled"),
+    )
+}
+
+
+def validate_settings(settings: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
+    """Check every cell of `settings` and return them as full-shape int arrays.
+
+    Raises ValueError naming the first offending cell, value and allowed range; nothing is
+    applied by the caller unless every cell passes.
+    """
+    checked: dict[str, np.ndarray] = {}
+    for name, value in settings.items():
+        spec = CELLS.get(name)
+        if spec is None:
+            raise ValueError(f"unknown cell {name!r}; known cells: {', '.join(sorted(CELLS))}")
+        array = np.asarray(value)
+        if array.dtype == bool:
+            array = array.astype(np.int64)
+        if not np.issubdtype(array.dtype, np.integer):
+            if not np.issubdtype(array.dtype, np.floating) or not np.all(
+                np.isfinite(array) & (array == np.round(array))
+            ):
+                raise ValueError(f"cell {name!r} takes integer codes, got dtype {array.dtype}")
+        if array.ndim == 0:
+            array = np.full(spec.shape, array)
+        if array.shape != spec.shape:
+            raise ValueError(
+                f"cell {name!r} takes a scalar or an array of shape {spec.shape}, "
+                f"got shape {array.shape}"
+            )
+        array = array.astype(np.int64)
+        bad = (array < spec.low) | (array > spec.high)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"cell {name!r}: code {array[index]} at index {index} outside the allowed "
+                f"range {spec.low}..{spec.high}"
+            )
+        checked[name] = array
+    return checked
+
+
+@dataclass(frozen=True)
+class Trace:
+    """An MADC recording of a few neurons.
+
+    `codes` has shape (len(neurons), len(times)); samples where `valid` is False (the first
+    8 µs of each recording) carry no information.
+    """
+
+    neurons: np.ndarray
+    times: np.ndarray
+    codes: np.ndarray
+    valid: np.ndarray
+
+
+@dataclass(frozen=True)
+class SpikeCounts:
+    """Spike counter readout: 8-bit counts and an overflow flag per neuron."""
+
+    counts: np.ndarray
+    overflow: np.ndarray
+
+
+@dataclass
+class DeviceStats:
+    """What a sequence of operations cost: runs, writes and emulated hardware time (s)."""
+
+    runs: int = 0
+    writes: int = 0
+    hardware_time: float = 0.0
+
+    def copy(self) -> DeviceStats:
+        return DeviceStats(self.runs, self.writes, self.hardware_time)
+
+    def __sub__(self, other: DeviceStats) -> DeviceStats:
+        return DeviceStats(
+            self.runs - other.runs,
+            self.writes - other.writes,
+            self.hardware_time - other.hardware_time,
+        )
+
+
+StimulusArg = Stimulus | Sequence[Stimulus] | None
+
+
+@runtime_checkable
+class Device(Protocol):
+    """What a chip offers to calibration code. All calls act on every neuron at once."""
+
+    chip_id: str
+    n_neurons: int
+
+    @property
+    def stats(self) -> DeviceStats: ...
+
+    def write(self, settings: Mapping[str, ArrayLike]) -> None:
+        """Set cells: each value a scalar or an array of the cell's shape."""
+
+    def read_settings(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The codes last written (the defaults before any write)."""
+
+    def read_cadc(
+        self, samples: int = 1, stimulus: StimulusArg = None, read_time: float | None = None
+    ) -> np.ndarray:
+        """CADC codes, uint8 of shape (samples, n_neurons).
+
+        Without `read_time` each sample is taken at an unrelated moment (the resting state, or a
+        random phase of a spiking neuron). With `read_time` every sample converts at that time
+        after the stimulus starts, each in a repetition of the stimulus.
+        """
+
+    def record_madc(
+        self, neurons: Sequence[int], duration: float, stimulus: StimulusArg = None
+    ) -> Trace:
+        """MADC traces of `neurons` (two per run) over `duration` seconds."""
+
+    def count_spikes(self, duration: float, stimulus: StimulusArg = None) -> SpikeCounts:
+        """Spikes of every neuron within `duration` seconds."""
