@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from device_model.protocol import CAPMEM_MAX, Device
 
@@ -50,8 +51,18 @@ class Routine(ABC):
     inverted: bool = False
     """Whether a higher code gives a lower observable."""
 
-    def prelude(self, device: Device) -> None:  # noqa: B027 - optional hook
-        """Configure the device for this measurement."""
+    _saved_settings: dict[str, np.ndarray] | None = None
+
+    def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
+        """Cells this measurement needs set (other than `parameter`); restored afterwards."""
+        return {}
+
+    def prelude(self, device: Device) -> None:
+        """Configure the device for this measurement, remembering what it overwrote."""
+        settings = self.measurement_settings(device)
+        self._saved_settings = device.read_settings(list(settings)) if settings else None
+        if settings:
+            device.write(settings)
 
     def apply(self, device: Device, codes: np.ndarray) -> None:
         device.write({self.parameter: codes})
@@ -60,5 +71,8 @@ class Routine(ABC):
     def measure(self, device: Device) -> np.ndarray:
         """One value per unit, measured with the codes last applied."""
 
-    def postlude(self, device: Device) -> None:  # noqa: B027 - optional hook
-        """Restore what `prelude` changed."""
+    def postlude(self, device: Device) -> None:
+        """Restore what `prelude` changed (the calibrated parameter itself stays)."""
+        if self._saved_settings:
+            device.write(self._saved_settings)
+        self._saved_settings = None
