@@ -1,0 +1,175 @@
+"""Binary search over a parameter range, plain and noise-robust."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from calib.algorithms.base import (
+    Algorithm,
+    BestTracker,
+    CodeSweep,
+    Ranges,
+    check_int_option,
+    need_higher_code,
+    single_range,
+)
+
+
+class BinarySearch(Algorithm):
+    """Halve every unit's code interval per measurement; keep the best candidate measured.
+
+    With `steps` = 10 a full 0..1022 range narrows to a single code: each unit's last interval
+    is bracketed by two measured codes, so on a noiseless monotonic curve the result is the code
+    closest to the target. `repeats` measures every step that many times and averages.
+    """
+
+    name = "binary_search"
+
+    def __init__(self, steps: int = 10, repeats: int = 1) -> None:
+        self.steps = check_int_option("steps", steps, 1, 64)
+        self.repeats = check_int_option("repeats", repeats, 1)
+
+    def start(self, parameter_range: Ranges, target: np.ndarray, inverted: bool) -> np.ndarray:
+        limits = single_range(type(self).__name__, parameter_range)
+        self._target = np.asarray(target, dtype=float)
+        self._inverted = inverted
+        self._low = np.full(self._target.shape, limits.low, dtype=np.int64)
+        self._high = np.full(self._target.shape, limits.high, dtype=np.int64)
+        self._step = 0
+        self._codes = (self._low + self._high) // 2
+        self._best = BestTracker(self._target, self._codes)
+        self._sweep = CodeSweep(self._codes[None], self.repeats)
+        return self._codes
+
+    def update(self, measured: np.ndarray) -> np.ndarray:
+        self._sweep.record(np.asarray(measured, dtype=float))
+        if not self._sweep.done:
+            return self._codes
+        mean = self._sweep.means[0]
+        self._best.offer(self._codes, mean)
+        searching = self._low <= self._high
+        higher = need_higher_code(mean, self._target, self._inverted) & searching
+        lower = ~higher & searching
+        self._low = np.where(higher, self._codes + 1, self._low)
+        self._high = np.where(lower, self._codes - 1, self._high)
+        self._step += 1
+        # A unit whose interval is empty re-proposes its best code; the driver skips the rewrite
+        # when every unit has settled.
+        self._codes = np.where(
+            self._low <= self._high, (self._low + self._high) // 2, self._best.codes
+        )
+        self._sweep = CodeSweep(self._codes[None], self.repeats)
+        return self._codes
+
+    @property
+    def done(self) -> bool:
+        return self._step >= self.steps or not np.any(self._low <= self._high)
+
+    def best(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._best.codes.copy(), self._best.measured.copy()
+
+
+class NoiseRobustBinarySearch(Algorithm):
+    """Binary search, then a local scan around its result, choosing per unit from averages.
+
+    The binary phase (each step measured `repeats` times) lands within a few codes of the answer
+    even when noise flips its last decisions. The scan then measures every code within
+    `scan_radius` of that result `scan_repeats` times. With `smooth`, a per-unit straight line
+    fitted through all scan reads stands in for the raw averages (every read then informs every
+    candidate, which suits a transfer curve that is locally linear). When that line crosses the
+    target outside the window for some unit, a second window is centred on the crossing, up to
+    `max_shifts` times, and the line is refitted over all windows. Per unit the measured
+    candidate whose (fitted) value is closest to the target wins.
+    """
+
+    name = "noise_robust_binary_search"
+
+    def __init__(
+        self,
+        steps: int = 10,
+        repeats: int = 1,
+        scan_radius: int = 2,
+        scan_repeats: int = 3,
+        smooth: bool = True,
+        max_shifts: int = 1,
+    ) -> None:
+        self._binary = BinarySearch(steps=steps, repeats=repeats)
+        self.scan_radius = check_int_option("scan_radius", scan_radius, 1, 64)
+        self.scan_repeats = check_int_option("scan_repeats", scan_repeats, 1)
+        self.max_shifts = check_int_option("max_shifts", max_shifts, 0)
+        self.smooth = bool(smooth)
+
+    def start(self, parameter_range: Ranges, target: np.ndarray, inverted: bool) -> np.ndarray:
+        self._range = single_range(type(self).__name__, parameter_range)
+        self._target = np.asarray(target, dtype=float)
+        self._scan: CodeSweep | None = None
+        self._finished = False
+        self._windows: list[CodeSweep] = []
+        self._codes = np.zeros(self._target.shape, dtype=np.int64)
+        self._measured = np.full(self._target.shape, np.nan)
+        return self._binary.start(parameter_range, target, inverted)
+
+    def update(self, measured: np.ndarray) -> np.ndarray:
+        if self._scan is None:
+            codes = self._binary.update(measured)
+            if not self._binary.done:
+                return codes
+            self._scan = self._window(self._binary.best()[0])
+            return self._scan.codes
+        self._scan.record(np.asarray(measured, dtype=float))
+        if not self._scan.done:
+            return self._scan.codes
+        self._windows.append(self._scan)
+        crossing = self._choose()
+        outside = np.abs(crossing - self._codes) > self.scan_radius
+        if outside.any() and len(self._windows) <= self.max_shifts:
+            self._scan = self._window(np.where(outside, np.rint(crossing), self._codes))
+            return self._scan.codes
+        self._finished = True
+        return self._codes
+
+    def _window(self, centre: np.ndarray) -> CodeSweep:
+        offsets = np.arange(2 * self.scan_radius + 1)
+        # Near a range bound the window slides inwards so that it keeps its width.
+        high_start = max(self._range.high - 2 * self.scan_radius, self._range.low)
+        low = np.clip(centre.astype(np.int64) - self.scan_radius, self._range.low, high_start)
+        return CodeSweep(self._range.clip(low[None, :] + offsets[:, None]), self.scan_repeats)
+
+    def _choose(self) -> np.ndarray:
+        """Pick each unit's best measured candidate; return where its line crosses the target."""
+        codes = np.concatenate([w.candidates for w in self._windows])
+        means = np.concatenate([w.means for w in self._windows])
+        slope, intercept = _line_fit(codes, means)
+        crossing = (self._target - intercept) / np.where(slope == 0, np.nan, slope)
+        estimate = slope * codes + intercept if self.smooth else means
+        estimate = np.where(np.isfinite(estimate), estimate, means)
+        distance = np.abs(estimate - self._target)
+        pick = np.argmin(np.where(np.isnan(distance), np.inf, distance), axis=0)
+        units = np.arange(self._target.size)
+        self._codes = codes[pick, units]
+        self._measured = means[pick, units]
+        # A flat or noisy line gives no usable crossing: stay where the unit is.
+        return np.where(np.isfinite(crossing), np.clip(crossing, self._range.low,
+                                                       self._range.high), self._codes)
+
+    @property
+    def done(self) -> bool:
+        return self._finished
+
+    def best(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._codes.copy(), self._measured.copy()
+
+
+def _line_fit(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit least-squares line (slope, intercept) through (codes, values), (n_points, n_units).
+
+    A unit whose codes are all equal gets slope 0 and the mean as intercept.
+    """
+    centre = codes.mean(axis=0)
+    x = codes - centre
+    sxx = (x * x).sum(axis=0)
+    slope = np.divide(
+        (x * (values - values.mean(axis=0))).sum(axis=0), sxx, out=np.zeros(sxx.shape),
+        where=sxx > 0,
+    )
+    return slope, values.mean(axis=0) - slope * centre

@@ -1,0 +1,99 @@
+"""Plain and noise-robust binary search on synthetic transfer curves."""
+
+import numpy as np
+import pytest
+from fakes import CurveRoutine, FakeDevice, assert_within_quantisation
+
+from calib.algorithms.binary_search import BinarySearch, NoiseRobustBinarySearch
+from calib.routine import ParameterRange
+
+SEARCHES = [BinarySearch, NoiseRobustBinarySearch]
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+@pytest.mark.parametrize(("shape", "inverted"), [("linear", False), ("linear", True),
+                                                 ("inverse", True)])
+def test_reaches_the_closest_code_on_a_noiseless_curve(search, shape, inverted):
+    routine = CurveRoutine(shape=shape, inverted=inverted)
+    target = routine.reachable_target(0.4)
+    outcome = search().run(routine, FakeDevice(), target)
+    assert_within_quantisation(routine, outcome.codes, target)
+    np.testing.assert_allclose(outcome.measured, routine.truth(outcome.codes))
+
+
+def test_plain_binary_search_finds_exactly_the_closest_code():
+    routine = CurveRoutine(shape="inverse")
+    target = routine.reachable_target(0.3)
+    outcome = BinarySearch().run(routine, FakeDevice(), target)
+    np.testing.assert_array_equal(outcome.codes, routine.ideal_codes(target))
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+@pytest.mark.parametrize(("inverted", "bound"), [(False, -1), (True, 1)])
+def test_reports_units_that_cannot_reach_the_target_at_a_bound(search, inverted, bound):
+    routine = CurveRoutine(inverted=inverted, unreachable=6)
+    outcome = search().run(routine, FakeDevice(), routine.reachable_target())
+    stuck = np.flatnonzero(outcome.at_bound)
+    np.testing.assert_array_equal(stuck, np.arange(6))
+    assert np.all(outcome.at_bound[stuck] == bound)
+    side = "lower bound 0" if bound < 0 else "upper bound 1022"
+    assert set(outcome.reasons) == set(range(6))
+    assert all(side in reason for reason in outcome.reasons.values())
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_is_reusable_two_runs_give_the_same_codes(search):
+    algorithm = search()
+    routine = CurveRoutine(noise=2e-3)
+    target = routine.reachable_target()
+    first = algorithm.run(routine, FakeDevice(), target)
+    other = algorithm.run(CurveRoutine(seed=5), FakeDevice(), target)
+    second = algorithm.run(routine, FakeDevice(), target)
+    np.testing.assert_array_equal(first.codes, second.codes)
+    assert not np.array_equal(first.codes, other.codes)
+
+
+def test_binary_search_takes_one_measurement_per_step():
+    routine = CurveRoutine()
+    device = FakeDevice()
+    outcome = BinarySearch(steps=10).run(routine, device, routine.reachable_target())
+    assert outcome.steps == device.stats.runs == 10
+
+
+def test_binary_search_stops_early_on_a_small_range():
+    routine = CurveRoutine(parameter_range=ParameterRange(100, 130))
+    target = routine.reachable_target()
+    outcome = BinarySearch(steps=10).run(routine, FakeDevice(), target)
+    assert outcome.steps == 5
+    np.testing.assert_array_equal(outcome.codes, routine.ideal_codes(target))
+
+
+def test_noise_robust_search_runs_a_bounded_number_of_steps():
+    search = NoiseRobustBinarySearch(steps=10, scan_radius=2, scan_repeats=3, max_shifts=1)
+    routine = CurveRoutine(noise=2e-3)
+    outcome = search.run(routine, FakeDevice(), routine.reachable_target())
+    assert outcome.steps <= 10 + 2 * 5 * 3
+
+
+@pytest.mark.parametrize("noise_in_codes", [1.0, 2.0])
+def test_noise_robust_search_beats_plain_binary_search_under_noise(noise_in_codes):
+    routine = CurveRoutine(noise=noise_in_codes / 1022)
+    target = routine.reachable_target()
+
+    def residual_rms(search):
+        codes = search.run(routine, FakeDevice(), target).codes
+        return np.sqrt(np.mean((routine.truth(codes) - target) ** 2))
+
+    plain = residual_rms(BinarySearch())
+    robust = residual_rms(NoiseRobustBinarySearch())
+    assert robust < 0.8 * plain
+
+
+def test_noise_robust_search_refuses_a_bad_scan_radius():
+    with pytest.raises(ValueError, match="scan_radius"):
+        NoiseRobustBinarySearch(scan_radius=0)
+
+
+def test_single_parameter_search_refuses_a_multi_parameter_range():
+    with pytest.raises(ValueError, match="BayesianSearch"):
+        BinarySearch().start((ParameterRange(), ParameterRange()), np.zeros(3), False)
