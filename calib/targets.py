@@ -124,6 +124,35 @@ class NeuronTarget:
             raise ValueError(f"unknown target fields: {', '.join(sorted(unknown))}")
         return cls(**data)
 
+    @classmethod
+    def from_model_units(
+        cls,
+        *,
+        v_rest: ArrayLike,
+        v_reset: ArrayLike,
+        v_thresh: ArrayLike,
+        tau_m: ArrayLike,
+        tau_syn_E: ArrayLike,
+        tau_syn_I: ArrayLike,
+        tau_refrac: ArrayLike,
+        speedup: float = 1000.0,
+        voltage_map: Any = None,
+    ) -> NeuronTarget:
+        """A target from PyNN-style parameters: POTENTIALS IN mV, TIMES IN ms (model time).
+
+        Times become hardware time divided by `speedup`; potentials go through `voltage_map`
+        (a `calib.model_units.VoltageMap`, fitted to the given potentials when None). Errors
+        name the PyNN field, its value and the allowed range in mV or ms.
+        See `calib.model_units.map_model_units`, which also returns the voltage map used.
+        """
+        from calib.model_units import map_model_units  # model_units imports this module
+
+        return map_model_units(
+            v_rest=v_rest, v_reset=v_reset, v_thresh=v_thresh, tau_m=tau_m,
+            tau_syn_E=tau_syn_E, tau_syn_I=tau_syn_I, tau_refrac=tau_refrac,
+            speedup=speedup, voltage_map=voltage_map,
+        ).target
+
     def fingerprint(self) -> str:
         """A stable hash of the target's values: equal targets, equal fingerprints."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
