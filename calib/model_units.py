@@ -145,7 +145,7 @@ def _potential_bounds(
             continue
         if not np.all(np.isfinite(array)):
             offending = array[~np.isfinite(array)][0]
-            raise ValueError(f"{name}: potentials must be finite, got {offending!r}")
+            raise ValueError(f"{name}: potentials must be finite, got {float(offending)!r}")
         spec = QUANTITIES[name]
         for value in (array.min(), array.max()):
             values.append(value)
@@ -237,7 +237,7 @@ def _model_array(name: str, value: ArrayLike) -> np.ndarray:
         )
     if not np.all(np.isfinite(array)):
         offending = np.atleast_1d(array)[~np.isfinite(np.atleast_1d(array))][0]
-        raise ValueError(f"{name} = {offending!r} must be a finite number")
+        raise ValueError(f"{name} = {float(offending)!r} must be a finite number")
     return array
 
 

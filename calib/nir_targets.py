@@ -207,7 +207,7 @@ class _Entry:
     """One NIR field of one node on its way to the chip (model and chip values per neuron)."""
 
     node: _NeuronNode
-    field: str
+    parameter: str
     quantities: tuple[str, ...]
     model: np.ndarray
     chip: np.ndarray
@@ -381,7 +381,7 @@ def _neuron_node(name: str, kind: str, node: Any, reset_absent: bool) -> _Neuron
             bad |= value <= 0
         if bad.any():
             raise NirMappingError(
-                f"node '{name}' ({kind}): {f} = {value[bad][0]!r} must be finite"
+                f"node '{name}' ({kind}): {f} = {float(value[bad][0])!r} must be finite"
                 + (" and > 0 (a time constant)" if f in TIME_FIELDS[kind] else "")
             )
     return _NeuronNode(name, kind, tuple(int(s) for s in shape), values, reset_absent)
@@ -462,7 +462,7 @@ def _enforce_ranges(
                 before = entry.chip[entry.model == model][0]
                 after = float(np.clip(before, low, high))
                 entry.clipped.append(
-                    f"node '{entry.node.name}' {entry.field} = {_model_text(entry, model)} "
+                    f"node '{entry.node.name}' {entry.parameter} = {_model_text(entry, model)} "
                     f"({_neurons(count)}): {_chip_text(entry, before)} clipped to "
                     f"{_chip_text(entry, after)}"
                 )
@@ -472,7 +472,8 @@ def _enforce_ranges(
     if clip:
         clipped = [line for entry in entries for line in entry.clipped]
         warnings.warn(
-            f"NIR graph '{graph_name}': clipped {len(clipped)} values into the chip's ranges:\n"
+            f"NIR graph '{graph_name}': clipped {len(clipped)} value"
+            f"{'' if len(clipped) == 1 else 's'} into the chip's ranges:\n"
             + "\n".join(f"  - {line}" for line in clipped),
             stacklevel=3,
         )
@@ -509,7 +510,7 @@ def _problem_line(entry: _Entry, bad: np.ndarray, speedup: float, vmap: VoltageM
     low, high = entry.spec_range
     model = entry.model[bad]
     quantity = "/".join(entry.quantities)
-    head = (f"node '{entry.node.name}' ({entry.node.type}) {entry.field} = "
+    head = (f"node '{entry.node.name}' ({entry.node.type}) {entry.parameter} = "
             f"{_model_span(entry, model)} ({model.size} of {entry.model.size} neurons) "
             f"would need {quantity} = {_chip_span(entry, entry.chip[bad])}; ")
     if entry.is_time:
@@ -520,7 +521,7 @@ def _problem_line(entry: _Entry, bad: np.ndarray, speedup: float, vmap: VoltageM
             f"{model.max() / high:.4g}..{model.min() / low:.4g}"
         )
     return head + (
-        f"allowed {low:g}..{high:g} CADC LSB, i.e. {entry.field} "
+        f"allowed {low:g}..{high:g} CADC LSB, i.e. {entry.parameter} "
         f"{vmap.to_model(low):.4g}..{vmap.to_model(high):.4g} under {vmap.describe()}"
     )
 
