@@ -1,5 +1,7 @@
 """Device protocol and the mismatch-aware simulated chip."""
 
+from device_model.chip import SimulatedChip
+from device_model.mismatch import ChipTruth, Faults
 from device_model.protocol import (
     CELLS,
     N_NEURONS,
@@ -17,11 +19,14 @@ __all__ = [
     "CELLS",
     "N_NEURONS",
     "CellSpec",
+    "ChipTruth",
     "CurrentStep",
     "Device",
     "DeviceError",
     "DeviceStats",
+    "Faults",
     "ResetRelease",
+    "SimulatedChip",
     "SpikeCounts",
     "SynapticEvents",
     "Trace",

@@ -1,0 +1,367 @@
+"""`SimulatedChip`: a mismatch-aware BrainScaleS-2-like chip behind the device protocol.
+
+State is the written codes, the CapMem cells' settling towards them, an emulated clock and the
+seeded random streams. Derived physical parameters are kept per node (see `circuit.py`) and
+recomputed only downstream of cells that changed, or that are still settling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from device_model import params as p
+from device_model.circuit import evaluate
+from device_model.dynamics import (
+    Drive,
+    Membrane,
+    clip_rails,
+    count_constant,
+    fires,
+    integrate,
+    linear_response,
+    phase_potential,
+    steady_potential,
+)
+from device_model.mismatch import (
+    STREAM_NOISE,
+    STREAM_RUNS,
+    ChipTruth,
+    Faults,
+    draw_truth,
+    stable_seed,
+    stream,
+)
+from device_model.oracle import QUANTITY_CELLS, ideal_codes, true_quantities
+from device_model.protocol import (
+    CELLS,
+    MADC_INVALID_TIME,
+    MADC_NEURONS_PER_RUN,
+    N_NEURONS,
+    SPIKE_COUNTER_MAX,
+    DeviceStats,
+    SpikeCounts,
+    StimulusArg,
+    Trace,
+    TransientRunError,
+    validate_settings,
+)
+from device_model.readout import cadc_codes, madc_codes, madc_times
+from device_model.stimuli import as_stimulus_tuple
+
+
+def _check_duration(field: str, value: float, limit: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValueError(f"{field} must be a number of seconds, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and 0 < value <= limit):
+        raise ValueError(f"{field} = {value!r} s is outside the allowed range (0, {limit:g}] s")
+    return value
+
+
+def _grid(end: float, step: float) -> np.ndarray:
+    """Regular grid from 0 with at most MAX_GRID_POINTS points, ending exactly at `end`."""
+    count = min(max(math.ceil(end / step), 1), p.MAX_GRID_POINTS)
+    return np.linspace(0.0, end, count + 1)
+
+
+class SimulatedChip:
+    """A simulated chip with fixed-pattern mismatch, temporal noise, drift and faults.
+
+    `seed` defaults to a stable hash of `chip_id`; `mismatch_scale` multiplies every
+    fixed-pattern spread (0: an ideal chip), `noise_scale` every temporal noise (0:
+    deterministic readouts), `drift_hours` ages the chip's offsets, `faults` injects transient
+    run failures, dead and stuck neurons. `truth` is the ground truth, for studies only.
+    """
+
+    n_neurons: int = N_NEURONS
+
+    def __init__(
+        self, chip_id: str, seed: int | None = None, mismatch_scale: float = 1.0,
+        noise_scale: float = 1.0, drift_hours: float = 0.0, faults: Faults | None = None,
+    ) -> None:
+        if not isinstance(chip_id, str) or not chip_id:
+            raise ValueError(f"chip_id must be a non-empty string, got {chip_id!r}")
+        for name, value in (("mismatch_scale", mismatch_scale), ("noise_scale", noise_scale),
+                            ("drift_hours", drift_hours)):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} = {value!r} is outside the allowed range >= 0")
+        if faults is not None and not isinstance(faults, Faults):
+            raise ValueError(f"faults must be a Faults instance or None, got {faults!r}")
+        self.chip_id = chip_id
+        self.seed = stable_seed(chip_id) if seed is None else int(seed)
+        self.mismatch_scale = float(mismatch_scale)
+        self.noise_scale = float(noise_scale)
+        self.drift_hours = float(drift_hours)
+        self.faults = faults or Faults()
+        self.truth: ChipTruth = draw_truth(self.seed, self.mismatch_scale, self.drift_hours,
+                                           faults)
+        self._noise = stream(self.seed, STREAM_NOISE)
+        self._runs = stream(self.seed, STREAM_RUNS)
+        self._stats = DeviceStats()
+        self._clock = 0.0
+        self._codes = {name: np.full(spec.shape, spec.default, dtype=np.int64)
+                       for name, spec in CELLS.items()}
+        self._settling: dict[str, tuple[np.ndarray, float]] = {}
+        """Analog cells still approaching their code: (value at write, clock at write)."""
+        self._values: dict[str, np.ndarray] = {
+            name: codes.astype(float) for name, codes in self._codes.items()}
+        evaluate(self._values, self.truth)
+        self._changed: set[str] = set()
+
+    # --- configuration ------------------------------------------------------------------
+
+    @property
+    def stats(self) -> DeviceStats:
+        """A copy of the counters: runs, writes and emulated hardware time."""
+        return self._stats.copy()
+
+    def write(self, settings: Mapping[str, ArrayLike]) -> None:
+        """Set cells; everything is validated before anything is applied."""
+        checked = validate_settings(settings)
+        if not checked:
+            return
+        analog = False
+        for name, codes in checked.items():
+            if CELLS[name].kind == "analog":
+                analog = True
+                current = self._effective(name)
+                if not np.array_equal(current, codes):
+                    self._settling[name] = (current, self._clock)
+            else:
+                self._values[name] = codes.astype(float)
+            self._codes[name] = codes.copy()
+            self._changed.add(name)
+        wait = p.CAPMEM_SETTLING_WAIT if analog else p.DIGITAL_WRITE_TIME
+        self._stats.writes += 1
+        self._advance(wait)
+
+    def read_settings(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Copies of the codes last written (the defaults before any write)."""
+        chosen = list(CELLS) if names is None else list(names)
+        for name in chosen:
+            if name not in CELLS:
+                raise ValueError(f"unknown cell {name!r}; known cells: {', '.join(sorted(CELLS))}")
+        return {name: self._codes[name].copy() for name in chosen}
+
+    def _effective(self, name: str) -> np.ndarray:
+        """An analog cell's present value (float codes), settling included."""
+        target = self._codes[name].astype(float)
+        if name not in self._settling:
+            return target
+        start, written_at = self._settling[name]
+        return target + (start - target) * math.exp(-(self._clock - written_at)
+                                                    / p.CAPMEM_SETTLING_TAU)
+
+    def _advance(self, seconds: float) -> None:
+        self._clock += seconds
+        self._stats.hardware_time += seconds
+
+    def _refresh(self) -> dict[str, np.ndarray]:
+        """Bring the derived parameters up to date with the codes at the present clock."""
+        for name in list(self._settling):
+            value = self._effective(name)
+            if np.max(np.abs(value - self._codes[name])) < p.CAPMEM_SETTLED_RESIDUAL:
+                value = self._codes[name].astype(float)
+                del self._settling[name]
+            self._values[name] = value
+            self._changed.add(name)
+        if self._changed:
+            evaluate(self._values, self.truth, self._changed)
+            self._changed.clear()
+        return self._values
+
+    def _membrane(self) -> Membrane:
+        return Membrane.from_values(self._refresh(), self.truth.dead, self.truth.stuck)
+
+    def _run(self, duration: float) -> None:
+        """Account one experiment run; a transient failure is drawn from the run stream."""
+        failed = self._runs.uniform() < self.faults.run_failure_rate
+        self._stats.runs += 1
+        self._advance(p.RUN_OVERHEAD + duration)
+        if failed:
+            raise TransientRunError(
+                f"chip {self.chip_id!r}: run {self._stats.runs} failed (transient)")
+
+    def _threshold(self, m: Membrane) -> np.ndarray:
+        """This run's effective threshold: the comparator's run-to-run jitter included."""
+        jitter = p.THRESHOLD_NOISE * self.noise_scale
+        if jitter == 0:
+            return m.v_threshold
+        return m.v_threshold + jitter * self._noise.standard_normal(m.v_threshold.shape)
+
+    # --- readouts -------------------------------------------------------------------------
+
+    def read_cadc(self, samples: int = 1, stimulus: StimulusArg = None,
+                  read_time: float | None = None) -> np.ndarray:
+        """CADC codes, uint8 (samples, 512): unrelated moments, or `read_time` after the
+        stimulus starts (each sample a repetition of the stimulus)."""
+        if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or not (
+                1 <= samples <= p.MAX_CADC_SAMPLES):
+            raise ValueError(f"samples = {samples!r} is outside the allowed range "
+                             f"1..{p.MAX_CADC_SAMPLES}")
+        samples = int(samples)
+        if read_time is not None:
+            read_time = _check_duration("read_time", read_time, p.MAX_RUN_DURATION)
+        drive = Drive.from_stimuli(as_stimulus_tuple(stimulus))
+        m = self._membrane()
+        values = self._values
+        if read_time is None:
+            duration = samples * p.CADC_SAMPLE_TIME + drive.end
+        else:
+            duration = samples * (p.CADC_SAMPLE_TIME + read_time)
+        self._run(duration)
+        if read_time is None:
+            volts = self._unrelated_potentials(m, drive, samples)
+        else:
+            volts = self._potential_at(m, drive, read_time)[None, :]
+        volts = np.where(values["cadc_connect_reference"] > 0, values["v_reference"], volts)
+        noise = self._noise.standard_normal((samples, N_NEURONS)) * (
+            p.CADC_READ_NOISE * self.noise_scale)
+        return cadc_codes(volts, values, self.truth.cadc_channel_offset, noise)
+
+    def _unrelated_potentials(self, m: Membrane, drive: Drive, samples: int) -> np.ndarray:
+        v_inf = steady_potential(m, drive.steady_current)
+        firing = fires(m, v_inf)
+        if not firing.any():
+            return np.broadcast_to(clip_rails(v_inf), (samples, N_NEURONS))
+        if self.noise_scale > 0:
+            phase = self._noise.uniform(size=(samples, N_NEURONS))
+        else:
+            phase = np.broadcast_to(((np.arange(samples) + 0.5) / samples)[:, None],
+                                    (samples, N_NEURONS))
+        cycling = phase_potential(m, v_inf, phase)
+        return clip_rails(np.where(firing, cycling, v_inf))
+
+    def _potential_at(self, m: Membrane, drive: Drive, read_time: float) -> np.ndarray:
+        """Noise-free potential of every neuron `read_time` after the stimulus starts."""
+        volts = np.empty(N_NEURONS)
+        nonlinear = m.nonlinear | (drive.event_count > p.MAX_DIRECT_EVENTS)
+        linear = np.flatnonzero(~nonlinear)
+        if linear.size:
+            sub = m.take(linear)
+            spiking = bool(np.any(sub.threshold_on & ~sub.clamped))
+            times = _grid(read_time, p.SPIKE_GRID_STEP) if spiking else np.array([read_time])
+            trace, _ = linear_response(sub, drive, times, sub.v_threshold)
+            volts[linear] = trace[-1]
+        index = np.flatnonzero(nonlinear)
+        if index.size:
+            sub = m.take(index)
+            _, _, final = integrate(sub, drive, _grid(read_time, p.INTEGRATION_STEP),
+                                    sub.v_threshold, record=False)
+            volts[index] = final
+        return volts
+
+    def record_madc(self, neurons: Sequence[int], duration: float,
+                    stimulus: StimulusArg = None) -> Trace:
+        """MADC traces of `neurons` (two per run, so ceil(n / 2) runs) over `duration` s."""
+        index = np.asarray(neurons)
+        if index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer):
+            raise ValueError(f"neurons must be a non-empty sequence of neuron indices "
+                             f"0..{N_NEURONS - 1}, got {neurons!r}")
+        if index.min() < 0 or index.max() >= N_NEURONS:
+            bad = int(index[(index < 0) | (index >= N_NEURONS)][0])
+            raise ValueError(f"neurons: index {bad} is outside the allowed range "
+                             f"0..{N_NEURONS - 1}")
+        duration = _check_duration("duration", duration, p.MAX_MADC_DURATION)
+        drive = Drive.from_stimuli(as_stimulus_tuple(stimulus))
+        m = self._membrane()
+        for _ in range(math.ceil(index.size / MADC_NEURONS_PER_RUN)):
+            self._run(duration)
+        times = madc_times(duration)
+        volts = np.empty((index.size, times.size))
+        threshold = self._threshold(m)
+        for begin in range(0, index.size, p.MADC_BATCH_NEURONS):
+            batch = index[begin:begin + p.MADC_BATCH_NEURONS]
+            volts[begin:begin + batch.size] = self._traces(m.take(batch), drive, times,
+                                                           threshold[batch])
+        noise = self._noise.standard_normal(volts.shape) * (p.MADC_NOISE * self.noise_scale)
+        codes = madc_codes(volts, times, noise)
+        return Trace(neurons=index.astype(np.int64), times=times, codes=codes,
+                     valid=times >= MADC_INVALID_TIME)
+
+    def _traces(self, m: Membrane, drive: Drive, times: np.ndarray,
+                threshold: np.ndarray) -> np.ndarray:
+        """(n, T) noise-free potentials of a few neurons on the MADC's sample times."""
+        out = np.empty((m.e_rest.size, times.size))
+        nonlinear = m.nonlinear | (drive.event_count > p.MAX_DIRECT_EVENTS)
+        for mask, linear in ((~nonlinear, True), (nonlinear, False)):
+            chosen = np.flatnonzero(mask)
+            if chosen.size == 0:
+                continue
+            sub = m.take(chosen)
+            if linear:
+                trace, _ = linear_response(sub, drive, times, threshold[chosen])
+            else:
+                trace, _, _ = integrate(sub, drive, times, threshold[chosen], record=True)
+            out[chosen] = trace.T
+        return out
+
+    def count_spikes(self, duration: float, stimulus: StimulusArg = None) -> SpikeCounts:
+        """Spikes of every neuron within `duration` s: 8-bit counts and an overflow flag."""
+        duration = _check_duration("duration", duration, p.MAX_RUN_DURATION)
+        drive = Drive.from_stimuli(as_stimulus_tuple(stimulus))
+        m = self._membrane()
+        self._run(duration)
+        threshold = self._threshold(m)
+        counts = np.zeros(N_NEURONS)
+        nonlinear = m.nonlinear | (drive.event_count > p.MAX_DIRECT_EVENTS)
+        linear = np.flatnonzero(~nonlinear)
+        analytic = drive.event_count == 0 and all(
+            s.on_time <= (drive.release_time or 0.0) and s.off_time >= duration
+            for s in drive.steps)
+        if linear.size and analytic:
+            sub = m.take(linear)
+            v_inf = steady_potential(sub, drive.steady_current)
+            phase = (self._noise.uniform(size=linear.size) if self.noise_scale > 0
+                     else np.full(linear.size, 0.5))
+            counts[linear] = count_constant(sub, v_inf, duration, phase, threshold[linear],
+                                            drive.release_time)
+        elif linear.size:
+            times = _grid(duration, p.SPIKE_GRID_STEP)
+            for begin in range(0, linear.size, p.MADC_BATCH_NEURONS):
+                batch = linear[begin:begin + p.MADC_BATCH_NEURONS]
+                _, found = linear_response(m.take(batch), drive, times, threshold[batch],
+                                           max_spikes=SPIKE_COUNTER_MAX + 1)
+                counts[batch] = found
+        index = np.flatnonzero(nonlinear)
+        if index.size:
+            _, found, _ = integrate(m.take(index), drive, _grid(duration, p.INTEGRATION_STEP),
+                                    threshold[index], record=False)
+            counts[index] = found
+        counts = np.where(m.threshold_on & ~m.clamped, counts, 0)
+        return SpikeCounts(counts=np.minimum(counts, SPIKE_COUNTER_MAX).astype(np.int64),
+                           overflow=counts > SPIKE_COUNTER_MAX)
+
+    # --- ground truth (studies and benchmarks only) ---------------------------------------
+
+    def true_quantities(self, settings: Mapping[str, ArrayLike] | None = None
+                        ) -> dict[str, np.ndarray]:
+        """Noise-free per-neuron leak, reset, threshold (CADC LSB, continuous, through the
+        present CADC configuration), tau_mem, tau_syn_exc, tau_syn_inh, refractory_time (s),
+        for the present codes (fully settled) overridden by `settings`."""
+        return true_quantities(self._settled_codes(settings), self.truth)
+
+    def ideal_codes(self, quantity: str, target: ArrayLike,
+                    settings: Mapping[str, ArrayLike] | None = None) -> np.ndarray:
+        """The best code of `quantity`'s cell for each neuron on the ground truth (all 1023
+        codes evaluated at once), every other cell as it is (or as `settings` says)."""
+        if quantity not in QUANTITY_CELLS:
+            raise ValueError(f"unknown quantity {quantity!r}; known: "
+                             f"{', '.join(QUANTITY_CELLS)}")
+        return ideal_codes(quantity, target, self._settled_codes(settings), self.truth)
+
+    def _settled_codes(self, settings: Mapping[str, ArrayLike] | None) -> dict[str, np.ndarray]:
+        codes = {name: value.astype(float) for name, value in self._codes.items()}
+        if settings:
+            codes.update({name: value.astype(float)
+                          for name, value in validate_settings(settings).items()})
+        return codes
+
+    def __repr__(self) -> str:
+        return (f"SimulatedChip({self.chip_id!r}, seed={self.seed}, "
+                f"mismatch_scale={self.mismatch_scale}, noise_scale={self.noise_scale}, "
+                f"drift_hours={self.drift_hours}, faults={self.faults})")

@@ -1,0 +1,399 @@
+"""Membrane dynamics, vectorised over neurons.
+
+Three ways to the membrane potential, from fastest to most general:
+- closed forms for constant input: resting potential, the LIF inter-spike interval
+  t_ref + tau ln((V_inf - V_hold) / (V_inf - V_th)), random phases of the firing cycle;
+- superposition for linear (LIF) neurons under time-varying input: the free response to the
+  input in closed form on a time grid, then each clamp (reset release, spike + refractory
+  time) adds a deviation that decays with tau_mem; exact between grid points, spike times
+  interpolated;
+- exponential-Euler integration for neurons with adaptation or the exponential term.
+
+Model: C dV/dt = -g_l (V - E_rest) + g_l Delta_T exp((V - V_T) / Delta_T) - w + I_exc + I_inh
++ I_stim; tau_syn dI/dt = -I with a jump of weight * jump per event; tau_w dw/dt =
+a (V - E_l) - w, w += b per spike; after a spike V is held at V_hold for the refractory time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from device_model import params as p
+from device_model.stimuli import CurrentStep, ResetRelease, Stimulus, SynapticEvents
+
+
+@dataclass(frozen=True)
+class Membrane:
+    """Per-neuron parameters of the membrane, as arrays of one shape (a subset of neurons)."""
+
+    e_rest: np.ndarray
+    e_leak: np.ndarray
+    v_hold: np.ndarray
+    v_threshold: np.ndarray
+    threshold_on: np.ndarray
+    clamped: np.ndarray
+    """Held in reset permanently (reset_hold switch or a stuck neuron)."""
+    dead: np.ndarray
+    capacitance: np.ndarray
+    g_leak: np.ndarray
+    tau_mem: np.ndarray
+    tau_syn_exc: np.ndarray
+    tau_syn_inh: np.ndarray
+    jump_exc: np.ndarray
+    jump_inh: np.ndarray
+    refractory: np.ndarray
+    """Hold time after a spike (the refractory time, at least the reset pulse)."""
+    adapt_a: np.ndarray
+    adapt_b: np.ndarray
+    tau_w: np.ndarray
+    exponential: np.ndarray
+    delta_t: np.ndarray
+    v_t: np.ndarray
+
+    @classmethod
+    def from_values(cls, values: dict[str, np.ndarray], dead: np.ndarray,
+                    stuck: np.ndarray) -> Membrane:
+        adaptation = values["adaptation_enable"] > 0
+        return cls(
+            e_rest=values["e_rest"], e_leak=values["e_leak"], v_hold=values["v_hold"],
+            v_threshold=values["v_threshold_volts"],
+            threshold_on=(values["threshold_enable"] > 0) & ~dead & ~stuck,
+            clamped=(values["reset_hold"] > 0) | stuck, dead=dead,
+            capacitance=values["capacitance"], g_leak=values["g_leak"],
+            tau_mem=values["tau_mem"], tau_syn_exc=values["tau_syn_exc"],
+            tau_syn_inh=values["tau_syn_inh"], jump_exc=values["jump_exc"],
+            jump_inh=values["jump_inh"],
+            refractory=np.maximum(values["refractory_time"], p.MIN_RESET_PULSE),
+            adapt_a=np.where(adaptation, values["adapt_a"], 0.0),
+            adapt_b=np.where(adaptation, values["adapt_b"], 0.0),
+            tau_w=values["tau_w"], exponential=values["exponential_enable"] > 0,
+            delta_t=values["delta_t"], v_t=values["v_t"],
+        )
+
+    def take(self, index: np.ndarray) -> Membrane:
+        return Membrane(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @property
+    def nonlinear(self) -> np.ndarray:
+        """Neurons that need numerical integration (adaptation or exponential term)."""
+        return ((self.adapt_a != 0) | (self.adapt_b != 0) | self.exponential) & ~self.dead
+
+
+@dataclass(frozen=True)
+class Drive:
+    """The stimuli of one run, shared by every neuron."""
+
+    release_time: float | None
+    steps: tuple[CurrentStep, ...]
+    exc_times: np.ndarray
+    exc_weights: np.ndarray
+    inh_times: np.ndarray
+    inh_weights: np.ndarray
+
+    @classmethod
+    def from_stimuli(cls, stimuli: Sequence[Stimulus]) -> Drive:
+        releases = [s.release_time for s in stimuli if isinstance(s, ResetRelease)]
+        steps = tuple(s for s in stimuli if isinstance(s, CurrentStep))
+        trains = [s for s in stimuli if isinstance(s, SynapticEvents)]
+
+        def events(inhibitory: bool) -> tuple[np.ndarray, np.ndarray]:
+            chosen = [s for s in trains if s.inhibitory == inhibitory]
+            times = np.array([t for s in chosen for t in s.times], dtype=float)
+            weights = np.array([s.weight for s in chosen for _ in s.times], dtype=float)
+            order = np.argsort(times, kind="stable")
+            return times[order], weights[order]
+
+        exc_times, exc_weights = events(False)
+        inh_times, inh_weights = events(True)
+        return cls(max(releases) if releases else None, steps,
+                   exc_times, exc_weights, inh_times, inh_weights)
+
+    @property
+    def event_count(self) -> int:
+        return len(self.exc_times) + len(self.inh_times)
+
+    @property
+    def end(self) -> float:
+        """Time of the last change of the input."""
+        times = [0.0, self.release_time or 0.0]
+        times += [s.off_time for s in self.steps]
+        times += list(self.exc_times) + list(self.inh_times)
+        return max(times)
+
+    @property
+    def steady_current(self) -> float:
+        """Current with every step switched on (the input seen at unrelated moments)."""
+        return float(sum(s.amplitude for s in self.steps))
+
+    def constant_over(self, duration: float) -> bool:
+        """Whether the input is constant (no events, no release, steps on all along)."""
+        return (self.release_time is None and self.event_count == 0
+                and all(s.on_time == 0 and s.off_time >= duration for s in self.steps))
+
+
+def clip_rails(volts: np.ndarray) -> np.ndarray:
+    return np.clip(volts, *p.MEMBRANE_RAILS)
+
+
+# --- Closed forms for constant input ---------------------------------------------------------
+
+def steady_potential(m: Membrane, current: float | np.ndarray = 0.0) -> np.ndarray:
+    """Fixed point of the membrane under a constant current; +inf where there is none (the
+    exponential term runs away). Clamped neurons sit at V_hold, dead ones at their level."""
+    g, a = m.g_leak, m.adapt_a
+    linear = (g * m.e_rest + a * m.e_leak + current) / (g + a)
+    v = linear
+    if m.exponential.any():
+        dt = m.delta_t
+        # f(V) = -(g + a) (V - linear) + g dT exp((V - V_T) / dT) is convex; its minimum sits at
+        # V* = V_T + dT ln((g + a) / g). Positive there: no fixed point. Otherwise Newton from
+        # the linear rest converges monotonically to the lower (stable) root.
+        v_star = m.v_t + dt * np.log((g + a) / g)
+        def f(x: np.ndarray) -> np.ndarray:
+            return -(g + a) * (x - linear) + g * dt * np.exp(
+                np.minimum((x - m.v_t) / dt, p.EXP_MAX_EXPONENT))
+        runaway = m.exponential & (f(v_star) > 0)
+        v = linear.copy()
+        for _ in range(40):
+            slope = -(g + a) + g * np.exp(np.minimum((v - m.v_t) / dt, p.EXP_MAX_EXPONENT))
+            step = np.where(m.exponential & ~runaway & (slope < 0), -f(v) / slope, 0.0)
+            v = v + step
+            if np.all(np.abs(step) < 1e-7):
+                break
+        v = np.where(runaway, np.inf, v)
+    v = np.where(m.clamped, m.v_hold, v)
+    return np.where(m.dead, p.DEAD_NEURON_POTENTIAL, v)
+
+
+def fires(m: Membrane, v_inf: np.ndarray, v_threshold: np.ndarray | None = None) -> np.ndarray:
+    """Neurons whose steady input drives them across threshold: they fire regularly."""
+    threshold = m.v_threshold if v_threshold is None else v_threshold
+    return m.threshold_on & ~m.clamped & (v_inf > threshold)
+
+
+def interspike_interval(m: Membrane, v_inf: np.ndarray,
+                        v_threshold: np.ndarray | None = None) -> np.ndarray:
+    """LIF interval t_ref + tau ln((V_inf - V_hold) / (V_inf - V_th)); inf where quiet."""
+    threshold = m.v_threshold if v_threshold is None else v_threshold
+    firing = fires(m, v_inf, threshold)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (v_inf - m.v_hold) / (v_inf - threshold)
+        rise = np.where(np.isinf(v_inf), 0.0, m.tau_mem * np.log(np.maximum(ratio, 1.0)))
+    return np.where(firing, m.refractory + rise, np.inf)
+
+
+def phase_potential(m: Membrane, v_inf: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Potential at `phase` (0..1, shape (samples, n)) of the firing cycle (LIF trajectory)."""
+    isi = interspike_interval(m, v_inf)
+    t = phase * np.where(np.isfinite(isi), isi, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rising = v_inf + (m.v_hold - v_inf) * np.exp(-(t - m.refractory) / m.tau_mem)
+    rising = np.where(np.isinf(v_inf), m.v_threshold, rising)
+    return np.where(t < m.refractory, m.v_hold, np.minimum(rising, m.v_threshold))
+
+
+def count_constant(m: Membrane, v_inf: np.ndarray, duration: float, phase: np.ndarray,
+                   v_threshold: np.ndarray, start: float | None) -> np.ndarray:
+    """Spikes within `duration` under constant input (float counts, not yet clipped).
+
+    Without `start` a neuron is free-running and the window opens at `phase` (0..1) of its
+    cycle; with `start` it leaves the reset clamp at that time.
+    """
+    isi = interspike_interval(m, v_inf, v_threshold)
+    finite = np.isfinite(isi)
+    safe = np.where(finite, isi, 1.0)
+    if start is None:
+        count = np.floor(duration / safe + phase)
+    else:
+        first = start + (safe - m.refractory)
+        count = np.where(first <= duration, 1 + np.floor((duration - first) / safe), 0.0)
+    return np.where(finite, count, 0.0)
+
+
+# --- Superposition for linear neurons --------------------------------------------------------
+
+def _psc_kernel(s: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray) -> np.ndarray:
+    """Membrane response (s, per unit charge rate) to a current jump decaying with tau_s:
+    (exp(-s/tau_s) - exp(-s/tau_m)) / (1/tau_m - 1/tau_s), and s exp(-s/tau) at equal taus."""
+    s = np.maximum(s, 0.0)
+    rate = 1.0 / tau_m - 1.0 / tau_s
+    near = np.abs(rate) * tau_m < 1e-6
+    safe = np.where(near, 1.0, rate)
+    mean_rate = 0.5 * (1.0 / tau_m + 1.0 / tau_s)
+    return np.where(near, s * np.exp(-s * mean_rate),
+                    (np.exp(-s / tau_s) - np.exp(-s / tau_m)) / safe)
+
+
+def free_potential(m: Membrane, drive: Drive, times: np.ndarray) -> np.ndarray:
+    """Membrane potential without any clamp or spike, at rest before the run starts.
+
+    `times` broadcasts against the neuron axis (last): shape (T, 1) or (T, n) or (1, n).
+    """
+    v = np.broadcast_to(m.e_rest, np.broadcast_shapes(times.shape, m.e_rest.shape)).copy()
+    for step in drive.steps:
+        for edge, sign in ((step.on_time, 1.0), (step.off_time, -1.0)):
+            s = times - edge
+            v += np.where(s > 0, sign * step.amplitude / m.g_leak
+                          * -np.expm1(-np.maximum(s, 0) / m.tau_mem), 0.0)
+    for event_times, weights, jump, tau in (
+        (drive.exc_times, drive.exc_weights, m.jump_exc, m.tau_syn_exc),
+        (drive.inh_times, drive.inh_weights, m.jump_inh, m.tau_syn_inh),
+    ):
+        if not np.any(jump):
+            continue
+        for time, weight in zip(event_times, weights, strict=True):
+            s = times - time
+            v += np.where(s > 0, weight * jump / m.capacitance * _psc_kernel(s, m.tau_mem, tau),
+                          0.0)
+    return v
+
+
+def linear_response(
+    m: Membrane, drive: Drive, times: np.ndarray, v_threshold: np.ndarray,
+    max_spikes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Potential on the time grid `times` (T,) and spike counts of linear neurons.
+
+    Each clamp (the reset release, each spike with its refractory hold) restarts the membrane
+    at V_hold; the deviation from the free response then decays with tau_mem. `max_spikes`
+    stops following a neuron once it has fired that often (its counter overflows anyway).
+    """
+    grid = times[:, None]
+    free = free_potential(m, drive, grid)
+    n = m.e_rest.shape[0]
+    start = np.zeros(n)
+    deviation = np.zeros(n)
+    v = free.copy()
+    if drive.release_time is not None:
+        start[:] = drive.release_time
+        deviation = m.v_hold - free_potential(m, drive, start[None, :])[0]
+        v = _restart(v, free, grid, m, start, deviation, np.ones(n, bool), hold_before=True)
+    counts = np.zeros(n, dtype=np.int64)
+    active = m.threshold_on & ~m.clamped
+    while active.any():
+        index = np.flatnonzero(active)
+        after = grid >= start[index]
+        crossed = after & (v[:, index] >= v_threshold[index])
+        has = crossed.any(axis=0)
+        index, crossed = index[has], crossed[:, has]
+        if index.size == 0:
+            break
+        k = crossed.argmax(axis=0)
+        t_k = times[k]
+        v_k = v[k, index]
+        previous = np.maximum(k - 1, 0)
+        use_previous = (k > 0) & (times[previous] >= start[index])
+        t_prev = np.where(use_previous, times[previous], start[index])
+        v_prev = np.where(use_previous, v[previous, index], m.v_hold[index])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fraction = np.clip((v_threshold[index] - v_prev) / (v_k - v_prev), 0.0, 1.0)
+        spike = np.where(v_prev >= v_threshold[index], t_prev,
+                         t_prev + np.nan_to_num(fraction) * (t_k - t_prev))
+        counts[index] += 1
+        start[index] = spike + m.refractory[index]
+        deviation[index] = m.v_hold[index] - free_potential(
+            m.take(index), drive, start[index][None, :])[0]
+        chosen = np.zeros(n, bool)
+        chosen[index] = True
+        hold = (grid >= spike) & (grid < start[index])
+        v[:, index] = np.where(hold, m.v_hold[index], v[:, index])
+        v = _restart(v, free, grid, m, start, deviation, chosen, hold_before=False)
+        active = chosen if max_spikes is None else chosen & (counts < max_spikes)
+    v = np.where(m.clamped, m.v_hold, v)
+    v = np.where(m.dead, p.DEAD_NEURON_POTENTIAL, v)
+    return clip_rails(v), counts
+
+
+def _restart(v: np.ndarray, free: np.ndarray, grid: np.ndarray, m: Membrane, start: np.ndarray,
+             deviation: np.ndarray, chosen: np.ndarray, hold_before: bool) -> np.ndarray:
+    """Rewrite the chosen neurons' potential from their restart time on (and hold them at
+    V_hold before it, for the reset release)."""
+    index = np.flatnonzero(chosen)
+    s = grid - start[index]
+    restarted = free[:, index] + deviation[index] * np.exp(-np.maximum(s, 0) / m.tau_mem[index])
+    if hold_before:
+        v[:, index] = np.where(s >= 0, restarted, m.v_hold[index])
+    else:
+        v[:, index] = np.where(s >= 0, restarted, v[:, index])
+    return v
+
+
+# --- Numerical integration (adaptation, exponential term, long event trains) ----------------
+
+def integrate(
+    m: Membrane, drive: Drive, times: np.ndarray, v_threshold: np.ndarray, record: bool,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Exponential-Euler integration on the grid `times` (from 0); returns the potential at
+    every grid time (if `record`), the spike counts and the final potential.
+
+    The linear part (leak, synaptic currents) uses exact propagators over each step; the
+    exponential and adaptation currents are held constant within a step.
+    """
+    n = m.e_rest.shape[0]
+    v = steady_potential(m, 0.0)
+    v = np.where(np.isfinite(v), v, m.v_hold)
+    w = m.adapt_a * (v - m.e_leak)
+    i_exc = np.zeros(n)
+    i_inh = np.zeros(n)
+    free_at = np.zeros(n)
+    if drive.release_time is not None:
+        free_at[:] = drive.release_time
+    counts = np.zeros(n, dtype=np.int64)
+    trace = np.empty((len(times), n)) if record else None
+    exc_index = np.searchsorted(times, drive.exc_times, side="left")
+    inh_index = np.searchsorted(times, drive.inh_times, side="left")
+    exc_add = np.bincount(exc_index, drive.exc_weights, minlength=len(times) + 1)
+    inh_add = np.bincount(inh_index, drive.inh_weights, minlength=len(times) + 1)
+    adaptive = bool(np.any(m.adapt_a) or np.any(m.adapt_b))
+    exponential = bool(m.exponential.any())
+    cache: dict[float, tuple[np.ndarray, ...]] = {}
+    previous_time = times[0]
+    for k, time in enumerate(times):
+        if k > 0:
+            dt = time - previous_time
+            key = round(dt, 15)
+            if key not in cache:
+                cache[key] = (np.exp(-dt / m.tau_mem),
+                              _psc_kernel(np.full(n, dt), m.tau_mem, m.tau_syn_exc) / m.capacitance,
+                              _psc_kernel(np.full(n, dt), m.tau_mem, m.tau_syn_inh) / m.capacitance,
+                              np.exp(-dt / m.tau_syn_exc), np.exp(-dt / m.tau_syn_inh),
+                              np.exp(-dt / m.tau_w))
+            decay, gain_exc, gain_inh, decay_exc, decay_inh, decay_w = cache[key]
+            current = sum(s.amplitude for s in drive.steps
+                          if s.on_time <= previous_time < s.off_time)
+            extra = current - w
+            if exponential:
+                extra = extra + np.where(m.exponential, m.g_leak * m.delta_t * np.exp(
+                    np.minimum((v - m.v_t) / m.delta_t, p.EXP_MAX_EXPONENT)), 0.0)
+            target = m.e_rest + extra / m.g_leak
+            v_new = target + (v - target) * decay + i_exc * gain_exc + i_inh * gain_inh
+            i_exc = i_exc * decay_exc
+            i_inh = i_inh * decay_inh
+            if adaptive:
+                w_target = m.adapt_a * (v - m.e_leak)
+                w = w_target + (w - w_target) * decay_w
+            held = (time < free_at) | m.clamped
+            v = np.where(held, m.v_hold, np.minimum(v_new, p.MEMBRANE_RAILS[1]))
+            spike = m.threshold_on & ~held & ~m.clamped & (v >= v_threshold)
+            if spike.any():
+                counts += spike
+                w = w + np.where(spike, m.adapt_b, 0.0)
+                free_at = np.where(spike, time + m.refractory, free_at)
+                v = np.where(spike, m.v_hold, v)
+            previous_time = time
+        elif drive.release_time is not None:
+            v = np.where(time < free_at, m.v_hold, v)
+        if exc_add[k]:
+            i_exc = i_exc + exc_add[k] * m.jump_exc
+        if inh_add[k]:
+            i_inh = i_inh + inh_add[k] * m.jump_inh
+        if record:
+            trace[k] = v
+    if record:
+        trace = np.where(m.clamped, m.v_hold, trace)
+        trace = clip_rails(np.where(m.dead, p.DEAD_NEURON_POTENTIAL, trace))
+    v = clip_rails(np.where(m.dead, p.DEAD_NEURON_POTENTIAL, np.where(m.clamped, m.v_hold, v)))
+    return trace, counts, v

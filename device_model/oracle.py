@@ -1,0 +1,86 @@
+"""Noise-free ground-truth quantities and the best achievable codes (for studies and benchmarks).
+
+These read the chip's `ChipTruth`; calibration code never may. Potentials are in CADC LSB
+through the chip's present CADC configuration (continuous, not rounded or clipped to 8 bit),
+times in seconds. Dead neurons report NaN for threshold and time constants.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from device_model import params as p
+from device_model.circuit import CROSSTALK_CELLS, evaluate, quadrant_mean
+from device_model.mismatch import ChipTruth
+from device_model.protocol import CAPMEM_MAX, N_NEURONS
+from device_model.readout import cadc_continuous
+
+QUANTITY_CELLS = {
+    "leak": "v_leak",
+    "reset": "v_reset",
+    "threshold": "v_threshold",
+    "tau_mem": "i_bias_leak",
+    "tau_syn_exc": "i_bias_syn_exc_tau",
+    "tau_syn_inh": "i_bias_syn_inh_tau",
+}
+"""Each quantity `ideal_codes` knows, and the cell that sets it."""
+
+
+def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.ndarray:
+    dead, stuck = truth.dead, truth.stuck
+
+    def lsb(volts: np.ndarray) -> np.ndarray:
+        volts = np.clip(np.where(dead, p.DEAD_NEURON_POTENTIAL, volts), *p.MEMBRANE_RAILS)
+        return cadc_continuous(volts, values, truth.cadc_channel_offset)
+
+    if name == "leak":
+        return lsb(np.where(stuck, values["v_hold"], values["e_rest"]))
+    if name == "reset":
+        return lsb(values["v_hold"])
+    if name == "threshold":
+        return np.where(dead, np.nan, lsb(values["v_threshold_volts"]))
+    if name == "refractory_time":
+        return np.broadcast_to(values["refractory_time"], (N_NEURONS,)).copy()
+    return np.where(dead, np.nan, values[name])
+
+
+TRUE_QUANTITIES = ("leak", "reset", "threshold", "tau_mem", "tau_syn_exc", "tau_syn_inh",
+                   "refractory_time")
+
+
+def true_quantities(codes: dict[str, np.ndarray], truth: ChipTruth) -> dict[str, np.ndarray]:
+    """Every quantity of TRUE_QUANTITIES for fully settled `codes` (cell -> float codes)."""
+    values = evaluate(dict(codes), truth)
+    return {name: _quantity(name, values, truth) for name in TRUE_QUANTITIES}
+
+
+def ideal_codes(quantity: str, target: ArrayLike, codes: dict[str, np.ndarray],
+                truth: ChipTruth) -> np.ndarray:
+    """Per neuron, the code of `quantity`'s cell whose noise-free value lies closest to
+    `target`, every other cell at `codes`. All 1023 codes of all neurons are evaluated at once.
+
+    Crosstalk makes a quadrant's voltage depend on the mean code of its cells; the mean is
+    taken from the previous answer (three rounds, starting from the present codes), so the
+    returned codes are consistent with the crosstalk they cause themselves.
+    """
+    cell = QUANTITY_CELLS[quantity]
+    target = np.broadcast_to(np.asarray(target, dtype=float), (N_NEURONS,))
+    candidates = np.broadcast_to(np.arange(CAPMEM_MAX + 1, dtype=float)[:, None],
+                                 (CAPMEM_MAX + 1, N_NEURONS))
+    best = codes[cell]
+    rounds = 3 if cell in CROSSTALK_CELLS else 1
+    for _ in range(rounds):
+        values = dict(codes)
+        values[cell] = candidates
+        if cell in CROSSTALK_CELLS:
+            values[f"mean_{cell}"] = quadrant_mean(np.asarray(best, dtype=float))
+        for name in CROSSTALK_CELLS:
+            values.setdefault(f"mean_{name}", quadrant_mean(codes[name]))
+        values = evaluate(values, truth)
+        error = np.abs(_quantity(quantity, values, truth) - target)
+        error = np.where(np.isfinite(error), error, np.inf)
+        chosen = np.argmin(error, axis=0)
+        unreachable = ~np.isfinite(error.min(axis=0))
+        best = np.where(unreachable, codes[cell], chosen)
+    return np.asarray(best).astype(np.int64)

@@ -1,0 +1,204 @@
+"""Every constant of the simulated chip's model, with its meaning and source.
+
+Sources: "BSS-2" = BrainScaleS-2 public software and documentation (geometry, bit widths,
+clock rates); "[E]" = our estimate, chosen to match the published behaviour qualitatively and
+the numbers in the project's design document. Voltages in volts, currents in amperes,
+conductances in siemens, capacitances in farads, times in seconds.
+
+The model (see `circuit.py` for the code -> physics mapping, `dynamics.py` for the membrane):
+- CapMem voltage: V(c) = c * CAPMEM_VOLTS_PER_CODE * (1 + quadrant gain error).
+- Leak potential: E_l = V(c_leak) - drop + offset + beta * ln(g_l / LEAK_REFERENCE_CONDUCTANCE).
+- Conductance cells: g(c) = G * max(c - c0, 0) / (1 + c / saturation) + g_parallel.
+- tau_mem = (MEMBRANE_UNIT_CAPACITANCE * units + C_intrinsic) / g_l.
+- CADC: code = clip(round(compress(20 + (V - V0) / lsb + o_ch + noise) + digital offset)).
+"""
+
+from __future__ import annotations
+
+# --- Geometry, time accounting --------------------------------------------------------------
+CAPMEM_VOLTS_PER_CODE = 1.76e-3
+"""Volts per CapMem code (1.8 V over 1023 codes). [E]"""
+CAPMEM_QUADRANT_GAIN_SPREAD = 0.01
+"""Relative gain error of a quadrant's CapMem voltages (normal sigma). [E]"""
+CAPMEM_SETTLING_TAU = 4e-3
+"""CapMem cells approach a newly written value with this time constant. [E]"""
+CAPMEM_SETTLING_WAIT = 20e-3
+"""Emulated wait after every write that touches analog cells (residual exp(-5)). BSS-2 / [E]"""
+CAPMEM_SETTLED_RESIDUAL = 1e-3
+"""Residual (in codes) below which a cell counts as settled and stops being recomputed."""
+DIGITAL_WRITE_TIME = 50e-6
+"""Emulated time of a write touching only digital cells. [E]"""
+RUN_OVERHEAD = 1e-3
+"""Host round trip of one experiment run. [E]"""
+CADC_SAMPLE_TIME = 4e-6
+"""Emulated time of one CADC sample (a conversion and its readout). [E]"""
+CROSSTALK_COEFFICIENT = 0.005
+"""Codes of shift of a quadrant's voltage cells of one kind per code their quadrant mean lies
+away from CROSSTALK_CENTER (all 128 cells at 1022 shift the quadrant by about 2.6 codes). [E]"""
+CROSSTALK_CENTER = 511.0
+
+# --- Potentials ----------------------------------------------------------------------------
+LEAK_DROP_MEAN = 0.70
+"""Source-follower drop between the v_leak cell and the leak potential. [E]"""
+LEAK_DROP_SPREAD = 15e-3
+LEAK_OFFSET_SPREAD = 20e-3
+"""Per-neuron offset of the leak potential (normal sigma). [E]"""
+LEAK_BETA_SPREAD = 3e-3
+"""Per-neuron coefficient of ln(g_l / g_ref) in the leak potential (normal sigma, mean 0). [E]"""
+LEAK_REFERENCE_CONDUCTANCE = 240e-9
+"""g_ref of the ln term: the leak conductance of a 10 us membrane at full capacitance. [E]"""
+RESET_DROP_CORRELATION = 0.5
+"""Correlation of the reset follower drop with the leak follower drop. [E]"""
+RESET_DROP_SPREAD = 15e-3
+RESET_OFFSET_SPREAD = 20e-3
+THRESHOLD_OFFSET_SPREAD = 30e-3
+"""Comparator offset of the spike threshold (normal sigma). [E]"""
+DEAD_NEURON_POTENTIAL = 0.05
+"""Fixed membrane potential of a dead neuron (below the CADC range). [E]"""
+
+# --- Conductances and capacitances -----------------------------------------------------------
+LEAK_CONDUCTANCE_PER_CODE = 8.4e-9
+"""Leak conductance per bias code before saturation (1 us at 1022 with 63 units). [E]"""
+LEAK_SATURATION_CODE = 400.0
+LEAK_GAIN_SIGMA = 0.25
+"""Lognormal sigma of the per-neuron leak conductance gain (uncalibrated tau CV ~25 %). [E]"""
+LEAK_DEAD_ZONE_SPREAD = 3.0
+"""Per-neuron code offset c0 of the leak bias (normal sigma, codes). [E]"""
+LEAK_PARALLEL_RANGE = (1e-9, 3e-9)
+"""Parasitic conductance in parallel to the leak (uniform). [E]"""
+LEAK_DIVIDE_FACTOR = 1.0 / 8.0
+LEAK_MULTIPLY_FACTOR = 8.0
+LEAK_SWITCH_SPREAD = 0.05
+"""Relative mismatch of the divide / multiply factors. [E]"""
+MEMBRANE_UNIT_CAPACITANCE = 36e-15
+"""One of the 63 membrane capacitance units. BSS-2 (approximate) / [E]"""
+MEMBRANE_INTRINSIC_CAPACITANCE = 0.15e-12
+MEMBRANE_INTRINSIC_SPREAD = 0.03e-12
+RESET_CONDUCTANCE_PER_CODE = 34e-9
+"""Reset clamp conductance per code: about 4x the leak, so the clamp is strong but finite. [E]"""
+RESET_SATURATION_CODE = 400.0
+RESET_GAIN_SIGMA = 0.25
+
+# --- Synaptic inputs -------------------------------------------------------------------------
+SYN_CAPACITANCE = 1e-12
+"""Capacitance of the synaptic input's current integrator (tau_syn = C_s / g_s). [E]"""
+SYN_SATURATION_CODE = 2000.0
+"""Saturation of g_s(c); larger than the leak's so long tau_syn keep a useful resolution. [E]"""
+SYN_TAU_AT_920 = 0.3e-6
+"""Nominal tau_syn at bias code 920 without the high-resistance switch. [E]"""
+SYN_CONDUCTANCE_PER_CODE = SYN_CAPACITANCE / SYN_TAU_AT_920 * (1 + 920 / SYN_SATURATION_CODE) / 920
+SYN_GAIN_SIGMA = 0.25
+SYN_DEAD_ZONE_SPREAD = 3.0
+SYN_PARALLEL_RANGE = (5e-9, 15e-9)
+"""Parasitic conductance of the synaptic integrator: longest tau_syn 70..200 us. [E]"""
+SYN_HIGH_RESISTANCE_FACTOR = 5.0
+SYN_HIGH_RESISTANCE_SPREAD = 0.05
+SYN_GM_EXPONENT = 0.8
+"""Input transconductance grows as (code / SYN_GM_REFERENCE_CODE) ** exponent. [E]"""
+SYN_GM_REFERENCE_CODE = 500.0
+SYN_GM_SIGMA = 0.2
+SYN_DAC_SIGMA = 0.1
+"""Lognormal sigma of the per-quadrant synapse DAC gain. [E]"""
+SYN_CURRENT_PER_WEIGHT = 0.172e-9
+"""Jump of the synaptic current per weight unit at the reference gm code: with leak 80 LSB,
+tau_mem = tau_syn = 10 us, five weight-63 events 1 us apart peak about 20 CADC LSB. [E]"""
+SYN_OFFSET_CURRENT_PER_CODE = 50e-12
+"""Offset current of an enabled input per shift code away from its cancelling code; a higher
+shift code pushes the membrane up (both inputs). [E]"""
+SYN_OFFSET_GAIN_SIGMA = 0.2
+SYN_CANCEL_CODE_MEAN = 500.0
+SYN_CANCEL_CODE_SPREAD = 80.0
+SYN_CANCEL_CODE_RANGE = (150.0, 850.0)
+
+# --- Refractory, adaptation, exponential -----------------------------------------------------
+REFRACTORY_CLOCK = 250e6
+"""Base clock of the refractory counter: t_ref = counter * 2**(scale + 1) / clock. BSS-2"""
+ADEX_SIGMA = 0.25
+"""Lognormal sigma of a, b, tau_w and Delta_T. [E]"""
+ADAPT_A_PER_CODE = 0.2e-9
+"""Subthreshold adaptation conductance a per code of i_bias_adapt_a. [E]"""
+ADAPT_B_PER_CODE = 10e-12
+"""Spike-triggered adaptation increment b per code of i_bias_adapt_b. [E]"""
+ADAPT_CAPACITANCE = 3e-12
+"""tau_w = ADAPT_CAPACITANCE / g_w(c), g_w in the conductance form below. [E]"""
+ADAPT_CONDUCTANCE_PER_CODE = 0.45e-9
+ADAPT_SATURATION_CODE = 400.0
+ADAPT_PARALLEL_CONDUCTANCE = 1e-9
+EXP_DELTA_T_BASE = 4e-3
+EXP_DELTA_T_PER_CODE = 0.03e-3
+"""Delta_T = base + per_code * code (19 mV at 500). [E]"""
+EXP_ONSET_OFFSET_SPREAD = 20e-3
+"""Offset of the exponential term's onset V_T from V(v_exp) (normal sigma). [E]"""
+EXP_MAX_EXPONENT = 20.0
+"""The exponential term's argument is capped here (the membrane spikes long before). [E]"""
+
+# --- CADC --------------------------------------------------------------------------------------
+CADC_BASELINE = 20.0
+"""Code of a voltage equal to the ramp start V0. BSS-2 calibration convention"""
+CADC_NOMINAL_LSB = (550 - 70) * CAPMEM_VOLTS_PER_CODE / 200
+"""Volts per LSB at ramp slope code 500: V(70) reads 20 and V(550) reads 220. [E]"""
+CADC_SLOPE_CODE_OFFSET = 50.0
+"""lsb(c) = CADC_NOMINAL_LSB * (c + offset) / (500 + offset): monotonic, never zero. [E]"""
+CADC_RAMP_OFFSET_SPREAD = 10e-3
+"""Per-quadrant error of the ramp start voltage (normal sigma). [E]"""
+CADC_RAMP_SLOPE_SIGMA = 0.03
+"""Per-quadrant lognormal sigma of the ramp slope. [E]"""
+CADC_CHANNEL_OFFSET_SPREAD = 8.0
+"""Per-channel offset in LSB (normal sigma). [E]"""
+CADC_READ_NOISE = 1.0
+"""Temporal read noise in LSB (normal sigma). [E]"""
+CADC_COMPRESSION_KNEE = 200.0
+CADC_COMPRESSION_SCALE = 55.0
+"""Above the knee x -> knee + scale * tanh((x - knee) / scale): 220 reads ~219, never > 255. [E]"""
+
+# --- MADC --------------------------------------------------------------------------------------
+MADC_OFFSET_VOLTS = 0.17
+MADC_VOLTS_PER_LSB = 1.6e-3
+MADC_NOISE = 1.5
+"""MADC temporal noise in LSB (normal sigma). [E]"""
+MADC_GARBAGE_AMPLITUDE = 300.0
+MADC_GARBAGE_PERIOD = 1.3e-6
+"""The invalid first 8 us carry a ringing start-up artefact of this amplitude (codes). [E]"""
+
+# --- Temporal noise, drift -------------------------------------------------------------------
+THRESHOLD_NOISE = 1e-3
+"""Run-to-run jitter of the effective threshold (normal sigma), spreads spike counts. [E]"""
+DRIFT_PER_SQRT_HOUR = 0.5e-3
+"""Offsets random-walk this many volts per sqrt(hour) of ageing. [E]"""
+DRIFT_DAY_HOURS = 24
+"""The drift path is drawn day by day, with hourly Brownian bridges inside a day."""
+
+# --- Range-limited outliers and faults -------------------------------------------------------
+OUTLIER_FRACTION = 0.01
+"""Neurons with a gross defect that puts typical targets out of reach. [E]"""
+OUTLIER_KIND_WEIGHTS = {"leak": 0.35, "reset": 0.15, "threshold": 0.25, "tau_mem": 0.25}
+OUTLIER_POTENTIAL_OFFSET = (1.15, 1.4)
+"""Magnitude (random sign) of a defective leak or reset follower offset. [E]"""
+OUTLIER_THRESHOLD_OFFSET = (0.65, 0.85)
+"""A defective comparator's (positive) offset: threshold 125 LSB needs a negative code. [E]"""
+OUTLIER_LEAK_GAIN = 0.04
+"""A defective leak bias's gain: tau_mem 10 us out of reach with the divide switch. [E]"""
+FAULT_PRESET_RUN_FAILURE_RATE = 0.01
+FAULT_PRESET_DEAD_FRACTION = 0.005
+FAULT_PRESET_STUCK_FRACTION = 0.005
+
+# --- Numerics and limits ---------------------------------------------------------------------
+INTEGRATION_STEP = 20e-9
+"""Step of the numerical integration (adaptation / exponential neurons). """
+SPIKE_GRID_STEP = 20e-9
+"""Time grid on which linear neurons with time-varying input are checked for spikes."""
+MAX_GRID_POINTS = 20000
+"""Longer runs use a coarser grid rather than more points."""
+MAX_DIRECT_EVENTS = 64
+"""Event trains up to this length are summed in closed form; longer ones are integrated."""
+MAX_RUN_DURATION = 0.1
+"""Longest spike-count, stimulus or read_time run accepted (s)."""
+MAX_MADC_DURATION = 10e-3
+"""Longest MADC recording accepted (s)."""
+MAX_CADC_SAMPLES = 100_000
+MADC_BATCH_NEURONS = 64
+"""Neurons simulated together when recording many (bounds host memory)."""
+MEMBRANE_RAILS = (0.0, 1.8)
+"""Supply rails: membrane potentials never leave this range (V). [E]"""
+MIN_RESET_PULSE = 4e-9
+"""A spike holds the neuron in reset at least this long, even with refractory counter 0. [E]"""

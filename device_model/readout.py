@@ -1,0 +1,48 @@
+"""The chip's converters: CADC (8 bit, one channel per neuron) and MADC (10 bit)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from device_model import params as p
+from device_model.protocol import CADC_MAX, MADC_INVALID_TIME, MADC_MAX, MADC_SAMPLE_RATE
+
+
+def compress(raw: np.ndarray) -> np.ndarray:
+    """The CADC's compressed top: linear up to the knee, then tanh towards 255."""
+    knee, scale = p.CADC_COMPRESSION_KNEE, p.CADC_COMPRESSION_SCALE
+    return np.where(raw > knee, knee + scale * np.tanh((raw - knee) / scale), raw)
+
+
+def cadc_analog(volts: np.ndarray, values: dict[str, np.ndarray], channel_offset: np.ndarray,
+                noise: np.ndarray | float = 0.0) -> np.ndarray:
+    """Ramp count before the digital offset: 20 + (V - V0) / lsb + channel offset + noise."""
+    raw = p.CADC_BASELINE + (volts - values["cadc_v0"]) / values["cadc_lsb"]
+    return compress(raw + channel_offset + noise)
+
+
+def cadc_continuous(volts: np.ndarray, values: dict[str, np.ndarray],
+                    channel_offset: np.ndarray) -> np.ndarray:
+    """Noise-free CADC reading (LSB), neither rounded nor clipped: the truth's unit."""
+    return cadc_analog(volts, values, channel_offset) + values["cadc_channel_offset"]
+
+
+def cadc_codes(volts: np.ndarray, values: dict[str, np.ndarray], channel_offset: np.ndarray,
+               noise: np.ndarray | float) -> np.ndarray:
+    """uint8 codes: the ramp count clips at 0..255, then the digital offset is added."""
+    count = np.clip(np.rint(cadc_analog(volts, values, channel_offset, noise)), 0, CADC_MAX)
+    return np.clip(count + values["cadc_channel_offset"], 0, CADC_MAX).astype(np.uint8)
+
+
+def madc_times(duration: float) -> np.ndarray:
+    """Sample times of a recording of `duration` seconds."""
+    count = max(int(np.floor(duration * MADC_SAMPLE_RATE + 1e-9)), 1)
+    return np.arange(count) / MADC_SAMPLE_RATE
+
+
+def madc_codes(volts: np.ndarray, times: np.ndarray, noise: np.ndarray | float) -> np.ndarray:
+    """uint16 codes (0..1023); the samples before MADC_INVALID_TIME carry a start-up artefact."""
+    ideal = (volts + p.MADC_OFFSET_VOLTS) / p.MADC_VOLTS_PER_LSB
+    artefact = p.MADC_GARBAGE_AMPLITUDE * np.sin(2 * np.pi * times / p.MADC_GARBAGE_PERIOD)
+    ideal = ideal + np.where(times < MADC_INVALID_TIME, artefact, 0.0)
+    return np.clip(np.rint(ideal + noise), 0, MADC_MAX).astype(np.uint16)
