@@ -294,7 +294,7 @@ def check_loaded_array(info: RunInfo, path: str, array: np.ndarray) -> None:
     elif array.dtype.name != spec.dtype:
         problem = f"dtype {array.dtype.name}, manifest declares {spec.dtype}"
     elif array_digest(array) != spec.sha256:
-        problem = "contents differ from the checksum in the manifest"
+        problem = "contents that differ from the checksum in the manifest"
     if problem is not None:
         raise CorruptRunError(
             f"run {info.run_id!r} of chip {info.chip_id!r}: array {path!r} has {problem}"

@@ -220,23 +220,26 @@ class ResultsStore:
 
     def _open_root(self, *, create: bool) -> None:
         attrs = sync(self._group_attributes(""))
-        if attrs is None:
-            if not create:
-                raise StoreNotFoundError(
-                    f"no results store at {self._location!r} (open with create=True to make one)"
-                )
-            others = [name for name in sync(self._list_dir(""))
-                      if not name.startswith(METADATA_DOCUMENT)]
-            if others:
+        if attrs is None and create:
+            others = [name for name in sync(self._list_dir("")) if not _is_root_document(name)]
+            if not others:
+                try:
+                    zarr.create_group(
+                        self._store, attributes={ROOT_MARKER: {"layout": LAYOUT_VERSION}}
+                    )
+                except ContainsGroupError:
+                    pass  # another process created the store at the same moment
+            # Written by us or by a concurrent creator (whose first runs may be `others`).
+            attrs = sync(self._group_attributes(""))
+            if attrs is None:
                 raise StoreError(
-                    f"{self._location!r} holds other data ({sorted(others)[:3]}...) and is not a "
+                    f"{self._location!r} holds other data ({sorted(others)[:3]}) and is not a "
                     "results store; refusing to write into it"
                 )
-            try:
-                zarr.create_group(self._store, attributes={ROOT_MARKER: {"layout": LAYOUT_VERSION}})
-            except ContainsGroupError:
-                pass  # another process created the store at the same moment
-            attrs = sync(self._group_attributes("")) or {}
+        if attrs is None:
+            raise StoreNotFoundError(
+                f"no results store at {self._location!r} (open with create=True to make one)"
+            )
         marker = attrs.get(ROOT_MARKER)
         if not isinstance(marker, dict) or marker.get("layout") != LAYOUT_VERSION:
             raise StoreError(
@@ -379,6 +382,11 @@ async def _stage_array(group: zarr_async.AsyncGroup, path: str, values: np.ndarr
         path, shape=values.shape, dtype=values.dtype, config={"write_empty_chunks": True}
     )
     await array.setitem(Ellipsis, values)
+
+
+def _is_root_document(name: str) -> bool:
+    """The root metadata document, or a local writer's temporary file for it."""
+    return name == METADATA_DOCUMENT or (name.startswith("zarr.") and name.endswith(".partial"))
 
 
 def _accept_any(info: RunInfo) -> bool:
