@@ -93,8 +93,8 @@ class CurveRoutine(Routine):
         self.noise = noise
         self.seed = seed
         # Clipped mismatch keeps mid-range targets within reach of every ordinary unit.
-        self.gain = np.clip(rng.lognormal(0.0, 0.15, n_units), 0.75, 1.35)
-        self.offset = np.clip(rng.normal(0.0, 0.03, n_units), -0.08, 0.08)
+        self.gain = np.clip(rng.lognormal(0.0, 0.15, n_units), 0.8, 1.25)
+        self.offset = np.clip(rng.normal(0.0, 0.03, n_units), -0.05, 0.05)
         self.pole = rng.normal(-40.0, 10.0, n_units)
         self.unreachable = np.zeros(n_units, dtype=bool)
         self.unreachable[:unreachable] = True
@@ -128,7 +128,10 @@ class CurveRoutine(Routine):
         return self.truth(codes) + self.noise * self._rng.standard_normal(codes.shape)
 
     def reachable_target(self, fraction: float = 0.5) -> np.ndarray:
-        """One target for every unit: the median observable at `fraction` of the code range."""
+        """One target for every unit: the median observable at `fraction` of the code range.
+
+        Every ordinary unit can reach it for `fraction` within 0.25..0.75.
+        """
         limits = self.parameter_range
         code = round(limits.low + fraction * (limits.high - limits.low))
         typical = float(np.median(self.truth(np.full(self.gain.shape, code))))

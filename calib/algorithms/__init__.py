@@ -7,12 +7,29 @@ from calib.algorithms.base import (
     SearchOutcome,
 )
 from calib.algorithms.binary_search import BinarySearch, NoiseRobustBinarySearch
+from calib.algorithms.fitting import FittingSearch, InverseModel, LinearModel, LmfitModel
+from calib.algorithms.linear_search import LinearSearch
+from calib.algorithms.prediction import (
+    PolynomialModel,
+    Prediction,
+    TransferCurves,
+    TransferModel,
+)
 
 __all__ = [
     "Algorithm",
     "BinarySearch",
+    "FittingSearch",
+    "InverseModel",
+    "LinearModel",
+    "LinearSearch",
+    "LmfitModel",
     "MultiParameterRoutine",
     "NoiseRobustBinarySearch",
+    "PolynomialModel",
+    "Prediction",
     "RoutineFailed",
     "SearchOutcome",
+    "TransferCurves",
+    "TransferModel",
 ]

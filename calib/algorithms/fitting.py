@@ -1,0 +1,238 @@
+"""Fitting search: a physical transfer model fitted to a short sweep, inverted, verified.
+
+Built-in models fit all units at once in numpy: `LinearModel` (potentials: observable = slope *
+code + offset) and `InverseModel` (time constants: tau = a / (code - c0) + b, a conductance
+growing linearly from a dead zone c0). Any `lmfit.Model` of one independent variable works too,
+through `LmfitModel`, which fits unit by unit (slower: meant for exploring new models).
+The fitted per-unit parameters stay in `FittingSearch.curves`; `predict(target)` answers a new
+target on the same chip without a sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import lmfit
+import numpy as np
+
+from calib.algorithms.base import check_int_option
+from calib.algorithms.prediction import (
+    Params,
+    PolynomialModel,
+    Prediction,
+    TransferCurves,
+    TransferModel,
+    finite_weights,
+    weighted_least_squares,
+)
+
+__all__ = [
+    "FittingSearch",
+    "InverseModel",
+    "LinearModel",
+    "LmfitModel",
+    "TransferCurves",
+    "resolve_model",
+]
+
+
+class LinearModel(TransferModel):
+    """observable = slope * code + offset (potentials behind a source follower)."""
+
+    name = "linear"
+    param_names = ("slope", "offset")
+
+    def fit(self, codes: np.ndarray, values: np.ndarray) -> Params:
+        design = np.stack([np.asarray(codes, dtype=float), np.ones(len(codes))], axis=1)
+        slope, offset = weighted_least_squares(design, values, finite_weights(values)).T
+        return {"slope": slope, "offset": offset}
+
+    def evaluate(self, params: Params, codes: np.ndarray) -> np.ndarray:
+        return params["slope"] * codes + params["offset"]
+
+
+class InverseModel(TransferModel):
+    """tau = a / (code - c0) + b: a time constant set by a conductance linear in the code.
+
+    Fitted on relative residuals (a time constant spans a decade over the range). The pole c0
+    is first chosen per unit from a grid below the lowest sweep code, with (a, b) solved
+    exactly for each candidate; Levenberg-Marquardt steps on all three then refine it.
+    """
+
+    name = "inverse"
+    param_names = ("a", "b", "c0")
+    pole_gaps = np.geomspace(0.5, 4000.0, 48)
+    """Distances of the candidate poles below the lowest sweep code."""
+
+    def __init__(self, iterations: int = 20) -> None:
+        self.iterations = check_int_option("iterations", iterations, 0, 1000)
+
+    def evaluate(self, params: Params, codes: np.ndarray) -> np.ndarray:
+        return params["a"] / (codes - params["c0"]) + params["b"]
+
+    def fit(self, codes: np.ndarray, values: np.ndarray) -> Params:
+        codes = np.asarray(codes, dtype=float)
+        # Relative residuals; non-finite or non-positive reads carry no weight.
+        usable = np.isfinite(values) & (values > 0)
+        weights = np.where(usable, 1.0 / np.where(usable, values, 1.0) ** 2, 0.0)
+        values = np.where(usable, values, 0.0)
+        pole_limit = codes.min() - 0.1
+        a, b, c0 = self._grid_start(codes, values, weights)
+        cost = self._cost(codes, values, weights, a, b, c0)
+        damping = np.full(a.shape, 1e-3)
+        for _ in range(self.iterations):
+            u = 1.0 / (codes[:, None] - c0)
+            residual = a * u + b - values
+            jacobian = np.stack([u, np.ones_like(u), a * u * u], axis=-1)
+            normal = np.einsum("pu,pui,puj->uij", weights, jacobian, jacobian)
+            gradient = np.einsum("pu,pui,pu->ui", weights, jacobian, residual)
+            diagonal = np.einsum("uii->ui", normal)
+            scale = damping[:, None] * np.maximum(diagonal, 1e-30)
+            damped = normal + scale[..., None] * np.eye(3)
+            try:
+                delta = -np.linalg.solve(damped, gradient[..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                break
+            delta = np.where(np.isfinite(delta), delta, 0.0)
+            trial = (a + delta[:, 0], b + delta[:, 1], np.minimum(c0 + delta[:, 2], pole_limit))
+            trial_cost = self._cost(codes, values, weights, *trial)
+            better = trial_cost < cost
+            a, b, c0 = (np.where(better, new, old) for new, old in zip(trial, (a, b, c0),
+                                                                       strict=True))
+            cost = np.where(better, trial_cost, cost)
+            damping = np.where(better, damping / 3.0, damping * 4.0)
+        enough = usable.sum(axis=0) >= len(self.param_names)
+        return {name: np.where(enough, value, np.nan) for name, value in
+                zip(self.param_names, (a, b, c0), strict=True)}
+
+    def _grid_start(
+        self, codes: np.ndarray, values: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        poles = codes.min() - self.pole_gaps  # (n_poles,)
+        u = 1.0 / (codes[:, None] - poles[None, :])  # (n_points, n_poles)
+        # Weighted 2x2 normal equations for (a, b) at every (pole, unit), solved in closed form.
+        suu = np.einsum("pu,pk->ku", weights, u * u)
+        su = np.einsum("pu,pk->ku", weights, u)
+        s1 = weights.sum(axis=0)[None, :]
+        suy = np.einsum("pu,pk->ku", weights * values, u)
+        sy = (weights * values).sum(axis=0)[None, :]
+        det = suu * s1 - su * su
+        safe = np.where(np.abs(det) > 0, det, np.inf)
+        a = (suy * s1 - su * sy) / safe
+        b = (suu * sy - su * suy) / safe
+        fitted = a[None] * u[:, :, None] + b[None]  # (n_points, n_poles, n_units)
+        cost = np.einsum("pu,pku->ku", weights, (fitted - values[:, None, :]) ** 2)
+        cost = np.where(np.isfinite(cost), cost, np.inf)
+        pick = np.argmin(cost, axis=0)
+        units = np.arange(values.shape[1])
+        return a[pick, units], b[pick, units], poles[pick]
+
+    @staticmethod
+    def _cost(codes, values, weights, a, b, c0) -> np.ndarray:
+        residual = a / (codes[:, None] - c0) + b - values
+        cost = (weights * residual * residual).sum(axis=0)
+        return np.where(np.isfinite(cost), cost, np.inf)
+
+
+class LmfitModel(TransferModel):
+    """Any lmfit.Model of one independent variable (the code), fitted unit by unit.
+
+    `hints` are initial values (and optionally bounds as (value, min, max)) for the model's
+    parameters. A unit whose fit raises or does not finish gets NaN parameters.
+    """
+
+    def __init__(
+        self, model: lmfit.Model, hints: Mapping[str, float | tuple[float, float, float]] | None
+        = None
+    ) -> None:
+        if len(model.independent_vars) != 1:
+            raise ValueError(
+                f"model must have one independent variable (the code), it has "
+                f"{model.independent_vars}"
+            )
+        self.model = model
+        self.name = f"lmfit:{model.name}"
+        self.param_names = tuple(model.param_names)
+        self._variable = model.independent_vars[0]
+        self.hints = dict(hints or {})
+        unknown = set(self.hints) - set(self.param_names)
+        if unknown:
+            raise ValueError(f"hints name unknown parameters {sorted(unknown)}; the model has "
+                             f"{list(self.param_names)}")
+
+    def _initial(self) -> lmfit.Parameters:
+        params = self.model.make_params()
+        for name, hint in self.hints.items():
+            if isinstance(hint, tuple):
+                value, low, high = hint
+                params[name].set(value=value, min=low, max=high)
+            else:
+                params[name].set(value=hint)
+        return params
+
+    def fit(self, codes: np.ndarray, values: np.ndarray) -> Params:
+        codes = np.asarray(codes, dtype=float)
+        fitted = np.full((values.shape[1], len(self.param_names)), np.nan)
+        initial = self._initial()
+        for unit in range(values.shape[1]):  # the user-model path: one lmfit fit per unit
+            finite = np.isfinite(values[:, unit])
+            if finite.sum() < len(self.param_names):
+                continue
+            try:
+                result = self.model.fit(values[finite, unit], initial.copy(),
+                                        **{self._variable: codes[finite]})
+            except (ValueError, TypeError, ArithmeticError):
+                continue
+            if result.success:
+                fitted[unit] = [result.params[name].value for name in self.param_names]
+        return {name: fitted[:, k] for k, name in enumerate(self.param_names)}
+
+    def evaluate(self, params: Params, codes: np.ndarray) -> np.ndarray:
+        codes = np.asarray(codes, dtype=float)
+        n_units = len(params[self.param_names[0]])
+        columns = np.broadcast_to(codes, np.broadcast_shapes(codes.shape, (n_units,)))
+        result = np.full(columns.shape, np.nan)
+        for unit in range(n_units):
+            unit_params = {name: params[name][unit] for name in self.param_names}
+            if np.all(np.isfinite(list(unit_params.values()))):
+                result[..., unit] = self.model.eval(**unit_params,
+                                                    **{self._variable: columns[..., unit]})
+        return result
+
+
+BUILT_IN_MODELS = {"linear": LinearModel, "inverse": InverseModel, "polynomial": PolynomialModel}
+
+
+def resolve_model(model: str | TransferModel | lmfit.Model) -> TransferModel:
+    """A TransferModel from a built-in name, a TransferModel, or an lmfit.Model."""
+    if isinstance(model, TransferModel):
+        return model
+    if isinstance(model, lmfit.Model):
+        return LmfitModel(model)
+    if isinstance(model, str) and model in BUILT_IN_MODELS:
+        return BUILT_IN_MODELS[model]()
+    raise ValueError(
+        f"model = {model!r} is not allowed: use one of {sorted(BUILT_IN_MODELS)}, a TransferModel "
+        "or an lmfit.Model"
+    )
+
+
+class FittingSearch(Prediction):
+    """Sweep a few codes, fit a physical model per unit, invert it for the target, verify once.
+
+    `model`: 'inverse' (time constants, default), 'linear' (potentials), 'polynomial', a
+    `TransferModel`, or an `lmfit.Model` (fitted unit by unit). Costs `sweep * repeats + 1`
+    runs (+1 with `correct`). After a run, `curves` holds the per-unit fit and
+    `predict(target)` gives codes for another target without touching the device.
+    """
+
+    name = "fitting_search"
+
+    def __init__(
+        self,
+        model: str | TransferModel | lmfit.Model = "inverse",
+        sweep: int | Sequence[int] = 5,
+        repeats: int = 1,
+        correct: bool = False,
+    ) -> None:
+        super().__init__(resolve_model(model), sweep=sweep, repeats=repeats, correct=correct)

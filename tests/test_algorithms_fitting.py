@@ -1,0 +1,147 @@
+"""Prediction and fitting search: sweep, fit per unit, invert, verify; curves kept."""
+
+import lmfit
+import numpy as np
+import pytest
+from fakes import CurveRoutine, FakeDevice, assert_within_quantisation
+
+from calib.algorithms.binary_search import BinarySearch
+from calib.algorithms.fitting import FittingSearch, InverseModel, LinearModel, LmfitModel
+from calib.algorithms.prediction import PolynomialModel, Prediction, TransferCurves
+from calib.routine import ParameterRange
+
+
+@pytest.mark.parametrize(("algorithm", "shape", "inverted"), [
+    (Prediction(), "linear", False),
+    (Prediction(PolynomialModel(1)), "linear", True),
+    (FittingSearch("linear"), "linear", False),
+    (FittingSearch("linear"), "linear", True),
+    (FittingSearch("inverse"), "inverse", True),
+])
+def test_reaches_the_target_within_quantisation_on_a_noiseless_curve(algorithm, shape, inverted):
+    routine = CurveRoutine(shape=shape, inverted=inverted)
+    target = routine.reachable_target(0.3)
+    outcome = algorithm.run(routine, FakeDevice(), target)
+    assert_within_quantisation(routine, outcome.codes, target)
+
+
+def test_fitting_search_matches_binary_search_residuals_with_fewer_runs():
+    routine = CurveRoutine(shape="inverse", noise=2e-4)
+    target = routine.reachable_target(0.4)
+    fitting = FittingSearch("inverse", correct=True).run(routine, FakeDevice(), target)
+    binary = BinarySearch().run(routine, FakeDevice(), target)
+
+    def rms(codes):
+        return np.sqrt(np.mean((routine.truth(codes) - target) ** 2))
+
+    assert fitting.steps < binary.steps
+    assert rms(fitting.codes) <= 1.05 * rms(binary.codes)
+
+
+def test_fitting_search_keeps_its_curves_and_predicts_a_new_target_without_a_sweep():
+    routine = CurveRoutine(shape="inverse")
+    device = FakeDevice()
+    search = FittingSearch("inverse")
+    outcome = search.run(routine, device, routine.reachable_target(0.3))
+    runs = device.stats.runs
+    new_target = routine.reachable_target(0.7)
+    codes = search.predict(new_target)
+    assert device.stats.runs == runs
+    assert_within_quantisation(routine, codes, new_target)
+    assert set(outcome.models) == {"a", "b", "c0"}
+    assert all(values.shape == (512,) for values in outcome.models.values())
+
+
+def test_stored_model_parameters_rebuild_the_curves():
+    routine = CurveRoutine(shape="linear")
+    outcome = FittingSearch("linear").run(routine, FakeDevice(), routine.reachable_target())
+    rebuilt = TransferCurves(LinearModel(), outcome.models, ParameterRange())
+    target = routine.reachable_target(0.7)
+    assert_within_quantisation(routine, rebuilt.predict(target), target)
+
+
+def test_inverse_model_recovers_the_parameters_of_an_exact_curve():
+    rng = np.random.default_rng(1)
+    truth = {"a": rng.uniform(200, 900, 64), "b": rng.uniform(0.0, 0.3, 64),
+             "c0": rng.uniform(-80, -5, 64)}
+    codes = np.array([0, 200, 400, 700, 1022])
+    model = InverseModel()
+    values = model.evaluate(truth, np.broadcast_to(codes[:, None], (5, 64)))
+    fitted = model.fit(codes, values)
+    for name in ("a", "b", "c0"):
+        np.testing.assert_allclose(fitted[name], truth[name], rtol=1e-3, atol=1e-3)
+
+
+def test_units_with_unusable_reads_are_reported_and_keep_a_measured_code():
+    class DeadUnits(CurveRoutine):
+        def measure(self, device):
+            values = super().measure(device)
+            values[:3] = np.nan
+            return values
+
+    routine = DeadUnits(shape="linear")
+    outcome = FittingSearch("linear").run(routine, FakeDevice(), routine.reachable_target())
+    assert {0, 1, 2} <= set(outcome.reasons)
+    assert "linear fit failed" in outcome.reasons[0]
+    assert np.all(np.isnan(outcome.models["slope"][:3]))
+
+
+@pytest.mark.parametrize("inverted", [False, True])
+def test_unreachable_units_end_at_the_bound(inverted):
+    routine = CurveRoutine(inverted=inverted, unreachable=5)
+    outcome = FittingSearch("linear").run(routine, FakeDevice(), routine.reachable_target())
+    np.testing.assert_array_equal(np.flatnonzero(outcome.at_bound), np.arange(5))
+
+
+def test_runs_sweep_plus_verification_and_optional_correction():
+    routine = CurveRoutine()
+    target = routine.reachable_target()
+    assert Prediction(sweep=4, repeats=2).run(routine, FakeDevice(), target).steps == 4 * 2 + 2
+    assert FittingSearch("linear", sweep=3, correct=True).run(
+        routine, FakeDevice(), target).steps == 3 + 1 + 1
+
+
+def test_is_reusable():
+    search = FittingSearch("inverse")
+    routine = CurveRoutine(shape="inverse", noise=1e-3)
+    target = routine.reachable_target()
+    first = search.run(routine, FakeDevice(), target).codes
+    search.run(CurveRoutine(shape="inverse", seed=9), FakeDevice(), target)
+    np.testing.assert_array_equal(first, search.run(routine, FakeDevice(), target).codes)
+
+
+def test_an_lmfit_model_is_fitted_and_inverted():
+    def inverse(code, a, b, c0):
+        return a / (code - c0) + b
+
+    model = LmfitModel(lmfit.Model(inverse), hints={"a": (500.0, 1.0, 1e5), "b": 0.0,
+                                                    "c0": (-10.0, -1000.0, -0.5)})
+    routine = CurveRoutine(n_units=16, shape="inverse")
+    target = routine.reachable_target()
+    search = FittingSearch(model)
+    outcome = search.run(routine, FakeDevice(16), target)
+    assert_within_quantisation(routine, outcome.codes, target)
+    assert set(outcome.models) == {"a", "b", "c0"}
+
+
+@pytest.mark.parametrize(("make", "named"), [
+    (lambda: FittingSearch("cubic-spline"), "model"),
+    (lambda: FittingSearch("linear", sweep=1), "sweep"),
+    (lambda: Prediction(repeats=0), "repeats"),
+    (lambda: PolynomialModel(0), "degree"),
+    (lambda: LmfitModel(lmfit.Model(lambda code, a: a * code), hints={"z": 1.0}), "hints"),
+])
+def test_bad_options_name_the_option(make, named):
+    with pytest.raises(ValueError, match=named):
+        make()
+
+
+def test_sweep_codes_outside_the_range_are_refused():
+    routine = CurveRoutine(n_units=2, parameter_range=ParameterRange(100, 200))
+    with pytest.raises(ValueError, match="sweep codes"):
+        FittingSearch("linear", sweep=[0, 150]).run(routine, FakeDevice(2), np.zeros(2))
+
+
+def test_predict_before_any_run_is_refused():
+    with pytest.raises(ValueError, match="run the algorithm once"):
+        FittingSearch().predict(np.zeros(3))
