@@ -61,7 +61,7 @@ class FleetRow:
         fraction = self.success_fraction
         if fraction is not None and not (0.0 <= fraction <= 1.0):
             raise ValueError(
-                f"success_fraction = {fraction!r} for chip {self.chip_id!r} is outside 0..1"
+                f"success_fraction = {float(fraction)!r} for chip {self.chip_id!r} is outside 0..1"
             )
         object.__setattr__(self, "newly_failed", tuple(int(n) for n in self.newly_failed))
         object.__setattr__(self, "recovered", tuple(int(n) for n in self.recovered))

@@ -158,12 +158,30 @@ def provenance_section(result: NeuronResult) -> Markup:
               [[key, _stat_text(value)] for key, value in provenance.device_stats.items()],
               caption="Device statistics (hardware_time in seconds)"),
     ]
+    steps = getattr(provenance, "steps", None) or {}
+    if steps:
+        parts.append(_step_table(steps))
     if provenance.extra:
         parts.append(tag("h3", "Extra"))
         parts.append(preformatted(provenance.extra))
     parts.append(tag("h3", "Target"))
     parts.append(preformatted(_compact_target(result)))
     return join(parts)
+
+
+def _step_table(steps: dict[str, dict[str, float]]) -> Markup:
+    """Cost of each calibration step (as the calibration recorded it, in its order)."""
+    rows = []
+    for name, cost in steps.items():
+        rows.append([
+            name,
+            _stat_text(cost.get("runs", "-")),
+            _stat_text(cost.get("writes", "-")),
+            format_duration(cost.get("hardware_time")),
+            format_duration(cost.get("host_time")),
+        ])
+    return table(["step", "device runs", "writes", "emulated hardware time", "host time"], rows,
+                 caption="Cost per calibration step")
 
 
 def _stat_text(value: object) -> str:

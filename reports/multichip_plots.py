@@ -9,7 +9,14 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from reports.plots import AFTER_COLOR, BEFORE_COLOR, axes_grid, new_figure, report_style
+from reports.plots import (
+    AFTER_COLOR,
+    BEFORE_COLOR,
+    RESIDUAL_CMAP,
+    axes_grid,
+    new_figure,
+    report_style,
+)
 from reports.units import display_unit, quantity_label
 
 if TYPE_CHECKING:
@@ -43,9 +50,8 @@ def drift_heatmap(
     figure = new_figure(max(6.0, 1.1 * len(quantities) + 2.0), height)
     with report_style():
         ax = figure.subplots()
-        image = ax.imshow(np.ma.masked_invalid(normalised), cmap="RdBu_r", vmin=-1, vmax=1,
+        image = ax.imshow(np.ma.masked_invalid(normalised), cmap=RESIDUAL_CMAP, vmin=-1, vmax=1,
                           aspect="auto", interpolation="nearest")
-        image.cmap.set_bad("#e0e0e0")
         ax.set_xticks(range(len(quantities)),
                       [quantity_label(name) for name in quantities], rotation=30, ha="right")
         if len(chip_ids) <= MAX_LABELLED_ROWS:

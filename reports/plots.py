@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import numpy as np
+from matplotlib import colormaps, rc_context
 from matplotlib import dates as mdates
-from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -39,6 +39,8 @@ BEFORE_COLOR = "#9e9e9e"
 AFTER_COLOR = "#1f77b4"
 TARGET_COLOR = "#d62728"
 FAILED_COLOR = "#000000"
+RESIDUAL_CMAP = colormaps["RdBu_r"].with_extremes(bad="#d0d0d0")
+"""Diverging around zero residual; grey where a neuron has no value."""
 
 MAP_ROWS_PER_QUADRANT = 8
 MAP_COLUMNS_PER_QUADRANT = 16
@@ -207,9 +209,8 @@ def residual_maps(result: NeuronResult) -> Figure:
             unit = display_unit(name)
             values = unit(np.asarray(residuals[name], dtype=float))
             scale = _residual_scale(values, success)
-            image = ax.imshow(neuron_grid(values), cmap="RdBu_r", vmin=-scale, vmax=scale,
+            image = ax.imshow(neuron_grid(values), cmap=RESIDUAL_CMAP, vmin=-scale, vmax=scale,
                               interpolation="nearest", aspect="equal")
-            image.cmap.set_bad("#d0d0d0")
             ax.scatter(fail_x, fail_y, marker="x", s=14, color=FAILED_COLOR, linewidths=1)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -313,7 +314,7 @@ def drift_figure(history: Sequence[tuple[object, NeuronResult]]) -> Figure:
         axes[0].legend(loc="best", frameon=False)
         for ax in axes[: len(panels)]:
             if isinstance(times[0], datetime):
-                locator = mdates.AutoDateLocator(maxticks=5)
+                locator = mdates.AutoDateLocator()
                 ax.xaxis.set_major_locator(locator)
                 ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
             else:

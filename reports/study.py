@@ -39,7 +39,7 @@ class ChipSpread:
     def __post_init__(self) -> None:
         if not 0.0 <= self.success_fraction <= 1.0:
             raise ValueError(
-                f"success_fraction = {self.success_fraction!r} for chip {self.chip_id!r} "
+                f"success_fraction = {float(self.success_fraction)!r} for chip {self.chip_id!r} "
                 "is outside 0..1"
             )
 
@@ -67,7 +67,7 @@ def _fractions(name: str, values: Any, shape_tail: tuple[int, ...]) -> np.ndarra
     finite = array[np.isfinite(array)]
     if finite.size and (finite.min() < 0 or finite.max() > 1):
         bad = finite[(finite < 0) | (finite > 1)][0]
-        raise ValueError(f"{name}: fraction {bad!r} is outside 0..1")
+        raise ValueError(f"{name}: fraction {float(bad)!r} is outside 0..1")
     array.flags.writeable = False
     return array
 
