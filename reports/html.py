@@ -63,7 +63,7 @@ def quantity_table(summary: RunSummary) -> Markup:
             format_number(unit(row.achieved_median)),
             format_number(unit(row.std_before)),
             format_number(unit(row.std_after)),
-            f"{row.within_tolerance} / {row.n_neurons}",
+            "-" if row.within_tolerance is None else f"{row.within_tolerance} / {row.n_neurons}",
             str(row.failed),
         ])
     return table(

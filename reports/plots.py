@@ -1,7 +1,9 @@
 """Matplotlib figures of calibration results, rendered off-screen (Agg) to PNG.
 
-Figures are built with `matplotlib.figure.Figure`, never pyplot, so no global figure state or
-interactive backend is involved and reports can be built from worker threads.
+Figures are built with `matplotlib.figure.Figure`, never pyplot: no figure registry to leak
+into, no interactive backend to pick, nothing to close. The style is applied with an rc context
+around creation and rendering (matplotlib's rc settings are process-global, so render reports
+from one thread at a time).
 """
 
 from __future__ import annotations
@@ -195,8 +197,10 @@ def _draw_quadrant_frame(ax: Axes, n_neurons: int) -> None:
 
 def residual_maps(result: NeuronResult) -> Figure:
     """Achieved minus target per neuron over the four quadrants; failed neurons crossed."""
-    residuals = result.residuals()
-    names = [name for name in ordered_quantities(result.achieved) if name in residuals]
+    targets = result.target.quantities()
+    names = [name for name in ordered_quantities(result.achieved) if name in targets]
+    residuals = {name: np.asarray(result.achieved[name], dtype=float) - targets[name]
+                 for name in names}
     success = np.asarray(result.success, dtype=bool)
     columns = min(3, max(1, len(names)))
     rows = max(1, -(-len(names) // columns))

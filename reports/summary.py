@@ -34,8 +34,9 @@ class QuantityRow:
     achieved_median: float
     std_before: float
     std_after: float
-    within_tolerance: int
-    """Neurons whose achieved value lies within the quantity's tolerance of its target."""
+    within_tolerance: int | None
+    """Neurons whose achieved value lies within the quantity's tolerance of its target (None
+    for a quantity without a target)."""
     failed: int
     """Neurons whose failure reason names this quantity."""
     n_neurons: int
@@ -157,10 +158,10 @@ def _std(values: np.ndarray) -> float:
     return float(np.std(finite)) if finite.size >= 2 else float("nan")
 
 
-def _within_tolerance(name: str, achieved: np.ndarray, target: np.ndarray | None) -> int:
+def _within_tolerance(name: str, achieved: np.ndarray, target: np.ndarray | None) -> int | None:
     spec = QUANTITIES.get(name)
     if spec is None or target is None:
-        return 0
+        return None
     with np.errstate(invalid="ignore"):
         return int(np.sum(np.abs(achieved - target) <= spec.tolerance_for(target)))
 

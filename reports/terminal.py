@@ -60,7 +60,7 @@ def quantity_table(summary: RunSummary) -> Table:
             format_number(unit(row.achieved_median)),
             format_number(unit(row.std_before)),
             format_number(unit(row.std_after)),
-            str(row.within_tolerance),
+            "-" if row.within_tolerance is None else str(row.within_tolerance),
             Text(str(row.failed), style="red" if row.failed else ""),
         )
     return table

@@ -145,3 +145,15 @@ def test_units_convert_seconds_to_microseconds_and_keep_lsb():
     assert display_unit("threshold").label == "LSB"
     assert format_number(float("nan")) == "-"
     assert format_number(0.00788) == "0.00788"
+
+
+def test_a_quantity_without_a_target_is_shown_without_one():
+    result = make_result(quantities=["leak"])
+    result.achieved["adaptation_b"] = np.linspace(0.0, 2.0, result.success.size)
+    row = next(row for row in summarize(result).rows if row.name == "adaptation_b")
+    assert np.isnan(row.target_median)
+    assert row.within_tolerance is None
+    assert row.achieved_median == pytest.approx(np.median(result.achieved["adaptation_b"]
+                                                          [result.success]))
+    line = next(line for line in rendered(result).splitlines() if "adaptation_b" in line)
+    assert line.split()[1] == "-"
