@@ -6,6 +6,7 @@ from calib.algorithms.base import (
     RoutineFailed,
     SearchOutcome,
 )
+from calib.algorithms.bayesian import BayesianSearch
 from calib.algorithms.binary_search import BinarySearch, NoiseRobustBinarySearch
 from calib.algorithms.fitting import FittingSearch, InverseModel, LinearModel, LmfitModel
 from calib.algorithms.linear_search import LinearSearch
@@ -18,6 +19,7 @@ from calib.algorithms.prediction import (
 
 __all__ = [
     "Algorithm",
+    "BayesianSearch",
     "BinarySearch",
     "FittingSearch",
     "InverseModel",
