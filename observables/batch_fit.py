@@ -1,209 +1,77 @@
-"""Vectorised least-squares fits of every neuron at once (no per-neuron Python loop).
+"""Vectorised least-squares fits of every recorded neuron at once (no per-neuron Python loop).
 
-Exponential decay, offset + amplitude * exp(-(t - t0) / tau): variable projection. For a fixed
-tau the model is linear in offset and amplitude, so the residual sum of squares of every neuron
-for every tau of a log-spaced grid comes from a few matrix products in closed form. The best
-grid point, refined by a parabola through its neighbours, starts a vectorised
-Levenberg-Marquardt on (offset, amplitude, log tau) that converges to the same least-squares
-minimum lmfit finds.
+Exponential decay, offset + amplitude * exp(-(t - t0) / tau): variable projection (see
+`observables.variable_projection`): offset and amplitude in closed form, a grid over log tau for
+every neuron at once, then Newton steps on log tau; it ends at the least-squares minimum lmfit
+finds.
 
-Post-synaptic potential: see `fit_psp_batch`; it starts from an exponential fit of the tail.
+Post-synaptic potential, offset + amplitude * (exp(-s / tau_syn) - exp(-s / tau_mem)) for
+s = t - onset > 0: the slow time constant comes from the decay after the peak (the same grid),
+the fast one from the time to peak; a vectorised Levenberg-Marquardt then fits all parameters.
 
-Uncertainties come from the Jacobian at the minimum, scaled by the residual variance (as lmfit
-does by default); the reduced chi-square weights residuals by each neuron's estimated noise.
+Uncertainties come from the Jacobian at the minimum scaled by the residual variance (lmfit's
+default); the reduced chi-square weights the residuals by each neuron's estimated noise.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
+from observables.least_squares import Evaluate, LeastSquares, levenberg_marquardt
 from observables.outcome import MAX_REDUCED_CHI_SQUARE, FitOutcome, build_outcome
 from observables.traces import TraceWindow
+from observables.variable_projection import DecaySums, fit_decays, grid_log_tau
 
-GRID_POINTS_PER_E_FOLD = 4
-"""Density of the log(tau) search grid; the refinement makes the result independent of it."""
 TAU_SEARCH_LOW_SAMPLES = 0.5
 """Shortest tau searched, in sample intervals."""
 TAU_SEARCH_HIGH_WINDOWS = 20.0
 """Longest tau searched, in window lengths (beyond it a decay is a straight line)."""
-MAX_ITERATIONS = 60
-RELATIVE_COST_TOLERANCE = 1e-12
-MAX_DAMPING = 1e10
 ELEMENTS_PER_CHUNK = 2_000_000
 """Rows are fitted in chunks of about this many samples, to bound memory for long windows."""
+PEAK_SMOOTHING_SAMPLES = 3
+"""Moving-average width used to locate a PSP's peak in noise."""
+BASELINE_MIN_SAMPLES = 5
+"""Fewest pre-event samples for the baseline; otherwise the end of the window serves."""
+ONSET_SEARCH_BEFORE = 0.1
+ONSET_SEARCH_AFTER = 0.5
+"""The PSP onset is searched from event_time - 0.1 to event_time + 0.5 of the time after it."""
 
-Evaluate = Callable[[np.ndarray], tuple[np.ndarray, list[np.ndarray]]]
-"""params (rows, n_params) -> (model (rows, n_samples), Jacobian columns, one per param)."""
-
-
-@dataclass(frozen=True)
-class LeastSquares:
-    """Per-row least-squares solution from `levenberg_marquardt`."""
-
-    params: np.ndarray
-    """(rows, n_params) best-fit values."""
-    covariance: np.ndarray
-    """(rows, n_params, n_params), scaled by the residual variance; NaN if singular."""
-    rss: np.ndarray
-    """Residual sum of squares per row."""
-    converged: np.ndarray
-    at_bound: np.ndarray
-    """Rows with at least one parameter on its bound."""
-
-
-def _normal_equations(
-    jac: list[np.ndarray], residual: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """J^T W J and J^T W r for every row, without materialising a (rows, samples, p) array."""
-    n_params = len(jac)
-    rows = residual.shape[0]
-    hessian = np.empty((rows, n_params, n_params))
-    gradient = np.empty((rows, n_params))
-    weighted = [column * weight for column in jac]
-    for i in range(n_params):
-        gradient[:, i] = np.einsum("ij,ij->i", weighted[i], residual)
-        for j in range(i + 1):
-            hessian[:, i, j] = hessian[:, j, i] = np.einsum("ij,ij->i", weighted[i], jac[j])
-    return hessian, gradient
-
-
-def _invert(matrices: np.ndarray) -> np.ndarray:
-    """Batched inverse; singular or non-finite matrices give NaN instead of an error."""
-    result = np.full_like(matrices, np.nan)
-    finite = np.isfinite(matrices).all(axis=(1, 2))
-    if finite.any():
-        good = matrices[finite]
-        scale = np.sqrt(np.abs(np.einsum("...ii->...i", good))) + 1e-300
-        scaled = good / scale[:, :, None] / scale[:, None, :]
-        ok = np.linalg.cond(scaled) < 1e14
-        inverse = np.full_like(good, np.nan)
-        if ok.any():
-            inverse[ok] = np.linalg.inv(scaled[ok]) / scale[ok][:, :, None] / scale[ok][:, None, :]
-        result[finite] = inverse
-    return result
-
-
-def levenberg_marquardt(
-    evaluate: Evaluate,
-    start: np.ndarray,
-    values: np.ndarray,
-    weight: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    *,
-    max_iterations: int = MAX_ITERATIONS,
-) -> LeastSquares:
-    """Minimise sum(weight * (values - model)^2) per row, all rows together.
-
-    `weight` is 0 for unusable samples (whose `values` must be finite, e.g. 0) and 1 otherwise.
-    Parameters are kept within [lower, upper] (shape (n_params,) or (rows, n_params)).
-    Each row has its own damping; rows stop iterating once converged.
-    """
-    params = np.clip(np.array(start, dtype=float), lower, upper)
-    rows, n_params = params.shape
-    lower = np.broadcast_to(lower, params.shape)
-    upper = np.broadcast_to(upper, params.shape)
-    model, _ = evaluate(params)
-    cost = np.sum(weight * (values - model) ** 2, axis=1)
-    damping = np.full(rows, 1e-3)
-    converged = ~np.isfinite(cost)  # hopeless rows stop at once and are reported below
-    for _ in range(max_iterations):
-        active = np.flatnonzero(~converged)
-        if active.size == 0:
-            break
-        p = params[active]
-        model, jac = evaluate(p)
-        hessian, gradient = _normal_equations(
-            jac, values[active] - model, weight[active]
-        )
-        diagonal = np.einsum("...ii->...i", hessian)
-        damped = hessian + (damping[active, None] * (diagonal + 1e-300))[:, :, None] * np.eye(
-            n_params
-        )
-        with np.errstate(all="ignore"):
-            try:
-                step = np.linalg.solve(damped, gradient[:, :, None])[:, :, 0]
-            except np.linalg.LinAlgError:
-                step = (_invert(damped) @ gradient[:, :, None])[:, :, 0]
-        trial = np.clip(p + np.nan_to_num(step), lower[active], upper[active])
-        trial_model, _ = evaluate(trial)
-        trial_cost = np.sum(weight[active] * (values[active] - trial_model) ** 2, axis=1)
-        better = trial_cost < cost[active]
-        gain = (cost[active] - trial_cost) / np.fmax(cost[active], 1e-300)
-        params[active] = np.where(better[:, None], trial, p)
-        cost[active] = np.where(better, trial_cost, cost[active])
-        damping[active] = np.where(better, damping[active] / 3.0, damping[active] * 4.0)
-        # Converged: an accepted step that no longer reduces the cost, or no step that does.
-        done = (better & (gain < RELATIVE_COST_TOLERANCE)) | (damping[active] > MAX_DAMPING)
-        done |= ~np.isfinite(trial_cost) & (damping[active] > 1e6)
-        converged[active] = done
-    finite_cost = np.isfinite(cost)
-    model, jac = evaluate(params)
-    hessian, _ = _normal_equations(jac, values - model, weight)
-    n_used = weight.sum(axis=1)
-    dof = np.fmax(n_used - n_params, 1.0)
-    covariance = _invert(hessian) * (cost / dof)[:, None, None]
-    span = np.fmax(upper - lower, 1e-300)
-    at_bound = ((params - lower) < 1e-9 * span) | ((upper - params) < 1e-9 * span)
-    return LeastSquares(
-        params=params,
-        covariance=covariance,
-        rss=cost,
-        converged=converged & finite_cost,
-        at_bound=at_bound.any(axis=1),
-    )
-
-
-# -- exponential decay ------------------------------------------------------------------------
-
-
-def _exponential(elapsed: np.ndarray) -> Evaluate:
-    """Model and Jacobian of offset + amplitude * exp(-elapsed / tau) in (offset, amp, log tau)."""
-
-    def evaluate(params: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        offset, amplitude, tau = params[:, 0:1], params[:, 1:2], np.exp(params[:, 2:3])
-        scaled = elapsed[None, :] / tau
-        decay = np.exp(-scaled)
-        model = offset + amplitude * decay
-        return model, [np.ones_like(model), decay, amplitude * decay * scaled]
-
-    return evaluate
-
-
-def _linear_in_offset_amplitude(
-    basis: np.ndarray, values: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Closed-form (offset, amplitude, rss) of values ~ offset + amplitude * basis, per row and
-    per candidate basis. `basis` (candidates, samples); results (rows, candidates).
-
-    `values` must be centred per row (weighted mean 0) to keep the sums well conditioned.
-    """
-    weighted = values * weight
-    count = weight.sum(axis=1)[:, None]
-    sum_y = weighted.sum(axis=1)[:, None]
-    sum_yy = np.einsum("ij,ij->i", weighted, values)[:, None]
-    sum_b = weight @ basis.T
-    sum_bb = weight @ (basis * basis).T
-    sum_by = weighted @ basis.T
-    det = count * sum_bb - sum_b**2
-    with np.errstate(all="ignore"):
-        amplitude = (count * sum_by - sum_b * sum_y) / det
-        offset = (sum_y - amplitude * sum_b) / count
-    rss = sum_yy - offset * sum_y - amplitude * sum_by
-    degenerate = ~np.isfinite(amplitude) | (det <= 1e-12 * count * np.fmax(sum_bb, 1e-300))
-    rss = np.where(degenerate, np.inf, rss)
-    return offset, amplitude, rss
+EXPONENTIAL_PARAMS = ("offset", "amplitude", "tau")
+PSP_PARAMS = ("offset", "amplitude", "tau_mem", "tau_syn", "onset")
 
 
 def tau_search_range(times: np.ndarray, t0: float) -> tuple[float, float]:
-    """The (shortest, longest) tau the exponential fit searches for this window."""
+    """The (shortest, longest) tau a fit of this window searches."""
     interval = float(np.median(np.diff(times))) if times.size > 1 else 1.0 / 29.4e6
     length = max(float(times[-1]) - t0, interval) if times.size else interval
     return TAU_SEARCH_LOW_SAMPLES * interval, TAU_SEARCH_HIGH_WINDOWS * length
+
+
+def _chunks(rows: np.ndarray, n_samples: int) -> list[np.ndarray]:
+    size = max(1, ELEMENTS_PER_CHUNK // max(n_samples, 1))
+    return [rows[i : i + size] for i in range(0, rows.size, size)]
+
+
+def _offset_amplitude(
+    basis: np.ndarray, values: np.ndarray, weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least-squares (offset, amplitude) of values ~ offset + amplitude * basis, per row
+    (basis, values and weight all of shape (rows, samples))."""
+    count = np.fmax(weight.sum(axis=1), 1.0)
+    mean_y = (weight * values).sum(axis=1) / count
+    mean_b = (weight * basis).sum(axis=1) / count
+    centred_b = (basis - mean_b[:, None]) * weight
+    with np.errstate(all="ignore"):
+        amplitude = np.einsum("ij,ij->i", centred_b, values - mean_y[:, None]) / np.einsum(
+            "ij,ij->i", centred_b, basis - mean_b[:, None]
+        )
+    amplitude = np.nan_to_num(amplitude)
+    return mean_y - amplitude * mean_b, amplitude
+
+
+# -- exponential decay ------------------------------------------------------------------------
 
 
 def exponential_start(
@@ -214,41 +82,19 @@ def exponential_start(
     tau_range: tuple[float, float],
 ) -> np.ndarray:
     """Start values (offset, amplitude, log tau) per row from the variable-projection grid."""
-    log_low, log_high = math.log(tau_range[0]), math.log(tau_range[1])
-    n_grid = max(8, math.ceil(GRID_POINTS_PER_E_FOLD * (log_high - log_low)) + 1)
-    log_taus = np.linspace(log_low, log_high, n_grid)
-    elapsed = times - t0
-    count = np.fmax(weight.sum(axis=1), 1.0)
-    mean = (values * weight).sum(axis=1) / count
-    centred = (values - mean[:, None]) * weight
-    basis = np.exp(-elapsed[None, :] / np.exp(log_taus)[:, None])
-    _, _, rss = _linear_in_offset_amplitude(basis, centred, weight)
-    best = np.argmin(rss, axis=1)
-    # A parabola through the best grid point and its neighbours (in log tau) refines it.
-    inner = np.clip(best, 1, n_grid - 2)
-    rows = np.arange(values.shape[0])
-    left, mid, right = rss[rows, inner - 1], rss[rows, inner], rss[rows, inner + 1]
-    curvature = left - 2.0 * mid + right
-    with np.errstate(all="ignore"):
-        shift = np.where(curvature > 0, 0.5 * (left - right) / curvature, 0.0)
-    shift = np.where(best == inner, np.clip(np.nan_to_num(shift), -1.0, 1.0), 0.0)
-    step = log_taus[1] - log_taus[0]
-    log_tau = log_taus[best] + shift * step
+    elapsed = np.fmax(times - t0, 0.0)  # the decay starts at t0
+    data = DecaySums(elapsed, values, weight)
+    log_tau = grid_log_tau(data, (math.log(tau_range[0]), math.log(tau_range[1])))
     refined = np.exp(-elapsed[None, :] / np.exp(log_tau)[:, None])
-    # Closed-form offset and amplitude for each row's own tau.
-    weighted = centred
-    sum_b = np.einsum("ij,ij->i", weight, refined)
-    sum_bb = np.einsum("ij,ij->i", weight, refined * refined)
-    sum_by = np.einsum("ij,ij->i", weighted, refined)
-    with np.errstate(all="ignore"):
-        amplitude = sum_by / (sum_bb - sum_b**2 / count)
-        offset = mean - amplitude * sum_b / count
-    return np.stack([np.nan_to_num(offset), np.nan_to_num(amplitude), log_tau], axis=1)
+    offset, amplitude = _offset_amplitude(refined, values, weight)
+    return np.stack([offset, amplitude, log_tau], axis=1)
 
 
-def _chunks(n_rows: int, n_samples: int) -> list[slice]:
-    size = max(1, ELEMENTS_PER_CHUNK // max(n_samples, 1))
-    return [slice(i, min(i + size, n_rows)) for i in range(0, n_rows, size)]
+def _tau_bound_reason(name: str, value: float, tau_range: tuple[float, float]) -> str:
+    return (
+        f"{name} {value:.3g} s at the edge of the searched range "
+        f"{tau_range[0]:.3g}..{tau_range[1]:.3g} s"
+    )
 
 
 def fit_exponential_batch(
@@ -259,50 +105,263 @@ def fit_exponential_batch(
 ) -> FitOutcome:
     """Fit offset + amplitude * exp(-(t - t0) / tau) to every usable row of `window`.
 
-    Returns a FitOutcome with params 'offset' (V), 'amplitude' (V, at t0) and 'tau' (s).
+    Params: 'offset' (V), 'amplitude' (V, the deflection at t0) and 'tau' (s).
     """
     n_rows = window.n_rows
-    usable = np.flatnonzero(window.usable)
-    names = ("offset", "amplitude", "tau")
-    fitted = {name: np.full(n_rows, np.nan) for name in names}
-    stderr = {name: np.full(n_rows, np.nan) for name in names}
+    fitted = {name: np.full(n_rows, np.nan) for name in EXPONENTIAL_PARAMS}
+    stderr = {name: np.full(n_rows, np.nan) for name in EXPONENTIAL_PARAMS}
     redchi = np.full(n_rows, np.nan)
     fit_reasons = [""] * n_rows
     times = window.times
-    tau_range = tau_search_range(times, t0) if times.size else (1.0, 1.0)
-    lower = np.array([-np.inf, -np.inf, math.log(tau_range[0])])
-    upper = np.array([np.inf, np.inf, math.log(tau_range[1])])
-    evaluate = _exponential(times - t0)
-    for chunk in _chunks(usable.size, times.size):
-        rows = usable[chunk]
+    tau_range = tau_search_range(times, t0)
+    elapsed = np.fmax(times - t0, 0.0)  # the decay starts at t0
+    for rows in _chunks(np.flatnonzero(window.usable), times.size):
         weight = window.mask[rows].astype(float)
         values = np.where(window.mask[rows], window.volts[rows], 0.0)
-        start = exponential_start(times, values, weight, t0, tau_range)
-        solution = levenberg_marquardt(evaluate, start, values, weight, lower, upper)
-        tau = np.exp(solution.params[:, 2])
+        solution = fit_decays(elapsed, values, weight, tau_range)
+        tau = np.exp(solution.log_tau)
         errors = np.sqrt(np.fmax(np.einsum("...ii->...i", solution.covariance), 0.0))
-        fitted["offset"][rows] = solution.params[:, 0]
-        fitted["amplitude"][rows] = solution.params[:, 1]
+        fitted["offset"][rows] = solution.offset
+        fitted["amplitude"][rows] = solution.amplitude
         fitted["tau"][rows] = tau
         stderr["offset"][rows] = errors[:, 0]
         stderr["amplitude"][rows] = errors[:, 1]
-        stderr["tau"][rows] = tau * errors[:, 2]  # first order, as lmfit's covariance gives
-        n_used = weight.sum(axis=1)
-        redchi[rows] = solution.rss / (np.fmax(n_used - 3, 1) * window.noise[rows] ** 2)
+        stderr["tau"][rows] = tau * errors[:, 2]  # first order in log tau, as lmfit reports
+        dof = np.fmax(weight.sum(axis=1) - len(EXPONENTIAL_PARAMS), 1.0)
+        redchi[rows] = solution.rss / (dof * window.noise[rows] ** 2)
         for index in np.flatnonzero(~solution.converged | solution.at_bound):
             fit_reasons[rows[index]] = (
                 "fit did not converge"
                 if not solution.converged[index]
-                else f"tau {tau[index]:.3g} s at the edge of the searched range "
-                f"{tau_range[0]:.3g}..{tau_range[1]:.3g} s"
+                else _tau_bound_reason("tau", tau[index], tau_range)
             )
     return build_outcome(
-        "exponential_decay",
-        window,
-        fitted,
-        stderr,
-        redchi,
-        fit_reasons,
-        window.mask.sum(axis=1),
-        max_redchi=max_redchi,
+        "exponential_decay", window, fitted, stderr, redchi, fit_reasons,
+        window.mask.sum(axis=1), key="tau", max_redchi=max_redchi,
     )
+
+
+def _reduced_chi_square(
+    solution: LeastSquares, weight: np.ndarray, noise: np.ndarray
+) -> np.ndarray:
+    n_params = solution.params.shape[1]
+    dof = np.fmax(weight.sum(axis=1) - n_params, 1.0)
+    return solution.rss / (dof * noise**2)
+
+
+# -- post-synaptic potential ------------------------------------------------------------------
+
+
+def psp_shape(elapsed: np.ndarray, tau_mem: np.ndarray, tau_syn: np.ndarray) -> np.ndarray:
+    """exp(-s / tau_syn) - exp(-s / tau_mem) for s = elapsed > 0, zero before the onset."""
+    positive = np.fmax(elapsed, 0.0)
+    shape = np.exp(-positive / tau_syn) - np.exp(-positive / tau_mem)
+    return np.where(elapsed > 0, shape, 0.0)
+
+
+def _psp(times: np.ndarray, fixed: np.ndarray, free: tuple[int, ...]) -> Evaluate:
+    """PSP model and Jacobian in the `free` subset of (offset, amplitude, log tau_mem,
+    log tau_syn, onset); the other entries are taken per row from `fixed` (rows, 5)."""
+
+    def evaluate(params: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        full = fixed[rows].copy()
+        full[:, free] = params
+        offset, amplitude, tau_mem, tau_syn, onset = (full[:, i : i + 1] for i in range(5))
+        tau_mem, tau_syn = np.exp(tau_mem), np.exp(tau_syn)
+        elapsed = times[None, :] - onset
+        after = elapsed > 0
+        positive = np.fmax(elapsed, 0.0)
+        fast = np.where(after, np.exp(-positive / tau_mem), 0.0)
+        slow = np.where(after, np.exp(-positive / tau_syn), 0.0)
+        shape = slow - fast
+        model = offset + amplitude * shape
+        columns = [
+            np.ones_like(model),
+            shape,
+            -amplitude * fast * positive / tau_mem,
+            amplitude * slow * positive / tau_syn,
+            amplitude * (slow / tau_syn - fast / tau_mem),
+        ]
+        return model, [columns[i] for i in free]
+
+    return evaluate
+
+
+def _masked_moving_average(values: np.ndarray, weight: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over usable samples only (NaN where none is in reach)."""
+    pad = width // 2
+    total = np.cumsum(np.pad(values * weight, ((0, 0), (pad + 1, pad))), axis=1)
+    count = np.cumsum(np.pad(weight, ((0, 0), (pad + 1, pad))), axis=1)
+    sums = total[:, width:] - total[:, :-width]
+    counts = count[:, width:] - count[:, :-width]
+    with np.errstate(all="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
+
+
+def psp_peak(
+    times: np.ndarray, values: np.ndarray, weight: np.ndarray, event_time: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(baseline, peak time) per row: the resting level and the largest deflection after it."""
+    before = (times < event_time)[None, :] * weight
+    tail_columns = max(BASELINE_MIN_SAMPLES, times.size // 10)
+    end = np.zeros_like(weight)
+    end[:, -tail_columns:] = weight[:, -tail_columns:]
+    use_before = before.sum(axis=1) >= BASELINE_MIN_SAMPLES
+    reference = np.where(use_before[:, None], before, end)
+    baseline = (values * reference).sum(axis=1) / np.fmax(reference.sum(axis=1), 1.0)
+    smooth = _masked_moving_average(values, weight, PEAK_SMOOTHING_SAMPLES)
+    deflection = np.where(
+        (times >= event_time)[None, :] & (weight > 0), np.abs(smooth - baseline[:, None]), -1.0
+    )
+    deflection = np.nan_to_num(deflection, nan=-1.0)
+    return baseline, times[np.argmax(deflection, axis=1)]
+
+
+def _fast_from_rise(rise: np.ndarray, slow: np.ndarray) -> np.ndarray:
+    """The faster tau of a PSP that peaks `rise` after onset, given the slower one.
+
+    A difference of exponentials peaks at ln(S/F) * S F / (S - F), which for F/S = r in (0, 1)
+    is S * g(r) with g(r) = r ln(1/r) / (1 - r) rising from 0 to 1: solved by bisection.
+    """
+    target = np.clip(rise / slow, 1e-3, 0.95)
+    low = np.full(rise.shape, -14.0)  # log r
+    high = np.full(rise.shape, -1e-9)
+    for _ in range(50):
+        middle = 0.5 * (low + high)
+        ratio = np.exp(middle)
+        g = ratio * -middle / (1.0 - ratio)
+        too_high = g > target
+        high = np.where(too_high, middle, high)
+        low = np.where(too_high, low, middle)
+    return slow * np.exp(0.5 * (low + high))
+
+
+def psp_start(
+    times: np.ndarray,
+    values: np.ndarray,
+    weight: np.ndarray,
+    event_time: float,
+    tau_range: tuple[float, float],
+    tau_mem: np.ndarray | None = None,
+) -> np.ndarray:
+    """Start values (offset, amplitude, log tau_mem, log tau_syn, onset) per row.
+
+    The slower time constant is the decay after the peak, the faster one follows from the
+    time to peak. With `tau_mem` given, tau_syn is whichever of the two lies farther from it;
+    otherwise tau_syn is the slower one.
+    """
+    _, peak_time = psp_peak(times, values, weight, event_time)
+    after_peak = weight * (times[None, :] >= peak_time[:, None])
+    tail = exponential_start(times, values, after_peak, event_time, tau_range)
+    slow = np.exp(tail[:, 2])
+    fast = _fast_from_rise(np.fmax(peak_time - event_time, 0.0), slow)
+    if tau_mem is None:
+        tau_m, tau_s = fast, slow
+    else:
+        tau_m = np.asarray(tau_mem, dtype=float)
+        slow_is_membrane = np.abs(np.log(slow / tau_m)) < np.abs(np.log(fast / tau_m))
+        tau_s = np.where(slow_is_membrane, fast, slow)
+    tau_low, tau_high = tau_range
+    tau_m = np.clip(tau_m, tau_low, tau_high)
+    tau_s = np.clip(tau_s, tau_low, tau_high)
+    # Separate equal time constants a little: the difference of exponentials vanishes there.
+    tau_s = np.where(np.abs(np.log(tau_s / tau_m)) < 0.05, tau_s * 1.2, tau_s)
+    onset = np.full(values.shape[0], float(event_time))
+    shape = psp_shape(times[None, :] - onset[:, None], tau_m[:, None], tau_s[:, None])
+    offset, amplitude = _offset_amplitude(shape, values, weight)
+    return np.stack([offset, amplitude, np.log(tau_m), np.log(tau_s), onset], axis=1)
+
+
+def fit_psp_batch(
+    window: TraceWindow,
+    event_time: float,
+    *,
+    tau_mem: float | np.ndarray | None = None,
+    max_redchi: float = MAX_REDUCED_CHI_SQUARE,
+) -> FitOutcome:
+    """Fit a PSP, offset + amplitude * (exp(-s/tau_syn) - exp(-s/tau_mem)), s = t - onset > 0.
+
+    `tau_mem` (scalar or one value per row) is held fixed when given; otherwise both time
+    constants are fitted and tau_syn is reported as the slower one (the amplitude's sign follows,
+    positive for a depolarising PSP). The onset is fitted when usable samples precede the event,
+    else held at `event_time`. Params: 'offset', 'amplitude' (V), 'tau_mem', 'tau_syn', 'onset' (s).
+    """
+    n_rows = window.n_rows
+    fixed_tau_mem = per_row("tau_mem", tau_mem, n_rows)
+    fitted = {name: np.full(n_rows, np.nan) for name in PSP_PARAMS}
+    stderr = {name: np.full(n_rows, np.nan) for name in PSP_PARAMS}
+    redchi = np.full(n_rows, np.nan)
+    fit_reasons = [""] * n_rows
+    times = window.times
+    span = float(times[-1]) - event_time if times.size else 0.0
+    tau_range = tau_search_range(times, event_time)
+    log_tau = (math.log(tau_range[0]), math.log(tau_range[1]))
+    onset_free = times.size > 0 and times[0] < event_time
+    onset_range = (event_time - ONSET_SEARCH_BEFORE * span, event_time + ONSET_SEARCH_AFTER * span)
+    lower = np.array([-np.inf, -np.inf, log_tau[0], log_tau[0], onset_range[0]])
+    upper = np.array([np.inf, np.inf, log_tau[1], log_tau[1], onset_range[1]])
+    held = {2} if fixed_tau_mem is not None else set()
+    if not onset_free:
+        held.add(4)
+    free = tuple(i for i in range(5) if i not in held)
+    for rows in _chunks(np.flatnonzero(window.usable), times.size):
+        weight = window.mask[rows].astype(float)
+        values = np.where(window.mask[rows], window.volts[rows], 0.0)
+        given = None if fixed_tau_mem is None else fixed_tau_mem[rows]
+        start = psp_start(times, values, weight, event_time, tau_range, given)
+        evaluate = _psp(times, start, free)
+        solution = levenberg_marquardt(
+            evaluate, start[:, free], values, weight, lower[list(free)], upper[list(free)]
+        )
+        full = start.copy()
+        full[:, free] = solution.params
+        errors = np.zeros_like(full)
+        errors[:, free] = solution.stderr
+        taus = np.exp(full[:, 2:4])
+        tau_errors = taus * errors[:, 2:4]
+        if fixed_tau_mem is None:
+            # Report the slower constant as tau_syn; swapping flips the amplitude's sign.
+            swap = taus[:, 0] > taus[:, 1]
+            taus = np.where(swap[:, None], taus[:, ::-1], taus)
+            tau_errors = np.where(swap[:, None], tau_errors[:, ::-1], tau_errors)
+            full[:, 1] = np.where(swap, -full[:, 1], full[:, 1])
+        for name, values_, errors_ in (
+            ("offset", full[:, 0], errors[:, 0]),
+            ("amplitude", full[:, 1], errors[:, 1]),
+            ("tau_mem", taus[:, 0], tau_errors[:, 0]),
+            ("tau_syn", taus[:, 1], tau_errors[:, 1]),
+            ("onset", full[:, 4], errors[:, 4]),
+        ):
+            fitted[name][rows] = values_
+            stderr[name][rows] = errors_
+        redchi[rows] = _reduced_chi_square(solution, weight, window.noise[rows])
+        tau_columns = [k for k, i in enumerate(free) if i in (2, 3)]
+        at_tau_bound = solution.at_bound[:, tau_columns].any(axis=1)
+        for index in np.flatnonzero(~solution.converged | at_tau_bound):
+            row = rows[index]
+            fit_reasons[row] = (
+                "fit did not converge"
+                if not solution.converged[index]
+                else _tau_bound_reason("a time constant", float(taus[index].max()), tau_range)
+            )
+    return build_outcome(
+        "post_synaptic_potential", window, fitted, stderr, redchi, fit_reasons,
+        window.mask.sum(axis=1), key="tau_syn", max_redchi=max_redchi,
+    )
+
+
+def per_row(name: str, value: float | np.ndarray | None, n_rows: int) -> np.ndarray | None:
+    """A scalar or per-row array as a (n_rows,) float array; ValueError on shape or value."""
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=float)
+    if array.ndim == 0:
+        array = np.full(n_rows, float(array))
+    if array.shape != (n_rows,):
+        raise ValueError(
+            f"{name} must be a scalar or have one value per recorded neuron ({n_rows},), "
+            f"got shape {array.shape}"
+        )
+    if not np.all(np.isfinite(array) & (array > 0)):
+        raise ValueError(f"{name} must be finite times > 0 s, got {array[~(array > 0)][:3]}")
+    return array

@@ -8,7 +8,7 @@ are NaN, so no caller uses them by accident; the raw best-fit values stay in `fi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +19,8 @@ MAX_REDUCED_CHI_SQUARE = 5.0
 
 A correct model on white noise gives about 1; the margin covers the noise estimate's error
 and mildly correlated noise."""
+MAX_RELATIVE_ERROR = 0.5
+"""A fit whose main quantity has a larger relative standard error is too uncertain to use."""
 
 
 @dataclass(frozen=True)
@@ -72,20 +74,20 @@ def build_outcome(
     fit_reasons: list[str] | tuple[str, ...],
     n_samples: np.ndarray,
     *,
+    key: str | None,
     max_redchi: float = MAX_REDUCED_CHI_SQUARE,
 ) -> FitOutcome:
-    """Combine window flags, fit flags and the fit-quality check into a FitOutcome.
+    """Combine window flags, fit flags and the quality checks into a FitOutcome.
 
     `fit_reasons` holds per row '' or why the fit itself failed (e.g. 'fit did not converge');
-    a window flag takes precedence, a poor reduced chi-square comes last.
+    a window flag takes precedence, then the fit's own, then a poor reduced chi-square, then
+    an uncertain `key` parameter (the quantity the caller measures, e.g. 'tau'; None skips it).
     """
     if not (np.isfinite(max_redchi) and max_redchi > 0):
         raise ValueError(f"max_redchi must be a finite number > 0, got {max_redchi!r}")
     redchi = np.asarray(redchi, dtype=float)
     reasons = []
-    for window_reason, fit_reason, chi in zip(
-        window.reasons, fit_reasons, redchi, strict=True
-    ):
+    for window_reason, fit_reason, chi in zip(window.reasons, fit_reasons, redchi, strict=True):
         if window_reason:
             reasons.append(window_reason)
         elif fit_reason:
@@ -96,19 +98,44 @@ def build_outcome(
             reasons.append(f"poor fit: reduced chi-square {chi:.3g}")
         else:
             reasons.append("")
-    success = np.array([not reason for reason in reasons], dtype=bool)
     fitted = {name: np.asarray(values, dtype=float) for name, values in fitted.items()}
-    return FitOutcome(
+    outcome = FitOutcome(
         model=model,
         neurons=window.neurons,
-        params={name: np.where(success, values, np.nan) for name, values in fitted.items()},
-        stderr={
-            name: np.where(success, np.asarray(values, dtype=float), np.nan)
-            for name, values in stderr.items()
-        },
+        params=fitted,
+        stderr={name: np.asarray(values, dtype=float) for name, values in stderr.items()},
         redchi=redchi,
-        success=success,
+        success=np.array([not reason for reason in reasons], dtype=bool),
         reasons=tuple(reasons),
         fitted=fitted,
         n_samples=np.asarray(n_samples),
     )
+    return flag_uncertain(outcome, key) if key is not None else with_reasons(outcome, reasons)
+
+
+def with_reasons(outcome: FitOutcome, reasons: list[str] | tuple[str, ...]) -> FitOutcome:
+    """`outcome` with new per-row reasons; success, params and stderr follow them (NaN where
+    a row failed), `fitted` keeps the raw values."""
+    success = np.array([not reason for reason in reasons], dtype=bool)
+    return replace(
+        outcome,
+        success=success,
+        reasons=tuple(reasons),
+        params={name: np.where(success, values, np.nan) for name, values in outcome.fitted.items()},
+        stderr={name: np.where(success, values, np.nan) for name, values in outcome.stderr.items()},
+    )
+
+
+def flag_uncertain(
+    outcome: FitOutcome, key: str, max_relative_error: float = MAX_RELATIVE_ERROR
+) -> FitOutcome:
+    """Flag successful rows whose `key` parameter has a relative standard error above
+    `max_relative_error` (or none at all)."""
+    value = outcome.fitted[key]
+    error = outcome.stderr[key]
+    with np.errstate(all="ignore"):
+        uncertain = ~(error <= max_relative_error * np.abs(value))
+    reasons = list(outcome.reasons)
+    for row in np.flatnonzero(uncertain & np.array([not r for r in reasons], dtype=bool)):
+        reasons[row] = f"uncertain fit: {key} {value[row]:.3g} +- {error[row]:.3g}"
+    return with_reasons(outcome, reasons)

@@ -8,9 +8,6 @@ no signal above noise', ...) and are skipped by the fitters; the others go on.
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +29,11 @@ MAX_CLIPPED_FRACTION = 0.01
 """A window with more than this fraction of samples at code 0 or MADC_MAX is clipped."""
 MAD_TO_SIGMA = 1.4826
 """Median absolute deviation to standard deviation, for Gaussian noise."""
+NOISE_CLIP_SIGMAS = 4.0
+"""Sample-to-sample steps beyond this many sigmas are signal, not noise."""
+NOISE_CLIP_ROUNDS = 2
+NOISE_SUBSAMPLE_COLUMNS = 256
+"""Columns whose median step sets the first clip level of the noise estimate."""
 
 
 def madc_to_volts(codes: np.ndarray) -> np.ndarray:
@@ -107,18 +109,37 @@ def validate_trace(trace: Trace) -> None:
 
 
 def estimate_noise(volts: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Noise sigma per row from consecutive-sample differences (robust to the signal itself).
+    """Noise sigma per row from consecutive-sample differences, robust to the signal itself.
 
-    The median absolute deviation of first differences ignores the few large steps of a fast
-    decay, so the estimate stays that of the noise. Floored at the quantisation noise.
+    Steps beyond NOISE_CLIP_SIGMAS sigmas (the few large steps of a fast decay, a spike's
+    reset) are signal and left out; the rest give a standard deviation, refined twice. The
+    first clip level comes from the median step of a subsample of columns. (A median of all
+    steps would not do as the estimate itself: on integer MADC codes it moves in whole codes.)
+    Floored at the quantisation noise.
     """
+    filled = np.where(mask, volts, 0.0)
+    steps = np.diff(filled, axis=1)
     pairs = mask[:, 1:] & mask[:, :-1]
-    steps = np.where(pairs, np.diff(np.where(mask, volts, 0.0), axis=1), np.nan)
-    with _quiet_nan_warnings():
-        centre = np.nanmedian(steps, axis=1, keepdims=True)
-        mad = np.nanmedian(np.abs(steps - centre), axis=1)
-    sigma = MAD_TO_SIGMA * mad / math.sqrt(2.0)
-    return np.fmax(np.nan_to_num(sigma, nan=0.0), QUANTISATION_NOISE)
+    rows = np.arange(volts.shape[0])
+    sigma = np.zeros(volts.shape[0])
+    if steps.shape[1] == 0:
+        return np.full(volts.shape[0], QUANTISATION_NOISE)
+    columns = np.unique(np.linspace(0, steps.shape[1] - 1, NOISE_SUBSAMPLE_COLUMNS).astype(int))
+    sub_pairs = pairs[:, columns]
+    ordered = np.sort(np.where(sub_pairs, np.abs(steps[:, columns]), np.inf), axis=1)
+    middle = np.fmax(sub_pairs.sum(axis=1) - 1, 0) // 2
+    median_step = np.where(sub_pairs.any(axis=1), ordered[rows, middle], 0.0)
+    step_sigma = np.fmax(MAD_TO_SIGMA * median_step, MADC_VOLTS_PER_CODE)
+    for _ in range(NOISE_CLIP_ROUNDS):
+        kept = pairs & (np.abs(steps) <= NOISE_CLIP_SIGMAS * step_sigma[:, None])
+        count = np.fmax(kept.sum(axis=1), 1)
+        kept_steps = np.where(kept, steps, 0.0)
+        mean = kept_steps.sum(axis=1) / count
+        variance = np.einsum("ij,ij->i", kept_steps, kept_steps) / count - mean**2
+        step_sigma = np.sqrt(np.fmax(variance, 0.0))
+        sigma = step_sigma / math.sqrt(2.0)
+        step_sigma = np.fmax(step_sigma, MADC_VOLTS_PER_CODE)
+    return np.fmax(sigma, QUANTISATION_NOISE)
 
 
 def select_window(
@@ -146,27 +167,35 @@ def select_window(
         raise ValueError(f"min_samples must be an integer >= 2, got {min_samples!r}")
 
     times = np.asarray(trace.times, dtype=float)
-    codes = np.asarray(trace.codes, dtype=float)
-    valid = np.broadcast_to(np.asarray(trace.valid, dtype=bool), codes.shape)
+    valid = np.asarray(trace.valid, dtype=bool)
     in_window = times >= start_time
     if stop_time is not None:
         in_window &= times <= stop_time
-    columns = np.flatnonzero(in_window & valid.any(axis=0))
-    if columns.size:
-        columns = np.arange(columns[0], columns[-1] + 1)
-    times = times[columns]
-    codes = codes[:, columns]
-    mask = valid[:, columns] & in_window[columns]
-
-    has_nan = (mask & ~np.isfinite(codes)).any(axis=1)
-    mask &= np.isfinite(codes)
-    volts = np.where(mask, madc_to_volts(np.where(mask, codes, 0.0)), np.nan)
+    usable_columns = in_window & (valid if valid.ndim == 1 else valid.any(axis=0))
+    columns = np.flatnonzero(usable_columns)
+    window = slice(columns[0], columns[-1] + 1) if columns.size else slice(0, 0)
+    times = times[window]
+    codes = np.asarray(trace.codes)[:, window].astype(float)
+    mask = np.isfinite(codes)
+    has_nan = ~mask.all(axis=1)
+    if valid.ndim == 1:
+        has_nan = (~mask & usable_columns[window]).any(axis=1) if has_nan.any() else has_nan
+        if not usable_columns[window].all():
+            mask &= usable_columns[window]
+    else:
+        usable = valid[:, window] & in_window[window]
+        has_nan = (~mask & usable).any(axis=1)
+        mask &= usable
+    volts = madc_to_volts(codes)
+    volts[~mask] = np.nan
     counts = mask.sum(axis=1)
-    clipped = (mask & ((codes <= 0) | (codes >= MADC_MAX))).sum(axis=1)
+    clipped = (((codes <= 0) | (codes >= MADC_MAX)) & mask).sum(axis=1)
     noise = estimate_noise(volts, mask)
-    with _quiet_nan_warnings():
-        spread = np.nanstd(volts, axis=1)
-    signal = np.sqrt(np.fmax(np.nan_to_num(spread, nan=0.0) ** 2 - noise**2, 0.0))
+    filled = np.where(mask, volts, 0.0)
+    with np.errstate(all="ignore"):
+        mean = filled.sum(axis=1) / counts
+        spread = np.einsum("ij,ij->i", filled, filled) / counts - mean**2
+    signal = np.sqrt(np.fmax(np.nan_to_num(spread, nan=0.0) - noise**2, 0.0))
     flat = signal < FLAT_SIGNAL_TO_NOISE * noise
 
     too_few = counts < min_samples
@@ -190,11 +219,3 @@ def select_window(
         noise=noise,
         reasons=tuple(reasons),
     )
-
-
-@contextmanager
-def _quiet_nan_warnings() -> Iterator[None]:
-    """Silence 'all-NaN slice' warnings: all-NaN rows are flagged, not errors."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
