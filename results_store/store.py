@@ -27,16 +27,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import zarr
 import zarr.api.asynchronous as zarr_async
-from zarr.abc.store import Store
-from zarr.core.buffer import default_buffer_prototype
+from zarr.abc.store import Store, SupportsGetSync
+from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.errors import ContainsGroupError
 from zarr.storage import FsspecStore, LocalStore, MemoryStore
@@ -82,6 +82,7 @@ READ_BATCH = 32
 UNREADABLE_ARRAY_ERRORS = (FileNotFoundError, KeyError, ValueError, TypeError, RuntimeError)
 """What zarr and its codecs raise for a missing node or damaged bytes."""
 
+T = TypeVar("T")
 Location = str | os.PathLike[str] | Store
 TargetLike = str | SupportsFingerprint
 
@@ -130,22 +131,22 @@ class ResultsStore:
             raise StoreError(f"{self!r} is open read-only; cannot save")
         record = prepare_record(result)
         run_id = new_run_id()
-        sync(self._write_run(record, run_id))
+        self._write_run(record, run_id)
         return run_id
 
     # -- reading ------------------------------------------------------------------------------
 
     def chips(self) -> list[str]:
         """Ids of the chips with at least one complete run, sorted."""
-        names = sync(self._list_dir(""))
+        names = self._list_dir("")
         return [chip for chip in sorted(filter(is_chip_id, names))
                 if self._newest(chip, _accept_any) is not None]
 
     def history(self, chip_id: str) -> list[RunInfo]:
         """Every complete run of `chip_id`, oldest first, without loading arrays."""
-        infos = sync(self._read_infos(check_chip_id(chip_id), self._run_ids(chip_id)))
+        infos = self._read_infos(check_chip_id(chip_id), self._run_ids(chip_id))
         for info in infos:
-            if isinstance(info, BaseException):
+            if isinstance(info, StoreError):
                 raise info
         return [info for info in infos if info is not None]
 
@@ -153,7 +154,9 @@ class ResultsStore:
         """Metadata of one run (RunNotFoundError if it is absent or incomplete)."""
         check_chip_id(chip_id)
         check_run_id(run_id)
-        info = sync(self._read_info(chip_id, run_id))
+        (info,) = self._read_infos(chip_id, [run_id])
+        if isinstance(info, StoreError):
+            raise info
         if info is None:
             raise RunNotFoundError(f"chip {chip_id!r} has no complete run {run_id!r} in {self!r}")
         return info
@@ -219,9 +222,9 @@ class ResultsStore:
     # -- internals ----------------------------------------------------------------------------
 
     def _open_root(self, *, create: bool) -> None:
-        attrs = sync(self._group_attributes(""))
+        attrs = self._root_attributes()
         if attrs is None and create:
-            others = [name for name in sync(self._list_dir("")) if not _is_root_document(name)]
+            others = [name for name in self._list_dir("") if not _is_root_document(name)]
             if not others:
                 try:
                     zarr.create_group(
@@ -230,7 +233,7 @@ class ResultsStore:
                 except ContainsGroupError:
                     pass  # another process created the store at the same moment
             # Written by us or by a concurrent creator (whose first runs may be `others`).
-            attrs = sync(self._group_attributes(""))
+            attrs = self._root_attributes()
             if attrs is None:
                 raise StoreError(
                     f"{self._location!r} holds other data ({sorted(others)[:3]}) and is not a "
@@ -247,80 +250,64 @@ class ResultsStore:
                 f"{LAYOUT_VERSION} (root attribute {ROOT_MARKER!r} = {marker!r})"
             )
 
-    async def _write_run(self, record: PreparedRecord, run_id: str) -> None:
-        chip_path = record.chip_id
-        run_path = f"{chip_path}/{run_id}"
-        staging = MemoryStore()
-        await zarr_async.open_group(
-            store=staging, path=chip_path, mode="w-", attributes={"chip_id": record.chip_id},
-            zarr_format=3,
-        )
-        group = await zarr_async.open_group(
-            store=staging, path=run_path, mode="w-", attributes=run_metadata(run_id, record),
-            zarr_format=3,
-        )
-        await asyncio.gather(
-            *(_stage_array(group, path, values) for path, values in record.arrays.items())
-        )
-        prototype = default_buffer_prototype()
-
-        async def place(key: str, *, exclusive: bool = False) -> None:
-            value = await staging.get(key, prototype)
-            assert value is not None
-            if exclusive:
-                await self._store.set_if_not_exists(key, value)
-            else:
-                await self._store.set(key, value)
-
+    def _write_run(self, record: PreparedRecord, run_id: str) -> None:
+        chip_document = f"{record.chip_id}/{METADATA_DOCUMENT}"
+        run_path = f"{record.chip_id}/{run_id}"
         run_document = f"{run_path}/{METADATA_DOCUMENT}"
+        staged = sync(_stage_run(record, run_id))
         # Concurrent first saves of one chip write the same chip document; the first one stays.
-        await place(f"{chip_path}/{METADATA_DOCUMENT}", exclusive=True)
-        body = [key async for key in staging.list_prefix(f"{run_path}/") if key != run_document]
-        await asyncio.gather(*(place(key) for key in body))
+        sync(self._store.set_if_not_exists(chip_document, staged[chip_document]))
+        self._set_many({key: value for key, value in staged.items()
+                        if key.startswith(f"{run_path}/") and key != run_document})
         # The commit: until this document exists, readers do not see the run.
-        await place(run_document, exclusive=True)
+        sync(self._store.set_if_not_exists(run_document, staged[run_document]))
 
-    async def _list_dir(self, prefix: str) -> list[str]:
-        try:
-            return [name async for name in self._store.list_dir(prefix)]
-        except FileNotFoundError:
-            return []
+    def _set_many(self, values: dict[str, Buffer]) -> None:
+        # Concurrently: on a local disk the kernel work of many small files overlaps.
+        sync(_gather(self._store.set(key, value) for key, value in values.items()))
+
+    def _get_many(self, keys: list[str]) -> list[Buffer | None]:
+        # Small local reads cost less in this thread than handed to worker threads.
+        if isinstance(self._store, SupportsGetSync):
+            return [self._store.get_sync(key) for key in keys]
+        prototype = default_buffer_prototype()
+        return sync(_gather(self._store.get(key, prototype) for key in keys))
+
+    def _list_dir(self, prefix: str) -> list[str]:
+        async def names() -> list[str]:
+            try:
+                return [name async for name in self._store.list_dir(prefix)]
+            except FileNotFoundError:
+                return []
+
+        return sync(names())
 
     def _run_ids(self, chip_id: str) -> list[str]:
         """Names under the chip that look like runs (complete or not), oldest first."""
-        return sorted(filter(is_run_id, sync(self._list_dir(chip_id))))
+        return sorted(filter(is_run_id, self._list_dir(chip_id)))
 
-    async def _group_attributes(self, path: str) -> dict[str, Any] | None:
-        """A group's attributes read from its metadata document; None if it has none."""
-        key = f"{path}/{METADATA_DOCUMENT}" if path else METADATA_DOCUMENT
-        buffer = await self._store.get(key, prototype=default_buffer_prototype())
-        if buffer is None:
-            return None
-        document = json.loads(buffer.to_bytes())
-        if not isinstance(document, dict) or document.get("node_type") != "group":
-            raise ValueError(f"{key} is not the metadata of a zarr group")
-        attributes = document.get("attributes", {})
-        if not isinstance(attributes, dict):
-            raise ValueError(f"{key} has attributes that are not a JSON object")
-        return attributes
+    def _root_attributes(self) -> dict[str, Any] | None:
+        (document,) = self._get_many([METADATA_DOCUMENT])
+        return None if document is None else _group_attributes(METADATA_DOCUMENT, document)
 
-    async def _read_info(self, chip_id: str, run_id: str) -> RunInfo | None:
-        try:
-            attrs = await self._group_attributes(f"{chip_id}/{run_id}")
-        except ValueError as error:  # includes JSON and UTF-8 decoding errors
-            raise CorruptRunError(
-                f"run {run_id!r} of chip {chip_id!r} has unreadable metadata: {error}"
-            ) from error
-        if attrs is None:
-            return None  # not committed: a save in progress, or one that died
-        return parse_run_metadata(chip_id, run_id, attrs)
-
-    async def _read_infos(
-        self, chip_id: str, run_ids: list[str]
-    ) -> list[RunInfo | BaseException | None]:
-        return await asyncio.gather(
-            *(self._read_info(chip_id, run_id) for run_id in run_ids), return_exceptions=True
-        )
+    def _read_infos(self, chip_id: str, run_ids: list[str]) -> list[RunInfo | StoreError | None]:
+        """Per run: its metadata; None if it is not committed (a save in progress, or one that
+        died); the error if it is damaged."""
+        keys = [f"{chip_id}/{run_id}/{METADATA_DOCUMENT}" for run_id in run_ids]
+        infos: list[RunInfo | StoreError | None] = []
+        for run_id, key, document in zip(run_ids, keys, self._get_many(keys), strict=True):
+            if document is None:
+                infos.append(None)
+                continue
+            try:
+                infos.append(parse_run_metadata(chip_id, run_id, _group_attributes(key, document)))
+            except ValueError as error:  # includes JSON and UTF-8 decoding errors
+                infos.append(CorruptRunError(
+                    f"run {run_id!r} of chip {chip_id!r} has unreadable metadata: {error}"
+                ))
+            except StoreError as error:
+                infos.append(error)
+        return infos
 
     def _newest(
         self,
@@ -335,8 +322,8 @@ class ResultsStore:
             run_ids = [run_id for run_id in run_ids if run_time(run_id) <= until]
         for end in range(len(run_ids), 0, -READ_BATCH):
             batch = run_ids[max(0, end - READ_BATCH):end]
-            for info in reversed(sync(self._read_infos(chip_id, batch))):
-                if isinstance(info, BaseException):
+            for info in reversed(self._read_infos(chip_id, batch)):
+                if isinstance(info, StoreError):
                     raise info
                 if info is not None and accept(info):
                     return info
@@ -377,11 +364,50 @@ class ResultsStore:
         return dict(await asyncio.gather(*(load(path) for path in info.arrays)))
 
 
-async def _stage_array(group: zarr_async.AsyncGroup, path: str, values: np.ndarray) -> None:
-    array = await group.create_array(
-        path, shape=values.shape, dtype=values.dtype, config={"write_empty_chunks": True}
+async def _stage_run(record: PreparedRecord, run_id: str) -> dict[str, Buffer]:
+    """Every key of the chip group and the run, encoded by zarr into memory."""
+    staging = MemoryStore()
+    await zarr_async.open_group(
+        store=staging, path=record.chip_id, mode="w-", attributes={"chip_id": record.chip_id},
+        zarr_format=3,
     )
-    await array.setitem(Ellipsis, values)
+    group = await zarr_async.open_group(
+        store=staging, path=f"{record.chip_id}/{run_id}", mode="w-",
+        attributes=run_metadata(run_id, record), zarr_format=3,
+    )
+
+    async def stage_array(path: str, values: np.ndarray) -> None:
+        array = await group.create_array(
+            path,
+            shape=values.shape,
+            dtype=values.dtype,
+            # One chunk file beside the array's metadata ('c.0'), not in a 'c/' directory:
+            # per-neuron arrays are one chunk, and each directory costs a write of its own.
+            chunk_key_encoding={"name": "default", "separator": "."},
+            config={"write_empty_chunks": True},
+        )
+        await array.setitem(Ellipsis, values)
+
+    await asyncio.gather(*(stage_array(path, values) for path, values in record.arrays.items()))
+    prototype = default_buffer_prototype()
+    keys = [key async for key in staging.list_prefix(f"{record.chip_id}/")]
+    return {key: value for key in keys if (value := await staging.get(key, prototype)) is not None}
+
+
+async def _gather(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """asyncio.gather as a coroutine, so that it runs on zarr's event loop."""
+    return list(await asyncio.gather(*awaitables))
+
+
+def _group_attributes(key: str, document: Buffer) -> dict[str, Any]:
+    """A group's attributes from its metadata document (ValueError if it is not one)."""
+    content = json.loads(document.to_bytes())
+    if not isinstance(content, dict) or content.get("node_type") != "group":
+        raise ValueError(f"{key} is not the metadata of a zarr group")
+    attributes = content.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise ValueError(f"{key} has attributes that are not a JSON object")
+    return attributes
 
 
 def _is_root_document(name: str) -> bool:

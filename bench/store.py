@@ -1,0 +1,109 @@
+"""Results store timings: save and load of one chip's result, lookups over a year of runs.
+
+A result here has the size of a whole neuron calibration: 512 neurons, 20 code arrays,
+10 achieved-value arrays and the success mask, with target and provenance metadata.
+Goals: save plus load under 100 ms; history over 365 stored runs under 1 s.
+
+    python bench/store.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from results_store import KindRegistry, ResultsStore
+
+N_NEURONS = 512
+N_CODE_ARRAYS = 20
+N_ACHIEVED_ARRAYS = 10
+REPEATS = 30
+HISTORY_RUNS = 365
+CHIP = "bench-chip-0"
+
+
+class BenchResult:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        rng = np.random.default_rng(self.seed)
+        arrays: dict[str, np.ndarray] = {"success": rng.random(N_NEURONS) > 0.01}
+        for index in range(N_CODE_ARRAYS):
+            arrays[f"codes/cell_{index:02d}"] = rng.integers(0, 1023, N_NEURONS)
+        for index in range(N_ACHIEVED_ARRAYS):
+            arrays[f"achieved/quantity_{index:02d}"] = rng.normal(1.0, 0.1, N_NEURONS)
+        attrs = {
+            "kind": "bench_result",
+            "chip_id": CHIP,
+            "target": {f"quantity_{index:02d}": 1.0 for index in range(N_ACHIEVED_ARRAYS)},
+            "target_fingerprint": f"target-{self.seed % 2}",
+            "reasons": {str(n): "code at upper bound 1022" for n in range(5)},
+            "provenance": {"chip_id": CHIP, "duration": 12.5, "versions": {"calib": "0.1.0"}},
+        }
+        return arrays, attrs
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = action()
+    return 1e3 * (time.perf_counter() - start), value
+
+
+def describe(name: str, samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p90 = ordered[int(0.9 * (len(ordered) - 1))]
+    return f"{name:<26}median {statistics.median(ordered):7.1f} ms   p90 {p90:7.1f} ms"
+
+
+def bench_save_load(root: Path) -> None:
+    store = ResultsStore(root / "save_load", create=True, registry=KindRegistry())
+    saves, loads, totals = [], [], []
+    for seed in range(REPEATS):
+        result = BenchResult(seed)
+        save_ms, run_id = timed(lambda result=result: store.save(result))
+        load_ms, record = timed(lambda run_id=run_id: store.get(CHIP, run_id))
+        assert len(record.arrays) == 1 + N_CODE_ARRAYS + N_ACHIEVED_ARRAYS
+        saves.append(save_ms)
+        loads.append(load_ms)
+        totals.append(save_ms + load_ms)
+    print(f"one result: {1 + N_CODE_ARRAYS + N_ACHIEVED_ARRAYS} arrays of {N_NEURONS} values, "
+          f"{REPEATS} repeats")
+    print(describe("save", saves))
+    print(describe("load", loads))
+    print(describe("save + load (goal 100)", totals))
+
+
+def bench_lookups(root: Path) -> None:
+    store = ResultsStore(root / "history", create=True, registry=KindRegistry())
+    fill_ms, run_ids = timed(lambda: [store.save(BenchResult(s)) for s in range(HISTORY_RUNS)])
+    print(f"\n{HISTORY_RUNS} runs of one chip stored in {fill_ms / 1e3:.1f} s")
+    middle = store.info(CHIP, run_ids[HISTORY_RUNS // 2]).saved_at + timedelta(microseconds=1)
+    lookups = {
+        "history (goal 1000)": lambda: store.history(CHIP),
+        "latest": lambda: store.latest(CHIP),
+        "latest for a target": lambda: store.latest(CHIP, "target-0"),
+        "as_of (mid-year)": lambda: store.as_of(CHIP, middle),
+        "chips": store.chips,
+    }
+    for name, lookup in lookups.items():
+        samples = [timed(lookup)[0] for _ in range(5)]
+        print(describe(name, samples))
+    assert len(store.history(CHIP)) == HISTORY_RUNS
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        bench_save_load(Path(directory))
+        bench_lookups(Path(directory))
+
+
+if __name__ == "__main__":
+    main()
