@@ -361,7 +361,12 @@ class ResultsStore:
             check_loaded_array(info, path, values)
             return path, values
 
-        return dict(await asyncio.gather(*(load(path) for path in info.arrays)))
+        # Every read finishes before the first error is raised: none is left pending.
+        loaded = await asyncio.gather(*(load(path) for path in info.arrays), return_exceptions=True)
+        for outcome in loaded:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return dict(loaded)
 
 
 async def _stage_run(record: PreparedRecord, run_id: str) -> dict[str, Buffer]:

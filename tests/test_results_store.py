@@ -415,6 +415,17 @@ def test_an_altered_array_is_reported_naming_the_run(store, replacement, problem
         store.get("chip-0", run_id)
 
 
+@pytest.mark.parametrize(
+    ("file", "content"),
+    [("c.0", b"not zstd data"), ("zarr.json", b'{"zarr_format": 3, "node_type": "group"}')],
+)
+def test_garbled_array_files_are_reported_naming_the_run(store, file, content) -> None:
+    run_id = store.save(make_result())
+    (run_directory(store, "chip-0", run_id) / "achieved" / "tau_mem" / file).write_bytes(content)
+    with pytest.raises(CorruptRunError, match=rf"{run_id}.*achieved/tau_mem.*cannot be read"):
+        store.get("chip-0", run_id)
+
+
 def test_an_unknown_schema_version_names_the_run_and_the_supported_ones(store) -> None:
     run_id = store.save(make_result())
     edit_run_attributes(store, "chip-0", run_id, lambda attrs: attrs.update(schema_version=99))
