@@ -21,6 +21,7 @@ from device_model.dynamics import (
     clip_rails,
     count_constant,
     fires,
+    initial_state,
     integrate,
     linear_response,
     phase_potential,
@@ -186,6 +187,12 @@ class SimulatedChip:
             raise TransientRunError(
                 f"chip {self.chip_id!r}: run {self._stats.runs} failed (transient)")
 
+    def _phase(self) -> np.ndarray:
+        """Phase of each neuron's firing cycle when a run opens (0.5 without noise)."""
+        if self.noise_scale > 0:
+            return self._noise.uniform(size=N_NEURONS)
+        return np.full(N_NEURONS, 0.5)
+
     def _threshold(self, m: Membrane) -> np.ndarray:
         """This run's effective threshold: the comparator's run-to-run jitter included."""
         jitter = p.THRESHOLD_NOISE * self.noise_scale
@@ -239,19 +246,22 @@ class SimulatedChip:
     def _potential_at(self, m: Membrane, drive: Drive, read_time: float) -> np.ndarray:
         """Noise-free potential of every neuron `read_time` after the stimulus starts."""
         volts = np.empty(N_NEURONS)
+        phase = self._phase()
         nonlinear = m.nonlinear | (drive.event_count > p.MAX_DIRECT_EVENTS)
         linear = np.flatnonzero(~nonlinear)
         if linear.size:
             sub = m.take(linear)
             spiking = bool(np.any(sub.threshold_on & ~sub.clamped))
             times = _grid(read_time, p.SPIKE_GRID_STEP) if spiking else np.array([read_time])
-            trace, _ = linear_response(sub, drive, times, sub.v_threshold)
+            trace, _ = linear_response(sub, drive, times, sub.v_threshold,
+                                       initial_state(sub, drive, phase[linear]))
             volts[linear] = trace[-1]
         index = np.flatnonzero(nonlinear)
         if index.size:
             sub = m.take(index)
             _, _, final = integrate(sub, drive, _grid(read_time, p.INTEGRATION_STEP),
-                                    sub.v_threshold, record=False)
+                                    sub.v_threshold, record=False,
+                                    initial=initial_state(sub, drive, phase[index]))
             volts[index] = final
         return volts
 
@@ -274,17 +284,18 @@ class SimulatedChip:
         times = madc_times(duration)
         volts = np.empty((index.size, times.size))
         threshold = self._threshold(m)
+        phase = self._phase()
         for begin in range(0, index.size, p.MADC_BATCH_NEURONS):
             batch = index[begin:begin + p.MADC_BATCH_NEURONS]
             volts[begin:begin + batch.size] = self._traces(m.take(batch), drive, times,
-                                                           threshold[batch])
+                                                           threshold[batch], phase[batch])
         noise = self._noise.standard_normal(volts.shape) * (p.MADC_NOISE * self.noise_scale)
         codes = madc_codes(volts, times, noise)
         return Trace(neurons=index.astype(np.int64), times=times, codes=codes,
                      valid=times >= MADC_INVALID_TIME)
 
     def _traces(self, m: Membrane, drive: Drive, times: np.ndarray,
-                threshold: np.ndarray) -> np.ndarray:
+                threshold: np.ndarray, phase: np.ndarray) -> np.ndarray:
         """(n, T) noise-free potentials of a few neurons on the MADC's sample times."""
         out = np.empty((m.e_rest.size, times.size))
         nonlinear = m.nonlinear | (drive.event_count > p.MAX_DIRECT_EVENTS)
@@ -293,10 +304,12 @@ class SimulatedChip:
             if chosen.size == 0:
                 continue
             sub = m.take(chosen)
+            initial = initial_state(sub, drive, phase[chosen])
             if linear:
-                trace, _ = linear_response(sub, drive, times, threshold[chosen])
+                trace, _ = linear_response(sub, drive, times, threshold[chosen], initial)
             else:
-                trace, _, _ = integrate(sub, drive, times, threshold[chosen], record=True)
+                trace, _, _ = integrate(sub, drive, times, threshold[chosen], record=True,
+                                        initial=initial)
             out[chosen] = trace.T
         return out
 
@@ -313,24 +326,27 @@ class SimulatedChip:
         analytic = drive.event_count == 0 and all(
             s.on_time <= (drive.release_time or 0.0) and s.off_time >= duration
             for s in drive.steps)
+        phase = self._phase()
         if linear.size and analytic:
             sub = m.take(linear)
             v_inf = steady_potential(sub, drive.steady_current)
-            phase = (self._noise.uniform(size=linear.size) if self.noise_scale > 0
-                     else np.full(linear.size, 0.5))
-            counts[linear] = count_constant(sub, v_inf, duration, phase, threshold[linear],
-                                            drive.release_time)
+            counts[linear] = count_constant(sub, v_inf, duration, phase[linear],
+                                            threshold[linear], drive.release_time)
         elif linear.size:
             times = _grid(duration, p.SPIKE_GRID_STEP)
             for begin in range(0, linear.size, p.MADC_BATCH_NEURONS):
                 batch = linear[begin:begin + p.MADC_BATCH_NEURONS]
-                _, found = linear_response(m.take(batch), drive, times, threshold[batch],
+                sub = m.take(batch)
+                _, found = linear_response(sub, drive, times, threshold[batch],
+                                           initial_state(sub, drive, phase[batch]),
                                            max_spikes=SPIKE_COUNTER_MAX + 1)
                 counts[batch] = found
         index = np.flatnonzero(nonlinear)
         if index.size:
-            _, found, _ = integrate(m.take(index), drive, _grid(duration, p.INTEGRATION_STEP),
-                                    threshold[index], record=False)
+            sub = m.take(index)
+            _, found, _ = integrate(sub, drive, _grid(duration, p.INTEGRATION_STEP),
+                                    threshold[index], record=False,
+                                    initial=initial_state(sub, drive, phase[index]))
             counts[index] = found
         counts = np.where(m.threshold_on & ~m.clamped, counts, 0)
         return SpikeCounts(counts=np.minimum(counts, SPIKE_COUNTER_MAX).astype(np.int64),

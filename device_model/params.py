@@ -57,23 +57,33 @@ DEAD_NEURON_POTENTIAL = 0.05
 """Fixed membrane potential of a dead neuron (below the CADC range). [E]"""
 
 # --- Conductances and capacitances -----------------------------------------------------------
-LEAK_CONDUCTANCE_PER_CODE = 8.4e-9
-"""Leak conductance per bias code before saturation (1 us at 1022 with 63 units). [E]"""
-LEAK_SATURATION_CODE = 400.0
-LEAK_GAIN_SIGMA = 0.25
-"""Lognormal sigma of the per-neuron leak conductance gain (uncalibrated tau CV ~25 %). [E]"""
-LEAK_DEAD_ZONE_SPREAD = 3.0
-"""Per-neuron code offset c0 of the leak bias (normal sigma, codes). [E]"""
-LEAK_PARALLEL_RANGE = (1e-9, 3e-9)
-"""Parasitic conductance in parallel to the leak (uniform). [E]"""
-LEAK_DIVIDE_FACTOR = 1.0 / 8.0
-LEAK_MULTIPLY_FACTOR = 8.0
-LEAK_SWITCH_SPREAD = 0.05
-"""Relative mismatch of the divide / multiply factors. [E]"""
 MEMBRANE_UNIT_CAPACITANCE = 36e-15
 """One of the 63 membrane capacitance units. BSS-2 (approximate) / [E]"""
 MEMBRANE_INTRINSIC_CAPACITANCE = 0.15e-12
 MEMBRANE_INTRINSIC_SPREAD = 0.03e-12
+LEAK_SATURATION_CODE = 4000.0
+"""Saturation of g_l(c). The design appendix's 400 puts 10 us at code 540 with the divide
+switch only 1.25x below the top of the range, so every neuron with a gain below 0.8 (about
+20 %) could not reach 10 us; this milder saturation leaves room down to a gain of about 0.6
+and still gives about 0.75 us at code 1022 without switches. [E]"""
+LEAK_DIVIDE_FACTOR = 1.0 / 8.0
+LEAK_MULTIPLY_FACTOR = 8.0
+LEAK_NOMINAL_CODE = 540
+LEAK_NOMINAL_TAU = 10e-6
+LEAK_CONDUCTANCE_PER_CODE = (
+    (63 * MEMBRANE_UNIT_CAPACITANCE + MEMBRANE_INTRINSIC_CAPACITANCE) / LEAK_NOMINAL_TAU
+    / LEAK_DIVIDE_FACTOR * (1 + LEAK_NOMINAL_CODE / LEAK_SATURATION_CODE) / LEAK_NOMINAL_CODE
+)
+"""Leak conductance per bias code (about 4 nS) before saturation: tau_mem = 10 us at code 540
+with the divide switch and 63 capacitance units. [E]"""
+LEAK_GAIN_SIGMA = 0.22
+"""Lognormal sigma of the per-neuron leak conductance gain (uncalibrated tau CV ~23 %). [E]"""
+LEAK_DEAD_ZONE_SPREAD = 3.0
+"""Per-neuron code offset c0 of the leak bias (normal sigma, codes). [E]"""
+LEAK_PARALLEL_RANGE = (1e-9, 3e-9)
+"""Parasitic conductance in parallel to the leak (uniform). [E]"""
+LEAK_SWITCH_SPREAD = 0.05
+"""Relative mismatch of the divide / multiply factors. [E]"""
 RESET_CONDUCTANCE_PER_CODE = 34e-9
 """Reset clamp conductance per code: about 4x the leak, so the clamp is strong but finite. [E]"""
 RESET_SATURATION_CODE = 400.0
@@ -200,5 +210,9 @@ MADC_BATCH_NEURONS = 64
 """Neurons simulated together when recording many (bounds host memory)."""
 MEMBRANE_RAILS = (0.0, 1.8)
 """Supply rails: membrane potentials never leave this range (V). [E]"""
-MIN_RESET_PULSE = 4e-9
-"""A spike holds the neuron in reset at least this long, even with refractory counter 0. [E]"""
+RESET_PULSE = 4e-9
+"""Reset pulse of a spike, before the refractory counter runs: the hold after a spike is
+RESET_PULSE + t_ref, so differences of firing periods measure t_ref exactly. [E]"""
+MAX_TRACE_SPIKES = 4096
+"""Spikes followed per neuron in a trace or a timed read (a guard against pathological
+settings such as a reset above threshold)."""
