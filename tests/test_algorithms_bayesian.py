@@ -55,6 +55,8 @@ def test_units_within_tolerance_stop_early_and_keep_their_best_code():
     search = BayesianSearch(budget=200, tolerance=0.05)
     outcome = search.run(routine, FakeDevice(N_UNITS), target)
     assert outcome.steps < 200
+    assert outcome.steps == search.trials_used.max()
+    assert search.trials_used.min() < outcome.steps  # some studies stopped before the last
     assert np.all(np.abs(routine.truth(outcome.codes) - target) <= 0.05 * target)
     np.testing.assert_allclose(outcome.measured, routine.truth(outcome.codes))
 

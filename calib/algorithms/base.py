@@ -80,14 +80,22 @@ def parameter_names(routine: Routine) -> tuple[str, ...]:
     return tuple(names) if names is not None else (routine.parameter,)
 
 
+def at_bounds(ranges: Ranges, codes: np.ndarray) -> np.ndarray:
+    """`ParameterRange.at_bound` per unit, or per unit and parameter for several ranges."""
+    if isinstance(ranges, ParameterRange):
+        return ranges.at_bound(codes)
+    columns = np.asarray(codes).T
+    return np.stack([r.at_bound(c) for r, c in zip(ranges, columns, strict=True)], axis=1)
+
+
 def bound_reasons(routine: Routine, ranges: Ranges, codes: np.ndarray) -> dict[int, str]:
     """Unit -> 'name: code at lower/upper bound N' for every unit whose final code sits on one."""
     range_list = [ranges] if isinstance(ranges, ParameterRange) else list(ranges)
-    codes_2d = np.asarray(codes).reshape(len(codes), -1)
+    bounds = at_bounds(ranges, codes).reshape(len(codes), -1)
     names = parameter_names(routine)
     reasons: dict[int, list[str]] = {}
     for j, (cells, limits) in enumerate(zip(names, range_list, strict=True)):
-        bound = limits.at_bound(codes_2d[:, j])
+        bound = bounds[:, j]
         which = f"{cells} " if len(range_list) > 1 else ""
         for unit in np.flatnonzero(bound):
             side, value = ("lower", limits.low) if bound[unit] < 0 else ("upper", limits.high)
@@ -186,11 +194,10 @@ class Algorithm(ABC):
             with_retries(routine, routine.apply, device, best_codes)
         finally:
             routine.postlude(device)
-        at_bound = np.stack(
-            [r.at_bound(c) for r, c in zip(ranges, np.asarray(best_codes).T, strict=True)], axis=1
-        ) if isinstance(ranges, tuple) else ranges.at_bound(best_codes)
         reasons = merge_reasons(bound_reasons(routine, ranges, best_codes), self.notes())
-        return SearchOutcome(best_codes, measured, steps, at_bound, reasons, self.models())
+        return SearchOutcome(
+            best_codes, measured, steps, at_bounds(ranges, best_codes), reasons, self.models()
+        )
 
 
 # -- helpers shared by the single-parameter searches ----------------------------------------

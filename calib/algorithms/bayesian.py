@@ -107,8 +107,6 @@ class BayesianSearch(Algorithm):
         n_startup_trials: int = 10,
         sampler_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if isinstance(budget, int | np.integer) and not isinstance(budget, bool) and budget < 1:
-            raise ValueError(f"budget = {budget!r} is outside the allowed range >= 1 (trials)")
         self.budget = check_int_option("budget", budget, 1)
         self.sampler = check_sampler(sampler)
         tolerance_array = np.atleast_1d(np.asarray(tolerance, dtype=float))
@@ -157,6 +155,7 @@ class BayesianSearch(Algorithm):
         self._best_group_objective = np.full(n_groups, np.inf)
         self._best_measured = np.full(self._target.shape, np.nan)
         self._trial_count = 0
+        self._trials_used = np.zeros(n_units, dtype=np.int64)
         return self._ask()
 
     def _tolerance_scale(self, n_observables: int) -> np.ndarray:
@@ -214,6 +213,7 @@ class BayesianSearch(Algorithm):
         for group in np.flatnonzero(self._active):
             self._studies[group].tell(self._trials[group], float(group_objective[group]))
         self._trial_count += 1
+        self._trials_used[self._active[self._group_of]] = self._trial_count
         self._active &= group_objective > 1.0
         if self.done:
             return self.best()[0]
@@ -247,6 +247,6 @@ class BayesianSearch(Algorithm):
         return self._best_objective.copy()
 
     @property
-    def trials(self) -> int:
-        """Trials asked from each unfinished study in the last run."""
-        return self._trial_count
+    def trials_used(self) -> np.ndarray:
+        """Per unit, the trials its study ran in the last run (to tolerance, or the budget)."""
+        return self._trials_used.copy()
