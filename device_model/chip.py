@@ -224,17 +224,18 @@ class SimulatedChip:
         if read_time is None:
             volts = self._unrelated_potentials(m, drive, samples)
         else:
-            volts = self._potential_at(m, drive, read_time)[None, :]
-        volts = np.where(values["cadc_connect_reference"] > 0, values["v_reference"], volts)
-        noise = self._noise.standard_normal((samples, N_NEURONS)) * (
-            p.CADC_READ_NOISE * self.noise_scale)
-        return cadc_codes(volts, values, self.truth.cadc_channel_offset, noise)
+            volts = self._potential_at(m, drive, read_time)
+        reference = values["cadc_connect_reference"] > 0
+        if reference.any():
+            volts = np.where(reference, values["v_reference"], volts)
+        return cadc_codes(volts, values, self.truth.cadc_channel_offset, samples,
+                          p.CADC_READ_NOISE * self.noise_scale, self._noise)
 
     def _unrelated_potentials(self, m: Membrane, drive: Drive, samples: int) -> np.ndarray:
         v_inf = steady_potential(m, drive.steady_current)
         firing = fires(m, v_inf)
         if not firing.any():
-            return np.broadcast_to(clip_rails(v_inf), (samples, N_NEURONS))
+            return clip_rails(v_inf)
         if self.noise_scale > 0:
             phase = self._noise.uniform(size=(samples, N_NEURONS))
         else:
@@ -285,8 +286,9 @@ class SimulatedChip:
         volts = np.empty((index.size, times.size))
         threshold = self._threshold(m)
         phase = self._phase()
-        for begin in range(0, index.size, p.MADC_BATCH_NEURONS):
-            batch = index[begin:begin + p.MADC_BATCH_NEURONS]
+        per_batch = max(p.MAX_BATCH_ELEMENTS // times.size, 1)
+        for begin in range(0, index.size, per_batch):
+            batch = index[begin:begin + per_batch]
             volts[begin:begin + batch.size] = self._traces(m.take(batch), drive, times,
                                                            threshold[batch], phase[batch])
         noise = self._noise.standard_normal(volts.shape) * (p.MADC_NOISE * self.noise_scale)
@@ -334,8 +336,9 @@ class SimulatedChip:
                                             threshold[linear], drive.release_time)
         elif linear.size:
             times = _grid(duration, p.SPIKE_GRID_STEP)
-            for begin in range(0, linear.size, p.MADC_BATCH_NEURONS):
-                batch = linear[begin:begin + p.MADC_BATCH_NEURONS]
+            per_batch = max(p.MAX_BATCH_ELEMENTS // times.size, 1)
+            for begin in range(0, linear.size, per_batch):
+                batch = linear[begin:begin + per_batch]
                 sub = m.take(batch)
                 _, found = linear_response(sub, drive, times, threshold[batch],
                                            initial_state(sub, drive, phase[batch]),

@@ -360,68 +360,74 @@ def linear_response(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Potential on the time grid `times` (T,) and spike counts of linear neurons.
 
-    `initial` is (free_from, v_start) from `initial_state` (default: at rest, or held until a
-    reset release). Each clamp (the start, each spike with its hold) restarts the membrane;
-    the deviation from the free response then decays with tau_mem. `max_spikes` stops
-    following a neuron once it has fired that often (its counter overflows anyway).
+    `initial` is (free_from, v_start) from `initial_state` (default: phase 0.5 of a firing
+    cycle, at rest, or held until a reset release). Each clamp (the start, each spike with its
+    hold) restarts the membrane; the deviation from the free response then decays with
+    tau_mem. The grid is walked in chunks so each spike costs one chunk, not the whole run.
+    Spike times are interpolated between grid points. `max_spikes` stops following a neuron
+    once it has fired that often (its counter overflows anyway).
     """
-    grid = times[:, None]
-    free = free_potential(m, drive, grid)
+    free = free_potential(m, drive, times[:, None])
     n = m.e_rest.shape[0]
     if initial is None:
         initial = initial_state(m, drive, np.full(n, 0.5))
     start, v_start = (np.array(a, dtype=float) for a in initial)
     deviation = v_start - free_potential(m, drive, start[None, :])[0]
-    v = _restart(free.copy(), free, grid, m, start, deviation, np.ones(n, bool),
-                 hold_before=True)
+    v_at_start = v_start.copy()
     counts = np.zeros(n, dtype=np.int64)
-    active = m.threshold_on & ~m.clamped
-    while active.any():
-        index = np.flatnonzero(active)
-        after = grid >= start[index]
-        crossed = after & (v[:, index] >= v_threshold[index])
-        has = crossed.any(axis=0)
-        index, crossed = index[has], crossed[:, has]
-        if index.size == 0:
-            break
-        k = crossed.argmax(axis=0)
-        t_k = times[k]
-        v_k = v[k, index]
-        previous = np.maximum(k - 1, 0)
-        use_previous = (k > 0) & (times[previous] >= start[index])
-        t_prev = np.where(use_previous, times[previous], start[index])
-        v_prev = np.where(use_previous, v[previous, index], m.v_hold[index])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fraction = np.clip((v_threshold[index] - v_prev) / (v_k - v_prev), 0.0, 1.0)
-        spike = np.where(v_prev >= v_threshold[index], t_prev,
-                         t_prev + np.nan_to_num(fraction) * (t_k - t_prev))
-        counts[index] += 1
-        start[index] = spike + m.refractory[index]
-        deviation[index] = m.v_hold[index] - free_potential(
-            m.take(index), drive, start[index][None, :])[0]
-        chosen = np.zeros(n, bool)
-        chosen[index] = True
-        hold = (grid >= spike) & (grid < start[index])
-        v[:, index] = np.where(hold, m.v_hold[index], v[:, index])
-        v = _restart(v, free, grid, m, start, deviation, chosen, hold_before=False)
-        active = chosen & (counts < max_spikes)
-    v = np.where(m.clamped, m.v_hold, v)
-    v = np.where(m.dead, p.DEAD_NEURON_POTENTIAL, v)
-    return clip_rails(v), counts
+    # Below threshold everywhere (free response, start and reset potentials): never fires,
+    # since the potential always lies between the free response and a restart value.
+    reachable = (free.max(axis=0) >= v_threshold) | (v_start >= v_threshold) | (
+        m.v_hold >= v_threshold)
+    can_fire = m.threshold_on & ~m.clamped & reachable
+    out = np.empty_like(free)
+    total = times.size
+    for first in range(0, total, p.SPIKE_CHUNK):
+        last = min(first + p.SPIKE_CHUNK, total)
+        low = max(first - 1, 0)  # one point of overlap: the previous point of a crossing
+        tt = times[low:last, None]
+        seg = _segment(free[low:last], tt, m.tau_mem, m.v_hold, start, deviation)
+        while True:
+            index = np.flatnonzero(can_fire & (counts < max_spikes))
+            if index.size == 0:
+                break
+            own = tt[first - low:]
+            crossed = (own >= start[index]) & (seg[first - low:, index] >= v_threshold[index])
+            has = crossed.any(axis=0)
+            if not has.any():
+                break
+            index = index[has]
+            k = crossed[:, has].argmax(axis=0) + (first - low)
+            t_k, v_k = tt[k, 0], seg[k, index]
+            previous = np.maximum(k - 1, 0)
+            use_previous = (k > 0) & (tt[previous, 0] >= start[index])
+            t_prev = np.where(use_previous, tt[previous, 0], start[index])
+            v_prev = np.where(use_previous, seg[previous, index], v_at_start[index])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fraction = np.clip((v_threshold[index] - v_prev) / (v_k - v_prev), 0.0, 1.0)
+            spike = np.where(v_prev >= v_threshold[index], t_prev,
+                             t_prev + np.nan_to_num(fraction) * (t_k - t_prev))
+            counts[index] += 1
+            start[index] = spike + m.refractory[index]
+            deviation[index] = m.v_hold[index] - free_potential(
+                m.take(index), drive, start[index][None, :])[0]
+            v_at_start[index] = m.v_hold[index]
+            restarted = _segment(free[low:last, index], tt, m.tau_mem[index], m.v_hold[index],
+                                 start[index], deviation[index])
+            seg[:, index] = np.where(tt >= spike, restarted, seg[:, index])
+        out[first:last] = seg[first - low:]
+    out = np.where(m.clamped, m.v_hold, out)
+    out = np.where(m.dead, p.DEAD_NEURON_POTENTIAL, out)
+    return clip_rails(out), counts
 
 
-def _restart(v: np.ndarray, free: np.ndarray, grid: np.ndarray, m: Membrane, start: np.ndarray,
-             deviation: np.ndarray, chosen: np.ndarray, hold_before: bool) -> np.ndarray:
-    """Rewrite the chosen neurons' potential from their restart time on (and hold them at
-    V_hold before it, for the reset release)."""
-    index = np.flatnonzero(chosen)
-    s = grid - start[index]
-    restarted = free[:, index] + deviation[index] * fast_exp(-np.maximum(s, 0) / m.tau_mem[index])
-    if hold_before:
-        v[:, index] = np.where(s >= 0, restarted, m.v_hold[index])
-    else:
-        v[:, index] = np.where(s >= 0, restarted, v[:, index])
-    return v
+def _segment(free: np.ndarray, tt: np.ndarray, tau: np.ndarray, v_hold: np.ndarray,
+             start: np.ndarray, deviation: np.ndarray) -> np.ndarray:
+    """Potential on `tt` of neurons last restarted at `start`: held at V_hold before it, the
+    free response plus a decaying deviation after it."""
+    since = tt - start
+    restarted = free + deviation * fast_exp(-np.maximum(since, 0.0) / tau)
+    return np.where(since < 0, v_hold, restarted)
 
 
 # --- Numerical integration (adaptation, exponential term, long event trains) ----------------

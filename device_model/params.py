@@ -197,6 +197,8 @@ INTEGRATION_STEP = 20e-9
 """Step of the numerical integration (adaptation / exponential neurons). """
 SPIKE_GRID_STEP = 20e-9
 """Time grid on which linear neurons with time-varying input are checked for spikes."""
+SPIKE_CHUNK = 256
+"""Grid points per chunk when following spikes of linear neurons."""
 MAX_GRID_POINTS = 20000
 """Longer runs use a coarser grid rather than more points."""
 MAX_DIRECT_EVENTS = 64
@@ -206,8 +208,8 @@ MAX_RUN_DURATION = 0.1
 MAX_MADC_DURATION = 10e-3
 """Longest MADC recording accepted (s)."""
 MAX_CADC_SAMPLES = 100_000
-MADC_BATCH_NEURONS = 64
-"""Neurons simulated together when recording many (bounds host memory)."""
+MAX_BATCH_ELEMENTS = 1_000_000
+"""Neurons x grid points simulated together (bounds host memory to a few 10 MB)."""
 MEMBRANE_RAILS = (0.0, 1.8)
 """Supply rails: membrane potentials never leave this range (V). [E]"""
 RESET_PULSE = 4e-9

@@ -11,27 +11,44 @@ from device_model.protocol import CADC_MAX, MADC_INVALID_TIME, MADC_MAX, MADC_SA
 def compress(raw: np.ndarray) -> np.ndarray:
     """The CADC's compressed top: linear up to the knee, then tanh towards 255."""
     knee, scale = p.CADC_COMPRESSION_KNEE, p.CADC_COMPRESSION_SCALE
-    return np.where(raw > knee, knee + scale * np.tanh((raw - knee) / scale), raw)
+    above = raw > knee
+    if not above.any():
+        return raw
+    out = np.array(raw, copy=True)
+    out[above] = knee + scale * np.tanh((out[above] - knee) / scale)
+    return out
 
 
-def cadc_analog(volts: np.ndarray, values: dict[str, np.ndarray], channel_offset: np.ndarray,
-                noise: np.ndarray | float = 0.0) -> np.ndarray:
-    """Ramp count before the digital offset: 20 + (V - V0) / lsb + channel offset + noise."""
-    raw = p.CADC_BASELINE + (volts - values["cadc_v0"]) / values["cadc_lsb"]
-    return compress(raw + channel_offset + noise)
+def cadc_ramp_count(volts: np.ndarray, values: dict[str, np.ndarray],
+                    channel_offset: np.ndarray) -> np.ndarray:
+    """Noise-free ramp count before compression: 20 + (V - V0) / lsb + channel offset."""
+    return p.CADC_BASELINE + (volts - values["cadc_v0"]) / values["cadc_lsb"] + channel_offset
 
 
 def cadc_continuous(volts: np.ndarray, values: dict[str, np.ndarray],
                     channel_offset: np.ndarray) -> np.ndarray:
     """Noise-free CADC reading (LSB), neither rounded nor clipped: the truth's unit."""
-    return cadc_analog(volts, values, channel_offset) + values["cadc_channel_offset"]
+    return compress(cadc_ramp_count(volts, values, channel_offset)) + values[
+        "cadc_channel_offset"]
 
 
 def cadc_codes(volts: np.ndarray, values: dict[str, np.ndarray], channel_offset: np.ndarray,
-               noise: np.ndarray | float) -> np.ndarray:
-    """uint8 codes: the ramp count clips at 0..255, then the digital offset is added."""
-    count = np.clip(np.rint(cadc_analog(volts, values, channel_offset, noise)), 0, CADC_MAX)
-    return np.clip(count + values["cadc_channel_offset"], 0, CADC_MAX).astype(np.uint8)
+               samples: int, noise_lsb: float, rng: np.random.Generator) -> np.ndarray:
+    """uint8 codes (samples, n) of potentials `volts` ((n,) or (samples, n)).
+
+    Read noise enters before the compressed top; the ramp count clips at 0..255, then the
+    digital channel offset is added and the sum clips again. Single precision is ample here
+    (codes are integers below 256) and halves the cost of the noise draws.
+    """
+    count = cadc_ramp_count(volts, values, channel_offset).astype(np.float32)
+    shape = (samples, count.shape[-1])
+    if noise_lsb > 0:
+        count = count + np.float32(noise_lsb) * rng.standard_normal(shape, dtype=np.float32)
+    else:
+        count = np.broadcast_to(count, shape)
+    count = np.clip(np.rint(compress(count)), 0, CADC_MAX)
+    return np.clip(count + values["cadc_channel_offset"].astype(np.float32), 0,
+                   CADC_MAX).astype(np.uint8)
 
 
 def madc_times(duration: float) -> np.ndarray:
