@@ -19,35 +19,13 @@ import time
 
 import numpy as np
 
-from device_model.protocol import (
-    MADC_INVALID_TIME,
-    MADC_SAMPLE_RATE,
-    N_NEURONS,
-    Trace,
-)
+from device_model.protocol import N_NEURONS
 from observables import decay_time_constants
-from observables.traces import volts_to_madc
+from observables.synthetic import decay_trace
 
-NOISE_LSB = 1.5
 RELEASE_TIME = 10e-6
-RESET_VOLTS = 0.35
-LEAK_VOLTS = 0.55
-
-
-def decay_trace(taus: np.ndarray, window: float, seed: int) -> Trace:
-    """One trace row per neuron: held at reset until RELEASE_TIME, then relaxing to leak."""
-    rng = np.random.default_rng(seed)
-    times = np.arange(int((RELEASE_TIME + window) * MADC_SAMPLE_RATE)) / MADC_SAMPLE_RATE
-    elapsed = np.fmax(times - RELEASE_TIME, 0.0)
-    leak = LEAK_VOLTS + 0.02 * rng.standard_normal(taus.size)
-    volts = leak[:, None] + (RESET_VOLTS - leak[:, None]) * np.exp(-elapsed / taus[:, None])
-    codes = np.round(volts_to_madc(volts) + NOISE_LSB * rng.standard_normal(volts.shape))
-    return Trace(
-        neurons=np.arange(taus.size),
-        times=times,
-        codes=np.clip(codes, 0, 1023),
-        valid=times >= MADC_INVALID_TIME,
-    )
+LEAK_SPREAD = 0.02
+"""Leak potentials differ from neuron to neuron (V)."""
 
 
 def timed(repeats: int, function, *args, **kwargs):
@@ -61,7 +39,10 @@ def timed(repeats: int, function, *args, **kwargs):
 
 
 def compare(label: str, taus: np.ndarray, window: float, seed: int) -> None:
-    trace = decay_trace(taus, window, seed)
+    leak = 0.55 + LEAK_SPREAD * np.random.default_rng(seed).standard_normal(taus.size)
+    trace = decay_trace(
+        taus, RELEASE_TIME + window, release_time=RELEASE_TIME, leak=leak, seed=seed
+    )
     decay_time_constants(trace, RELEASE_TIME)  # warm-up (imports, caches)
     batch, batch_seconds = timed(5, decay_time_constants, trace, RELEASE_TIME)
     reference, lmfit_seconds = timed(

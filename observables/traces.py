@@ -148,12 +148,13 @@ def select_window(
     stop_time: float | None = None,
     *,
     min_samples: int = MIN_FIT_SAMPLES,
+    check_signal: bool = True,
 ) -> TraceWindow:
     """The valid samples of `trace` with start_time <= t <= stop_time, in volts, with flags.
 
     Flags per neuron, first match wins: 'NaN in trace' (a non-finite code among the valid
-    samples of the window), 'too few valid samples', 'trace clipped at the MADC range',
-    'flat trace: no signal above noise'.
+    samples of the window), 'too few valid samples', and with `check_signal` (what a fit
+    needs) 'trace clipped at the MADC range', 'flat trace: no signal above noise'.
     """
     validate_trace(trace)
     if not math.isfinite(start_time):
@@ -200,6 +201,9 @@ def select_window(
 
     too_few = counts < min_samples
     is_clipped = clipped > MAX_CLIPPED_FRACTION * counts
+    if not check_signal:
+        is_clipped[:] = False
+        flat[:] = False
     reasons = [""] * codes.shape[0]
     # Only flagged rows get a message; the first matching flag wins.
     for row in np.flatnonzero(has_nan | too_few | is_clipped | flat):
