@@ -8,7 +8,7 @@ from fakes import CurveRoutine, FakeDevice, TwoParameterRoutine
 
 from calib.algorithms.bayesian import SAMPLERS, BayesianSearch, check_sampler
 
-N_UNITS = 48
+N_UNITS = 32
 
 
 def two_parameter_target(routine: TwoParameterRoutine, seed: int = 3) -> np.ndarray:

@@ -183,12 +183,15 @@ class BayesianSearch(Algorithm):
     # -- ask/tell -------------------------------------------------------------------------------
 
     def _ask(self) -> np.ndarray:
-        for group in np.flatnonzero(self._active):
+        active = np.flatnonzero(self._active)
+        asked = np.zeros((active.size, len(self._ranges)))
+        for row, group in enumerate(active):
             trial = self._studies[group].ask(self._distributions)
             self._trials[group] = trial
-            self._group_codes[group] = [trial.params[name] for name in self._distributions]
+            asked[row] = [trial.params[name] for name in self._distributions]
+        # Each code owns the interval [code - 0.5, code + 0.5] of the asked float.
         for j, limits in enumerate(self._ranges):
-            self._group_codes[:, j] = limits.clip(self._group_codes[:, j])
+            self._group_codes[active, j] = limits.clip(asked[:, j])
         unit_codes = self._group_codes[self._group_of]
         # A finished unit keeps proposing its best code (its study is no longer asked).
         finished = ~self._active[self._group_of]
