@@ -49,6 +49,8 @@ class Provenance:
     device_stats: dict[str, float]
     algorithm: str
     extra: dict[str, Any] = field(default_factory=dict)
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Step name -> runs, writes, hardware_time and host_time spent in it (repeats summed)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,7 @@ class Provenance:
             "device_stats": dict(self.device_stats),
             "algorithm": self.algorithm,
             "extra": dict(self.extra),
+            "steps": {name: dict(cost) for name, cost in self.steps.items()},
         }
 
     @classmethod
@@ -87,6 +90,9 @@ class NeuronResult:
     """Quantity -> per-neuron value before calibration (every neuron at one code)."""
     models: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     """Quantity -> fitted transfer-curve parameters (per neuron), where an algorithm fitted one."""
+    origin: str = "calibrated"
+    """How this object came to be: 'calibrated', 'stored', or what `ensure` decided and why.
+    Not stored: it describes this process's path, not the calibration."""
 
     @property
     def chip_id(self) -> str:
@@ -186,4 +192,14 @@ class NeuronResult:
             provenance=Provenance.from_dict(attrs["provenance"]),
             before=groups["before"],
             models=models,
+            origin="stored",
         )
+
+
+def _register_with_store() -> None:
+    from results_store import register_kind
+
+    register_kind(RECORD_KIND, NeuronResult.from_record)
+
+
+_register_with_store()

@@ -1,0 +1,155 @@
+"""The functional API: calibrate a whole chip to a target, or recalibrate what went stale."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from calib.algorithms.base import Algorithm
+from calib.lif import CalibrationOptions, LIFCalibration, default_algorithms
+from calib.results import NeuronResult, Provenance
+from calib.targets import NeuronTarget
+from device_model.protocol import N_NEURONS, Device
+
+ProgressCallback = Callable[[str, int, int], None]
+"""progress(step name, step index starting at 0, number of steps)."""
+
+__all__ = ["CalibrationOptions", "ProgressCallback", "calibrate", "recalibrate"]
+
+
+def _versions(device: Device) -> dict[str, str]:
+    versions = {"numpy": np.__version__, "device": type(device).__name__}
+    try:
+        versions["analog-calib"] = metadata.version("analog-calib")
+    except metadata.PackageNotFoundError:
+        versions["analog-calib"] = "unknown"
+    return versions
+
+
+def _algorithms(algorithm: Algorithm | Mapping[str, Algorithm] | None) -> dict[str, Algorithm]:
+    if isinstance(algorithm, Algorithm):
+        return dict.fromkeys(default_algorithms(), algorithm)
+    chosen = dict(algorithm or {})
+    unknown = set(chosen) - set(default_algorithms())
+    if unknown:
+        raise ValueError(f"algorithm given for unknown routines {sorted(unknown)}; "
+                         f"known: {', '.join(default_algorithms())}")
+    return chosen
+
+
+def _check_device(device: Device) -> None:
+    if device.n_neurons != N_NEURONS:
+        raise ValueError(f"device {device.chip_id!r} has {device.n_neurons} neurons, "
+                         f"calibration expects {N_NEURONS}")
+
+
+def _run(
+    device: Device,
+    calibration: LIFCalibration,
+    steps: list[tuple[str, Callable[[], None]]],
+    progress: ProgressCallback | None,
+    provenance_extra: Mapping[str, Any] | None,
+) -> NeuronResult:
+    """Run `steps`, verify, judge, and wrap everything up as a NeuronResult."""
+    started, stats_before = time.perf_counter(), device.stats.copy()
+    costs: dict[str, dict[str, float]] = {}
+
+    def timed(name: str, index: int, action: Callable[[], Any]) -> Any:
+        if progress is not None:
+            progress(name, index, len(steps) + 1)
+        host, stats = time.perf_counter(), device.stats.copy()
+        value = action()
+        spent = Provenance.stats_dict(device.stats - stats)
+        spent["host_time"] = time.perf_counter() - host
+        cost = costs.setdefault(name, dict.fromkeys(spent, 0.0))
+        for key, amount in spent.items():
+            cost[key] += amount
+        return value
+
+    for index, (name, step) in enumerate(steps):
+        timed(name, index, step)
+    achieved = timed("verify", len(steps), calibration.verify)
+    success, reasons = calibration.judge(achieved)
+    session = calibration.session
+    names = {name: type(a).__name__ for name, a in session.algorithms.items()}
+    provenance = Provenance(
+        chip_id=device.chip_id,
+        created=datetime.now(UTC).isoformat(),
+        duration=time.perf_counter() - started,
+        versions=_versions(device),
+        device_stats=Provenance.stats_dict(device.stats - stats_before),
+        algorithm=", ".join(f"{k}={v}" for k, v in sorted(names.items())),
+        extra=dict(provenance_extra or {}),
+        steps=costs,
+    )
+    return NeuronResult(
+        target=calibration.target,
+        codes=device.read_settings(),
+        achieved=achieved,
+        success=success,
+        reasons=reasons,
+        provenance=provenance,
+        before=session.before,
+        models=session.models,
+    )
+
+
+def calibrate(
+    device: Device,
+    target: NeuronTarget | None = None,
+    *,
+    store: Any = None,
+    algorithm: Algorithm | Mapping[str, Algorithm] | None = None,
+    progress: ProgressCallback | None = None,
+    options: CalibrationOptions | None = None,
+    provenance_extra: Mapping[str, Any] | None = None,
+) -> NeuronResult:
+    """Calibrate every neuron of `device` to `target` (default: NeuronTarget()).
+
+    `algorithm` replaces the default search for every routine (one Algorithm) or for the
+    routines named in a mapping. With `store`, the result is saved there as well.
+    """
+    target = NeuronTarget() if target is None else target
+    if not isinstance(target, NeuronTarget):
+        raise ValueError(f"target must be a NeuronTarget, got {type(target).__name__}")
+    _check_device(device)
+    calibration = LIFCalibration(device, target, _algorithms(algorithm), options)
+    result = _run(device, calibration, calibration.steps, progress, provenance_extra)
+    if store is not None:
+        store.save(result)
+    return result
+
+
+def recalibrate(
+    device: Device,
+    previous: NeuronResult,
+    quantities: Iterable[str],
+    *,
+    store: Any = None,
+    algorithm: Algorithm | Mapping[str, Algorithm] | None = None,
+    progress: ProgressCallback | None = None,
+    options: CalibrationOptions | None = None,
+    provenance_extra: Mapping[str, Any] | None = None,
+) -> NeuronResult:
+    """Start from `previous` on its chip and recalibrate only `quantities` (and what they
+    disturb); every quantity is verified again. The CADC calibration is kept."""
+    if device.chip_id != previous.chip_id:
+        raise ValueError(f"previous result is for chip {previous.chip_id!r}, "
+                         f"device is {device.chip_id!r}")
+    _check_device(device)
+    quantities = list(quantities)
+    calibration = LIFCalibration(device, previous.target, _algorithms(algorithm), options)
+    steps = calibration.partial_steps(quantities)
+    previous.apply(device)
+    calibration.session.codes = device.read_settings()
+    calibration.session.before = dict(previous.before)
+    extra = {"recalibrated": sorted(quantities), **(provenance_extra or {})}
+    result = _run(device, calibration, steps, progress, extra)
+    if store is not None:
+        store.save(result)
+    return result

@@ -1,0 +1,118 @@
+"""Membrane time constant: the decay back to the leak potential after a reset release, recorded
+with the MADC and fitted with an exponential; the leak bias sets it.
+
+The leak divide/multiply switches are chosen per neuron from the target so that the bias code
+lands mid-range, where its resolution is best.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from calib.routine import Routine
+from device_model.protocol import MADC_INVALID_TIME, Device
+from device_model.stimuli import ResetRelease
+from observables import decay_time_constants
+
+DIVIDE_ABOVE = 4e-6
+"""Targets above this use the divide switch (the plain range ends near 4 us mid-code)."""
+MULTIPLY_BELOW = 0.8e-6
+"""Targets below this use the multiply switch (the plain range starts near 1 us)."""
+RELEASE_TIME = MADC_INVALID_TIME + 2e-6
+RECORDED_TIME_CONSTANTS = 5.0
+"""Record this many target time constants after the release."""
+RESET_BELOW_LEAK = 150
+"""Reset code this far below the leak code, so the decay spans ~60 CADC LSB."""
+
+
+def leak_switches(tau_mem: np.ndarray) -> dict[str, np.ndarray]:
+    """Divide/multiply switch settings per neuron for its target membrane time constant."""
+    tau_mem = np.asarray(tau_mem, dtype=float)
+    return {
+        "leak_divide": (tau_mem > DIVIDE_ABOVE).astype(np.int64),
+        "leak_multiply": (tau_mem < MULTIPLY_BELOW).astype(np.int64),
+    }
+
+
+NOMINAL_LEAK_GAIN = 8.4e-9
+"""Nominal leak conductance per bias code (S), to pick a working leak bias before tau_mem is
+calibrated; only a starting point, the calibration measures the real one."""
+NOMINAL_LEAK_SATURATION = 400.0
+NOMINAL_CAPACITANCE_UNIT = 36e-15
+NOMINAL_INTRINSIC_CAPACITANCE = 0.15e-12
+
+
+def nominal_leak_bias(tau_mem: np.ndarray, capacitance: int) -> np.ndarray:
+    """A leak bias code that gives roughly `tau_mem` on a nominal neuron (switches included)."""
+    switches = leak_switches(tau_mem)
+    factor = np.where(switches["leak_divide"] == 1, 1 / 8, np.where(
+        switches["leak_multiply"] == 1, 8.0, 1.0))
+    g_leak = (NOMINAL_CAPACITANCE_UNIT * capacitance + NOMINAL_INTRINSIC_CAPACITANCE) / tau_mem
+    per_code = factor * NOMINAL_LEAK_GAIN
+    # g = k c / (1 + c / s)  ->  c = g / (k - g / s)
+    denominator = per_code - g_leak / NOMINAL_LEAK_SATURATION
+    code = np.where(denominator > 0, g_leak / np.maximum(denominator, 1e-30), 1022)
+    return np.clip(np.rint(code), 1, 1022).astype(np.int64)
+
+
+def record_decays(device: Device, duration: float) -> np.ndarray:
+    """Fitted decay time constant of every neuron (NaN where the fit failed)."""
+    stimulus = ResetRelease(release_time=RELEASE_TIME)
+    trace = device.record_madc(np.arange(device.n_neurons), RELEASE_TIME + duration, stimulus)
+    return decay_time_constants(trace, start_time=RELEASE_TIME)["tau"]
+
+
+class MembraneTimeConstant(Routine):
+    """tau_mem = C / g_leak, set by i_bias_leak (higher bias: faster)."""
+
+    name = "tau_mem"
+    parameter = "i_bias_leak"
+    inverted = True
+
+    def __init__(
+        self, target: ArrayLike, membrane_capacitance: int, *, choose_switches: bool = True
+    ) -> None:
+        """With `choose_switches` False the routine only measures, with the switches as set."""
+        self.target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
+        self.membrane_capacitance = membrane_capacitance
+        self.choose_switches = choose_switches
+        self.duration = RECORDED_TIME_CONSTANTS * float(self.target.max())
+
+    def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
+        v_leak = device.read_settings(["v_leak"])["v_leak"]
+        settings: dict[str, ArrayLike] = {
+            "threshold_enable": 0,
+            "reset_hold": 0,
+            "v_reset": np.clip(v_leak - RESET_BELOW_LEAK, 0, None),
+        }
+        if self.choose_switches:
+            settings["membrane_capacitance"] = self.membrane_capacitance
+            settings.update(leak_switches(self.target))
+        return settings
+
+    def prelude(self, device: Device) -> None:
+        """Nominal switches from the target, then one probe at the strongest leak bias: a neuron
+        that stays slower than its target there moves to the next stronger switch setting."""
+        super().prelude(device)
+        if not self.choose_switches:
+            return
+        device.write({self.parameter: self.parameter_range.high})
+        too_slow = ~(self.measure(device) <= self.target)
+        nominal = leak_switches(self.target)
+        divide = nominal["leak_divide"].astype(bool)
+        multiply = nominal["leak_multiply"].astype(bool)
+        device.write({
+            "leak_divide": (divide & ~too_slow).astype(np.int64),
+            "leak_multiply": (multiply | (too_slow & ~divide)).astype(np.int64),
+        })
+
+    def postlude(self, device: Device) -> None:
+        # The switches belong to the calibrated configuration: keep them.
+        if self._saved_settings:
+            for name in ("leak_divide", "leak_multiply", "membrane_capacitance"):
+                self._saved_settings.pop(name, None)
+        super().postlude(device)
+
+    def measure(self, device: Device) -> np.ndarray:
+        return record_decays(device, self.duration)

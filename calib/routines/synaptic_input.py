@@ -1,0 +1,172 @@
+"""Synaptic inputs, excitatory and inhibitory: time constant, gain and reference.
+
+- Time constant: the membrane's response to a short burst of events, recorded with the MADC and
+  fitted as a post-synaptic potential with the membrane time constant known (measured once in
+  the prelude with the same settings). The high-resistance switch is chosen from the target.
+- Gain: the PSP amplitude of a fixed event train, read on the CADC at the response's peak time.
+- Reference: enabling an input shifts the resting potential by an offset current; the input's
+  shift cell cancels it, so the resting potential with the input on equals the leak target.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from calib.routine import Routine
+from calib.routines.membrane import leak_switches, nominal_leak_bias, record_decays
+from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, Device
+from device_model.stimuli import SynapticEvents
+from observables.time_constants import psp_time_constants
+
+HIGH_RESISTANCE_ABOVE = 1.5e-6
+"""tau_syn targets above this use the high-resistance switch (x~5)."""
+EVENT_TIME = MADC_INVALID_TIME + 2e-6
+BURST_EVENTS = 8
+BURST_SPACING = 20e-9
+"""A short burst acts as one strong event and lifts the PSP well above the MADC noise."""
+RECORDED_TIME_CONSTANTS = 6.0
+MEMBRANE_FRACTION = 0.25
+"""The membrane is made this much faster than the tau_syn target: the PSP fit separates the
+two constants well, and the PSP stays several MADC LSB high."""
+
+MEMBRANE_CAPACITANCE = 63
+MEMBRANE_RECORDINGS = 6.0
+"""Recorded decay of the fast membrane, in its target time constants."""
+
+GAIN_TRAIN_START = 2e-6
+GAIN_TRAIN_EVENTS = 5
+GAIN_TRAIN_SPACING = 1e-6
+GAIN_SAMPLES = 40
+BASELINE_SAMPLES = 100
+
+
+def _prefix(inhibitory: bool) -> str:
+    return "syn_inh" if inhibitory else "syn_exc"
+
+
+def _bias(inhibitory: bool, kind: str) -> str:
+    return f"i_bias_{_prefix(inhibitory)}_{kind}"
+
+
+def input_switches(inhibitory: bool) -> dict[str, int]:
+    """Only the input under calibration connected."""
+    return {"syn_inh_enable": int(inhibitory), "syn_exc_enable": int(not inhibitory)}
+
+
+class SynapticTimeConstant(Routine):
+    """tau_syn = C_syn / g_syn, set by the input's tau bias (higher bias: faster)."""
+
+    inverted = True
+
+    def __init__(self, target: ArrayLike, inhibitory: bool) -> None:
+        self.inhibitory = inhibitory
+        self.name = f"tau_{_prefix(inhibitory)}"
+        self.parameter = _bias(inhibitory, "tau")
+        self.target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
+        self.duration = EVENT_TIME + RECORDED_TIME_CONSTANTS * float(self.target.max())
+        self.tau_mem: np.ndarray | None = None
+        membrane_tau = MEMBRANE_FRACTION * self.target
+        self.membrane = {
+            **leak_switches(membrane_tau),
+            "i_bias_leak": nominal_leak_bias(membrane_tau, MEMBRANE_CAPACITANCE),
+            "membrane_capacitance": MEMBRANE_CAPACITANCE,
+        }
+
+    def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
+        high = (self.target > HIGH_RESISTANCE_ABOVE).astype(np.int64)
+        return {
+            "threshold_enable": 0,
+            "reset_hold": 0,
+            **input_switches(self.inhibitory),
+            f"{_prefix(self.inhibitory)}_high_resistance": high,
+            _bias(self.inhibitory, "gm"): CAPMEM_MAX,
+            **self.membrane,
+        }
+
+    def prelude(self, device: Device) -> None:
+        super().prelude(device)
+        v_leak = device.read_settings(["v_leak"])["v_leak"]
+        saved_reset = device.read_settings(["v_reset"])
+        device.write({"v_reset": np.clip(v_leak - 150, 0, None)})
+        tau_mem = record_decays(
+            device, MEMBRANE_RECORDINGS * MEMBRANE_FRACTION * float(self.target.max()))
+        device.write(saved_reset)
+        # A neuron without a valid membrane fit gets the median; its PSP fit will show it.
+        self.tau_mem = np.where(np.isfinite(tau_mem), tau_mem, np.nanmedian(tau_mem))
+
+    def postlude(self, device: Device) -> None:
+        if self._saved_settings:
+            self._saved_settings.pop(f"{_prefix(self.inhibitory)}_high_resistance", None)
+        super().postlude(device)
+
+    def measure(self, device: Device) -> np.ndarray:
+        times = EVENT_TIME + BURST_SPACING * np.arange(BURST_EVENTS)
+        stimulus = SynapticEvents(tuple(times), inhibitory=self.inhibitory)
+        trace = device.record_madc(np.arange(device.n_neurons), self.duration, stimulus)
+        return psp_time_constants(trace, event_time=EVENT_TIME, tau_mem=self.tau_mem)["tau_syn"]
+
+
+def psp_peak_time(tau_mem: float, tau_syn: float) -> float:
+    """Time after the train's start at which the nominal response to the gain train peaks."""
+    t = np.linspace(0.0, GAIN_TRAIN_SPACING * GAIN_TRAIN_EVENTS + 5 * max(tau_mem, tau_syn), 4000)
+    response = np.zeros_like(t)
+    for k in range(GAIN_TRAIN_EVENTS):
+        s = np.clip(t - k * GAIN_TRAIN_SPACING, 0.0, None)
+        if np.isclose(tau_mem, tau_syn):
+            response += (s / tau_syn) * np.exp(-s / tau_syn)
+        else:
+            response += np.exp(-s / tau_syn) - np.exp(-s / tau_mem)
+    return float(t[np.argmax(np.abs(response))])
+
+
+class SynapticGain(Routine):
+    """PSP amplitude of a fixed train, set by the input's transconductance bias."""
+
+    def __init__(self, target: ArrayLike, inhibitory: bool, tau_mem: float, tau_syn: float):
+        self.inhibitory = inhibitory
+        self.name = f"psp_amplitude_{'inh' if inhibitory else 'exc'}"
+        self.parameter = _bias(inhibitory, "gm")
+        self.read_time = GAIN_TRAIN_START + psp_peak_time(tau_mem, tau_syn)
+        self.stimulus = SynapticEvents.regular(
+            GAIN_TRAIN_START, GAIN_TRAIN_SPACING, GAIN_TRAIN_EVENTS, inhibitory=inhibitory
+        )
+
+    def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
+        return {"threshold_enable": 0, "reset_hold": 0, **input_switches(self.inhibitory)}
+
+    def measure(self, device: Device) -> np.ndarray:
+        baseline = device.read_cadc(samples=BASELINE_SAMPLES).astype(float).mean(axis=0)
+        peak = device.read_cadc(
+            samples=GAIN_SAMPLES, stimulus=self.stimulus, read_time=self.read_time
+        ).astype(float).mean(axis=0)
+        return np.abs(peak - baseline)
+
+
+class SynapticReference(Routine):
+    """Resting potential with the input connected, moved by the input's shift cell.
+
+    The cell's direction is not assumed: the prelude measures it at two codes.
+    """
+
+    PROBE_CODES = (200, 800)
+
+    def __init__(self, inhibitory: bool) -> None:
+        self.inhibitory = inhibitory
+        self.name = f"reference_{'inh' if inhibitory else 'exc'}"
+        self.parameter = _bias(inhibitory, "shift")
+
+    def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
+        return {"threshold_enable": 0, "reset_hold": 0, **input_switches(self.inhibitory)}
+
+    def prelude(self, device: Device) -> None:
+        super().prelude(device)
+        low, high = self.PROBE_CODES
+        device.write({self.parameter: low})
+        at_low = np.median(self.measure(device))
+        device.write({self.parameter: high})
+        at_high = np.median(self.measure(device))
+        self.inverted = bool(at_high < at_low)
+
+    def measure(self, device: Device) -> np.ndarray:
+        return device.read_cadc(samples=200).astype(float).mean(axis=0)
