@@ -7,6 +7,7 @@ import pytest
 from fakes import CurveRoutine, FakeDevice, TwoParameterRoutine
 
 from calib.algorithms.bayesian import SAMPLERS, BayesianSearch, check_sampler
+from calib.routine import ParameterRange
 
 N_UNITS = 32
 
@@ -147,3 +148,17 @@ def test_a_tolerance_per_observable_must_match_the_target():
     routine = TwoParameterRoutine(n_units=4)
     with pytest.raises(ValueError, match="tolerance has 3 entries"):
         BayesianSearch(tolerance=[0.1, 0.1, 0.1]).run(routine, FakeDevice(4), np.ones((4, 2)))
+
+
+def test_every_proposed_code_lies_within_the_parameter_range():
+    class Recording(CurveRoutine):
+        def apply(self, device, codes):
+            self.seen.append(np.array(codes))
+            super().apply(device, codes)
+
+    routine = Recording(n_units=8, parameter_range=ParameterRange(100, 103))
+    routine.seen = []
+    BayesianSearch(budget=30, tolerance=1e-6).run(routine, FakeDevice(8), np.full(8, 0.5))
+    seen = np.concatenate(routine.seen)
+    assert seen.dtype.kind == "i"
+    assert set(np.unique(seen)) == {100, 101, 102, 103}

@@ -19,42 +19,54 @@ and finished studies are no longer asked.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
-from optuna.distributions import FloatDistribution
 
 from calib.algorithms.base import Algorithm, Ranges, as_unit_array, check_int_option
 from calib.routine import ParameterRange
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+if TYPE_CHECKING:
+    import optuna
 
 FAILED_READ_PENALTY = 1e6
 """Objective told for a unit whose measurement is not finite (a dead or unreadable unit)."""
 
-SamplerFactory = Callable[[int, int, Mapping[str, Any]], optuna.samplers.BaseSampler]
+
+
+@cache
+def _optuna() -> ModuleType:
+    """optuna, imported on first use (it is slow to import) with its logging silenced."""
+    module = importlib.import_module("optuna")
+    module.logging.set_verbosity(module.logging.WARNING)
+    return module
+
+
+SamplerFactory = Callable[[int, int, Mapping[str, Any]], "optuna.samplers.BaseSampler"]
 
 
 def _tpe(seed: int, n_startup: int, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
     settings = {"n_startup_trials": n_startup, "multivariate": True, "constant_liar": False,
                 **options}
-    return optuna.samplers.TPESampler(seed=seed, **settings)
+    return _optuna().samplers.TPESampler(seed=seed, **settings)
 
 
 def _gp(seed: int, n_startup: int, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup,
+    return _optuna().samplers.GPSampler(seed=seed, n_startup_trials=n_startup,
                                      deterministic_objective=False, **options)
 
 
 def _cmaes(seed: int, n_startup: int, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup, **options)
+    return _optuna().samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup, **options)
 
 
 def _random(seed: int, n_startup: int, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.RandomSampler(seed=seed, **options)
+    return _optuna().samplers.RandomSampler(seed=seed, **options)
 
 
 SAMPLERS: dict[str, SamplerFactory] = {"tpe": _tpe, "gp": _gp, "cmaes": _cmaes,
@@ -135,8 +147,10 @@ class BayesianSearch(Algorithm):
         n_units, n_observables = self._target.shape
         self._scale = self._tolerance_scale(n_observables)
         self._group_of, n_groups = self._group_index(n_units)
+        optuna = _optuna()
         self._distributions = {
-            f"code{j}": FloatDistribution(r.low - 0.5, r.high + 0.5) for j, r in enumerate(ranges)
+            f"code{j}": optuna.distributions.FloatDistribution(r.low - 0.5, r.high + 0.5)
+            for j, r in enumerate(ranges)
         }
         factory = SAMPLERS[self.sampler]
         seeds = np.random.SeedSequence(self.seed).generate_state(n_groups)

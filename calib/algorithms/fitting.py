@@ -11,8 +11,8 @@ target on the same chip without a sweep.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import lmfit
 import numpy as np
 
 from calib.algorithms.base import check_int_option
@@ -25,6 +25,9 @@ from calib.algorithms.prediction import (
     finite_weights,
     weighted_least_squares,
 )
+
+if TYPE_CHECKING:  # lmfit (and scipy.optimize behind it) load only when a user model comes in
+    import lmfit
 
 __all__ = [
     "FittingSearch",
@@ -161,7 +164,7 @@ class LmfitModel(TransferModel):
                              f"{list(self.param_names)}")
 
     def _initial(self) -> lmfit.Parameters:
-        params = self.model.make_params()
+        params = self.model.make_params()  # an lmfit.Parameters
         for name, hint in self.hints.items():
             if isinstance(hint, tuple):
                 value, low, high = hint
@@ -207,10 +210,13 @@ def resolve_model(model: str | TransferModel | lmfit.Model) -> TransferModel:
     """A TransferModel from a built-in name, a TransferModel, or an lmfit.Model."""
     if isinstance(model, TransferModel):
         return model
-    if isinstance(model, lmfit.Model):
-        return LmfitModel(model)
     if isinstance(model, str) and model in BUILT_IN_MODELS:
         return BUILT_IN_MODELS[model]()
+    if not isinstance(model, str):
+        import lmfit
+
+        if isinstance(model, lmfit.Model):
+            return LmfitModel(model)
     raise ValueError(
         f"model = {model!r} is not allowed: use one of {sorted(BUILT_IN_MODELS)}, a TransferModel "
         "or an lmfit.Model"
