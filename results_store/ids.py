@@ -22,7 +22,8 @@ RUN_ID_PATTERN = r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{12}"
 """UTC save time to the microsecond, then 48 random bits: sorts by time, unique across
 processes and machines without coordination."""
 _RUN_ID = re.compile(RUN_ID_PATTERN)
-
+RESERVED_PREFIX = "zarr."
+"""Names zarr's own files take ('zarr.json' and its temporary copies) in every directory."""
 
 
 def check_chip_id(chip_id: object) -> str:
@@ -32,10 +33,12 @@ def check_chip_id(chip_id: object) -> str:
         or len(chip_id) > CHIP_ID_MAX_LENGTH
         or not _CHIP_ID.fullmatch(chip_id)
         or ".." in chip_id
+        or chip_id.lower().startswith(RESERVED_PREFIX)
     ):
         raise ValueError(
             f"chip_id = {chip_id!r} is not allowed: a chip id must match {CHIP_ID_PATTERN!r}, "
-            f"contain no '..' and have at most {CHIP_ID_MAX_LENGTH} characters"
+            f"contain no '..', not start with {RESERVED_PREFIX!r} and have at most "
+            f"{CHIP_ID_MAX_LENGTH} characters"
         )
     return chip_id
 

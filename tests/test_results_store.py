@@ -318,7 +318,10 @@ def test_getting_an_absent_run_raises_run_not_found(store: ResultsStore) -> None
 
 @pytest.mark.parametrize(
     "chip_id",
-    ["", "../evil", "a/b", "a\\b", "a..b", ".hidden", "-dash", "a b", "x" * 65, "__zarr", None],
+    [
+        "", "../evil", "a/b", "a\\b", "a..b", ".hidden", "-dash", "a b", "x" * 65, "__zarr",
+        "zarr.json", "chip\n", None,
+    ],
 )
 def test_unsafe_chip_ids_are_value_errors_naming_the_pattern(store, chip_id) -> None:
     with pytest.raises(ValueError, match="must match") as error:
