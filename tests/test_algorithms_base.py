@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from fakes import CurveRoutine, FakeDevice
+from fakes import CurveRoutine, FakeDevice, TwoParameterRoutine
 
 from calib.algorithms.base import (
     MAX_RUN_RETRIES,
@@ -11,7 +11,7 @@ from calib.algorithms.base import (
     bound_reasons,
     check_int_option,
 )
-from calib.algorithms.binary_search import BinarySearch
+from calib.algorithms.binary_search import BinarySearch, NoiseRobustBinarySearch
 from calib.routine import ParameterRange
 
 
@@ -65,3 +65,23 @@ def test_code_sweep_averages_repeats_per_candidate():
 def test_integer_options_out_of_range_name_the_option(value):
     with pytest.raises(ValueError, match="steps"):
         check_int_option("steps", value, 1)
+
+
+def test_multi_parameter_bound_reasons_name_the_cell():
+    routine = TwoParameterRoutine(n_units=3)
+    codes = np.array([[0, 500], [500, 500], [1022, 1022]])
+    reasons = bound_reasons(routine, routine.parameter_ranges, codes)
+    assert reasons == {
+        0: "fake_pair: fake_cell_x code at lower bound 0",
+        2: "fake_pair: fake_cell_x code at upper bound 1022, fake_cell_y code at upper bound 1022",
+    }
+
+
+def test_repeated_measurements_of_unchanged_codes_are_not_rewritten():
+    routine = CurveRoutine(n_units=8, noise=1e-3)
+    device = FakeDevice(n_units=8)
+    search = NoiseRobustBinarySearch(steps=10, scan_radius=1, scan_repeats=4, max_shifts=0)
+    outcome = search.run(routine, device, routine.reachable_target())
+    assert outcome.steps == 10 + 3 * 4
+    # One write per binary step, one per scanned code, one for the final codes.
+    assert device.stats.writes == 10 + 3 + 1
