@@ -163,24 +163,32 @@ def _psp(times: np.ndarray, fixed: np.ndarray, free: tuple[int, ...]) -> Evaluat
     """PSP model and Jacobian in the `free` subset of (offset, amplitude, log tau_mem,
     log tau_syn, onset); the other entries are taken per row from `fixed` (rows, 5)."""
 
-    def evaluate(params: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    def evaluate(
+        params: np.ndarray, rows: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         full = fixed[rows].copy()
         full[:, free] = params
-        offset, amplitude, tau_mem, tau_syn, onset = (full[:, i : i + 1] for i in range(5))
-        tau_mem, tau_syn = np.exp(tau_mem), np.exp(tau_syn)
-        elapsed = times[None, :] - onset
-        after = elapsed > 0
-        positive = np.fmax(elapsed, 0.0)
-        fast = np.where(after, np.exp(-positive / tau_mem), 0.0)
-        slow = np.where(after, np.exp(-positive / tau_syn), 0.0)
+        offset, amplitude, log_tau_mem, log_tau_syn, onset = (
+            full[:, i : i + 1] for i in range(5)
+        )
+        rate_mem, rate_syn = np.exp(-log_tau_mem), np.exp(-log_tau_syn)
+        elapsed = np.fmax(times[None, :] - onset, 0.0)
+        started = elapsed > 0
+        fast = np.exp(elapsed * -rate_mem)
+        fast *= started
+        slow = np.exp(elapsed * -rate_syn)
+        slow *= started
         shape = slow - fast
-        model = offset + amplitude * shape
-        columns = [
-            np.ones_like(model),
+        model = shape * amplitude
+        model += offset
+        fast_slope = fast * (amplitude * rate_mem)
+        slow_slope = slow * (amplitude * rate_syn)
+        columns: list[np.ndarray | None] = [
+            None,  # offset: a constant 1
             shape,
-            -amplitude * fast * positive / tau_mem,
-            amplitude * slow * positive / tau_syn,
-            amplitude * (slow / tau_syn - fast / tau_mem),
+            -fast_slope * elapsed,
+            slow_slope * elapsed,
+            slow_slope - fast_slope,
         ]
         return model, [columns[i] for i in free]
 
@@ -362,6 +370,7 @@ def per_row(name: str, value: float | np.ndarray | None, n_rows: int) -> np.ndar
             f"{name} must be a scalar or have one value per recorded neuron ({n_rows},), "
             f"got shape {array.shape}"
         )
-    if not np.all(np.isfinite(array) & (array > 0)):
-        raise ValueError(f"{name} must be finite times > 0 s, got {array[~(array > 0)][:3]}")
+    bad = ~(np.isfinite(array) & (array > 0))
+    if bad.any():
+        raise ValueError(f"{name} must be finite times > 0 s, got {array[bad][:3]} (first bad)")
     return array

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device_model.protocol import SPIKE_COUNTER_MAX, SpikeCounts, Trace
-from observables.traces import select_window
+from observables.traces import recording_start, select_window
 
 SPIKE_RESET_DROP = 0.05
 """A spike shows in a trace as a reset: the membrane falls by more than this (V) within
@@ -78,7 +78,7 @@ def spike_times(
     samples (the reset); its time is that of the highest sample before the fall. Rows with NaN
     samples give no spikes (`isi_summary` says why).
     """
-    begin = float(np.min(trace.times)) if start_time is None else start_time
+    begin = recording_start(trace) if start_time is None else start_time
     window = select_window(trace, begin, stop_time, min_samples=2, check_signal=False)
     usable = window.mask & window.usable[:, None]
     rows, times = _resets(window.times, window.volts, usable, min_drop)
@@ -152,7 +152,7 @@ def isi_summary(
     a current step is on), computed for all neurons together."""
     if not (isinstance(min_spikes, int) and min_spikes >= 2):
         raise ValueError(f"min_spikes must be an integer >= 2, got {min_spikes!r}")
-    begin = float(np.min(trace.times)) if start_time is None else start_time
+    begin = recording_start(trace) if start_time is None else start_time
     window = select_window(trace, begin, stop_time, min_samples=2, check_signal=False)
     rows, times = _resets(
         window.times, window.volts, window.mask & window.usable[:, None], min_drop

@@ -15,7 +15,7 @@ from device_model.protocol import Trace
 from observables.batch_fit import fit_exponential_batch, fit_psp_batch, per_row, psp_peak
 from observables.fitting import fit_exponential_lmfit, fit_psp_lmfit
 from observables.outcome import MAX_REDUCED_CHI_SQUARE, FitOutcome
-from observables.traces import MIN_FIT_SAMPLES, TraceWindow, select_window
+from observables.traces import MIN_FIT_SAMPLES, TraceWindow, recording_start, select_window
 
 Method = Literal["batch", "lmfit"]
 METHODS = ("batch", "lmfit")
@@ -80,7 +80,9 @@ def psp_time_constants(
     """
     _check_choice("method", method, METHODS)
     _check_choice("fit", fit, PSP_FITS)
-    begin = float(np.min(trace.times)) if start_time is None else start_time
+    if not np.isfinite(event_time):
+        raise ValueError(f"event_time must be a finite time in s, got {event_time!r}")
+    begin = recording_start(trace) if start_time is None else start_time
     if begin > event_time:
         raise ValueError(
             f"start_time ({begin!r} s) must not be later than event_time ({event_time!r} s)"

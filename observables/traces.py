@@ -75,12 +75,6 @@ class TraceWindow:
         """Rows that can be fitted."""
         return np.array([not reason for reason in self.reasons], dtype=bool)
 
-    @property
-    def sample_interval(self) -> float:
-        if self.times.size < 2:
-            return 1.0 / 29.4e6
-        return float(np.median(np.diff(self.times)))
-
 
 def validate_trace(trace: Trace) -> None:
     """Check the shapes of a trace; ValueError names the field and what was expected."""
@@ -106,6 +100,13 @@ def validate_trace(trace: Trace) -> None:
         )
     if times.size > 1 and not np.all(np.diff(times) > 0):
         raise ValueError("trace.times must increase strictly")
+
+
+def recording_start(trace: Trace) -> float:
+    """Time of the first sample of `trace` (0 for an empty one), after checking its shapes."""
+    validate_trace(trace)
+    times = np.asarray(trace.times, dtype=float)
+    return float(times[0]) if times.size else 0.0
 
 
 def estimate_noise(volts: np.ndarray, mask: np.ndarray) -> np.ndarray:

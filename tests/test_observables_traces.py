@@ -1,8 +1,12 @@
 """MADC trace handling: windows, volts, noise estimate and per-neuron flags."""
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+import observables
 from device_model.protocol import MADC_INVALID_TIME, Trace
 from observables.synthetic import decay_trace
 from observables.traces import (
@@ -82,3 +86,14 @@ def test_bad_window_arguments_raise_naming_them():
         select_window(trace, float("nan"))
     with pytest.raises(ValueError, match="min_samples"):
         select_window(trace, 10e-6, min_samples=1)
+
+
+def test_observables_never_import_calib():
+    # Data flows one way: calib uses observables, never the reverse.
+    for path in Path(observables.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import)
+                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            )
+            assert not any(name.split(".")[0] == "calib" for name in names), path.name
