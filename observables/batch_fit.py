@@ -270,7 +270,8 @@ def psp_start(
         slow_is_membrane = np.abs(np.log(slow / tau_m)) < np.abs(np.log(fast / tau_m))
         tau_s = np.where(slow_is_membrane, fast, slow)
     tau_low, tau_high = tau_range
-    tau_m = np.clip(tau_m, tau_low, tau_high)
+    if tau_mem is None:  # a given tau_mem stays as it is: it is held fixed
+        tau_m = np.clip(tau_m, tau_low, tau_high)
     tau_s = np.clip(tau_s, tau_low, tau_high)
     # Separate equal time constants a little: the difference of exponentials vanishes there.
     tau_s = np.where(np.abs(np.log(tau_s / tau_m)) < 0.05, tau_s * 1.2, tau_s)
