@@ -1,0 +1,592 @@
+"""The chip commands of `calib`: calibrate, show, history, export, check, report and friends.
+
+Times on the command line are microseconds (µs) of hardware time, potentials CADC LSB. The
+chip is the simulated chip (the default backend); its simulation settings are stored with each
+result, so `calib check` rebuilds the same chip unless told to change it (e.g. to age it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from calib.cli.app import (
+    CLIError,
+    CommandFailed,
+    ExitCode,
+    RunOption,
+    StoreOption,
+    app,
+    check_chip,
+    error_console,
+    open_store,
+    output_console,
+)
+from calib.cli.target_file import (
+    build_target,
+    cli_range,
+    cli_unit,
+    default_value,
+    read_target_file,
+    target_as_cli_values,
+    target_fields,
+)
+from calib.results import NeuronResult
+from calib.targets import QUANTITIES, NeuronTarget
+from results_store import ResultsStore, RunInfo
+from results_store.ids import run_time
+
+DEFAULT_MAX_FAILED = 0.03
+DEFAULT_HISTORY_IN_REPORT = 50
+"""Runs of the same chip and target an HTML report loads for its drift plots."""
+NEURON_RESULT_KIND = "neuron_result"
+
+TARGET_PANEL = "Target (µs for times, CADC LSB for potentials; default: calix's LIF defaults)"
+SIMULATION_PANEL = "Simulated chip"
+OUTPUT_PANEL = "Store and output"
+
+
+# -- shared arguments ---------------------------------------------------------------------------
+
+ChipArgument = Annotated[str, typer.Argument(
+    metavar="CHIP", callback=check_chip,
+    help="Chip id: letters, digits, '.', '_' and '-', starting with a letter or digit.")]
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """How the simulated chip is built; stored with every result for later checks."""
+
+    seed: int | None = None
+    mismatch_scale: float = 1.0
+    noise_scale: float = 1.0
+    drift_hours: float = 0.0
+    faults: bool = False
+
+    def chip(self, chip_id: str) -> Any:
+        from device_model.chip import SimulatedChip
+        from device_model.mismatch import Faults
+
+        return SimulatedChip(
+            chip_id, seed=self.seed, mismatch_scale=self.mismatch_scale,
+            noise_scale=self.noise_scale, drift_hours=self.drift_hours,
+            faults=Faults.typical() if self.faults else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": "simulated", **asdict(self)}
+
+    @classmethod
+    def stored_with(cls, result: NeuronResult) -> Simulation:
+        """The simulation a result was calibrated on (defaults when it was not recorded)."""
+        stored = dict(result.provenance.extra.get("simulation") or {})
+        known = {name: stored[name] for name in asdict(cls()) if name in stored}
+        return cls(**known)
+
+    def describe(self) -> str:
+        seed = "from chip id" if self.seed is None else str(self.seed)
+        return (f"simulated chip (seed {seed}, mismatch ×{self.mismatch_scale:g}, noise "
+                f"×{self.noise_scale:g}, aged {self.drift_hours:g} h"
+                f"{', typical faults' if self.faults else ''})")
+
+
+def _sim_option(flag: str, help_text: str, **kwargs: Any) -> Any:
+    return typer.Option(flag, help=help_text, rich_help_panel=SIMULATION_PANEL, **kwargs)
+
+
+MismatchOption = Annotated[float | None, _sim_option(
+    "--mismatch-scale", "Multiplies every fixed-pattern spread (0: an ideal chip).", min=0.0)]
+NoiseOption = Annotated[float | None, _sim_option(
+    "--noise-scale", "Multiplies every temporal noise (0: noiseless readouts).", min=0.0)]
+DriftOption = Annotated[float | None, _sim_option(
+    "--drift-hours", "Age of the chip in hours: its offsets random-walk with age.", min=0.0)]
+SeedOption = Annotated[int | None, _sim_option(
+    "--seed", "Seed of the chip's mismatch (default: derived from the chip id).")]
+FaultsOption = Annotated[bool | None, _sim_option(
+    "--faults/--no-faults",
+    "Inject typical faults: dead and stuck neurons, transient run failures.")]
+
+
+def _target_option(name: str) -> Any:
+    unit = cli_unit(name)
+    low, high = cli_range(name)
+    return typer.Option(
+        f"--{name.replace('_', '-')}", metavar="US" if unit.label == "µs" else "LSB",
+        help=f"{name} in {unit.label} ({low:g}..{high:g}; default {default_value(name):g}).",
+        rich_help_panel=TARGET_PANEL, show_default=False,
+    )
+
+
+# -- loading stored results ---------------------------------------------------------------------
+
+
+def neuron_runs(store: ResultsStore, chip: str) -> list[RunInfo]:
+    """The neuron calibrations of `chip`, oldest first; a usage error when there are none."""
+    runs = [info for info in store.history(chip) if info.kind == NEURON_RESULT_KIND]
+    if not runs:
+        chips = store.chips()
+        known = f"; chips there: {', '.join(chips)}" if chips else "; the store is empty"
+        raise CLIError(f"chip {chip!r} has no stored calibration in {store.location}{known}")
+    return runs
+
+
+def load_result(store: ResultsStore, chip: str, run: str | None) -> tuple[NeuronResult, str]:
+    """The given run of `chip`, or its newest calibration, with its run id."""
+    if run is None:
+        run = neuron_runs(store, chip)[-1].run_id
+    result = store.get(chip, run)
+    if not isinstance(result, NeuronResult):
+        raise CLIError(f"run {run} of chip {chip!r} is not a neuron calibration")
+    return result, run
+
+
+def report_history(store: ResultsStore, chip: str, run_id: str, result: NeuronResult,
+                   limit: int = DEFAULT_HISTORY_IN_REPORT) -> list[tuple[Any, NeuronResult]]:
+    """Up to `limit` calibrations of the chip for the same target, ending with `run_id`."""
+    fingerprint = result.target.fingerprint()
+    earlier = [info for info in neuron_runs(store, chip)
+               if info.target_fingerprint == fingerprint and info.run_id < run_id]
+    earlier = earlier[len(earlier) - (limit - 1):] if limit > 1 else []
+    return [*((info.saved_at, store.get(chip, info.run_id)) for info in earlier),
+            (run_time(run_id), result)]
+
+
+def write_report(store: ResultsStore, chip: str, run_id: str, result: NeuronResult,
+                 path: Path, history_limit: int = DEFAULT_HISTORY_IN_REPORT) -> Path:
+    from reports import write_html_report
+
+    history = report_history(store, chip, run_id, result, history_limit)
+    return write_html_report(result, path, history=history if len(history) > 1 else None)
+
+
+# -- calibrate ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetChoice:
+    target: NeuronTarget
+    source: str
+    nir: Any = None
+    """The NirMapping when the target came from a NIR graph."""
+
+
+def choose_target(target_file: Path | None, flags: dict[str, Any], nir_file: Path | None,
+                  speedup: float | None) -> TargetChoice:
+    """The target from a NIR graph, or a TOML file with command-line flags on top."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    if nir_file is None:
+        if speedup is not None:
+            raise CLIError("--speedup applies only with --nir FILE")
+        values: dict[str, Any] = {}
+        source = "defaults"
+        if target_file is not None:
+            values = read_target_file(target_file)
+            source = str(target_file)
+            build_target(values, source)  # report the file's own errors under its name
+        values.update(given)
+        if given:
+            source = f"{source} + flags" if target_file is not None else "flags"
+        return TargetChoice(build_target(values, None if given else source), source)
+    if target_file is not None or given:
+        raise CLIError("--nir sets the whole target: leave out --target and the target flags")
+    from calib.model_units import DEFAULT_SPEEDUP
+    from calib.nir_targets import targets_from_nir
+
+    mapping = targets_from_nir(nir_file, speedup=DEFAULT_SPEEDUP if speedup is None else speedup)
+    return TargetChoice(mapping.target, f"NIR graph {mapping.graph_name!r}", mapping)
+
+
+def nir_provenance(mapping: Any) -> dict[str, Any]:
+    return {
+        "graph_name": mapping.graph_name,
+        "content_hash": mapping.content_hash,
+        "source": mapping.source,
+        "speedup": mapping.speedup,
+        "neuron_count": mapping.neuron_count,
+        "notes": list(mapping.notes),
+    }
+
+
+def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, Any],
+                            console: Console) -> NeuronResult:
+    """calibrate() with a progress bar over its steps (on stderr)."""
+    from calib.calibrate import calibrate
+
+    columns = (SpinnerColumn(), TextColumn("[bold cyan]{task.fields[chip]}"),
+               TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("steps"), TimeElapsedColumn())
+    step = "start"
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("starting", total=None, chip=device.chip_id)
+
+        def on_step(name: str, index: int, total: int) -> None:
+            nonlocal step
+            step = name
+            progress.update(task, description=name, completed=index, total=total)
+
+        try:
+            result = calibrate(device, target, progress=on_step, provenance_extra=extra)
+        except Exception as error:
+            raise CommandFailed(
+                f"calibration of chip {device.chip_id!r} stopped in step {step!r}: "
+                f"{type(error).__name__}: {error}") from error
+        total = progress.tasks[0].total or 1
+        progress.update(task, description="done", completed=total, total=total)
+    return result
+
+
+@app.command(rich_help_panel="Calibrate")
+def calibrate(
+    chip: Annotated[str, typer.Option(
+        "--chip", metavar="CHIP", callback=check_chip, rich_help_panel="Chip",
+        help="Chip id: letters, digits, '.', '_' and '-'; the same id is the same chip.")],
+    target_file: Annotated[Path | None, typer.Option(
+        "--target", metavar="FILE.toml", rich_help_panel=TARGET_PANEL,
+        help="TOML file of target fields in µs and CADC LSB; flags below override it.")] = None,
+    leak: Annotated[float | None, _target_option("leak")] = None,
+    reset: Annotated[float | None, _target_option("reset")] = None,
+    threshold: Annotated[float | None, _target_option("threshold")] = None,
+    tau_mem: Annotated[float | None, _target_option("tau_mem")] = None,
+    tau_syn_exc: Annotated[float | None, _target_option("tau_syn_exc")] = None,
+    tau_syn_inh: Annotated[float | None, _target_option("tau_syn_inh")] = None,
+    psp_amplitude_exc: Annotated[float | None, _target_option("psp_amplitude_exc")] = None,
+    psp_amplitude_inh: Annotated[float | None, _target_option("psp_amplitude_inh")] = None,
+    refractory_time: Annotated[float | None, _target_option("refractory_time")] = None,
+    membrane_capacitance: Annotated[int | None, typer.Option(
+        "--membrane-capacitance", metavar="UNITS", rich_help_panel=TARGET_PANEL,
+        help="Capacitance units set on every neuron (0..63; default 63); not calibrated, "
+             "it scales tau_mem.")] = None,
+    nir_file: Annotated[Path | None, typer.Option(
+        "--nir", metavar="FILE", rich_help_panel="Target from a NIR graph",
+        help="Calibrate the neurons of a NIR graph (.nir file) instead of a target.")] = None,
+    speedup: Annotated[float | None, typer.Option(
+        "--speedup", metavar="S", rich_help_panel="Target from a NIR graph",
+        help="With --nir: model time / hardware time (default 1000).")] = None,
+    store: StoreOption = None,
+    max_failed: Annotated[float, typer.Option(
+        "--max-failed", metavar="FRACTION", min=0.0, max=1.0, rich_help_panel=OUTPUT_PANEL,
+        help="Largest fraction of failed neurons that still counts as a complete "
+             "calibration; above it the command exits 1.")] = DEFAULT_MAX_FAILED,
+    html: Annotated[Path | None, typer.Option(
+        "--html", metavar="FILE", rich_help_panel=OUTPUT_PANEL,
+        help="Also write the HTML report (plots, tables, drift over the chip's history).")
+    ] = None,
+    mismatch_scale: MismatchOption = 1.0,
+    noise_scale: NoiseOption = 1.0,
+    drift_hours: DriftOption = 0.0,
+    seed: SeedOption = None,
+    faults: FaultsOption = False,
+) -> None:
+    """Calibrate every neuron of a chip to a target and store the result.
+
+    Times are in microseconds (µs) of hardware time, potentials in CADC LSB. The target is
+    the default LIF target, a TOML file (--target), single fields (--tau-mem 12 ...), or the
+    neurons of a NIR graph (--nir). Exits 1 when more than --max-failed of the neurons failed.
+    """
+    flags = {
+        "leak": leak, "reset": reset, "threshold": threshold, "tau_mem": tau_mem,
+        "tau_syn_exc": tau_syn_exc, "tau_syn_inh": tau_syn_inh,
+        "psp_amplitude_exc": psp_amplitude_exc, "psp_amplitude_inh": psp_amplitude_inh,
+        "refractory_time": refractory_time, "membrane_capacitance": membrane_capacitance,
+    }
+    out, err = output_console(), error_console()
+    choice = choose_target(target_file, flags, nir_file, speedup)
+    simulation = Simulation(
+        seed=seed,
+        mismatch_scale=1.0 if mismatch_scale is None else mismatch_scale,
+        noise_scale=1.0 if noise_scale is None else noise_scale,
+        drift_hours=drift_hours or 0.0,
+        faults=bool(faults),
+    )
+    results = open_store(store, create=True)
+    extra: dict[str, Any] = {"simulation": simulation.to_dict(), "target_source": choice.source}
+    if choice.nir is not None:
+        out.print(Text(choice.nir.summary()))
+        extra["nir"] = nir_provenance(choice.nir)
+    device = simulation.chip(chip)
+    err.print(f"calibrating chip [bold cyan]{escape(chip)}[/] on a {simulation.describe()}, "
+              f"target from {escape(choice.source)}")
+    result = calibrate_with_progress(device, choice.target, extra, err)
+    run_id = results.save(result)
+
+    from reports import render_summary
+
+    render_summary(result, out)
+    out.print(f"stored as run [bold]{run_id}[/] in {escape(results.location)}")
+    if html is not None:
+        path = write_report(results, chip, run_id, result, html)
+        out.print(f"HTML report: {escape(str(path))}")
+    failed = 1.0 - float(np.mean(result.success))
+    if failed > max_failed:
+        err.print(f"[bold red]calibration incomplete:[/] {100 * failed:.1f} % of the neurons "
+                  f"failed (allowed: {100 * max_failed:.1f} %, see --max-failed)")
+        raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+# -- reading commands ---------------------------------------------------------------------------
+
+
+def provenance_lines(result: NeuronResult, run_id: str) -> list[str]:
+    extra = result.provenance.extra
+    lines = [f"run {run_id} · target {result.target.fingerprint()}"
+             f" ({extra.get('target_source', 'set through the API')})"]
+    if "simulation" in extra:
+        lines.append(f"device: {Simulation.stored_with(result).describe()}")
+    nir = extra.get("nir")
+    if nir:
+        lines.append(f"NIR graph {nir.get('graph_name')!r} ({nir.get('content_hash')}), "
+                     f"speed-up {nir.get('speedup')}, {nir.get('neuron_count')} neurons")
+    return lines
+
+
+@app.command(rich_help_panel="Inspect")
+def show(chip: ChipArgument, run: RunOption = None, store: StoreOption = None) -> None:
+    """Summary of a chip's newest (or a given) calibration: targets, medians, spreads, failures."""
+    from reports import render_summary
+
+    results = open_store(store)
+    result, run_id = load_result(results, chip, run)
+    out = output_console()
+    for line in provenance_lines(result, run_id):
+        out.print(Text(line, style="dim"))
+    render_summary(result, out)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """What `calib history` shows of one run, read from its metadata alone (no arrays)."""
+
+    saved: str
+    run_id: str
+    target: str
+    success: float
+    hardware_time: float | None
+    source: str
+
+    @classmethod
+    def of(cls, info: RunInfo) -> RunRow:
+        attrs = info.attrs
+        spec = info.arrays.get("success")
+        n_neurons = spec.shape[0] if spec is not None and spec.shape else 0
+        failed = len(attrs.get("reasons") or {})  # every failed neuron has a reason
+        provenance = attrs.get("provenance") or {}
+        extra = provenance.get("extra") or {}
+        nir = extra.get("nir") or {}
+        return cls(
+            saved=info.saved_at.strftime("%Y-%m-%d %H:%M"),
+            run_id=info.run_id,
+            target=str(info.target_fingerprint or "-"),
+            success=(n_neurons - failed) / n_neurons if n_neurons else float("nan"),
+            hardware_time=(provenance.get("device_stats") or {}).get("hardware_time"),
+            source=(f"NIR {nir.get('graph_name')}" if nir
+                    else str(extra.get("target_source", "-"))),
+        )
+
+    def cells(self) -> tuple[str, ...]:
+        from reports.units import format_duration
+
+        return (self.saved, self.run_id, self.target, f"{100 * self.success:.1f} %",
+                format_duration(self.hardware_time), self.source)
+
+
+@app.command(rich_help_panel="Inspect")
+def history(
+    chip: ChipArgument,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", "-n", min=1, help="Show only the newest N runs.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Table of a chip's stored calibrations, oldest first."""
+    results = open_store(store)
+    runs = neuron_runs(results, chip)
+    shown = runs if limit is None else runs[-limit:]
+    table = Table(title=f"calibrations of chip {escape(chip)}: {len(runs)} "
+                  f"run{'s' if len(runs) != 1 else ''}", title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("saved (UTC)", "run id", "target", "success", "hw time", "target from"):
+        table.add_column(column, justify="right" if column in ("success", "hw time") else "left",
+                         no_wrap=column != "target from")
+    for info in shown:
+        table.add_row(*(escape(cell) for cell in RunRow.of(info).cells()))
+    output_console().print(table)
+
+
+class ExportFormat(StrEnum):
+    json = "json"
+    netcdf = "netcdf"
+
+
+@app.command(rich_help_panel="Inspect")
+def export(
+    chip: ChipArgument,
+    export_format: Annotated[ExportFormat, typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="json: arrays as lists and all metadata; netcdf: an xarray dataset "
+             "(h5netcdf) with neuron and quadrant dimensions.")],
+    run: RunOption = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="Where to write. Default: JSON to stdout, netCDF to CHIP-RUN.nc here.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Export a stored calibration as JSON or netCDF."""
+    results = open_store(store)
+    _, run_id = load_result(results, chip, run)
+    err = error_console()
+    if export_format is ExportFormat.json:
+        text = results.export_json(chip, run_id)
+        if output is None:
+            typer.echo(text)
+            return
+        output.write_text(text + "\n", encoding="utf-8")
+    else:
+        output = output or Path(f"{chip}-{run_id}.nc")
+        if output.exists() and output.is_dir():
+            raise CLIError(f"--output {output} is a directory")
+        dataset = results.to_xarray(chip, run_id)
+        dataset.to_netcdf(output, engine="h5netcdf")
+    err.print(f"wrote run {run_id} of chip {escape(chip)} to {escape(str(output))}")
+
+
+def _check_table(report: Any) -> Table:
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD)
+    for column, justify in (("quantity", "left"), ("unit", "left"), ("checked", "right"),
+                            ("median shift", "right"), ("tolerance", "right"),
+                            ("out of tolerance", "right"), ("", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for check in report.quantities.values():
+        unit = cli_unit(check.name) if check.name in QUANTITIES else None
+        scale = unit.to_si if unit else 1.0
+        table.add_row(
+            check.name, unit.label if unit else "", str(check.checked_neurons),
+            f"{check.median_shift / scale:+.3g}", f"{check.tolerance / scale:.3g}",
+            f"{100 * check.out_of_tolerance:.1f} %",
+            Text("STALE", style="bold red") if check.stale else Text("ok", style="green"),
+        )
+    return table
+
+
+@app.command(rich_help_panel="Inspect")
+def check(
+    chip: ChipArgument,
+    run: RunOption = None,
+    store: StoreOption = None,
+    drift_hours: DriftOption = None,
+    mismatch_scale: MismatchOption = None,
+    noise_scale: NoiseOption = None,
+    seed: SeedOption = None,
+    faults: FaultsOption = None,
+) -> None:
+    """Quick check that a stored calibration still holds on the chip (a few device runs).
+
+    The simulated chip is rebuilt as it was calibrated; --drift-hours sets its age now, so a
+    larger value shows an aged chip. Exits 0 when the calibration holds, 1 when it drifted.
+    """
+    from calib.check import check_result
+
+    results = open_store(store)
+    result, run_id = load_result(results, chip, run)
+    stored = Simulation.stored_with(result)
+    overrides = {"drift_hours": drift_hours, "mismatch_scale": mismatch_scale,
+                 "noise_scale": noise_scale, "seed": seed, "faults": faults}
+    simulation = replace(stored, **{k: v for k, v in overrides.items() if v is not None})
+    out = output_console()
+    out.print(Text(f"checking run {run_id} of chip {chip} on a {simulation.describe()}",
+                   style="dim"))
+    try:
+        report = check_result(simulation.chip(chip), result)
+    except (ValueError, LookupError) as error:
+        raise CommandFailed(f"check of chip {chip!r} failed: {error}") from error
+    out.print(_check_table(report))
+    if report.holds:
+        out.print(f"[bold green]holds[/]: chip {escape(chip)} still matches run {run_id} "
+                  f"({report.runs} device runs)")
+        return
+    out.print(f"[bold red]drifted[/]: {', '.join(report.stale)} moved away from the target "
+              f"({report.runs} device runs); recalibrate with "
+              f"'calib calibrate --chip {escape(chip)}'")
+    raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+@app.command(rich_help_panel="Inspect")
+def report(
+    chip: ChipArgument,
+    run: RunOption = None,
+    html: Annotated[Path | None, typer.Option(
+        "--html", metavar="FILE",
+        help="Where to write the HTML report (default: calib-report-CHIP.html here).")] = None,
+    history_runs: Annotated[int, typer.Option(
+        "--history", metavar="N", min=1,
+        help="Earlier runs of the same target shown in the drift plots.")
+    ] = DEFAULT_HISTORY_IN_REPORT,
+    store: StoreOption = None,
+) -> None:
+    """Terminal summary and a self-contained HTML report with plots of a calibration."""
+    from reports import render_summary
+
+    results = open_store(store)
+    result, run_id = load_result(results, chip, run)
+    out = output_console()
+    for line in provenance_lines(result, run_id):
+        out.print(Text(line, style="dim"))
+    render_summary(result, out)
+    path = write_report(results, chip, run_id, result,
+                        html or Path(f"calib-report-{chip}.html"), history_runs)
+    out.print(f"HTML report: {escape(str(path))}")
+
+
+@app.command(rich_help_panel="Inspect")
+def chips(store: StoreOption = None) -> None:
+    """The chips in the store, with their newest calibration."""
+    results = open_store(store)
+    table = Table(title=f"chips in {escape(results.location)}", title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD)
+    for column in ("chip", "runs", "newest (UTC)", "newest run", "success"):
+        table.add_column(column, justify="right" if column in ("runs", "success") else "left")
+    for chip_id in results.chips():
+        runs = [info for info in results.history(chip_id) if info.kind == NEURON_RESULT_KIND]
+        if not runs:
+            continue
+        row = RunRow.of(runs[-1]).cells()
+        table.add_row(escape(chip_id), str(len(runs)), row[0], row[1], row[3])
+    output_console().print(table)
+
+
+@app.command(rich_help_panel="Calibrate")
+def targets() -> None:
+    """The target fields: units on the command line and in target files, defaults, ranges."""
+    table = Table(title="target fields (command line: --NAME with '-' for '_'; TOML: NAME = "
+                  "value)", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    for column in ("field", "unit", "default", "allowed", "success tolerance"):
+        table.add_column(column, justify="right" if column == "default" else "left")
+    defaults = target_as_cli_values(NeuronTarget())
+    for name in target_fields():
+        low, high = cli_range(name)
+        if name in QUANTITIES:
+            spec = QUANTITIES[name]
+            tolerance = (f"± {100 * spec.tolerance:g} %" if spec.relative
+                         else f"± {spec.tolerance:g} {cli_unit(name).label}")
+        else:
+            tolerance = "not calibrated"
+        table.add_row(name, cli_unit(name).label, f"{defaults[name]:g}",
+                      f"{low:g}..{high:g}", tolerance)
+    output_console().print(table)
+

@@ -1,0 +1,164 @@
+"""Neuron targets as a person writes them: command-line units, TOML target files.
+
+On the command line and in target files potentials are in CADC LSB and times in microseconds
+(µs) of hardware time; `NeuronTarget` keeps times in seconds. A target file is a TOML table of
+`NeuronTarget` fields, each a number or a list of one number per neuron (512)::
+
+    # target.toml
+    leak = 80          # CADC LSB
+    threshold = 125
+    tau_mem = 10.0     # µs
+    refractory_time = 2.0
+    membrane_capacitance = 63   # capacitance units 0..63, not calibrated
+
+Fields left out keep their defaults. An unknown key, a value that is not a number, or one out of
+the allowed range is an error naming the key, the value and the range (in these units).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calib.targets import QUANTITIES, NeuronTarget
+from device_model.protocol import N_NEURONS
+
+MICROSECOND = 1e-6
+CAPACITANCE_FIELD = "membrane_capacitance"
+CAPACITANCE_RANGE = (0, 63)
+
+
+@dataclass(frozen=True)
+class CliUnit:
+    """How a target field is written on the command line: its unit and factor to SI."""
+
+    label: str
+    to_si: float
+
+
+def cli_unit(name: str) -> CliUnit:
+    """The command-line unit of a target field (µs for times, CADC LSB for potentials)."""
+    if name == CAPACITANCE_FIELD:
+        return CliUnit("units", 1.0)
+    spec = QUANTITIES[name]
+    return CliUnit("µs", MICROSECOND) if spec.unit == "s" else CliUnit(spec.unit, 1.0)
+
+
+def cli_range(name: str) -> tuple[float, float]:
+    """Allowed target range of a field in command-line units."""
+    if name == CAPACITANCE_FIELD:
+        return CAPACITANCE_RANGE
+    spec = QUANTITIES[name]
+    scale = cli_unit(name).to_si
+    # round away the float noise of the unit conversion (0.3e-6 / 1e-6 = 0.29999999999999993)
+    return float(f"{spec.low / scale:.12g}"), float(f"{spec.high / scale:.12g}")
+
+
+def target_fields() -> list[str]:
+    """Every field a target file or the command line may set, in NeuronTarget order."""
+    return [field.name for field in fields(NeuronTarget)]
+
+
+def default_value(name: str) -> float:
+    """A field's default, in command-line units."""
+    default = {field.name: field.default for field in fields(NeuronTarget)}[name]
+    return float(f"{float(default) / cli_unit(name).to_si:.12g}")  # type: ignore[arg-type]
+
+
+def _range_text(name: str) -> str:
+    low, high = cli_range(name)
+    return f"{low:g}..{high:g} {cli_unit(name).label}"
+
+
+def _number(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where} = {value!r} is not a number")
+    return float(value)
+
+
+def _checked_scalar(name: str, where: str, value: Any) -> float:
+    number = _number(where, value)
+    low, high = cli_range(name)
+    if not (math.isfinite(number) and low <= number <= high):
+        raise ValueError(f"{where} = {number:g} is outside the allowed range {_range_text(name)}")
+    return number
+
+
+def _checked(name: str, where: str, value: Any) -> float | np.ndarray:
+    """A field's value in command-line units, checked against its range."""
+    if name == CAPACITANCE_FIELD:
+        low, high = CAPACITANCE_RANGE
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{where} = {value!r} is outside the allowed range {low}..{high} "
+                             "(an integer number of capacitance units)")
+        return value
+    if isinstance(value, list | tuple | np.ndarray):
+        values = list(value)
+        if len(values) != N_NEURONS:
+            raise ValueError(f"{where}: a per-neuron target needs {N_NEURONS} values, "
+                             f"got {len(values)}")
+        return np.array([_checked_scalar(name, f"{where}[{index}]", item)
+                         for index, item in enumerate(values)])
+    return _checked_scalar(name, where, value)
+
+
+def build_target(values: Mapping[str, Any], source: str | None = None) -> NeuronTarget:
+    """A NeuronTarget from field values in command-line units (µs, CADC LSB).
+
+    `source` prefixes error messages (a file name); unknown fields are errors.
+    """
+    known = target_fields()
+    prefix = f"{source}: " if source else ""
+    for key in values:
+        if key not in known:
+            raise ValueError(f"{prefix}unknown key {key!r}; allowed keys: {', '.join(known)}")
+    converted: dict[str, Any] = {}
+    for name, value in values.items():
+        checked = _checked(name, f"{prefix}{name}", value)
+        if name == CAPACITANCE_FIELD:
+            converted[name] = checked
+        else:
+            converted[name] = checked * cli_unit(name).to_si
+    return NeuronTarget(**converted)
+
+
+def read_target_file(path: str | Path) -> dict[str, Any]:
+    """The field values of a TOML target file (command-line units), keys not yet checked."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not a valid TOML target file: {error}") from None
+    for key, value in data.items():
+        if isinstance(value, dict):
+            raise ValueError(f"{path}: unknown key {key!r} (a table); a target file holds "
+                             f"only the fields {', '.join(target_fields())}")
+    return data
+
+
+def load_target_file(path: str | Path) -> NeuronTarget:
+    """The NeuronTarget a TOML target file describes."""
+    return build_target(read_target_file(path), source=str(path))
+
+
+def target_as_cli_values(target: NeuronTarget) -> dict[str, float | str]:
+    """A target's fields in command-line units; per-neuron fields as 'median (per neuron)'."""
+    shown: dict[str, float | str] = {}
+    for name in target_fields():
+        value = getattr(target, name)
+        if name == CAPACITANCE_FIELD:
+            shown[name] = value
+            continue
+        scale = cli_unit(name).to_si
+        if isinstance(value, np.ndarray):
+            shown[name] = f"{float(np.median(value)) / scale:.4g} (median, per neuron)"
+        else:
+            shown[name] = float(f"{value / scale:.6g}")
+    return shown
