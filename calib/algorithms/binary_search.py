@@ -13,6 +13,7 @@ from calib.algorithms.base import (
     need_higher_code,
     single_range,
 )
+from calib.algorithms.prediction import finite_weights, weighted_least_squares
 
 
 class BinarySearch(Algorithm):
@@ -140,7 +141,8 @@ class NoiseRobustBinarySearch(Algorithm):
         codes = np.concatenate([w.candidates for w in self._windows])
         means = np.concatenate([w.means for w in self._windows])
         slope, intercept = _line_fit(codes, means)
-        crossing = (self._target - intercept) / np.where(slope == 0, np.nan, slope)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crossing = (self._target - intercept) / slope
         estimate = slope * codes + intercept if self.smooth else means
         estimate = np.where(np.isfinite(estimate), estimate, means)
         distance = np.abs(estimate - self._target)
@@ -163,13 +165,9 @@ class NoiseRobustBinarySearch(Algorithm):
 def _line_fit(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per unit least-squares line (slope, intercept) through (codes, values), (n_points, n_units).
 
-    A unit whose codes are all equal gets slope 0 and the mean as intercept.
+    Non-finite reads are left out; a unit without two distinct usable codes gets NaN.
     """
     centre = codes.mean(axis=0)
-    x = codes - centre
-    sxx = (x * x).sum(axis=0)
-    slope = np.divide(
-        (x * (values - values.mean(axis=0))).sum(axis=0), sxx, out=np.zeros(sxx.shape),
-        where=sxx > 0,
-    )
-    return slope, values.mean(axis=0) - slope * centre
+    design = np.stack([codes - centre, np.ones(codes.shape)], axis=-1)
+    slope, level = weighted_least_squares(design, values, finite_weights(values)).T
+    return slope, level - slope * centre
