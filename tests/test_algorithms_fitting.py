@@ -6,7 +6,13 @@ import pytest
 from fakes import CurveRoutine, FakeDevice, assert_within_quantisation
 
 from calib.algorithms.binary_search import BinarySearch
-from calib.algorithms.fitting import FittingSearch, InverseModel, LinearModel, LmfitModel
+from calib.algorithms.fitting import (
+    FittingSearch,
+    InverseModel,
+    LinearModel,
+    LmfitModel,
+    curves_from_params,
+)
 from calib.algorithms.prediction import PolynomialModel, Prediction, TransferCurves
 from calib.routine import ParameterRange
 
@@ -58,6 +64,22 @@ def test_stored_model_parameters_rebuild_the_curves():
     rebuilt = TransferCurves(LinearModel(), outcome.models, ParameterRange())
     target = routine.reachable_target(0.7)
     assert_within_quantisation(routine, rebuilt.predict(target), target)
+
+
+@pytest.mark.parametrize("model", ["linear", "inverse", "polynomial"])
+def test_stored_parameters_name_their_model(model):
+    routine = CurveRoutine(shape="inverse" if model == "inverse" else "linear")
+    search = FittingSearch(model)
+    outcome = search.run(routine, FakeDevice(), routine.reachable_target())
+    curves = curves_from_params(outcome.models, ParameterRange())
+    assert type(curves.model) is type(search.model)
+    target = routine.reachable_target(0.6)
+    np.testing.assert_array_equal(curves.predict(target), search.predict(target))
+
+
+def test_unknown_stored_parameters_are_refused():
+    with pytest.raises(ValueError, match="match no built-in model"):
+        curves_from_params({"gain": np.ones(3)}, ParameterRange())
 
 
 def test_inverse_model_recovers_the_parameters_of_an_exact_curve():

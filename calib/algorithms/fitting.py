@@ -25,6 +25,7 @@ from calib.algorithms.prediction import (
     finite_weights,
     weighted_least_squares,
 )
+from calib.routine import ParameterRange
 
 if TYPE_CHECKING:  # lmfit (and scipy.optimize behind it) load only when a user model comes in
     import lmfit
@@ -35,6 +36,7 @@ __all__ = [
     "LinearModel",
     "LmfitModel",
     "TransferCurves",
+    "curves_from_params",
     "resolve_model",
 ]
 
@@ -220,6 +222,28 @@ def resolve_model(model: str | TransferModel | lmfit.Model) -> TransferModel:
     raise ValueError(
         f"model = {model!r} is not allowed: use one of {sorted(BUILT_IN_MODELS)}, a TransferModel "
         "or an lmfit.Model"
+    )
+
+
+def curves_from_params(params: Mapping[str, np.ndarray], parameter_range: ParameterRange
+                       ) -> TransferCurves:
+    """Rebuild the curves of a built-in model from stored per-unit parameters.
+
+    The parameter names identify the model (as in `NeuronResult.models[quantity]`): slope and
+    offset (linear), a, b and c0 (inverse), p0..pk (polynomial of degree k).
+    """
+    names = set(params)
+    arrays = {name: np.asarray(values, dtype=float) for name, values in params.items()}
+    degree = len(names) - 1
+    candidates: list[TransferModel] = [LinearModel(), InverseModel()]
+    if 1 <= degree <= 6:
+        candidates.append(PolynomialModel(degree))
+    for model in candidates:
+        if names == set(model.param_names):
+            return TransferCurves(model, arrays, parameter_range)
+    raise ValueError(
+        f"parameters {sorted(names)} match no built-in model (linear: slope, offset; inverse: "
+        "a, b, c0; polynomial: p0..pk)"
     )
 
 
