@@ -8,7 +8,13 @@ from calib.algorithms.base import (
 )
 from calib.algorithms.bayesian import BayesianSearch
 from calib.algorithms.binary_search import BinarySearch, NoiseRobustBinarySearch
-from calib.algorithms.fitting import FittingSearch, InverseModel, LinearModel, LmfitModel
+from calib.algorithms.fitting import (
+    FittingSearch,
+    InverseModel,
+    LinearModel,
+    LmfitModel,
+    curves_from_params,
+)
 from calib.algorithms.linear_search import LinearSearch
 from calib.algorithms.prediction import (
     PolynomialModel,
@@ -34,4 +40,5 @@ __all__ = [
     "SearchOutcome",
     "TransferCurves",
     "TransferModel",
+    "curves_from_params",
 ]

@@ -147,8 +147,9 @@ class LmfitModel(TransferModel):
     """
 
     def __init__(
-        self, model: lmfit.Model, hints: Mapping[str, float | tuple[float, float, float]] | None
-        = None
+        self,
+        model: lmfit.Model,
+        hints: Mapping[str, float | tuple[float, float, float]] | None = None,
     ) -> None:
         if len(model.independent_vars) != 1:
             raise ValueError(
@@ -225,8 +226,9 @@ def resolve_model(model: str | TransferModel | lmfit.Model) -> TransferModel:
     )
 
 
-def curves_from_params(params: Mapping[str, np.ndarray], parameter_range: ParameterRange
-                       ) -> TransferCurves:
+def curves_from_params(
+    params: Mapping[str, np.ndarray], parameter_range: ParameterRange
+) -> TransferCurves:
     """Rebuild the curves of a built-in model from stored per-unit parameters.
 
     The parameter names identify the model (as in `NeuronResult.models[quantity]`): slope and
