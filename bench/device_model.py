@@ -12,6 +12,7 @@ hardware time for a calibration-like sequence (writes, CADC reads, MADC decays).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Callable
@@ -19,11 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-# Run as a script, this file's folder leads sys.path and its name would shadow the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+if __name__ == "device_model":
+    # A script in bench/ runs with this folder first on sys.path, so `import device_model`
+    # finds this file before the package. Import the real package in its place (the importer
+    # returns whatever sys.modules holds under the name once this file has run).
+    _here = Path(__file__).resolve().parent
+    _saved_path = list(sys.path)
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _here]
+    del sys.modules["device_model"]
+    try:
+        importlib.import_module("device_model")
+    finally:
+        sys.path[:] = _saved_path
 
-from device_model import ResetRelease, SimulatedChip, SynapticEvents  # noqa: E402
+from device_model import ResetRelease, SimulatedChip, SynapticEvents
 
 CADC = {"cadc_ramp_offset": 70, "cadc_ramp_slope": 500}
 LIF = {**CADC, "v_leak": 700, "v_threshold": 300, "v_reset": 500, "i_bias_leak": 540,

@@ -142,7 +142,10 @@ class SimulatedChip:
 
     def read_settings(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Copies of the codes last written (the defaults before any write)."""
-        chosen = list(CELLS) if names is None else list(names)
+        if names is None:
+            chosen = list(CELLS)
+        else:
+            chosen = [names] if isinstance(names, str) else list(names)
         for name in chosen:
             if name not in CELLS:
                 raise ValueError(f"unknown cell {name!r}; known cells: {', '.join(sorted(CELLS))}")
@@ -178,14 +181,20 @@ class SimulatedChip:
     def _membrane(self) -> Membrane:
         return Membrane.from_values(self._refresh(), self.truth.dead, self.truth.stuck)
 
-    def _run(self, duration: float) -> None:
-        """Account one experiment run; a transient failure is drawn from the run stream."""
+    def _run(self, duration: float, runs: int = 1) -> None:
+        """Account one device call of `runs` runs of `duration` each.
+
+        A transient failure is drawn once per call from the run stream (so a sequence of calls
+        repeats); it strikes one of the call's runs, and the runs up to it are spent. Drawing
+        per call keeps a 256-run MADC recording as reliable as a single CADC read.
+        """
         failed = self._runs.uniform() < self.faults.run_failure_rate
-        self._stats.runs += 1
-        self._advance(p.RUN_OVERHEAD + duration)
+        spent = int(self._runs.integers(runs)) + 1 if failed else runs
+        self._stats.runs += spent
+        self._advance(spent * (p.RUN_OVERHEAD + duration))
         if failed:
             raise TransientRunError(
-                f"chip {self.chip_id!r}: run {self._stats.runs} failed (transient)")
+                f"chip {self.chip_id!r}: run {self._stats.runs} failed (transient); retry")
 
     def _phase(self) -> np.ndarray:
         """Phase of each neuron's firing cycle when a run opens (0.5 without noise)."""
@@ -204,8 +213,14 @@ class SimulatedChip:
 
     def read_cadc(self, samples: int = 1, stimulus: StimulusArg = None,
                   read_time: float | None = None) -> np.ndarray:
-        """CADC codes, uint8 (samples, 512): unrelated moments, or `read_time` after the
-        stimulus starts (each sample a repetition of the stimulus)."""
+        """CADC codes, uint8 (samples, 512).
+
+        Without `read_time` each sample is an unrelated moment: the resting potential of a quiet
+        neuron (current steps of `stimulus` count as switched on; releases and event trains are
+        transients and leave no trace), a uniformly random phase of the cycle of a firing one.
+        With `read_time` every sample converts that long after the stimulus starts, each in a
+        repetition of the stimulus (independent read noise, same membrane trajectory).
+        """
         if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or not (
                 1 <= samples <= p.MAX_CADC_SAMPLES):
             raise ValueError(f"samples = {samples!r} is outside the allowed range "
@@ -280,8 +295,7 @@ class SimulatedChip:
         duration = _check_duration("duration", duration, p.MAX_MADC_DURATION)
         drive = Drive.from_stimuli(as_stimulus_tuple(stimulus))
         m = self._membrane()
-        for _ in range(math.ceil(index.size / MADC_NEURONS_PER_RUN)):
-            self._run(duration)
+        self._run(duration, runs=math.ceil(index.size / MADC_NEURONS_PER_RUN))
         times = madc_times(duration)
         volts = np.empty((index.size, times.size))
         threshold = self._threshold(m)
@@ -291,8 +305,7 @@ class SimulatedChip:
             batch = index[begin:begin + per_batch]
             volts[begin:begin + batch.size] = self._traces(m.take(batch), drive, times,
                                                            threshold[batch], phase[batch])
-        noise = self._noise.standard_normal(volts.shape) * (p.MADC_NOISE * self.noise_scale)
-        codes = madc_codes(volts, times, noise)
+        codes = madc_codes(volts, times, p.MADC_NOISE * self.noise_scale, self._noise)
         return Trace(neurons=index.astype(np.int64), times=times, codes=codes,
                      valid=times >= MADC_INVALID_TIME)
 

@@ -36,7 +36,12 @@ def stream(seed: int, kind: int, *extra: int) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class Faults:
-    """Injected faults: transient run failures, dead neurons and neurons stuck in reset."""
+    """Injected faults: transient run failures, dead neurons and neurons stuck in reset.
+
+    `run_failure_rate` is the probability that a device call (a CADC read, a spike count, an
+    MADC recording however many runs it takes) fails with TransientRunError; the fractions
+    select dead and stuck neurons once, from the chip's seed.
+    """
 
     run_failure_rate: float = 0.0
     dead_fraction: float = 0.0

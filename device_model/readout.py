@@ -57,9 +57,13 @@ def madc_times(duration: float) -> np.ndarray:
     return np.arange(count) / MADC_SAMPLE_RATE
 
 
-def madc_codes(volts: np.ndarray, times: np.ndarray, noise: np.ndarray | float) -> np.ndarray:
-    """uint16 codes (0..1023); the samples before MADC_INVALID_TIME carry a start-up artefact."""
-    ideal = (volts + p.MADC_OFFSET_VOLTS) / p.MADC_VOLTS_PER_LSB
+def madc_codes(volts: np.ndarray, times: np.ndarray, noise_lsb: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """uint16 codes (0..1023) of potentials (n, T); the samples before MADC_INVALID_TIME carry
+    a start-up artefact. Single precision: codes are integers below 1024."""
+    ideal = ((volts + p.MADC_OFFSET_VOLTS) / p.MADC_VOLTS_PER_LSB).astype(np.float32)
     artefact = p.MADC_GARBAGE_AMPLITUDE * np.sin(2 * np.pi * times / p.MADC_GARBAGE_PERIOD)
-    ideal = ideal + np.where(times < MADC_INVALID_TIME, artefact, 0.0)
-    return np.clip(np.rint(ideal + noise), 0, MADC_MAX).astype(np.uint16)
+    ideal += np.where(times < MADC_INVALID_TIME, artefact, 0.0).astype(np.float32)
+    if noise_lsb > 0:
+        ideal += np.float32(noise_lsb) * rng.standard_normal(ideal.shape, dtype=np.float32)
+    return np.clip(np.rint(ideal), 0, MADC_MAX).astype(np.uint16)

@@ -295,6 +295,21 @@ def test_transient_run_failures_occur_at_the_configured_rate_and_repeat():
     assert chip.stats.runs == 300
 
 
+def test_a_many_run_madc_recording_fails_as_often_as_a_single_read():
+    chip = SimulatedChip("flaky-madc", faults=Faults(run_failure_rate=0.1))
+    failed = 0
+    for _ in range(150):
+        before = chip.stats
+        try:
+            chip.record_madc(np.arange(64), 10e-6)
+        except TransientRunError:
+            failed += 1
+            assert 1 <= (chip.stats - before).runs <= 32
+        else:
+            assert (chip.stats - before).runs == 32
+    assert 5 <= failed <= 30
+
+
 def test_fault_preset_and_validation():
     preset = Faults.typical()
     assert 0 < preset.run_failure_rate <= 0.05
