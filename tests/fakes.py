@@ -104,11 +104,9 @@ class CurveRoutine(Routine):
         self._rng = np.random.default_rng(seed + 1)
 
     def prelude(self, device: FakeDevice) -> None:  # type: ignore[override]
+        super().prelude(device)
         # Restart the noise stream, so that a search run twice sees the same reads.
         self._rng = np.random.default_rng(self.seed + 1)
-
-    def postlude(self, device: FakeDevice) -> None:  # type: ignore[override]
-        """Nothing to restore."""
 
     def truth(self, codes: np.ndarray) -> np.ndarray:
         """The noiseless observable for `codes` (shape (n_units,) or (n_codes, n_units))."""
@@ -168,10 +166,8 @@ class TwoParameterRoutine(MultiParameterRoutine):
         self._rng = np.random.default_rng(seed + 1)
 
     def prelude(self, device: FakeDevice) -> None:  # type: ignore[override]
+        super().prelude(device)
         self._rng = np.random.default_rng(self.seed + 1)
-
-    def postlude(self, device: FakeDevice) -> None:  # type: ignore[override]
-        """Nothing to restore."""
 
     def truth(self, codes: np.ndarray) -> np.ndarray:
         x, y = (np.asarray(codes, dtype=float) / CAPMEM_MAX).T
