@@ -5,7 +5,8 @@ Exponential decay, offset + amplitude * exp(-(t - t0) / tau): variable projectio
 every neuron at once, then Newton steps on log tau; it ends at the least-squares minimum lmfit
 finds.
 
-Post-synaptic potential, offset + amplitude * (exp(-s / tau_syn) - exp(-s / tau_mem)) for
+Post-synaptic potential, offset + amplitude * psp_shape(s) (a normalised difference of
+exponentials) for
 s = t - onset > 0: the slow time constant comes from the decay after the peak (the same grid),
 the fast one from the time to peak; a vectorised Levenberg-Marquardt then fits all parameters.
 
@@ -152,10 +153,32 @@ def _reduced_chi_square(
 # -- post-synaptic potential ------------------------------------------------------------------
 
 
+def _relaxation(elapsed: np.ndarray, rate_gap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """g = (1 - exp(-D s)) / D and dg/dD for D = rate_gap, finite (series) as D -> 0."""
+    product = rate_gap * elapsed
+    small = np.abs(product) < 1e-4
+    safe_gap = np.where(small, 1.0, rate_gap)
+    g = np.where(small, elapsed * (1 - 0.5 * product), -np.expm1(-product) / safe_gap)
+    g_gap = np.where(
+        small,
+        elapsed**2 * (-0.5 + product / 6),
+        (elapsed * np.exp(-product) - g) / safe_gap,
+    )
+    return g, g_gap
+
+
 def psp_shape(elapsed: np.ndarray, tau_mem: np.ndarray, tau_syn: np.ndarray) -> np.ndarray:
-    """exp(-s / tau_syn) - exp(-s / tau_mem) for s = elapsed > 0, zero before the onset."""
+    """(exp(-s/tau_syn) - exp(-s/tau_mem)) * tau_syn / (tau_syn - tau_mem) for s = elapsed > 0,
+    zero before the onset.
+
+    The factor keeps the shape finite and smooth where the two constants meet (it tends to
+    (s/tau) exp(-s/tau) there), so a fit may pass through tau_syn = tau_mem; for well separated
+    constants it is close to 1 and the amplitude is about the PSP's height.
+    """
     positive = np.fmax(elapsed, 0.0)
-    shape = np.exp(-positive / tau_syn) - np.exp(-positive / tau_mem)
+    rate_mem, rate_syn = 1.0 / np.asarray(tau_mem), 1.0 / np.asarray(tau_syn)
+    g, _ = _relaxation(positive, rate_mem - rate_syn)
+    shape = rate_mem * np.exp(-positive * rate_syn) * g
     return np.where(elapsed > 0, shape, 0.0)
 
 
@@ -174,21 +197,24 @@ def _psp(times: np.ndarray, fixed: np.ndarray, free: tuple[int, ...]) -> Evaluat
         rate_mem, rate_syn = np.exp(-log_tau_mem), np.exp(-log_tau_syn)
         elapsed = np.fmax(times[None, :] - onset, 0.0)
         started = elapsed > 0
-        fast = np.exp(elapsed * -rate_mem)
-        fast *= started
         slow = np.exp(elapsed * -rate_syn)
         slow *= started
-        shape = slow - fast
+        fast = np.exp(elapsed * -rate_mem)
+        fast *= started
+        g, g_gap = _relaxation(elapsed, rate_mem - rate_syn)
+        shape = rate_mem * slow * g
         model = shape * amplitude
         model += offset
-        fast_slope = fast * (amplitude * rate_mem)
-        slow_slope = slow * (amplitude * rate_syn)
+        # d shape / d rate_syn and d rate_mem; d rate / d log tau = -rate
+        d_rate_syn = -rate_mem * slow * (elapsed * g + g_gap)
+        d_rate_mem = slow * (g + rate_mem * g_gap)
+        d_elapsed = rate_mem * (fast - rate_syn * slow * g)
         columns: list[np.ndarray | None] = [
             None,  # offset: a constant 1
             shape,
-            -fast_slope * elapsed,
-            slow_slope * elapsed,
-            slow_slope - fast_slope,
+            -amplitude * rate_mem * d_rate_mem,
+            -amplitude * rate_syn * d_rate_syn,
+            -amplitude * d_elapsed,
         ]
         return model, [columns[i] for i in free]
 
@@ -288,11 +314,12 @@ def fit_psp_batch(
     tau_mem: float | np.ndarray | None = None,
     max_redchi: float = MAX_REDUCED_CHI_SQUARE,
 ) -> FitOutcome:
-    """Fit a PSP, offset + amplitude * (exp(-s/tau_syn) - exp(-s/tau_mem)), s = t - onset > 0.
+    """Fit a PSP, offset + amplitude * psp_shape(s, tau_mem, tau_syn), s = t - onset > 0.
 
     `tau_mem` (scalar or one value per row) is held fixed when given; otherwise both time
     constants are fitted and tau_syn is reported as the slower one (the amplitude's sign follows,
-    positive for a depolarising PSP). The onset is fitted when usable samples precede the event,
+    positive for a depolarising PSP; see `psp_shape` for its normalisation).
+    The onset is fitted when usable samples precede the event,
     else held at `event_time`. Params: 'offset', 'amplitude' (V), 'tau_mem', 'tau_syn', 'onset' (s).
     """
     n_rows = window.n_rows
@@ -329,11 +356,12 @@ def fit_psp_batch(
         taus = np.exp(full[:, 2:4])
         tau_errors = taus * errors[:, 2:4]
         if fixed_tau_mem is None:
-            # Report the slower constant as tau_syn; swapping flips the amplitude's sign.
+            # Report the slower constant as tau_syn; the shape's normalisation then scales the
+            # amplitude by the ratio of the two constants.
             swap = taus[:, 0] > taus[:, 1]
+            full[:, 1] = np.where(swap, full[:, 1] * taus[:, 1] / taus[:, 0], full[:, 1])
             taus = np.where(swap[:, None], taus[:, ::-1], taus)
             tau_errors = np.where(swap[:, None], tau_errors[:, ::-1], tau_errors)
-            full[:, 1] = np.where(swap, -full[:, 1], full[:, 1])
         for name, values_, errors_ in (
             ("offset", full[:, 0], errors[:, 0]),
             ("amplitude", full[:, 1], errors[:, 1]),

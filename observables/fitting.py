@@ -48,10 +48,11 @@ def post_synaptic_potential(
     tau_syn: float,
     onset: float = 0.0,
 ) -> np.ndarray:
-    """offset + amplitude * (exp(-s / tau_syn) - exp(-s / tau_mem)), s = t - onset > 0.
+    """offset + amplitude * psp_shape(s, tau_mem, tau_syn), s = t - onset > 0.
 
-    The response of a leaky membrane to an exponentially decaying synaptic current; with
-    tau_syn > tau_mem a depolarising PSP has a positive amplitude.
+    The response of a leaky membrane to an exponentially decaying synaptic current (a
+    difference of exponentials, normalised to stay finite where the constants meet); a
+    depolarising PSP has a positive amplitude.
     """
     return offset + amplitude * psp_shape(np.asarray(t) - onset, tau_mem, tau_syn)
 
@@ -239,15 +240,17 @@ def _without(outcome: FitOutcome, name: str) -> FitOutcome:
 
 def _slower_as_tau_syn(outcome: FitOutcome) -> FitOutcome:
     """Swap tau_mem and tau_syn where the fit put the slower constant into tau_mem; the
-    amplitude's sign flips with them."""
+    shape's normalisation (see `psp_shape`) scales the amplitude by their ratio."""
     swap = outcome.fitted["tau_mem"] > outcome.fitted["tau_syn"]
+    ratio = outcome.fitted["tau_syn"] / outcome.fitted["tau_mem"]
 
-    def swapped(mapping: dict[str, np.ndarray], flip_sign: bool) -> dict[str, np.ndarray]:
+    def swapped(mapping: dict[str, np.ndarray], rescale: bool) -> dict[str, np.ndarray]:
         result = dict(mapping)
         result["tau_mem"] = np.where(swap, mapping["tau_syn"], mapping["tau_mem"])
         result["tau_syn"] = np.where(swap, mapping["tau_mem"], mapping["tau_syn"])
-        if flip_sign:
-            result["amplitude"] = np.where(swap, -mapping["amplitude"], mapping["amplitude"])
+        if rescale:
+            result["amplitude"] = np.where(swap, mapping["amplitude"] * ratio,
+                                           mapping["amplitude"])
         return result
 
     swapped_outcome = replace(
