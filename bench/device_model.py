@@ -5,6 +5,7 @@ samples), a timed CADC read after a synaptic event train, an MADC recording (2 n
 100 us; and all 512 neurons after a reset release), a spike-count run (LIF under constant
 input, LIF with an event train, AdEx), a write, and the ratio of host time to emulated
 hardware time for a calibration-like sequence (writes, CADC reads, MADC decays).
+Timings are medians of wall-clock time; on a shared machine they vary by a factor of ~2.
 
     python bench/device_model.py [--repeats 20]
 """
@@ -104,6 +105,8 @@ def main() -> None:
                 "i_bias_adapt_tau": 200})
     rows.append(("spike count, AdEx, 512 neurons, 100 us",
                  host_seconds(lambda: chip.count_spikes(100e-6), max(repeats // 4, 3))))
+    rows.append(("MADC, 2 AdEx neurons, 100 us",
+                 host_seconds(lambda: chip.record_madc([0, 1], 100e-6), max(repeats // 4, 3))))
     codes = np.random.default_rng(0).integers(0, 1023, 512)
     rows.append(("write of one analog cell (512 codes)",
                  host_seconds(lambda: chip.write({"v_leak": codes}), repeats)))

@@ -263,7 +263,7 @@ class SimulatedChip:
         """Noise-free potential of every neuron `read_time` after the stimulus starts."""
         volts = np.empty(N_NEURONS)
         phase = self._phase()
-        nonlinear = m.nonlinear | (drive.event_count > p.MAX_DIRECT_EVENTS)
+        nonlinear = m.nonlinear
         linear = np.flatnonzero(~nonlinear)
         if linear.size:
             sub = m.take(linear)
@@ -313,7 +313,7 @@ class SimulatedChip:
                 threshold: np.ndarray, phase: np.ndarray) -> np.ndarray:
         """(n, T) noise-free potentials of a few neurons on the MADC's sample times."""
         out = np.empty((m.e_rest.size, times.size))
-        nonlinear = m.nonlinear | (drive.event_count > p.MAX_DIRECT_EVENTS)
+        nonlinear = m.nonlinear
         for mask, linear in ((~nonlinear, True), (nonlinear, False)):
             chosen = np.flatnonzero(mask)
             if chosen.size == 0:
@@ -336,7 +336,7 @@ class SimulatedChip:
         self._run(duration)
         threshold = self._threshold(m)
         counts = np.zeros(N_NEURONS)
-        nonlinear = m.nonlinear | (drive.event_count > p.MAX_DIRECT_EVENTS)
+        nonlinear = m.nonlinear
         linear = np.flatnonzero(~nonlinear)
         analytic = drive.event_count == 0 and all(
             s.on_time <= (drive.release_time or 0.0) and s.off_time >= duration

@@ -128,11 +128,6 @@ class Drive:
         """Current with every step switched on (the input seen at unrelated moments)."""
         return float(sum(s.amplitude for s in self.steps))
 
-    def constant_over(self, duration: float) -> bool:
-        """Whether the input is constant (no events, no release, steps on all along)."""
-        return (self.release_time is None and self.event_count == 0
-                and all(s.on_time == 0 and s.off_time >= duration for s in self.steps))
-
 
 def fast_exp(x: np.ndarray) -> np.ndarray:
     """exp in single precision (several times faster on large arrays; 1e-7 relative error,
@@ -430,7 +425,7 @@ def _segment(free: np.ndarray, tt: np.ndarray, tau: np.ndarray, v_hold: np.ndarr
     return np.where(since < 0, v_hold, restarted)
 
 
-# --- Numerical integration (adaptation, exponential term, long event trains) ----------------
+# --- Numerical integration (adaptation, exponential term) -------------------------------------
 
 def integrate(
     m: Membrane, drive: Drive, times: np.ndarray, v_threshold: np.ndarray, record: bool,

@@ -125,6 +125,10 @@ class ChipTruth:
     dead: np.ndarray
     stuck: np.ndarray
 
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            getattr(self, field.name).flags.writeable = False  # ground truth is read-only
+
     @property
     def outlier(self) -> np.ndarray:
         return self.outlier_kind >= 0

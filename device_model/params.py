@@ -201,8 +201,6 @@ SPIKE_CHUNK = 256
 """Grid points per chunk when following spikes of linear neurons."""
 MAX_GRID_POINTS = 20000
 """Longer runs use a coarser grid rather than more points."""
-MAX_DIRECT_EVENTS = 64
-"""Event trains up to this length are summed in closed form; longer ones are integrated."""
 MAX_RUN_DURATION = 0.1
 """Longest spike-count, stimulus or read_time run accepted (s)."""
 MAX_MADC_DURATION = 10e-3
