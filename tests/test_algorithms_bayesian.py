@@ -162,3 +162,18 @@ def test_every_proposed_code_lies_within_the_parameter_range():
     seen = np.concatenate(routine.seen)
     assert seen.dtype.kind == "i"
     assert set(np.unique(seen)) == {100, 101, 102, 103}
+
+
+def test_a_good_initial_guess_is_tried_first():
+    routine = CurveRoutine(n_units=N_UNITS)
+    target = routine.reachable_target()
+    search = BayesianSearch(budget=50, tolerance=0.01, initial=routine.ideal_codes(target))
+    outcome = search.run(routine, FakeDevice(N_UNITS), target)
+    assert outcome.steps == 1
+    np.testing.assert_array_equal(outcome.codes, routine.ideal_codes(target))
+
+
+def test_an_initial_code_outside_the_range_is_refused():
+    routine = TwoParameterRoutine(n_units=4)
+    with pytest.raises(ValueError, match="initial code 2000"):
+        BayesianSearch(initial=[[2000, 0]] * 4).run(routine, FakeDevice(4), np.ones((4, 2)))

@@ -104,20 +104,23 @@ class BayesianSearch(Algorithm):
       one code, e.g. a cell shared by a quadrant), the group's objective being the mean of its
       units' objectives; 'all' puts every unit in one group (a chip-wide shared parameter).
     - `n_startup_trials`: random trials before the model-based sampler takes over.
+    - `initial`: codes to try first (scalar, (n_units,) or (n_units, n_params)), e.g. those of an
+      earlier calibration of the same chip; a group starts from its first unit's codes.
     """
 
     name = "bayesian"
 
     def __init__(
         self,
-        budget: int = 60,
+        budget: int = 80,
         sampler: str = "tpe",
-        tolerance: float | np.ndarray = 0.02,
+        tolerance: float | np.ndarray = 0.05,
         relative: bool = True,
         seed: int = 0,
         groups: np.ndarray | str | None = None,
         n_startup_trials: int = 10,
         sampler_options: Mapping[str, Any] | None = None,
+        initial: int | np.ndarray | None = None,
     ) -> None:
         self.budget = check_int_option("budget", budget, 1)
         self.sampler = check_sampler(sampler)
@@ -134,6 +137,7 @@ class BayesianSearch(Algorithm):
         self.groups = groups
         self.n_startup_trials = check_int_option("n_startup_trials", n_startup_trials, 0)
         self.sampler_options = dict(sampler_options or {})
+        self.initial = initial
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -161,6 +165,8 @@ class BayesianSearch(Algorithm):
             )
             for s in seeds
         ]
+        if self.initial is not None:
+            self._enqueue_initial(n_units)
         self._active = np.ones(n_groups, dtype=bool)
         self._trials: list[optuna.trial.Trial | None] = [None] * n_groups
         self._group_codes = np.zeros((n_groups, len(ranges)), dtype=np.int64)
@@ -171,6 +177,29 @@ class BayesianSearch(Algorithm):
         self._trial_count = 0
         self._trials_used = np.zeros(n_units, dtype=np.int64)
         return self._ask()
+
+    def _enqueue_initial(self, n_units: int) -> None:
+        shape = (n_units, len(self._ranges))
+        initial = np.asarray(self.initial, dtype=float)
+        if initial.shape == (n_units,):
+            initial = initial[:, None]  # one code per unit, for every parameter
+        try:
+            initial = np.broadcast_to(initial, shape)
+        except ValueError:
+            raise ValueError(
+                f"initial must be a scalar or have shape ({n_units},) or {shape}, got "
+                f"{np.shape(self.initial)}"
+            ) from None
+        for j, limits in enumerate(self._ranges):
+            outside = (initial[:, j] < limits.low) | (initial[:, j] > limits.high)
+            if outside.any():
+                raise ValueError(
+                    f"initial code {initial[outside, j][0]:g} is outside the parameter range "
+                    f"{limits.low}..{limits.high}"
+                )
+        first_unit = np.unique(self._group_of, return_index=True)[1]
+        for study, codes in zip(self._studies, initial[first_unit], strict=True):
+            study.enqueue_trial(dict(zip(self._distributions, map(float, codes), strict=True)))
 
     def _tolerance_scale(self, n_observables: int) -> np.ndarray:
         if self.tolerance.size not in (1, n_observables):
