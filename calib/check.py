@@ -13,12 +13,18 @@ import numpy as np
 from calib.algorithms.base import with_retries
 from calib.results import NeuronResult
 from calib.routine import Routine
-from calib.routines.membrane import RELEASE_TIME, RESET_BELOW_LEAK
+from calib.routines.membrane import (
+    RELEASE_TIME,
+    RESET_BELOW_LEAK,
+    SHORTEST_FRACTION,
+    bin_factor,
+)
 from calib.routines.neuron_potentials import LeakPotential, ResetPotential, ThresholdPotential
 from calib.targets import QUANTITIES
 from device_model.protocol import Device
 from device_model.stimuli import ResetRelease
 from observables import decay_time_constants
+from observables.traces import bin_trace
 
 CHECK_SAMPLES = 100
 TAU_SAMPLE_NEURONS = 32
@@ -91,7 +97,8 @@ def _sampled_tau_mem(device: Device, neurons: np.ndarray, duration: float) -> np
                                    ResetRelease(release_time=RELEASE_TIME))
     finally:
         device.write(saved)
-    return decay_time_constants(trace, start_time=RELEASE_TIME)["tau"]
+    binned = bin_trace(trace, bin_factor(SHORTEST_FRACTION * duration / 5))
+    return decay_time_constants(binned, start_time=RELEASE_TIME)["tau"]
 
 
 def check_result(device: Device, result: NeuronResult, *, apply: bool = True) -> CheckReport:

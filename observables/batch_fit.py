@@ -153,18 +153,21 @@ def _reduced_chi_square(
 # -- post-synaptic potential ------------------------------------------------------------------
 
 
-def _relaxation(elapsed: np.ndarray, rate_gap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """g = (1 - exp(-D s)) / D and dg/dD for D = rate_gap, finite (series) as D -> 0."""
+def _mixed_decay(
+    elapsed: np.ndarray, slow: np.ndarray, fast: np.ndarray, rate_gap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """h = (slow - fast) / D and dh/dD for D = rate_gap, with slow = exp(-rate_syn s) and
+    fast = exp(-rate_mem s): bounded everywhere, and finite (series) as D -> 0."""
     product = rate_gap * elapsed
     small = np.abs(product) < 1e-4
     safe_gap = np.where(small, 1.0, rate_gap)
-    g = np.where(small, elapsed * (1 - 0.5 * product), -np.expm1(-product) / safe_gap)
-    g_gap = np.where(
+    h = np.where(small, slow * elapsed * (1 - 0.5 * product), (slow - fast) / safe_gap)
+    h_gap = np.where(
         small,
-        elapsed**2 * (-0.5 + product / 6),
-        (elapsed * np.exp(-product) - g) / safe_gap,
+        slow * elapsed**2 * (-0.5 + product / 6),
+        (elapsed * fast - h) / safe_gap,
     )
-    return g, g_gap
+    return h, h_gap
 
 
 def psp_shape(elapsed: np.ndarray, tau_mem: np.ndarray, tau_syn: np.ndarray) -> np.ndarray:
@@ -177,9 +180,9 @@ def psp_shape(elapsed: np.ndarray, tau_mem: np.ndarray, tau_syn: np.ndarray) -> 
     """
     positive = np.fmax(elapsed, 0.0)
     rate_mem, rate_syn = 1.0 / np.asarray(tau_mem), 1.0 / np.asarray(tau_syn)
-    g, _ = _relaxation(positive, rate_mem - rate_syn)
-    shape = rate_mem * np.exp(-positive * rate_syn) * g
-    return np.where(elapsed > 0, shape, 0.0)
+    slow, fast = np.exp(-positive * rate_syn), np.exp(-positive * rate_mem)
+    h, _ = _mixed_decay(positive, slow, fast, rate_mem - rate_syn)
+    return np.where(elapsed > 0, rate_mem * h, 0.0)
 
 
 def _psp(times: np.ndarray, fixed: np.ndarray, free: tuple[int, ...]) -> Evaluate:
@@ -201,14 +204,14 @@ def _psp(times: np.ndarray, fixed: np.ndarray, free: tuple[int, ...]) -> Evaluat
         slow *= started
         fast = np.exp(elapsed * -rate_mem)
         fast *= started
-        g, g_gap = _relaxation(elapsed, rate_mem - rate_syn)
-        shape = rate_mem * slow * g
+        h, h_gap = _mixed_decay(elapsed, slow, fast, rate_mem - rate_syn)
+        shape = rate_mem * h
         model = shape * amplitude
         model += offset
         # d shape / d rate_syn and d rate_mem; d rate / d log tau = -rate
-        d_rate_syn = -rate_mem * slow * (elapsed * g + g_gap)
-        d_rate_mem = slow * (g + rate_mem * g_gap)
-        d_elapsed = rate_mem * (fast - rate_syn * slow * g)
+        d_rate_syn = -rate_mem * (elapsed * h + h_gap)
+        d_rate_mem = h + rate_mem * h_gap
+        d_elapsed = rate_mem * (fast - rate_syn * h)
         columns: list[np.ndarray | None] = [
             None,  # offset: a constant 1
             shape,

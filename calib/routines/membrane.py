@@ -11,9 +11,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from calib.routine import Routine
-from device_model.protocol import MADC_INVALID_TIME, Device
+from device_model.protocol import MADC_INVALID_TIME, MADC_SAMPLE_RATE, Device
 from device_model.stimuli import ResetRelease
 from observables import decay_time_constants
+from observables.traces import bin_trace
 
 DIVIDE_ABOVE = 4e-6
 """Targets above this use the divide switch (the plain range ends near 4 us mid-code)."""
@@ -22,6 +23,10 @@ MULTIPLY_BELOW = 0.8e-6
 RELEASE_TIME = MADC_INVALID_TIME + 2e-6
 RECORDED_TIME_CONSTANTS = 5.0
 """Record this many target time constants after the release."""
+BIN_FRACTION = 0.1
+SHORTEST_FRACTION = 0.25
+"""Time constants down to this fraction of the target are fitted without loss."""
+"""Fitted points are MADC means over this fraction of the shortest expected time constant."""
 RESET_BELOW_LEAK = 150
 """Reset code this far below the leak code, so the decay spans ~60 CADC LSB."""
 
@@ -56,11 +61,18 @@ def nominal_leak_bias(tau_mem: np.ndarray, capacitance: int) -> np.ndarray:
     return np.clip(np.rint(code), 1, 1022).astype(np.int64)
 
 
-def record_decays(device: Device, duration: float) -> np.ndarray:
-    """Fitted decay time constant of every neuron (NaN where the fit failed)."""
+def bin_factor(shortest_time_constant: float) -> int:
+    """MADC samples averaged per fitted point: bins of a tenth of the shortest constant."""
+    return max(1, int(BIN_FRACTION * shortest_time_constant * MADC_SAMPLE_RATE))
+
+
+def record_decays(device: Device, duration: float, shortest: float) -> np.ndarray:
+    """Fitted decay time constant of every neuron (NaN where the fit failed); `shortest` is
+    the shortest time constant expected, which sets how finely the trace is fitted."""
     stimulus = ResetRelease(release_time=RELEASE_TIME)
     trace = device.record_madc(np.arange(device.n_neurons), RELEASE_TIME + duration, stimulus)
-    return decay_time_constants(trace, start_time=RELEASE_TIME)["tau"]
+    binned = bin_trace(trace, bin_factor(shortest))
+    return decay_time_constants(binned, start_time=RELEASE_TIME)["tau"]
 
 
 class MembraneTimeConstant(Routine):
@@ -115,4 +127,5 @@ class MembraneTimeConstant(Routine):
         super().postlude(device)
 
     def measure(self, device: Device) -> np.ndarray:
-        return record_decays(device, self.duration)
+        # A search passes through codes far faster than the target: fit finely enough for them.
+        return record_decays(device, self.duration, SHORTEST_FRACTION * float(self.target.min()))

@@ -14,10 +14,16 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from calib.routine import Routine
-from calib.routines.membrane import leak_switches, nominal_leak_bias, record_decays
+from calib.routines.membrane import (
+    bin_factor,
+    leak_switches,
+    nominal_leak_bias,
+    record_decays,
+)
 from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, Device
 from device_model.stimuli import SynapticEvents
 from observables.time_constants import psp_time_constants
+from observables.traces import bin_trace
 
 HIGH_RESISTANCE_ABOVE = 1.5e-6
 """tau_syn targets above this use the high-resistance switch (x~5)."""
@@ -89,8 +95,9 @@ class SynapticTimeConstant(Routine):
         v_leak = device.read_settings(["v_leak"])["v_leak"]
         saved_reset = device.read_settings(["v_reset"])
         device.write({"v_reset": np.clip(v_leak - 150, 0, None)})
+        membrane = MEMBRANE_FRACTION * self.target
         tau_mem = record_decays(
-            device, MEMBRANE_RECORDINGS * MEMBRANE_FRACTION * float(self.target.max()))
+            device, MEMBRANE_RECORDINGS * float(membrane.max()), 0.5 * float(membrane.min()))
         device.write(saved_reset)
         # A neuron without a valid membrane fit gets the median; its PSP fit will show it.
         self.tau_mem = np.where(np.isfinite(tau_mem), tau_mem, np.nanmedian(tau_mem))
@@ -104,7 +111,8 @@ class SynapticTimeConstant(Routine):
         times = EVENT_TIME + BURST_SPACING * np.arange(BURST_EVENTS)
         stimulus = SynapticEvents(tuple(times), inhibitory=self.inhibitory)
         trace = device.record_madc(np.arange(device.n_neurons), self.duration, stimulus)
-        return psp_time_constants(trace, event_time=EVENT_TIME, tau_mem=self.tau_mem)["tau_syn"]
+        binned = bin_trace(trace, bin_factor(float(np.min(self.tau_mem))))
+        return psp_time_constants(binned, event_time=EVENT_TIME, tau_mem=self.tau_mem)["tau_syn"]
 
 
 def psp_peak_time(tau_mem: float, tau_syn: float) -> float:

@@ -7,32 +7,19 @@ input, LIF with an event train, AdEx), a write, and the ratio of host time to em
 hardware time for a calibration-like sequence (writes, CADC reads, MADC decays).
 Timings are medians of wall-clock time; on a shared machine they vary by a factor of ~2.
 
-    python bench/device_model.py [--repeats 20]
+    python bench/chip_speed.py [--repeats 20]
+
+(Not named after the package it measures: a script in bench/ named device_model.py would
+shadow the package for every other script there.)
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-
-if __name__ == "device_model":
-    # A script in bench/ runs with this folder first on sys.path, so `import device_model`
-    # finds this file before the package. Import the real package in its place (the importer
-    # returns whatever sys.modules holds under the name once this file has run).
-    _here = Path(__file__).resolve().parent
-    _saved_path = list(sys.path)
-    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _here]
-    del sys.modules["device_model"]
-    try:
-        importlib.import_module("device_model")
-    finally:
-        sys.path[:] = _saved_path
 
 from device_model import ResetRelease, SimulatedChip, SynapticEvents
 
