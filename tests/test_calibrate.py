@@ -32,8 +32,9 @@ CELL_OF = {
 }
 NON_DEFAULT = NeuronTarget(
     leak=100, reset=80, threshold=150, tau_mem=20e-6, tau_syn_exc=5e-6, tau_syn_inh=3e-6,
-    refractory_time=4e-6,
+    psp_amplitude_exc=12, psp_amplitude_inh=8, refractory_time=4e-6,
 )
+"""A shorter synaptic time constant carries less charge per event: smaller PSP targets."""
 
 
 class ProtocolOnly:
