@@ -92,8 +92,13 @@ def output_console() -> Console:
     return Console(highlight=False, width=PIPE_WIDTH)
 
 
+def one_line(message: str) -> str:
+    """`message` with its line breaks and indentation folded into single spaces."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def print_error(message: str) -> None:
-    error_console().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    error_console().print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
 
 
 def describe(error: BaseException) -> tuple[str, ExitCode]:
@@ -108,8 +113,7 @@ def describe(error: BaseException) -> tuple[str, ExitCode]:
     if isinstance(error, OSError) and error.filename and error.strerror:
         return f"{error.filename}: {error.strerror}", ExitCode.USAGE
     if isinstance(error, USAGE_ERRORS):
-        text = str(error) or type(error).__name__
-        return text.splitlines()[0] if "\n" in text else text, ExitCode.USAGE
+        return str(error) or type(error).__name__, ExitCode.USAGE
     return (f"{type(error).__name__}: {error} (run 'calib --debug ...' for the traceback)",
             ExitCode.FAILED)
 

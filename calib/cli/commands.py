@@ -7,6 +7,7 @@ result, so `calib check` rebuilds the same chip unless told to change it (e.g. t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -37,6 +38,7 @@ from calib.cli.app import (
     app,
     check_chip,
     error_console,
+    one_line,
     open_store,
     output_console,
 )
@@ -189,12 +191,13 @@ class TargetChoice:
 
 
 def choose_target(target_file: Path | None, flags: dict[str, Any], nir_file: Path | None,
-                  speedup: float | None) -> TargetChoice:
+                  speedup: float | None, clip: bool = False) -> TargetChoice:
     """The target from a NIR graph, or a TOML file with command-line flags on top."""
     given = {name: value for name, value in flags.items() if value is not None}
     if nir_file is None:
-        if speedup is not None:
-            raise CLIError("--speedup applies only with --nir FILE")
+        if speedup is not None or clip:
+            raise CLIError(f"{'--speedup' if speedup is not None else '--clip'} applies only "
+                           "with --nir FILE")
         values: dict[str, Any] = {}
         source = "defaults"
         if target_file is not None:
@@ -207,11 +210,35 @@ def choose_target(target_file: Path | None, flags: dict[str, Any], nir_file: Pat
         return TargetChoice(build_target(values, None if given else source), source)
     if target_file is not None or given:
         raise CLIError("--nir sets the whole target: leave out --target and the target flags")
-    from calib.model_units import DEFAULT_SPEEDUP
-    from calib.nir_targets import targets_from_nir
-
-    mapping = targets_from_nir(nir_file, speedup=DEFAULT_SPEEDUP if speedup is None else speedup)
+    mapping = map_nir_graph(nir_file, speedup, clip)
     return TargetChoice(mapping.target, f"NIR graph {mapping.graph_name!r}", mapping)
+
+
+def map_nir_graph(path: Path, speedup: float | None, clip: bool) -> Any:
+    """The graph's NirMapping; errors name every offending parameter on one line."""
+    from calib.model_units import DEFAULT_SPEEDUP
+    from calib.nir_targets import NirMappingError, targets_from_nir
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            mapping = targets_from_nir(
+                path, speedup=DEFAULT_SPEEDUP if speedup is None else speedup, clip=clip)
+        except NirMappingError as error:
+            if not error.problems:
+                raise
+            headline = str(error).splitlines()[0].rstrip(":")
+            hints = list(error.problems)
+            if error.feasible_speedups is not None:
+                low, high = error.feasible_speedups
+                hints.append(f"--speedup from {low:.4g} to {high:.4g} makes every time "
+                             "constant fit")
+            hints.append("--clip clips the values into range instead")
+            raise CLIError(f"{headline}: {'; '.join(hints)}") from error
+    for warning in caught:
+        error_console().print(Text(f"warning: {one_line(str(warning.message))}",
+                                   style="yellow"))
+    return mapping
 
 
 def nir_provenance(mapping: Any) -> dict[str, Any]:
@@ -280,6 +307,10 @@ def calibrate(
     speedup: Annotated[float | None, typer.Option(
         "--speedup", metavar="S", rich_help_panel="Target from a NIR graph",
         help="With --nir: model time / hardware time (default 1000).")] = None,
+    clip: Annotated[bool, typer.Option(
+        "--clip", rich_help_panel="Target from a NIR graph",
+        help="With --nir: clip values that do not fit the chip into range (with a warning) "
+             "instead of refusing the graph.")] = False,
     store: StoreOption = None,
     max_failed: Annotated[float, typer.Option(
         "--max-failed", metavar="FRACTION", min=0.0, max=1.0, rich_help_panel=OUTPUT_PANEL,
@@ -308,7 +339,7 @@ def calibrate(
         "refractory_time": refractory_time, "membrane_capacitance": membrane_capacitance,
     }
     out, err = output_console(), error_console()
-    choice = choose_target(target_file, flags, nir_file, speedup)
+    choice = choose_target(target_file, flags, nir_file, speedup, clip)
     simulation = Simulation(
         seed=seed,
         mismatch_scale=1.0 if mismatch_scale is None else mismatch_scale,
@@ -511,8 +542,14 @@ def check(
     out = output_console()
     out.print(Text(f"checking run {run_id} of chip {chip} on a {simulation.describe()}",
                    style="dim"))
+    device = simulation.chip(chip)
+    # The chip is built afresh, every cell at its default code. One write leaves analog cells
+    # 0.7 % short of a large step after the settling wait (about 1.5 LSB on the leak
+    # potential, enough to look like drift); the second write lets them settle.
+    result.apply(device)
+    result.apply(device)
     try:
-        report = check_result(simulation.chip(chip), result)
+        report = check_result(device, result, apply=False)
     except (ValueError, LookupError) as error:
         raise CommandFailed(f"check of chip {chip!r} failed: {error}") from error
     out.print(_check_table(report))
