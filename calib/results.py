@@ -110,13 +110,19 @@ class NeuronResult:
         return {name: np.array(codes, copy=True) for name, codes in self.codes.items()}
 
     def apply(self, device: Device) -> None:
-        """Inject the calibration into `device` (one write)."""
+        """Inject the calibration into `device`.
+
+        Written twice: a large step (a chip fresh at its default codes) is still ~0.7 % short
+        after one write's settling wait; the second write's wait lets the cells settle.
+        """
         if device.n_neurons != self.success.shape[0]:
             raise ValueError(
                 f"result has {self.success.shape[0]} neurons, device {device.chip_id!r} has "
                 f"{device.n_neurons}"
             )
-        device.write(self.to_settings())
+        settings = self.to_settings()
+        device.write(settings)
+        device.write(settings)
 
     def summary(self) -> str:
         """One table a person can read."""
