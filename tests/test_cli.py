@@ -255,3 +255,21 @@ def test_calibrate_help_says_times_are_microseconds() -> None:
     text = " ".join(shown.stdout.split())
     assert "microseconds (µs)" in text
     assert "CADC LSB" in text
+
+
+def test_chips_lists_the_chip_with_its_newest_run(calibrated: Calibrated) -> None:
+    listed = invoke("chips", *store_args(calibrated))
+    assert listed.exit_code == 0, listed.output
+    (row,) = [line for line in listed.stdout.splitlines() if CHIP in line]
+    assert calibrated.run_id in row
+
+
+def test_targets_lists_every_field_with_unit_default_and_range() -> None:
+    listed = invoke("targets")
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()
+            if line.strip()}
+    assert rows["tau_mem"][1:4] == ["µs", "10", "0.5..60"]
+    assert rows["leak"][1:5] == ["CADC", "LSB", "80", "50..160"]
+    assert rows["refractory_time"][1:4] == ["µs", "2", "0.04..32"]
+    assert rows["membrane_capacitance"][1:4] == ["units", "63", "0..63"]

@@ -8,6 +8,7 @@ provenance, storing, exit codes) in milliseconds; test_cli.py calibrates a real 
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
@@ -33,8 +34,9 @@ STEPS = ("cadc", "leak", "tau_mem")
 class FakeCalibration:
     """Stands in for calibrate(): remembers its arguments, reports progress, fails `failures`."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, warn: bool = False) -> None:
         self.failures = failures
+        self.warn = warn
         self.calls: list[dict[str, Any]] = []
 
     def __call__(self, device: Any, target: NeuronTarget, *, progress: Any = None,
@@ -42,6 +44,8 @@ class FakeCalibration:
         self.calls.append({"device": device, "target": target, "extra": provenance_extra})
         for index, step in enumerate(STEPS):
             progress(step, index, len(STEPS))
+            if self.warn:
+                warnings.warn(f"overflow in step {step}", RuntimeWarning, stacklevel=1)
         result = make_result(chip_id=device.chip_id, target=target, failures=self.failures)
         provenance = replace(result.provenance, extra=dict(provenance_extra or {}))
         return replace(result, provenance=provenance)
@@ -52,8 +56,9 @@ class FakeCalibration:
         return self.calls[0]
 
 
-def fake_calibration(monkeypatch: pytest.MonkeyPatch, failures: int = 0) -> FakeCalibration:
-    fake = FakeCalibration(failures)
+def fake_calibration(monkeypatch: pytest.MonkeyPatch, failures: int = 0,
+                     warn: bool = False) -> FakeCalibration:
+    fake = FakeCalibration(failures, warn)
     monkeypatch.setattr(CALIBRATE_MODULE, "calibrate", fake)
     return fake
 
@@ -199,3 +204,15 @@ def test_calibrate_writes_the_html_report_when_asked(
     assert f"HTML report: {report}" in result.stdout
     assert "data:image/png;base64," in text
     assert CHIP in text
+
+
+def test_warnings_during_the_calibration_become_one_note_after_the_progress_bar(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_calibration(monkeypatch, warn=True)
+    result = calibrate(tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1, result.stderr
+    assert notes[0].startswith(f"note: {len(STEPS)} warnings during the calibration, the "
+                               "first: RuntimeWarning: overflow in step cadc (test_cli_wiring.py:")
+    assert "overflow in step leak" not in result.stderr

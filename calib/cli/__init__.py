@@ -21,6 +21,7 @@ $CALIB_STORE or the per-user default), `RunOption`, `check_chip`, `output_consol
 """
 
 from calib.cli import commands  # noqa: F401  (registers the chip commands on `app`)
+from calib.cli import fleet_commands  # noqa: F401  (registers nightly and study on `app`)
 from calib.cli.app import ExitCode, app
 
 

@@ -78,18 +78,23 @@ USAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _console(stderr: bool) -> Console:
+    """A console; written to a file or a pipe, lines are PIPE_WIDTH wide instead of rich's 80
+    columns, so run ids and table rows stay whole ($COLUMNS wins)."""
+    console = Console(stderr=stderr, highlight=False)
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return Console(stderr=stderr, highlight=False, width=PIPE_WIDTH)
+
+
 def error_console() -> Console:
-    """Where errors and progress go: stderr, so stdout stays clean for data (export)."""
-    return Console(stderr=True, highlight=False)
+    """Where errors, notes and progress go: stderr, so stdout stays clean for data."""
+    return _console(stderr=True)
 
 
 def output_console() -> Console:
-    """Where results go: stdout. Written to a file or a pipe, lines are PIPE_WIDTH wide
-    instead of rich's 80 columns, so run ids and table rows stay whole ($COLUMNS wins)."""
-    console = Console(highlight=False)
-    if console.is_terminal or "COLUMNS" in os.environ:
-        return console
-    return Console(highlight=False, width=PIPE_WIDTH)
+    """Where results go: stdout."""
+    return _console(stderr=False)
 
 
 def one_line(message: str) -> str:

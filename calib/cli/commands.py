@@ -115,13 +115,17 @@ def _sim_option(flag: str, help_text: str, **kwargs: Any) -> Any:
 
 
 MismatchOption = Annotated[float | None, _sim_option(
-    "--mismatch-scale", "Multiplies every fixed-pattern spread (0: an ideal chip).", min=0.0)]
+    "--mismatch-scale", "Multiplies every fixed-pattern spread (0: an ideal chip).", min=0.0,
+    metavar="SCALE")]
 NoiseOption = Annotated[float | None, _sim_option(
-    "--noise-scale", "Multiplies every temporal noise (0: noiseless readouts).", min=0.0)]
+    "--noise-scale", "Multiplies every temporal noise (0: noiseless readouts).", min=0.0,
+    metavar="SCALE")]
 DriftOption = Annotated[float | None, _sim_option(
-    "--drift-hours", "Age of the chip in hours: its offsets random-walk with age.", min=0.0)]
+    "--drift-hours", "Age of the chip in hours: its offsets random-walk with age.", min=0.0,
+    metavar="HOURS")]
 SeedOption = Annotated[int | None, _sim_option(
-    "--seed", "Seed of the chip's mismatch (default: derived from the chip id).")]
+    "--seed", "Seed of the chip's mismatch (default: derived from the chip id).",
+    metavar="SEED")]
 FaultsOption = Annotated[bool | None, _sim_option(
     "--faults/--no-faults",
     "Inject typical faults: dead and stuck neurons, transient run failures.")]
@@ -131,7 +135,7 @@ def _target_option(name: str) -> Any:
     unit = cli_unit(name)
     low, high = cli_range(name)
     return typer.Option(
-        f"--{name.replace('_', '-')}", metavar="US" if unit.label == "µs" else "LSB",
+        f"--{name.replace('_', '-')}", metavar="µs" if unit.label == "µs" else "LSB",
         help=f"{name} in {unit.label} ({low:g}..{high:g}; default {default_value(name):g}).",
         rich_help_panel=TARGET_PANEL, show_default=False,
     )
@@ -237,7 +241,7 @@ def map_nir_graph(path: Path, speedup: float | None, clip: bool) -> Any:
             raise CLIError(f"{headline}: {'; '.join(hints)}") from error
     for warning in caught:
         error_console().print(Text(f"warning: {one_line(str(warning.message))}",
-                                   style="yellow"))
+                                   style="yellow"), soft_wrap=True)
     return mapping
 
 
@@ -269,14 +273,23 @@ def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, 
             step = name
             progress.update(task, description=name, completed=index, total=total)
 
-        try:
-            result = calibrate(device, target, progress=on_step, provenance_extra=extra)
-        except Exception as error:
-            raise CommandFailed(
-                f"calibration of chip {device.chip_id!r} stopped in step {step!r}: "
-                f"{type(error).__name__}: {error}") from error
+        # Warnings printed mid-run would tear the progress bar; they are summed up after it.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            try:
+                result = calibrate(device, target, progress=on_step, provenance_extra=extra)
+            except Exception as error:
+                raise CommandFailed(
+                    f"calibration of chip {device.chip_id!r} stopped in step {step!r}: "
+                    f"{type(error).__name__}: {error}") from error
         total = progress.tasks[0].total or 1
         progress.update(task, description="done", completed=total, total=total)
+    if caught:
+        first = caught[0]
+        console.print(Text(
+            f"note: {len(caught)} warning{'s' if len(caught) != 1 else ''} during the "
+            f"calibration, the first: {first.category.__name__}: {one_line(str(first.message))}"
+            f" ({Path(first.filename).name}:{first.lineno})", style="yellow"), soft_wrap=True)
     return result
 
 

@@ -1,0 +1,294 @@
+"""The fleet commands of `calib`: `nightly` (maintain many chips) and `study` (mismatch study).
+
+Both run one Dask task per chip: on a local cluster of --workers single-threaded processes by
+default, or on a running cluster given by --scheduler ADDRESS (e.g. tcp://host:8786; the
+command gives up after a few seconds when nothing answers there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from calib.cli.app import (
+    CLIError,
+    CommandFailed,
+    ExitCode,
+    StoreOption,
+    app,
+    error_console,
+    output_console,
+)
+from calib.cli.app import store_location as resolve_store
+from calib.cli.target_file import build_target, read_target_file
+from calib.fleet import (
+    CONNECT_TIMEOUT,
+    DEFAULT_WORKERS,
+    ChipOutcome,
+    SimulatedFleet,
+    parse_chip_spec,
+    run_nightly,
+    write_nightly_report,
+)
+from calib.study import (
+    DEFAULT_GRID,
+    MismatchStudy,
+    check_export_path,
+    parse_target_grid,
+    run_study,
+)
+from calib.targets import NeuronTarget
+from reports.summary import ordered_quantities
+from reports.units import display_unit, format_number, quantity_label
+
+FLEET_PANEL = "Fleet"
+CLUSTER_PANEL = "Cluster"
+OUTPUT_PANEL = "Store and output"
+STATUS_STYLES = {"calibrated": "green", "recalibrated": "yellow", "ok, checked": "green",
+                 "failed": "bold red"}
+
+SchedulerOption = Annotated[str | None, typer.Option(
+    "--scheduler", metavar="ADDRESS", rich_help_panel=CLUSTER_PANEL,
+    help=f"A running Dask scheduler, e.g. tcp://host:8786 (default: a local cluster); "
+         f"gives up after {CONNECT_TIMEOUT:g} s when it does not answer.")]
+WorkersOption = Annotated[int, typer.Option(
+    "--workers", metavar="N", min=1, rich_help_panel=CLUSTER_PANEL,
+    help="Worker processes of the local cluster, one chip at a time each (>= 1; ignored "
+         "with --scheduler).")]
+HtmlOption = Annotated[Path | None, typer.Option(
+    "--html", metavar="FILE", rich_help_panel=OUTPUT_PANEL, help="Also write an HTML report.")]
+TargetFileOption = Annotated[Path | None, typer.Option(
+    "--target", metavar="FILE.toml", rich_help_panel=FLEET_PANEL,
+    help="TOML file of target fields in µs and CADC LSB (default: the default LIF target).")]
+
+
+def _target(target_file: Path | None) -> NeuronTarget:
+    if target_file is None:
+        return NeuronTarget()
+    return build_target(read_target_file(target_file), str(target_file))
+
+
+def _check_output_file(path: Path | None, flag: str) -> None:
+    """Fail before the work, not after it, when the report cannot be written."""
+    if path is not None and not path.parent.exists():
+        raise CLIError(f"{flag} {path}: directory {path.parent} does not exist")
+
+
+# -- nightly ------------------------------------------------------------------------------------
+
+
+def _progress_line(outcome: ChipOutcome, done: int, total: int) -> Text:
+    fraction = ("" if outcome.success_fraction is None
+                else f" {100 * outcome.success_fraction:.1f} %")
+    line = Text(f"[{done}/{total}] ")
+    line.append(outcome.chip_id, style="bold cyan")
+    line.append(f" {outcome.status}", style=STATUS_STYLES[outcome.status])
+    line.append(f"{fraction} ({outcome.host_seconds:.1f} s): {outcome.detail}")
+    return line
+
+
+def nightly_table(outcomes: Sequence[ChipOutcome]) -> Table:
+    """Night-over-night comparison: one row per chip, drift per quantity in µs or LSB."""
+    quantities = ordered_quantities({name for outcome in outcomes for name in outcome.drift})
+    table = Table(title="nightly calibration: drift since the previous stored result",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("chip", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("success", justify="right", no_wrap=True)
+    table.add_column("newly failed", justify="right")
+    for name in quantities:
+        table.add_column(f"Δ {quantity_label(name)}", justify="right")
+    table.add_column("what was done")
+    for outcome in outcomes:
+        unit_values = []
+        for name in quantities:
+            value = outcome.drift.get(name)
+            unit_values.append("-" if value is None else format_number(display_unit(name)(value)))
+        table.add_row(
+            escape(outcome.chip_id),
+            Text(outcome.status, style=STATUS_STYLES[outcome.status]),
+            "-" if outcome.success_fraction is None else f"{100 * outcome.success_fraction:.1f} %",
+            "-" if outcome.status in ("failed", "calibrated") else str(len(outcome.newly_failed)),
+            *unit_values,
+            Text(outcome.detail),
+        )
+    return table
+
+
+NIGHTLY_HELP = (
+    "Maintain many chips in parallel: check each stored calibration, recalibrate the stale "
+    "chips, compare with the previous night.\n\n"
+    "A chip whose check holds is not recalibrated ('ok, checked'); one without a stored result "
+    "is calibrated; a failing chip is reported with its error while the others finish. Prints "
+    "the drift of every quantity since the previous stored result. Exits 1 when a chip failed "
+    "or came out degraded."
+)
+
+
+@app.command(rich_help_panel=FLEET_PANEL, help=NIGHTLY_HELP)
+def nightly(
+    chips: Annotated[str, typer.Option(
+        "--chips", metavar="SPEC", rich_help_panel=FLEET_PANEL,
+        help="Chips to maintain: comma-separated ids; a numeric range in brackets expands, "
+             "e.g. rack1-chip[0-7] (rack1-chip0..rack1-chip7) or rack[1-2]-chip[00-15] (a "
+             "leading zero keeps the width).")],
+    store: StoreOption = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = DEFAULT_WORKERS,
+    html: HtmlOption = None,
+    drift_hours: Annotated[float, typer.Option(
+        "--drift-hours", metavar="H", min=0.0, rich_help_panel="Simulated chip",
+        help="Age of every simulated chip in hours: its offsets random-walk with age.")] = 0.0,
+    target_file: TargetFileOption = None,
+    check: Annotated[bool, typer.Option(
+        "--check/--no-check", rich_help_panel=FLEET_PANEL,
+        help="Check each chip's stored result first and recalibrate only when it is stale "
+             "(--no-check recalibrates every chip).")] = True,
+) -> None:
+    """Maintain many chips in parallel (see NIGHTLY_HELP)."""
+    ids = parse_chip_spec(chips)
+    target = _target(target_file)
+    _check_output_file(html, "--html")
+    location = resolve_store(store)
+    err, out = error_console(), output_console()
+    where = scheduler or f"a local cluster of {workers} worker{'s' if workers != 1 else ''}"
+    err.print(f"maintaining {len(ids)} chip{'s' if len(ids) != 1 else ''} on "
+              f"{escape(where)}, store {escape(location)}")
+    done = 0
+
+    def report(outcome: ChipOutcome) -> None:
+        nonlocal done
+        done += 1
+        err.print(_progress_line(outcome, done, len(ids)), soft_wrap=True)
+
+    outcomes = run_nightly(
+        ids, location, scheduler=scheduler, workers=workers, target=target,
+        device_factory=SimulatedFleet(drift_hours=drift_hours), check_first=check,
+        on_outcome=report,
+    )
+    out.print(nightly_table(outcomes))
+    for outcome in outcomes:
+        if outcome.failed:
+            out.print(Text(f"{outcome.chip_id} failed: {outcome.detail}", style="red"),
+                      soft_wrap=True)
+    if html is not None:
+        path = write_nightly_report(outcomes, html)
+        out.print(f"HTML report: {escape(str(path))}")
+    bad = [outcome.chip_id for outcome in outcomes if outcome.report_status != "ok"]
+    if bad:
+        err.print(f"[bold red]{len(bad)} of {len(outcomes)} chips failed or degraded:[/] "
+                  f"{escape(', '.join(bad))}")
+        raise typer.Exit(int(ExitCode.INCOMPLETE))
+
+
+# -- study --------------------------------------------------------------------------------------
+
+
+def spread_table(study: MismatchStudy) -> Table:
+    """Spread before/after calibration per quantity (median over chips of each chip's std)."""
+    chips = study.spreads()
+    names = ordered_quantities({name for chip in chips for name in chip.std_after})
+    table = Table(title="spread over successful neurons (median over chips)",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for column in ("quantity", "std before", "std after", "reduction"):
+        table.add_column(column, justify="left" if column == "quantity" else "right")
+    for name in names:
+        unit = display_unit(name)
+        before = np.nanmedian([chip.std_before.get(name, np.nan) for chip in chips])
+        after = np.nanmedian([chip.std_after.get(name, np.nan) for chip in chips])
+        ratio = before / after if after > 0 else float("nan")
+        table.add_row(quantity_label(name), format_number(unit(before)),
+                      format_number(unit(after)), format_number(ratio))
+    return table
+
+
+def yield_table(study: MismatchStudy) -> Table:
+    table = Table(title="yield over the target grid (physical reachability, mean over chips)",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("quantity")
+    table.add_column("target → yield")
+    for curve in study.yield_curves():
+        unit = display_unit(curve.quantity)
+        mean = np.nanmean(curve.fraction, axis=0)
+        cells = ", ".join(f"{format_number(unit(value))}: {100 * fraction:.1f} %"
+                          for value, fraction in zip(curve.targets, mean, strict=True))
+        table.add_row(quantity_label(curve.quantity), cells)
+    return table
+
+
+STUDY_HELP = (
+    "Monte Carlo mismatch study: calibrate N simulated chips; spread before and after, yield "
+    "over a grid of targets.\n\n"
+    "Yield over the grid is the physical reachability on each chip's ground truth (the best "
+    "code reaches the target within tolerance, inside the cell range): cheap, and an upper "
+    "bound on what a calibration achieves; the measured success of the real calibration at the "
+    "study's own target is shown beside it."
+)
+
+
+@app.command(rich_help_panel=FLEET_PANEL, help=STUDY_HELP)
+def study(
+    chips: Annotated[int, typer.Option(
+        "--chips", metavar="N", min=1, rich_help_panel=FLEET_PANEL,
+        help="Number of simulated chips (ids <name>-000, <name>-001, ...).")],
+    name: Annotated[str, typer.Option(
+        "--name", rich_help_panel=FLEET_PANEL,
+        help="Study name: the chip ids derive from it, so a name is always the same chips.")
+    ] = "study",
+    mismatch_scale: Annotated[float, typer.Option(
+        "--mismatch-scale", metavar="S", min=0.0, rich_help_panel=FLEET_PANEL,
+        help="Multiplies every fixed-pattern spread of the simulated chips.")] = 1.0,
+    target_grid: Annotated[str | None, typer.Option(
+        "--target-grid", metavar="SPEC", rich_help_panel=FLEET_PANEL,
+        help="Targets to compute the yield at: QUANTITY=START:STOP:COUNT, comma-separated, "
+             "e.g. tau_mem=2:40:8 (µs for times, CADC LSB for potentials; quantities leak, "
+             "reset, threshold, tau_mem, tau_syn_exc, tau_syn_inh). Default: "
+             "leak=50:160:12,tau_mem=2:40:8.")] = None,
+    target_file: TargetFileOption = None,
+    html: HtmlOption = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", metavar="FILE.nc|FILE.zarr", rich_help_panel=OUTPUT_PANEL,
+        help="Export the study data (per chip and neuron) as netCDF (.nc) or zarr (.zarr).")
+    ] = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = DEFAULT_WORKERS,
+) -> None:
+    """Monte Carlo mismatch study (see STUDY_HELP)."""
+    grid = parse_target_grid(DEFAULT_GRID if target_grid is None else target_grid)
+    target = _target(target_file)
+    if output is not None:
+        check_export_path(output)
+        _check_output_file(output, "--output")
+        if output.exists():
+            raise CLIError(f"--output {output} exists; choose a new file for the study data")
+    _check_output_file(html, "--html")
+    err, out = error_console(), output_console()
+    where = scheduler or f"a local cluster of {workers} worker{'s' if workers != 1 else ''}"
+    err.print(f"study {escape(name)!r}: calibrating {chips} simulated chip"
+              f"{'s' if chips != 1 else ''} (mismatch ×{mismatch_scale:g}) on {escape(where)}")
+    result = run_study(chips, name=name, mismatch_scale=mismatch_scale, target=target,
+                       grid=grid, scheduler=scheduler, workers=workers)
+    for chip_id, error in result.failures.items():
+        last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+        err.print(Text(f"chip {chip_id} failed: {last}", style="red"), soft_wrap=True)
+    if not result.chips:
+        raise CommandFailed(f"every chip of study {name!r} failed; see the errors above")
+    for key, value in result.parameters().items():
+        out.print(Text(f"{key}: {value}"), soft_wrap=True)
+    out.print(spread_table(result))
+    out.print(yield_table(result))
+    if output is not None:
+        out.print(f"study data: {escape(str(result.export(output)))}")
+    if html is not None:
+        out.print(f"HTML report: {escape(str(result.write_report(html)))}")
