@@ -141,7 +141,6 @@ class LIFCalibration:
         self.session = _Session(device, target, chosen)
         self.target = target
         self.goals = target.quantities()
-        median = {name: float(np.median(values)) for name, values in self.goals.items()}
         self.routines = {
             "leak": LeakPotential(options.cadc_samples),
             "reset": ResetPotential(options.cadc_samples),
@@ -149,10 +148,10 @@ class LIFCalibration:
             "tau_mem": MembraneTimeConstant(self.goals["tau_mem"], target.membrane_capacitance),
             "tau_syn_exc": SynapticTimeConstant(self.goals["tau_syn_exc"], inhibitory=False),
             "tau_syn_inh": SynapticTimeConstant(self.goals["tau_syn_inh"], inhibitory=True),
-            "psp_amplitude_exc": SynapticGain(
-                self.goals["psp_amplitude_exc"], False, median["tau_mem"], median["tau_syn_exc"]),
-            "psp_amplitude_inh": SynapticGain(
-                self.goals["psp_amplitude_inh"], True, median["tau_mem"], median["tau_syn_inh"]),
+            "psp_amplitude_exc": SynapticGain(self.goals["psp_amplitude_exc"], False,
+                                              self.goals["tau_mem"], self.goals["tau_syn_exc"]),
+            "psp_amplitude_inh": SynapticGain(self.goals["psp_amplitude_inh"], True,
+                                              self.goals["tau_mem"], self.goals["tau_syn_inh"]),
             "reference_exc": SynapticReference(inhibitory=False),
             "reference_inh": SynapticReference(inhibitory=True),
         }

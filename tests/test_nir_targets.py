@@ -16,7 +16,7 @@ from calib.nir_targets import NirMapping, NirMappingError, content_hash, targets
 from calib.targets import QUANTITIES, NeuronTarget
 from device_model.protocol import N_NEURONS
 
-GRAPHS = Path(__file__).resolve().parents[2] / "shared" / "nir-graphs"
+GRAPHS = Path(__file__).resolve().parent / "data" / "nir-graphs"
 TWO_LIF = "paper_01_lif_debug_spike_representation_two_lif_neurons.nir"
 NORSE = "paper_01_lif_lif_norse.nir"
 ROCKPOOL = "paper_01_lif_lif_rockpool.nir"
@@ -27,9 +27,9 @@ NEURON_TYPES = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI)
 
 
 def real_graph(name: str) -> Path:
-    """A graph from the shared folder; a missing folder or file fails the test, never skips."""
+    """A graph from tests/data; a missing file fails the test, never skips."""
     path = GRAPHS / name
-    assert path.is_file(), f"NIR test graph missing: {path} (the shared nir-graphs folder)"
+    assert path.is_file(), f"NIR test graph missing: {path} (tests/data/nir-graphs)"
     return path
 
 

@@ -129,13 +129,19 @@ def psp_peak_time(tau_mem: float, tau_syn: float) -> float:
 
 
 class SynapticGain(Routine):
-    """PSP amplitude of a fixed train, set by the input's transconductance bias."""
+    """PSP amplitude of a fixed train, set by the input's transconductance bias.
 
-    def __init__(self, target: ArrayLike, inhibitory: bool, tau_mem: float, tau_syn: float):
+    The CADC converts at the response's peak; neurons with other target time constants peak
+    at other times, so there is one timed read per group of neurons sharing a read time.
+    """
+
+    def __init__(
+        self, target: ArrayLike, inhibitory: bool, tau_mem: ArrayLike, tau_syn: ArrayLike
+    ) -> None:
         self.inhibitory = inhibitory
         self.name = f"psp_amplitude_{'inh' if inhibitory else 'exc'}"
         self.parameter = _bias(inhibitory, "gm")
-        self.read_time = GAIN_TRAIN_START + psp_peak_time(tau_mem, tau_syn)
+        self.read_times, self.groups = read_time_groups(tau_mem, tau_syn)
         self.stimulus = SynapticEvents.regular(
             GAIN_TRAIN_START, GAIN_TRAIN_SPACING, GAIN_TRAIN_EVENTS, inhibitory=inhibitory
         )
@@ -145,10 +151,34 @@ class SynapticGain(Routine):
 
     def measure(self, device: Device) -> np.ndarray:
         baseline = device.read_cadc(samples=BASELINE_SAMPLES).astype(float).mean(axis=0)
-        peak = device.read_cadc(
-            samples=GAIN_SAMPLES, stimulus=self.stimulus, read_time=self.read_time
-        ).astype(float).mean(axis=0)
+        peak = np.empty_like(baseline)
+        for group, read_time in enumerate(self.read_times):
+            reading = device.read_cadc(
+                samples=GAIN_SAMPLES, stimulus=self.stimulus, read_time=float(read_time)
+            ).astype(float).mean(axis=0)
+            members = self.groups == group
+            peak[members] = reading[members]
         return np.abs(peak - baseline)
+
+
+MAX_READ_GROUPS = 8
+"""At most this many timed reads per gain measurement; finer differences share a read."""
+
+
+def read_time_groups(tau_mem: ArrayLike, tau_syn: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(read times, group index per neuron): the nominal peak time of each neuron's response,
+    grouped into at most MAX_READ_GROUPS reads."""
+    pairs = np.stack(np.broadcast_arrays(np.asarray(tau_mem, float), np.asarray(tau_syn, float)),
+                     axis=1).reshape(-1, 2)
+    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    peaks = GAIN_TRAIN_START + np.array([psp_peak_time(m, s) for m, s in unique])
+    if peaks.size > MAX_READ_GROUPS:
+        edges = np.quantile(peaks, np.linspace(0, 1, MAX_READ_GROUPS + 1)[1:-1])
+        bins = np.digitize(peaks, edges)
+        centres = np.array([np.median(peaks[bins == b]) for b in np.unique(bins)])
+        peaks, relabel = centres, np.searchsorted(np.unique(bins), bins)
+        inverse = relabel[inverse]
+    return peaks, np.asarray(inverse).reshape(-1)
 
 
 class SynapticReference(Routine):
