@@ -19,17 +19,7 @@ from calib import NeuronTarget, calibrate
 from calib.algorithms import BinarySearch
 from calib.calibrate import CalibrationOptions
 from device_model import SimulatedChip
-
-ORACLE_QUANTITIES = {
-    "leak": "v_leak",
-    "reset": "v_reset",
-    "threshold": "v_threshold",
-    "tau_mem": "i_bias_leak",
-    "tau_syn_exc": "i_bias_syn_exc_tau",
-    "tau_syn_inh": "i_bias_syn_inh_tau",
-}
-STEP_OF = {"leak": "leak", "reset": "reset", "threshold": "threshold", "tau_mem": "tau_mem",
-           "tau_syn_exc": "tau_syn_exc", "tau_syn_inh": "tau_syn_inh"}
+from device_model.oracle import QUANTITY_CELLS
 
 
 def rms(values: np.ndarray) -> float:
@@ -49,8 +39,8 @@ def report(label: str, chip_id: str, **kwargs) -> None:
     print(f"{'quantity':<14}{'runs':>7}{'hw s':>8}{'host s':>8}{'resid RMS':>12}"
           f"{'oracle RMS':>12}{'ratio':>7}")
     steps = result.provenance.steps
-    for quantity, cell in ORACLE_QUANTITIES.items():
-        cost = steps.get(STEP_OF[quantity], {})
+    for quantity, cell in QUANTITY_CELLS.items():
+        cost = steps.get(quantity, {})
         scale = 1e6 if quantity.startswith("tau") else 1.0
         residual = rms((truth[quantity] - goals[quantity])[ok]) * scale
         ideal = chip.ideal_codes(quantity, goals[quantity])

@@ -10,6 +10,7 @@ import pytest
 from calib import NeuronTarget, calibrate
 from calib.algorithms.base import RoutineFailed
 from device_model import SimulatedChip
+from device_model.oracle import QUANTITY_CELLS
 from device_model.protocol import Device, DeviceStats
 
 # Largest allowed ratio of the calibrated spread to the spread with every neuron at the
@@ -21,14 +22,6 @@ SPREAD_RATIO_LIMITS = {
     "tau_mem": 0.25,
     "tau_syn_exc": 0.10,
     "tau_syn_inh": 0.10,
-}
-CELL_OF = {
-    "leak": "v_leak",
-    "reset": "v_reset",
-    "threshold": "v_threshold",
-    "tau_mem": "i_bias_leak",
-    "tau_syn_exc": "i_bias_syn_exc_tau",
-    "tau_syn_inh": "i_bias_syn_inh_tau",
 }
 NON_DEFAULT = NeuronTarget(
     leak=100, reset=80, threshold=150, tau_mem=20e-6, tau_syn_exc=5e-6, tau_syn_inh=3e-6,
@@ -93,8 +86,8 @@ def test_calibration_shrinks_the_spread(calibrated, quantity):
     ok = result.success
     truth = chip.true_quantities()[quantity][ok]
     settings = result.to_settings()
-    median_code = int(np.median(settings[CELL_OF[quantity]]))
-    uniform = chip.true_quantities({CELL_OF[quantity]: median_code})[quantity][ok]
+    median_code = int(np.median(settings[QUANTITY_CELLS[quantity]]))
+    uniform = chip.true_quantities({QUANTITY_CELLS[quantity]: median_code})[quantity][ok]
     ratio = np.std(truth) / np.std(uniform)
     assert ratio <= SPREAD_RATIO_LIMITS[quantity], f"{quantity}: spread ratio {ratio:.3f}"
 
