@@ -17,12 +17,15 @@ import numpy as np
 
 from calib.algorithms.base import check_int_option
 from calib.algorithms.prediction import (
+    LOCALITY,
+    SETTLE,
     Params,
     PolynomialModel,
     Prediction,
     TransferCurves,
     TransferModel,
-    finite_weights,
+    fit_weights,
+    point_codes,
     weighted_least_squares,
 )
 from calib.routine import ParameterRange
@@ -47,9 +50,12 @@ class LinearModel(TransferModel):
     name = "linear"
     param_names = ("slope", "offset")
 
-    def fit(self, codes: np.ndarray, values: np.ndarray) -> Params:
-        design = np.stack([np.asarray(codes, dtype=float), np.ones(len(codes))], axis=1)
-        slope, offset = weighted_least_squares(design, values, finite_weights(values)).T
+    def fit(
+        self, codes: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None
+    ) -> Params:
+        codes = point_codes(codes, values)
+        design = np.stack([codes, np.ones(codes.shape)], axis=-1)
+        slope, offset = weighted_least_squares(design, values, fit_weights(values, weights)).T
         return {"slope": slope, "offset": offset}
 
     def evaluate(self, params: Params, codes: np.ndarray) -> np.ndarray:
@@ -68,6 +74,12 @@ class InverseModel(TransferModel):
     param_names = ("a", "b", "c0")
     pole_gaps = np.geomspace(0.5, 4000.0, 48)
     """Distances of the candidate poles below the lowest sweep code."""
+    cluster_gap = 0.1
+    """Codes closer than this fraction of the code count as one cluster: a pole needs three."""
+    fallback_pole = 0.0
+    """The pole of a unit without enough clusters when no unit has them: a conductance that
+    starts near code 0, its saturation left to b (just below the lowest code, if that is
+    lower)."""
 
     def __init__(self, iterations: int = 20) -> None:
         self.iterations = check_int_option("iterations", iterations, 0, 1000)
@@ -75,18 +87,28 @@ class InverseModel(TransferModel):
     def evaluate(self, params: Params, codes: np.ndarray) -> np.ndarray:
         return params["a"] / (codes - params["c0"]) + params["b"]
 
-    def fit(self, codes: np.ndarray, values: np.ndarray) -> Params:
-        codes = np.asarray(codes, dtype=float)
+    def linearise(self, values: np.ndarray) -> np.ndarray:
+        """1 / tau: the conductance, nearly linear in the code."""
+        values = np.asarray(values, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(values > 0, 1.0 / values, np.nan)
+
+    def fit(
+        self, codes: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None
+    ) -> Params:
+        codes = point_codes(codes, values)
         # Relative residuals; non-finite or non-positive reads carry no weight.
         usable = np.isfinite(values) & (values > 0)
-        weights = np.where(usable, 1.0 / np.where(usable, values, 1.0) ** 2, 0.0)
+        weights = fit_weights(values, weights) * np.where(usable, 1.0, 0.0)
+        weights = np.where(usable, weights / np.where(usable, values, 1.0) ** 2, 0.0)
         values = np.where(usable, values, 0.0)
-        pole_limit = codes.min() - 0.1
-        a, b, c0 = self._grid_start(codes, values, weights)
+        lowest = np.where(usable, codes, np.inf).min(axis=0)
+        pole_limit = np.where(np.isfinite(lowest), lowest, codes.min(axis=0)) - 0.1
+        a, b, c0 = self._grid_start(codes, values, weights, pole_limit)
         cost = self._cost(codes, values, weights, a, b, c0)
         damping = np.full(a.shape, 1e-3)
         for _ in range(self.iterations):
-            u = 1.0 / (codes[:, None] - c0)
+            u = 1.0 / (codes - c0)
             residual = a * u + b - values
             jacobian = np.stack([u, np.ones_like(u), a * u * u], axis=-1)
             normal = np.einsum("pu,pui,puj->uij", weights, jacobian, jacobian)
@@ -106,35 +128,63 @@ class InverseModel(TransferModel):
                                                                        strict=True))
             cost = np.where(better, trial_cost, cost)
             damping = np.where(better, damping / 3.0, damping * 4.0)
-        enough = usable.sum(axis=0) >= len(self.param_names)
+        # The pole needs three clusters of codes; with fewer it wanders along the data, so
+        # such a unit borrows the median pole of the units whose data determine it.
+        ordered = np.sort(np.where(weights > 0, codes, np.nan), axis=0)
+        gaps = np.diff(ordered, axis=0)
+        any_usable = np.any(weights > 0, axis=0)
+        distinct = np.sum(gaps > 0, axis=0) + any_usable
+        clusters = np.sum(gaps > self.cluster_gap * np.maximum(np.abs(ordered[:-1]), 1.0),
+                          axis=0) + any_usable
+        determined = (clusters >= 3) & np.isfinite(c0)
+        shared = float(np.median(c0[determined])) if determined.any() else self.fallback_pole
+        open_pole = ~determined & (distinct >= 2)
+        if np.any(open_pole):
+            pole = np.minimum(shared, pole_limit - 0.9)
+            fixed_a, fixed_b = self._fixed_pole(codes, values, weights, pole)
+            a = np.where(open_pole, fixed_a, a)
+            b = np.where(open_pole, fixed_b, b)
+            c0 = np.where(open_pole, pole, c0)
+        enough = distinct >= 2
         return {name: np.where(enough, value, np.nan) for name, value in
                 zip(self.param_names, (a, b, c0), strict=True)}
 
+    @staticmethod
+    def _fixed_pole(
+        codes: np.ndarray, values: np.ndarray, weights: np.ndarray, pole: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) of tau = a / (code - pole) + b for a given pole per unit."""
+        u = 1.0 / (codes - pole)
+        design = np.stack([u, np.ones(u.shape)], axis=-1)
+        a, b = weighted_least_squares(design, values, weights).T
+        return a, b
+
     def _grid_start(
-        self, codes: np.ndarray, values: np.ndarray, weights: np.ndarray
+        self, codes: np.ndarray, values: np.ndarray, weights: np.ndarray, pole_limit: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        poles = codes.min() - self.pole_gaps  # (n_poles,)
-        u = 1.0 / (codes[:, None] - poles[None, :])  # (n_points, n_poles)
+        poles = pole_limit + 0.1 - self.pole_gaps[:, None]  # (n_poles, n_units)
+        u = 1.0 / (codes[:, None, :] - poles[None])  # (n_points, n_poles, n_units)
         # Weighted 2x2 normal equations for (a, b) at every (pole, unit), solved in closed form.
-        suu = np.einsum("pu,pk->ku", weights, u * u)
-        su = np.einsum("pu,pk->ku", weights, u)
+        w = weights[:, None, :]
+        suu = (w * u * u).sum(axis=0)
+        su = (w * u).sum(axis=0)
         s1 = weights.sum(axis=0)[None, :]
-        suy = np.einsum("pu,pk->ku", weights * values, u)
+        suy = (w * values[:, None, :] * u).sum(axis=0)
         sy = (weights * values).sum(axis=0)[None, :]
         det = suu * s1 - su * su
         safe = np.where(np.abs(det) > 0, det, np.inf)
         a = (suy * s1 - su * sy) / safe
         b = (suu * sy - su * suy) / safe
-        fitted = a[None] * u[:, :, None] + b[None]  # (n_points, n_poles, n_units)
-        cost = np.einsum("pu,pku->ku", weights, (fitted - values[:, None, :]) ** 2)
+        fitted = a[None] * u + b[None]  # (n_points, n_poles, n_units)
+        cost = (w * (fitted - values[:, None, :]) ** 2).sum(axis=0)
         cost = np.where(np.isfinite(cost), cost, np.inf)
         pick = np.argmin(cost, axis=0)
         units = np.arange(values.shape[1])
-        return a[pick, units], b[pick, units], poles[pick]
+        return a[pick, units], b[pick, units], poles[pick, units]
 
     @staticmethod
     def _cost(codes, values, weights, a, b, c0) -> np.ndarray:
-        residual = a / (codes[:, None] - c0) + b - values
+        residual = a / (codes - c0) + b - values
         cost = (weights * residual * residual).sum(axis=0)
         return np.where(np.isfinite(cost), cost, np.inf)
 
@@ -176,17 +226,22 @@ class LmfitModel(TransferModel):
                 params[name].set(value=hint)
         return params
 
-    def fit(self, codes: np.ndarray, values: np.ndarray) -> Params:
-        codes = np.asarray(codes, dtype=float)
+    def fit(
+        self, codes: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None
+    ) -> Params:
+        codes = point_codes(codes, values)
+        # lmfit weighs residuals, not squares: the square root of each point's share.
+        scale = np.sqrt(fit_weights(values, weights))
         fitted = np.full((values.shape[1], len(self.param_names)), np.nan)
         initial = self._initial()
         for unit in range(values.shape[1]):  # the user-model path: one lmfit fit per unit
-            finite = np.isfinite(values[:, unit])
+            finite = scale[:, unit] > 0
             if finite.sum() < len(self.param_names):
                 continue
             try:
                 result = self.model.fit(values[finite, unit], initial.copy(),
-                                        **{self._variable: codes[finite]})
+                                        weights=None if weights is None else scale[finite, unit],
+                                        **{self._variable: codes[finite, unit]})
             except (ValueError, TypeError, ArithmeticError):
                 continue
             if result.success:
@@ -250,12 +305,20 @@ def curves_from_params(
 
 
 class FittingSearch(Prediction):
-    """Sweep a few codes, fit a physical model per unit, invert it for the target, verify once.
+    """Sweep a few codes, fit a physical model per unit, invert it for the target, verify,
+    and refine locally (see `Prediction` for the rounds, the local line and the choice).
 
     `model`: 'inverse' (time constants, default), 'linear' (potentials), 'polynomial', a
-    `TransferModel`, or an `lmfit.Model` (fitted unit by unit). Costs `sweep * repeats + 1`
-    runs (+1 with `correct`). After a run, `curves` holds the per-unit fit and
-    `predict(target)` gives codes for another target without touching the device.
+    `TransferModel`, or an `lmfit.Model` (fitted unit by unit). `sweep`: None (default) for
+    the codes the routine's `sweep_hint(target, device)` suggests (5 evenly spread codes for a
+    routine without one), a count of evenly spread codes, or the codes. Costs
+    `(n_sweep + 1 + refine) * repeats` measurements (`correct` is `refine=1`). After a run,
+    `curves` holds the per-unit fit and `predict(target)` gives codes for another target
+    without touching the device.
+
+    For the time constants of the simulated chip, `FittingSearch(refine=2)` on the routines'
+    two-code hint (5 measurements) reaches the residuals of a 10-step binary search, and
+    `refine=3` (6 measurements) lower ones (figures: bench/fitting_search.py).
     """
 
     name = "fitting_search"
@@ -263,8 +326,12 @@ class FittingSearch(Prediction):
     def __init__(
         self,
         model: str | TransferModel | lmfit.Model = "inverse",
-        sweep: int | Sequence[int] = 5,
+        sweep: int | Sequence[int] | None = None,
         repeats: int = 1,
         correct: bool = False,
+        refine: int = 0,
+        locality: float = LOCALITY,
+        settle: float = SETTLE,
     ) -> None:
-        super().__init__(resolve_model(model), sweep=sweep, repeats=repeats, correct=correct)
+        super().__init__(resolve_model(model), sweep=sweep, repeats=repeats, correct=correct,
+                         refine=refine, locality=locality, settle=settle)

@@ -91,6 +91,39 @@ class MembraneTimeConstant(Routine):
         self.choose_switches = choose_switches
         self.duration = RECORDED_TIME_CONSTANTS * float(self.target.max())
 
+    HINT_CODE, HINT_TAU = 540.0, 10e-6
+    """A nominal neuron has tau_mem HINT_TAU at this leak bias with the divide switch and 63
+    capacitance units (the design's figures); the sweep hint scales its conductance."""
+    HINT_SATURATION = 4000.0
+    """Code scale of the leak conductance's saturation, g ~ code / (1 + code / saturation)."""
+    HINT_SPREAD = (1.6, 0.6)
+    """Sweep codes as factors of the nominal code: they bracket the per-neuron gain spread
+    (lognormal, sigma ~0.25). Fast end first: the jump to the first prediction is then the
+    shorter one, and a large jump leaves a CapMem settling error in the next read."""
+
+    def sweep_hint(self, target: ArrayLike, device: Device | None = None) -> np.ndarray:
+        """Leak bias codes worth sweeping for `target`, shape (len(HINT_SPREAD), 512): a
+        nominal neuron's code for it, spread. The switches and capacitance are read from
+        `device` where given (as the prelude left them), else taken as the target sets them."""
+        target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
+        if device is not None:
+            settings = device.read_settings(
+                ["leak_divide", "leak_multiply", "membrane_capacitance"])
+        else:
+            settings = {**leak_switches(target), "membrane_capacitance": np.full(
+                512, self.membrane_capacitance)}
+        # Code needed relative to the divide setting: the plain and multiply settings have
+        # 8 and 64 times its conductance per code.
+        switch = np.where(settings["leak_divide"] == 1, 1.0,
+                          np.where(settings["leak_multiply"] == 1, 1 / 64, 1 / 8))
+        capacitance = (NOMINAL_CAPACITANCE_UNIT * settings["membrane_capacitance"]
+                       + NOMINAL_INTRINSIC_CAPACITANCE)
+        full = NOMINAL_CAPACITANCE_UNIT * 63 + NOMINAL_INTRINSIC_CAPACITANCE
+        anchor = self.HINT_CODE / (1 + self.HINT_CODE / self.HINT_SATURATION)
+        linear = anchor * self.HINT_TAU / target * switch * capacitance / full
+        code = linear / np.maximum(1 - linear / self.HINT_SATURATION, 1e-3)
+        return self.parameter_range.clip(np.outer(self.HINT_SPREAD, code))
+
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
         v_leak = device.read_settings(["v_leak"])["v_leak"]
         settings: dict[str, ArrayLike] = {

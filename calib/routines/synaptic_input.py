@@ -79,6 +79,31 @@ class SynapticTimeConstant(Routine):
             "membrane_capacitance": MEMBRANE_CAPACITANCE,
         }
 
+    HINT_CODE, HINT_TAU = 920.0, 0.3e-6
+    """A nominal input has tau_syn HINT_TAU at this bias without the high-resistance switch
+    (the design's figure); the sweep hint scales its conductance from there."""
+    HINT_SATURATION = 2000.0
+    """Code scale of the conductance's saturation, g ~ code / (1 + code / saturation)."""
+    HINT_HIGH_RESISTANCE = 5.0
+    HINT_SPREAD = (1.6, 0.6)
+    """Sweep codes as factors of the nominal code: they bracket the per-neuron gain spread
+    (lognormal, sigma ~0.25). Fast end first: the jump to the first prediction is then the
+    shorter one, and a large jump leaves a CapMem settling error in the next read."""
+
+    def sweep_hint(self, target: ArrayLike, device: Device | None = None) -> np.ndarray:
+        """Tau bias codes worth sweeping for `target`, shape (len(HINT_SPREAD), 512): a nominal
+        input's code for it, spread. The high-resistance switch is read from `device` where
+        given, else taken as the target sets it."""
+        target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
+        switch = f"{_prefix(self.inhibitory)}_high_resistance"
+        high = (device.read_settings([switch])[switch] if device is not None
+                else target > HIGH_RESISTANCE_ABOVE)
+        factor = np.where(high, self.HINT_HIGH_RESISTANCE, 1.0)
+        anchor = self.HINT_CODE / (1 + self.HINT_CODE / self.HINT_SATURATION)
+        linear = anchor * self.HINT_TAU * factor / target
+        code = linear / np.maximum(1 - linear / self.HINT_SATURATION, 1e-3)
+        return self.parameter_range.clip(np.outer(self.HINT_SPREAD, code))
+
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
         high = (self.target > HIGH_RESISTANCE_ABOVE).astype(np.int64)
         return {
