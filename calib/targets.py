@@ -3,6 +3,11 @@
 Potentials are in CADC LSB (the calibrated CADC is the unit of the chip's potentials), times in
 seconds of hardware time. Every field takes a scalar or a per-neuron array; values are checked
 at construction, so a bad target fails before anything touches a device.
+
+The AdEx fields (subthreshold and spike-triggered adaptation, exponential term) are optional:
+None leaves that part of the neuron switched off and uncalibrated. They are behaviours measured
+through spiking, in the units they are measured in; `ADEX_QUANTITIES` gives their units, ranges
+and tolerances, `calib.adex` how they are measured.
 """
 
 from __future__ import annotations
@@ -53,6 +58,31 @@ QUANTITIES: dict[str, QuantitySpec] = {
     )
 }
 
+ADEX_QUANTITIES: dict[str, QuantitySpec] = {
+    spec.name: spec
+    for spec in (
+        # Ranges: what the simulated chip reaches for nearly every neuron at the default LIF
+        # working point (tau_mem 10 us, 63 capacitance units, refractory time 2 us); a faster
+        # membrane (a larger leak conductance) narrows them.
+        QuantitySpec("adaptation_a", "g_leak", 0.0, 0.4, 0.02, relative=False),
+        QuantitySpec("adaptation_ratio", "f/f0", 0.75, 0.9, 0.03, relative=True),
+        QuantitySpec("adaptation_time", "s", 28e-6, 40e-6, 0.12, relative=True),
+        QuantitySpec("exp_onset", "CADC LSB", 60.0, 200.0, 1.5, relative=False),
+        QuantitySpec("exp_rate", "Hz", 20e3, 120e3, 0.04, relative=True),
+    )
+}
+"""The optional AdEx quantities (None in a target: not calibrated). Kept apart from QUANTITIES,
+whose every entry each target carries."""
+
+
+def quantity_spec(name: str) -> QuantitySpec:
+    """The spec of a LIF or AdEx quantity; ValueError for an unknown name."""
+    spec = QUANTITIES.get(name) or ADEX_QUANTITIES.get(name)
+    if spec is None:
+        known = ", ".join([*QUANTITIES, *ADEX_QUANTITIES])
+        raise ValueError(f"unknown quantity {name!r}; known: {known}")
+    return spec
+
 
 def check_value(field: str, value: ArrayLike, low: float, high: float, unit: str) -> TargetValue:
     """A validated scalar or per-neuron array; ValueError names field, value and range."""
@@ -91,11 +121,29 @@ class NeuronTarget:
     refractory_time: TargetValue = 2e-6
     membrane_capacitance: int = 63
     """Capacitance units (0..63) set on every neuron; not calibrated, it scales tau_mem."""
+    adaptation_a: TargetValue | None = None
+    """Subthreshold adaptation a as a fraction of the leak conductance (a / g_leak), from the
+    membrane's steady response to a current step."""
+    adaptation_ratio: TargetValue | None = None
+    """Spike-frequency adaptation: the adapted firing rate over the rate without adaptation,
+    under the reference drive (the leak raised to threshold + (threshold - reset))."""
+    adaptation_time: TargetValue | None = None
+    """Time constant (s) of the firing rate's relaxation to its adapted value, same drive."""
+    exp_onset: TargetValue | None = None
+    """Exponential term: the leak potential (CADC LSB) above which the neuron fires tonically
+    (its rheobase, as a potential); between the leak and the threshold."""
+    exp_rate: TargetValue | None = None
+    """Exponential term: the firing rate (Hz) with the leak potential at the threshold, where a
+    plain LIF neuron stays silent."""
 
     def __post_init__(self) -> None:
         for name, spec in QUANTITIES.items():
             value = check_value(name, getattr(self, name), spec.low, spec.high, spec.unit)
             object.__setattr__(self, name, value)
+        for name, spec in ADEX_QUANTITIES.items():
+            if getattr(self, name) is not None:
+                value = check_value(name, getattr(self, name), spec.low, spec.high, spec.unit)
+                object.__setattr__(self, name, value)
         capacitance = self.membrane_capacitance
         if not (isinstance(capacitance, int | np.integer) and 0 <= capacitance <= 63):
             raise ValueError(
@@ -103,16 +151,24 @@ class NeuronTarget:
             )
         object.__setattr__(self, "membrane_capacitance", int(capacitance))
 
+    @property
+    def adex(self) -> tuple[str, ...]:
+        """The AdEx quantities this target asks for (empty for a LIF target)."""
+        return tuple(name for name in ADEX_QUANTITIES if getattr(self, name) is not None)
+
     def quantities(self) -> dict[str, np.ndarray]:
-        """Every calibrated quantity as a per-neuron float array."""
+        """Every calibrated quantity as a per-neuron float array: all of QUANTITIES, then the
+        AdEx quantities the target asks for."""
         return {name: np.broadcast_to(getattr(self, name), (N_NEURONS,)).astype(float)
-                for name in QUANTITIES}
+                for name in (*QUANTITIES, *self.adex)}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: scalars stay numbers, per-neuron arrays become lists."""
         out: dict[str, Any] = {}
         for field in fields(self):
             value = getattr(self, field.name)
+            if value is None:
+                continue  # an AdEx part left off: LIF targets keep their fingerprints
             out[field.name] = value.tolist() if isinstance(value, np.ndarray) else value
         return out
 
