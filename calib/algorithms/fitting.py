@@ -1,8 +1,11 @@
-"""Fitting search: a physical transfer model fitted to a short sweep, inverted, verified.
+"""Fitting search: a physical transfer model fitted to a short sweep, inverted, verified and
+refined locally.
 
 Built-in models fit all units at once in numpy: `LinearModel` (potentials: observable = slope *
-code + offset) and `InverseModel` (time constants: tau = a / (code - c0) + b, a conductance
-growing linearly from a dead zone c0). Any `lmfit.Model` of one independent variable works too,
+code + offset) and `InverseModel` (time constants: tau = a / (code - c0) + b). The inverse form
+is exact for a conductance g = G (c - c_dead) / (1 + c / s) + g_parallel: 1 / g is a ratio of
+two linear functions of the code, which is what a / (c - c0) + b is, with c0 just below the
+dead zone and b from the saturation. Any `lmfit.Model` of one independent variable works too,
 through `LmfitModel`, which fits unit by unit (slower: meant for exploring new models).
 The fitted per-unit parameters stay in `FittingSearch.curves`; `predict(target)` answers a new
 target on the same chip without a sweep.
@@ -63,11 +66,16 @@ class LinearModel(TransferModel):
 
 
 class InverseModel(TransferModel):
-    """tau = a / (code - c0) + b: a time constant set by a conductance linear in the code.
+    """tau = a / (code - c0) + b: a time constant set by a conductance (nearly) linear in the
+    code, saturating gently.
 
     Fitted on relative residuals (a time constant spans a decade over the range). The pole c0
-    is first chosen per unit from a grid below the lowest sweep code, with (a, b) solved
-    exactly for each candidate; Levenberg-Marquardt steps on all three then refine it.
+    is first chosen per unit from a grid below the lowest code, with (a, b) solved exactly for
+    each candidate; Levenberg-Marquardt steps on all three then refine it. Codes may differ
+    per unit. A unit whose codes form fewer than three clusters (`cluster_gap`) leaves its pole
+    open: it takes the median pole of the units whose codes determine it (`fallback_pole`
+    when none do) and fits only a and b. `linearise` gives 1 / tau, the conductance, which a
+    local refinement fits with a straight line.
     """
 
     name = "inverse"
@@ -85,7 +93,8 @@ class InverseModel(TransferModel):
         self.iterations = check_int_option("iterations", iterations, 0, 1000)
 
     def evaluate(self, params: Params, codes: np.ndarray) -> np.ndarray:
-        return params["a"] / (codes - params["c0"]) + params["b"]
+        with np.errstate(divide="ignore", invalid="ignore"):  # the pole itself: inf, not a fit
+            return params["a"] / (codes - params["c0"]) + params["b"]
 
     def linearise(self, values: np.ndarray) -> np.ndarray:
         """1 / tau: the conductance, nearly linear in the code."""
@@ -317,8 +326,8 @@ class FittingSearch(Prediction):
     without touching the device.
 
     For the time constants of the simulated chip, `FittingSearch(refine=2)` on the routines'
-    two-code hint (5 measurements) reaches the residuals of a 10-step binary search, and
-    `refine=3` (6 measurements) lower ones (figures: bench/fitting_search.py).
+    three-code hint (6 measurements) reaches lower residuals than a 10-step binary search
+    (figures: bench/fitting_search.py).
     """
 
     name = "fitting_search"

@@ -1,10 +1,12 @@
-"""Prediction from a characterised transfer curve: sweep, fit per unit, invert, verify.
+"""Prediction from a characterised transfer curve: sweep, fit per unit, invert, verify, refine.
 
 A `TransferModel` describes observable = f(code; params) with one parameter set per unit and
-fits every unit of a sweep at once. `TransferCurves` holds a fitted model (per-unit parameter
-arrays plus the code range) and predicts the codes for any new target without another sweep;
-its `params` are what `NeuronResult.models[quantity]` stores, and `TransferCurves(model, params,
-range)` rebuilds it from there.
+fits every unit of a sweep at once (shared or per-unit codes, optional per-point weights).
+`TransferCurves` holds a fitted model (per-unit parameter arrays plus the code range) and
+predicts the codes for any new target without another sweep; its `params` are what
+`NeuronResult.models[quantity]` stores, and `TransferCurves(model, params, range)` rebuilds it
+from there. `Prediction` runs the search: a sweep (given, evenly spread, or suggested by the
+routine's `sweep_hint(target, device)`), the model's prediction, then local refinements.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from calib.algorithms.base import (
     Ranges,
     SearchOutcome,
     check_int_option,
+    parameter_names,
     single_range,
 )
 from calib.routine import ParameterRange, Routine
@@ -180,7 +183,7 @@ SweepHint = Callable[[np.ndarray], ArrayLike]
 
 LOCALITY = 0.05
 """Relative distance from the target at which a point's weight in the local line has halved."""
-SETTLE = 1.0
+SETTLE = 0.5
 """Code jump, as a fraction of the new code, at which a read's weight has halved: an analog
 cell written far from its last value may not have settled fully when the read starts."""
 LOCAL_LINE = PolynomialModel(1)
@@ -300,7 +303,8 @@ class Prediction(Algorithm):
         hint = getattr(routine, "sweep_hint", None) if self.sweep is None else None
         self._hint = (lambda goal: hint(goal, device)) if callable(hint) else None
         # The code the cell holds before the search: how far the first sweep read jumps.
-        self._present = device.read_settings([routine.parameter])[routine.parameter]
+        names = parameter_names(routine)
+        self._present = device.read_settings(list(names))[names[0]] if len(names) == 1 else None
         try:
             return super().run(routine, device, target)
         finally:

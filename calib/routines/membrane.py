@@ -96,10 +96,11 @@ class MembraneTimeConstant(Routine):
     capacitance units (the design's figures); the sweep hint scales its conductance."""
     HINT_SATURATION = 4000.0
     """Code scale of the leak conductance's saturation, g ~ code / (1 + code / saturation)."""
-    HINT_SPREAD = (1.6, 0.6)
+    HINT_SPREAD = (1.6, 1.0, 0.6)
     """Sweep codes as factors of the nominal code: they bracket the per-neuron gain spread
-    (lognormal, sigma ~0.25). Fast end first: the jump to the first prediction is then the
-    shorter one, and a large jump leaves a CapMem settling error in the next read."""
+    (lognormal, sigma ~0.25). In order from the fast end (next to the prelude's last code),
+    so that each write jumps little: a large jump leaves a CapMem settling error in the read
+    after it."""
 
     def sweep_hint(self, target: ArrayLike, device: Device | None = None) -> np.ndarray:
         """Leak bias codes worth sweeping for `target`, shape (len(HINT_SPREAD), 512): a

@@ -85,10 +85,11 @@ class SynapticTimeConstant(Routine):
     HINT_SATURATION = 2000.0
     """Code scale of the conductance's saturation, g ~ code / (1 + code / saturation)."""
     HINT_HIGH_RESISTANCE = 5.0
-    HINT_SPREAD = (1.6, 0.6)
+    HINT_SPREAD = (1.6, 1.0, 0.6)
     """Sweep codes as factors of the nominal code: they bracket the per-neuron gain spread
-    (lognormal, sigma ~0.25). Fast end first: the jump to the first prediction is then the
-    shorter one, and a large jump leaves a CapMem settling error in the next read."""
+    (lognormal, sigma ~0.25). In order from the fast end (next to the prelude's last code),
+    so that each write jumps little: a large jump leaves a CapMem settling error in the read
+    after it."""
 
     def sweep_hint(self, target: ArrayLike, device: Device | None = None) -> np.ndarray:
         """Tau bias codes worth sweeping for `target`, shape (len(HINT_SPREAD), 512): a nominal
