@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from calib.adex import ADEX_ROUTINES, AdExCalibration, lif_only
 from calib.algorithms import BinarySearch, NoiseRobustBinarySearch
 from calib.algorithms.base import Algorithm, with_retries
 from calib.routine import Routine
@@ -155,6 +156,9 @@ class LIFCalibration:
             "reference_exc": SynapticReference(inhibitory=False),
             "reference_inh": SynapticReference(inhibitory=True),
         }
+        # --- AdEx (only when the target asks for it): its steps, verification, judgement ---
+        self.adex = AdExCalibration(self.session, target, self.goals, {
+            name: algorithm for name, algorithm in chosen.items() if name in ADEX_ROUTINES})
 
     @property
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
@@ -173,6 +177,7 @@ class LIFCalibration:
             ("threshold", lambda: self.search("threshold")),
             ("reset", lambda: self.search("reset")),
             ("refractory_time", self.set_refractory),
+            *self.adex.steps,
             ("leak", self.refine_leak),
         ]
 
@@ -235,7 +240,14 @@ class LIFCalibration:
         self.session.write({"threshold_enable": 1})
 
     def verify(self) -> dict[str, np.ndarray]:
-        """Every quantity measured once more with the final configuration."""
+        """Every quantity measured once more with the final configuration (the LIF quantities
+        with the AdEx parts switched off: they describe the LIF part)."""
+        with lif_only(self.session.device):
+            achieved = self._verify_lif()
+        achieved.update(self.adex.verify())
+        return achieved
+
+    def _verify_lif(self) -> dict[str, np.ndarray]:
         device = self.session.device
         measuring = {
             **self.routines,
@@ -265,6 +277,8 @@ class LIFCalibration:
                 problems[neuron].append(text(int(neuron)))
 
         for name, values in achieved.items():
+            if name not in QUANTITIES:
+                continue  # AdEx: judged below
             spec = QUANTITIES[name]
             goal = self.goals[name]
             tolerance = spec.tolerance_for(goal)
@@ -288,6 +302,8 @@ class LIFCalibration:
             REFRACTORY_VERIFY_TOLERANCE * expected, REFRACTORY_VERIFY_FLOOR))
         flag(disagrees, lambda n: f"refractory_time: measured {_fmt(measured[n], 's')} "
              f"differs from the setting {_fmt(expected[n], 's')}")
+        for neuron, texts in self.adex.problems(achieved).items():
+            problems[neuron].extend(texts)
         reasons = {n: "; ".join(p) for n, p in enumerate(problems) if p}
         success = np.array([not p for p in problems])
         return success, reasons
