@@ -186,6 +186,8 @@ LOCALITY = 0.05
 SETTLE = 0.5
 """Code jump, as a fraction of the new code, at which a read's weight has halved: an analog
 cell written far from its last value may not have settled fully when the read starts."""
+BOUND_STEPS = 1.0 + 1e-6
+"""Code steps a bound code counts further from the target in the final choice."""
 LOCAL_LINE = PolynomialModel(1)
 """The local model of a refinement: a straight line through the linearised observable."""
 
@@ -409,13 +411,21 @@ class Prediction(Algorithm):
 
     def _choose(self) -> tuple[np.ndarray, np.ndarray]:
         """Per unit, the measured code whose local line is closest to the target, and the mean
-        of its reads; the raw closest read where there is no line."""
+        of its reads; the raw closest read where there is no line.
+
+        A code on a range bound counts one code step of the line further away (and loses a
+        tie): a unit there is reported failed, so a neighbouring code inside the range that is
+        about as close wins."""
         codes, values = self._points()
         local = self._line()
         linear = self.model.linearise(values)
         smoothed = local.evaluate(codes.astype(float))
         estimate = np.where(np.isfinite(smoothed) & local.valid, smoothed, linear)
         distance = np.abs(estimate - self._local_target)
+        step = np.abs(local.evaluate(np.ones(self._target.shape))
+                      - local.evaluate(np.zeros(self._target.shape)))
+        on_bound = self._range.at_bound(codes) != 0
+        distance = distance + np.where(on_bound & np.isfinite(step), step * BOUND_STEPS, 0.0)
         distance = np.where(np.isfinite(distance) & np.isfinite(linear), distance, np.inf)
         pick = np.argmin(distance, axis=0)
         units = np.arange(self._target.size)
