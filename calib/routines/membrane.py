@@ -16,17 +16,17 @@ from device_model.stimuli import ResetRelease
 from observables import decay_time_constants
 from observables.traces import bin_trace
 
-DIVIDE_ABOVE = 4e-6
-"""Targets above this use the divide switch (the plain range ends near 4 us mid-code)."""
-MULTIPLY_BELOW = 0.8e-6
-"""Targets below this use the multiply switch (the plain range starts near 1 us)."""
+DIVIDE_ABOVE = 7e-6
+"""Targets above this use the divide switch (with it, the strongest bias gives ~6 us)."""
+MULTIPLY_BELOW = 0.9e-6
+"""Targets below this use the multiply switch (without it, the strongest bias gives ~0.7 us)."""
 RELEASE_TIME = MADC_INVALID_TIME + 2e-6
 RECORDED_TIME_CONSTANTS = 5.0
 """Record this many target time constants after the release."""
 BIN_FRACTION = 0.1
+"""Fitted points are MADC means over this fraction of the shortest expected time constant."""
 SHORTEST_FRACTION = 0.25
 """Time constants down to this fraction of the target are fitted without loss."""
-"""Fitted points are MADC means over this fraction of the shortest expected time constant."""
 RESET_BELOW_LEAK = 150
 """Reset code this far below the leak code, so the decay spans ~60 CADC LSB."""
 
@@ -40,10 +40,12 @@ def leak_switches(tau_mem: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-NOMINAL_LEAK_GAIN = 8.4e-9
-"""Nominal leak conductance per bias code (S), to pick a working leak bias before tau_mem is
-calibrated; only a starting point, the calibration measures the real one."""
-NOMINAL_LEAK_SATURATION = 400.0
+NOMINAL_LEAK_GAIN = 4.07e-9
+"""Nominal leak conductance per bias code (S), from the design point of 10 us at code 540 with
+the divide switch; it picks a working leak bias before tau_mem is calibrated and sweep codes,
+only a starting point: the calibration measures the real neuron."""
+NOMINAL_LEAK_SATURATION = 4000.0
+"""Code at which the nominal leak conductance's growth has halved."""
 NOMINAL_CAPACITANCE_UNIT = 36e-15
 NOMINAL_INTRINSIC_CAPACITANCE = 0.15e-12
 
