@@ -6,11 +6,12 @@ refinement when its target asks for AdEx quantities, and adds their verification
 Each part is measured with the others switched off (its definition in `calib.targets`), then
 switched on in the final configuration; parts the target leaves out stay off.
 
-Searches: a / g_leak by binary search (one code, monotonic, CADC reads). The two-parameter
-quantities by `BayesianSearch` (one study per neuron, every neuron in one device run per step),
-started from a per-neuron first guess measured on the chip (the linear theory of adaptation;
-Newton steps for the exponential term). The search aims at SEARCH_TOLERANCE_FRACTION of the
-stated tolerance, so that a neuron it stops on stays within tolerance when measured again.
+Searches: a / g_leak by noise-robust binary search (one code, monotonic, CADC reads). The
+two-parameter quantities by `BayesianSearch` (one study per neuron, every neuron in one device
+run per step) in a window of codes around a per-neuron first guess measured on the chip (the
+linear theory of adaptation; Newton steps for the exponential term), the guess tried first. The
+search aims at SEARCH_TOLERANCE_FRACTION of the stated tolerance, so that a neuron it stops on
+stays within tolerance when measured again.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ within a few codes, its onset being nearly linear in it)."""
 
 
 def default_adex_algorithms(target: NeuronTarget) -> dict[str, Algorithm]:
-    """The search for each AdEx routine: binary search for a, Bayesian for the pairs."""
+    """The search for each AdEx routine: binary search for a, Bayesian for the two pairs."""
     algorithms: dict[str, Algorithm] = {"adaptation_a": NoiseRobustBinarySearch()}
     for part in ("adaptation", "exponential"):
         names = [name for name in PART_QUANTITIES[part] if getattr(target, name) is not None]
@@ -256,7 +257,10 @@ class AdExCalibration:
         goal = np.stack([self.goals[name] for name in names], axis=1)
         ratio = self.goals.get("adaptation_ratio", np.full(N_NEURONS, GUESS_RATIO))
         time = self.goals.get("adaptation_time", np.full(N_NEURONS, GUESS_TIME))
-        guess = self._guess(routine, lambda: adaptation_guess(routine, self.device, ratio, time))
+        guess = self._given_initial("adaptation")
+        if guess is None:
+            guess = self._guess(routine, lambda: adaptation_guess(
+                routine, self.device, ratio, time))
         self._search(routine, "adaptation", goal, guess)
         if "adaptation_a" not in self.target.adex:
             self.session.write({"i_bias_adapt_a": 0})
@@ -267,8 +271,10 @@ class AdExCalibration:
         guessing = self.exponential_routine(EXPONENTIAL_OBSERVABLES)
         onset = self.goals.get("exp_onset", guessing.onset)
         rate = self.goals.get("exp_rate", np.full(N_NEURONS, GUESS_RATE))
-        guess = self._guess(guessing,
-                            lambda: exponential_guess(guessing, self.device, onset, rate))
+        guess = self._given_initial("exponential")
+        if guess is None:
+            guess = self._guess(guessing, lambda: exponential_guess(
+                guessing, self.device, onset, rate))
         self._search(self.exponential_routine(), "exponential", goal, guess)
 
     def switch_on(self) -> None:
@@ -281,6 +287,17 @@ class AdExCalibration:
         if adaptation and not self.targeted("adaptation"):
             settings["i_bias_adapt_b"] = 0
         self.session.write(settings)
+
+    def _given_initial(self, part: str) -> np.ndarray | None:
+        """Codes (n_neurons, 2) the caller's Bayesian search was given to start from (e.g. an
+        earlier calibration's): they replace the measured first guess."""
+        initial = getattr(self.algorithms[part], "initial", None)
+        if initial is None:
+            return None
+        codes = np.asarray(initial, dtype=float)
+        if codes.shape == (N_NEURONS,):
+            codes = codes[:, None]
+        return np.broadcast_to(codes, (N_NEURONS, 2)).copy()
 
     def _guess(self, routine: Routine, guess: Callable[[], np.ndarray]) -> np.ndarray:
         with_retries(routine, routine.prelude, self.device)
@@ -295,7 +312,7 @@ class AdExCalibration:
         fractions, minimums = WINDOWS[part]
         window = LocalWindow(routine, guess, fractions, minimums)
         algorithm = self.algorithms[part]
-        if isinstance(algorithm, BayesianSearch) and algorithm.initial is None:
+        if isinstance(algorithm, BayesianSearch):  # the guess, at the window's centre, first
             algorithm = copy.copy(algorithm)
             algorithm.initial = np.full(guess.shape, LocalWindow.STEPS)
         found = algorithm.run(window, self.device, goal)

@@ -61,9 +61,15 @@ QUANTITIES: dict[str, QuantitySpec] = {
 ADEX_QUANTITIES: dict[str, QuantitySpec] = {
     spec.name: spec
     for spec in (
-        # Ranges: what the simulated chip reaches for nearly every neuron at the default LIF
-        # working point (tau_mem 10 us, 63 capacitance units, refractory time 2 us); a faster
-        # membrane (a larger leak conductance) narrows them.
+        # Ranges: what the simulated chip reaches at the default LIF working point (tau_mem
+        # 10 us, 63 capacitance units, refractory time 2 us). a / g_leak: up to 0.4 for nearly
+        # every neuron (a faster membrane, a larger g_leak, lowers that). Ratio and time: 95 to
+        # 99 % of the neurons anywhere in the box (the fewest at ratio 0.9, where the rate drop
+        # is small and the time scatters most). Onset: anywhere between leak and threshold
+        # (checked when a calibration starts). Rate: a band about +-8 % wide set by the onset:
+        # ~80 kHz at onset 95 LSB, 70 at 100, 60 at 105, 48 at 110. Tolerances: several times
+        # the measurements' scatter (a / g_leak 0.003, ratio 0.35 %, time 2 % at ratio 0.8 and
+        # 4.5 % at 0.9, onset 0.2 LSB, rate 0.2 %).
         QuantitySpec("adaptation_a", "g_leak", 0.0, 0.4, 0.02, relative=False),
         QuantitySpec("adaptation_ratio", "f/f0", 0.75, 0.9, 0.03, relative=True),
         QuantitySpec("adaptation_time", "s", 28e-6, 40e-6, 0.12, relative=True),
@@ -134,7 +140,7 @@ class NeuronTarget:
     (its rheobase, as a potential); between the leak and the threshold."""
     exp_rate: TargetValue | None = None
     """Exponential term: the firing rate (Hz) with the leak potential at the threshold, where a
-    plain LIF neuron stays silent."""
+    plain LIF neuron stays silent (reachable: a narrow band set by exp_onset, see above)."""
 
     def __post_init__(self) -> None:
         for name, spec in QUANTITIES.items():

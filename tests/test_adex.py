@@ -163,7 +163,7 @@ def test_bayesian_adaptation_reaches_tolerance_for_most_neurons_within_its_budge
     _, target, result = calibrated
     assert within(result, target, ADAPTATION).mean() >= 0.9
     # Budget: the Bayesian trials plus the first guess (2 probes, 2 refinements), the
-    # unadapted-rate recordings of three preludes and the uncalibrated spread.
+    # recordings without adaptation of three preludes and the uncalibrated spread.
     recordings = BAYESIAN_BUDGET + 4 + 3 + 1
     assert result.provenance.steps["adaptation"]["runs"] <= recordings * N_NEURONS / 2
 

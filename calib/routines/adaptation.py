@@ -11,8 +11,11 @@ reference drive: the neuron is held in reset, then released with its leak potent
 threshold + (threshold - reset), where without adaptation it fires every t_ref + tau_mem ln 2.
 From the MADC spike times of all neurons (one recording of all of them per evaluation):
 - adaptation ratio f_inf / f_0: the adapted rate (mean interval of the last 30 % of the
-  recording) over the rate without adaptation (the same recording with adaptation off, once, in
-  the prelude);
+  recording) over the rate without adaptation. Until its first spike a released neuron has no
+  adaptation current, so its first spike comes one unadapted interval less the hold after a
+  spike; the hold is measured once, in the prelude, with adaptation off. Taking f_0 from the
+  same run cancels the comparator's run-to-run jitter, which would otherwise move f_0 against
+  f_inf by half a percent and the adaptation time by several;
 - adaptation time: the extra spikes of the onset transient (intervals counted minus the spikes
   the adapted rate gives in the same time) over the rate drop f_0 - f_inf. For a rate relaxing
   exponentially from f_0 to f_inf that is exactly its time constant; an integral, it is far less
@@ -31,7 +34,7 @@ from calib.routine import ParameterRange, Routine
 from calib.routines.cadc import READ_AT_HIGH, READ_AT_LOW, REFERENCE_HIGH_CODE, REFERENCE_LOW_CODE
 from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, N_NEURONS, Device, Trace
 from device_model.stimuli import CurrentStep, ResetRelease
-from observables.spikes import isi_summary
+from observables.spikes import isi_summary, spike_times
 
 CODES_PER_LSB = (REFERENCE_HIGH_CODE - REFERENCE_LOW_CODE) / (READ_AT_HIGH - READ_AT_LOW)
 """CapMem codes of a potential cell per calibrated CADC LSB (the CADC calibration's map)."""
@@ -127,6 +130,13 @@ def reference_drive(threshold: np.ndarray, reset: np.ndarray) -> np.ndarray:
     return 2.0 * np.asarray(threshold, dtype=float) - np.asarray(reset, dtype=float)
 
 
+def first_spike_delay(trace: Trace) -> np.ndarray:
+    """Per recorded neuron: time from the release to its first spike (NaN without one)."""
+    rows = spike_times(trace, start_time=RELEASE_TIME)
+    first = np.array([row[0] if row.size else np.nan for row in rows])
+    return first - RELEASE_TIME
+
+
 def adaptation_observables(
     n_spikes: np.ndarray, mean_interval: np.ndarray, adapted_interval: np.ndarray,
     unadapted: np.ndarray,
@@ -166,18 +176,22 @@ class SpikeFrequencyAdaptation(MultiParameterRoutine):
         self.drive = np.broadcast_to(np.asarray(drive, dtype=np.int64), (N_NEURONS,))
         self.duration = RELEASE_TIME + SETTLING_TIME_CONSTANTS * longest_time
         self.observables = tuple(observables)
-        self.unadapted: np.ndarray | None = None
+        self.hold: np.ndarray | None = None
+        """Per neuron: the unadapted interval less the first spike's delay after the release."""
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
         return {"v_leak": self.drive, "threshold_enable": 1, "reset_hold": 0,
                 "adaptation_enable": 1, "i_bias_adapt_a": 0, "exponential_enable": 0}
 
     def prelude(self, device: Device) -> None:
-        """Configure the drive; record the firing rate without adaptation."""
+        """Configure the drive; measure the hold after a spike with adaptation off (the
+        interval less the first spike's delay after the release)."""
         super().prelude(device)
         # The drive again: one write's settling leaves 0.7 % of the leak's jump to the drive.
         device.write({"v_leak": self.drive, "adaptation_enable": 0})
-        self.unadapted = 1.0 / isi_summary(self._record(device), start_time=RELEASE_TIME).mean
+        trace = self._record(device)
+        interval = isi_summary(trace, start_time=RELEASE_TIME).mean
+        self.hold = interval - first_spike_delay(trace)
         device.write({"adaptation_enable": 1})
 
     def _record(self, device: Device) -> Trace:
@@ -192,14 +206,14 @@ class SpikeFrequencyAdaptation(MultiParameterRoutine):
 
     def measure_all(self, device: Device) -> dict[str, np.ndarray]:
         """Both observables of every neuron from one MADC recording of all of them."""
-        if self.unadapted is None:
+        if self.hold is None:
             raise RuntimeError("SpikeFrequencyAdaptation.measure called before prelude")
         trace = self._record(device)
         onward = isi_summary(trace, start_time=RELEASE_TIME)
         tail_start = self.duration - TAIL_FRACTION * (self.duration - RELEASE_TIME)
         tail = isi_summary(trace, start_time=tail_start, min_spikes=2)
-        ratio, time = adaptation_observables(onward.n_spikes, onward.mean, tail.mean,
-                                             self.unadapted)
+        unadapted = 1.0 / (first_spike_delay(trace) + self.hold)
+        ratio, time = adaptation_observables(onward.n_spikes, onward.mean, tail.mean, unadapted)
         return {"adaptation_ratio": ratio, "adaptation_time": time}
 
     def measure(self, device: Device) -> np.ndarray:
