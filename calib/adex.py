@@ -56,7 +56,7 @@ from device_model.protocol import CAPMEM_MAX, N_NEURONS, Device
 
 SEARCH_TOLERANCE_FRACTION = 0.6
 """The searches aim at this fraction of each quantity's tolerance (measurement noise: the
-adaptation time reads with ~3 % scatter, its tolerance is 12 %)."""
+adaptation time reads with 2 to 4.5 % scatter, its tolerance is 12 %)."""
 BAYESIAN_BUDGET = 20
 """Trials per neuron after the first guess (most neurons stop at the guess or soon after)."""
 EXP_ONSET_MARGIN = 5.0
@@ -198,6 +198,7 @@ class AdExCalibration:
         self.goals = goals
         self.algorithms = {**default_adex_algorithms(target), **(algorithms or {})}
         self.outcomes: dict[str, SearchOutcome] = {}
+        """Routine name -> its search's outcome (codes, last measured values, steps)."""
         self.cells: dict[str, tuple[tuple[str, ParameterRange], ...]] = {}
         """Routine name -> the cells it set and their ranges (for range-bound reasons)."""
         self.drive_clipped: dict[str, np.ndarray] = {}
@@ -219,11 +220,16 @@ class AdExCalibration:
 
     # -- routines built from the LIF working point ----------------------------------------------
 
+    def _beyond_leak_range(self, part: str, codes: np.ndarray, *potentials: np.ndarray) -> None:
+        """Note the neurons whose leak cannot be raised to every drive of `part`."""
+        highest = np.max(np.stack(potentials), axis=0)
+        self.drive_clipped[part] = codes + (highest - self.goals["leak"]) * CODES_PER_LSB > (
+            CAPMEM_MAX + 0.5)
+
     def adaptation_routine(self) -> SpikeFrequencyAdaptation:
         codes = self.device.read_settings(["v_leak"])["v_leak"]
         drive = reference_drive(self.goals["threshold"], self.goals["reset"])
-        unclipped = codes + (drive - self.goals["leak"]) * CODES_PER_LSB
-        self.drive_clipped["adaptation"] = unclipped > CAPMEM_MAX
+        self._beyond_leak_range("adaptation", codes, drive)
         longest = float(np.max(self.goals.get("adaptation_time", np.full(N_NEURONS, GUESS_TIME))))
         return SpikeFrequencyAdaptation(
             drive_codes(codes, self.goals["leak"], drive), longest, self.targeted("adaptation"))
@@ -234,6 +240,7 @@ class AdExCalibration:
         if onset is None:  # only the rate targeted: centre the bisection between the potentials
             onset = 0.5 * (self.goals["leak"] + self.goals["threshold"])
         rate = self.goals.get("exp_rate", np.full(N_NEURONS, GUESS_RATE))
+        self._beyond_leak_range("exponential", codes, onset, self.goals["threshold"])
         return ExponentialTerm(codes, self.goals["leak"], self.goals["threshold"], onset,
                                0.5 * float(np.min(rate)),
                                observables or self.targeted("exponential"))
@@ -392,7 +399,7 @@ class AdExCalibration:
                 flag(bound[:, column] > 0, lambda n, p=part, c=cell, v=limits.high:
                      f"{p}: {c} at upper bound {v}")
         for part, clipped in self.drive_clipped.items():
-            flag(clipped, lambda n, p=part: f"{p}: reference drive above the leak's range")
+            flag(clipped, lambda n, p=part: f"{p}: a drive lies above the leak's range")
         return problems
 
 
