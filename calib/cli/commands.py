@@ -43,6 +43,7 @@ from calib.cli.app import (
     output_console,
 )
 from calib.cli.target_file import (
+    CAPACITANCE_FIELD,
     build_target,
     cli_range,
     cli_unit,
@@ -52,7 +53,7 @@ from calib.cli.target_file import (
     target_fields,
 )
 from calib.results import NeuronResult
-from calib.targets import QUANTITIES, NeuronTarget
+from calib.targets import QUANTITIES, NeuronTarget, quantity_spec
 from results_store import ResultsStore, RunInfo
 from results_store.ids import run_time
 
@@ -134,9 +135,11 @@ FaultsOption = Annotated[bool | None, _sim_option(
 def _target_option(name: str) -> Any:
     unit = cli_unit(name)
     low, high = cli_range(name)
+    default = default_value(name)
+    shown = "not calibrated" if default is None else f"{default:g}"
     return typer.Option(
-        f"--{name.replace('_', '-')}", metavar="µs" if unit.label == "µs" else "LSB",
-        help=f"{name} in {unit.label} ({low:g}..{high:g}; default {default_value(name):g}).",
+        f"--{name.replace('_', '-')}", metavar="µs" if unit.label == "µs" else unit.label,
+        help=f"{name} in {unit.label} ({low:g}..{high:g}; default {shown}).",
         rich_help_panel=TARGET_PANEL, show_default=False,
     )
 
@@ -624,13 +627,15 @@ def targets() -> None:
     defaults = target_as_cli_values(NeuronTarget())
     for name in target_fields():
         low, high = cli_range(name)
-        if name in QUANTITIES:
-            spec = QUANTITIES[name]
+        if name == CAPACITANCE_FIELD:
+            tolerance = "not calibrated"
+        else:
+            spec = quantity_spec(name)
             tolerance = (f"± {100 * spec.tolerance:g} %" if spec.relative
                          else f"± {spec.tolerance:g} {cli_unit(name).label}")
-        else:
-            tolerance = "not calibrated"
-        table.add_row(name, cli_unit(name).label, f"{defaults[name]:g}",
+        default = defaults[name]
+        table.add_row(name, cli_unit(name).label,
+                      default if isinstance(default, str) else f"{default:g}",
                       f"{low:g}..{high:g}", tolerance)
     output_console().print(table)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from calib.targets import QUANTITIES, NeuronTarget
+from calib.targets import NeuronTarget, quantity_spec
 from device_model.protocol import N_NEURONS
 
 MICROSECOND = 1e-6
@@ -42,11 +42,14 @@ class CliUnit:
     to_si: float
 
 
+NOT_CALIBRATED = "not calibrated"
+
+
 def cli_unit(name: str) -> CliUnit:
     """The command-line unit of a target field (µs for times, CADC LSB for potentials)."""
     if name == CAPACITANCE_FIELD:
         return CliUnit("units", 1.0)
-    spec = QUANTITIES[name]
+    spec = quantity_spec(name)
     return CliUnit("µs", MICROSECOND) if spec.unit == "s" else CliUnit(spec.unit, 1.0)
 
 
@@ -54,7 +57,7 @@ def cli_range(name: str) -> tuple[float, float]:
     """Allowed target range of a field in command-line units."""
     if name == CAPACITANCE_FIELD:
         return CAPACITANCE_RANGE
-    spec = QUANTITIES[name]
+    spec = quantity_spec(name)
     scale = cli_unit(name).to_si
     # round away the float noise of the unit conversion (0.3e-6 / 1e-6 = 0.29999999999999993)
     return float(f"{spec.low / scale:.12g}"), float(f"{spec.high / scale:.12g}")
@@ -65,9 +68,11 @@ def target_fields() -> list[str]:
     return [field.name for field in fields(NeuronTarget)]
 
 
-def default_value(name: str) -> float:
-    """A field's default, in command-line units."""
+def default_value(name: str) -> float | None:
+    """A field's default, in command-line units (None: not calibrated unless asked for)."""
     default = {field.name: field.default for field in fields(NeuronTarget)}[name]
+    if default is None:
+        return None
     return float(f"{float(default) / cli_unit(name).to_si:.12g}")  # type: ignore[arg-type]
 
 
@@ -149,10 +154,14 @@ def load_target_file(path: str | Path) -> NeuronTarget:
 
 
 def target_as_cli_values(target: NeuronTarget) -> dict[str, float | str]:
-    """A target's fields in command-line units; per-neuron fields as 'median (per neuron)'."""
+    """A target's fields in command-line units; per-neuron fields as 'median (per neuron)',
+    optional fields left out as 'not calibrated'."""
     shown: dict[str, float | str] = {}
     for name in target_fields():
         value = getattr(target, name)
+        if value is None:
+            shown[name] = NOT_CALIBRATED
+            continue
         if name == CAPACITANCE_FIELD:
             shown[name] = value
             continue
