@@ -14,6 +14,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -34,6 +35,7 @@ from calib.fleet import (
     DEFAULT_WORKERS,
     ChipOutcome,
     SimulatedFleet,
+    dask_client,
     parse_chip_spec,
     run_nightly,
     write_nightly_report,
@@ -44,6 +46,7 @@ from calib.study import (
     check_export_path,
     parse_target_grid,
     run_study,
+    study_chip_ids,
 )
 from calib.targets import NeuronTarget
 from reports.summary import ordered_quantities
@@ -76,6 +79,12 @@ def _target(target_file: Path | None) -> NeuronTarget:
     return build_target(read_target_file(target_file), str(target_file))
 
 
+def _cluster_text(scheduler: str | None, workers: int) -> str:
+    if scheduler is not None:
+        return f"the cluster at {scheduler}"
+    return f"a local cluster of {workers} worker{'s' if workers != 1 else ''}"
+
+
 def _check_output_file(path: Path | None, flag: str) -> None:
     """Fail before the work, not after it, when the report cannot be written."""
     if path is not None and not path.parent.exists():
@@ -95,33 +104,54 @@ def _progress_line(outcome: ChipOutcome, done: int, total: int) -> Text:
     return line
 
 
+SHORT_NAMES = {
+    "threshold": "thresh", "tau_mem": "τ_mem", "tau_syn_exc": "τ_exc", "tau_syn_inh": "τ_inh",
+    "psp_amplitude_exc": "psp_exc", "psp_amplitude_inh": "psp_inh", "refractory_time": "t_ref",
+}
+"""Column headers of the drift table: short enough that every quantity fits a terminal."""
+
+
+def _drift_cell(name: str, value: float | None) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    unit = display_unit(name)
+    return f"{unit(value):+.3f}" if unit.label == "us" else f"{unit(value):+.2f}"
+
+
 def nightly_table(outcomes: Sequence[ChipOutcome]) -> Table:
     """Night-over-night comparison: one row per chip, drift per quantity in µs or LSB."""
     quantities = ordered_quantities({name for outcome in outcomes for name in outcome.drift})
-    table = Table(title="nightly calibration: drift since the previous stored result",
-                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
+    table = Table(
+        title="nightly calibration", title_justify="left", header_style="bold",
+        box=box.SIMPLE_HEAD, pad_edge=False, caption_justify="left",
+        caption=("Δ: median shift since the previous stored result (potentials and PSP "
+                 "amplitudes in CADC LSB, times in µs): measured now minus stored for a "
+                 "checked chip, new minus previous calibration for a recalibrated one."
+                 if quantities else None),
+    )
     table.add_column("chip", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("success", justify="right", no_wrap=True)
     table.add_column("newly failed", justify="right")
     for name in quantities:
-        table.add_column(f"Δ {quantity_label(name)}", justify="right")
-    table.add_column("what was done")
+        table.add_column(f"Δ {SHORT_NAMES.get(name, name)}", justify="right", no_wrap=True)
     for outcome in outcomes:
-        unit_values = []
-        for name in quantities:
-            value = outcome.drift.get(name)
-            unit_values.append("-" if value is None else format_number(display_unit(name)(value)))
         table.add_row(
             escape(outcome.chip_id),
             Text(outcome.status, style=STATUS_STYLES[outcome.status]),
             "-" if outcome.success_fraction is None else f"{100 * outcome.success_fraction:.1f} %",
             "-" if outcome.status in ("failed", "calibrated") else str(len(outcome.newly_failed)),
-            *unit_values,
-            Text(outcome.detail),
+            *(_drift_cell(name, outcome.drift.get(name)) for name in quantities),
         )
     return table
+
+
+def print_notes(outcomes: Sequence[ChipOutcome], console: Console) -> None:
+    """What was done to each chip and why (the table has no room for it)."""
+    for outcome in outcomes:
+        line = Text(f"{outcome.chip_id}: ", style="bold")
+        line.append(outcome.detail, style="red" if outcome.failed else "")
+        console.print(line, soft_wrap=True)
 
 
 NIGHTLY_HELP = (
@@ -160,9 +190,6 @@ def nightly(
     _check_output_file(html, "--html")
     location = resolve_store(store)
     err, out = error_console(), output_console()
-    where = scheduler or f"a local cluster of {workers} worker{'s' if workers != 1 else ''}"
-    err.print(f"maintaining {len(ids)} chip{'s' if len(ids) != 1 else ''} on "
-              f"{escape(where)}, store {escape(location)}")
     done = 0
 
     def report(outcome: ChipOutcome) -> None:
@@ -170,16 +197,16 @@ def nightly(
         done += 1
         err.print(_progress_line(outcome, done, len(ids)), soft_wrap=True)
 
-    outcomes = run_nightly(
-        ids, location, scheduler=scheduler, workers=workers, target=target,
-        device_factory=SimulatedFleet(drift_hours=drift_hours), check_first=check,
-        on_outcome=report,
-    )
+    with dask_client(scheduler, workers=workers) as client:
+        err.print(f"maintaining {len(ids)} chip{'s' if len(ids) != 1 else ''} on "
+                  f"{escape(_cluster_text(scheduler, workers))}, store {escape(location)}")
+        outcomes = run_nightly(
+            ids, location, client=client, target=target,
+            device_factory=SimulatedFleet(drift_hours=drift_hours), check_first=check,
+            on_outcome=report,
+        )
     out.print(nightly_table(outcomes))
-    for outcome in outcomes:
-        if outcome.failed:
-            out.print(Text(f"{outcome.chip_id} failed: {outcome.detail}", style="red"),
-                      soft_wrap=True)
+    print_notes(outcomes, out)
     if html is not None:
         path = write_nightly_report(outcomes, html)
         out.print(f"HTML report: {escape(str(path))}")
@@ -273,12 +300,14 @@ def study(
         if output.exists():
             raise CLIError(f"--output {output} exists; choose a new file for the study data")
     _check_output_file(html, "--html")
+    study_chip_ids(name, chips)
     err, out = error_console(), output_console()
-    where = scheduler or f"a local cluster of {workers} worker{'s' if workers != 1 else ''}"
-    err.print(f"study {escape(name)!r}: calibrating {chips} simulated chip"
-              f"{'s' if chips != 1 else ''} (mismatch ×{mismatch_scale:g}) on {escape(where)}")
-    result = run_study(chips, name=name, mismatch_scale=mismatch_scale, target=target,
-                       grid=grid, scheduler=scheduler, workers=workers)
+    with dask_client(scheduler, workers=workers) as client:
+        err.print(f"study {escape(name)!r}: calibrating {chips} simulated chip"
+                  f"{'s' if chips != 1 else ''} (mismatch ×{mismatch_scale:g}) on "
+                  f"{escape(_cluster_text(scheduler, workers))}")
+        result = run_study(chips, name=name, mismatch_scale=mismatch_scale, target=target,
+                           grid=grid, client=client)
     for chip_id, error in result.failures.items():
         last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
         err.print(Text(f"chip {chip_id} failed: {last}", style="red"), soft_wrap=True)
