@@ -1,8 +1,10 @@
 """Fleet operation: nightly maintenance of many chips in parallel on Dask, one task per chip.
 
 Each chip is maintained the way a calibration graph maintains a node: first a cheap check of
-its newest stored result for the target (a few device runs, no search), and a recalibration only
-when that check finds stale quantities, fails, or there is nothing stored yet. Every task opens
+its newest stored result for the target (a few device runs, no search); when the check finds
+stale quantities, only those (and what they disturb) are recalibrated, starting from the stored
+result (`calib.calibrate.recalibrate`); a chip with nothing stored, or whose check cannot run,
+gets a whole calibration. Every task opens
 the results store itself and saves its own result (the store takes concurrent writers); a task
 that fails returns its error instead of raising, so one bad chip never stops the others.
 
@@ -28,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from calib import calibrate as calibrate_module
-from calib.calibrate import CalibrationOptions, calibrate
+from calib.calibrate import CalibrationOptions, calibrate, recalibrate
 from calib.check import CheckReport, check_result
 from calib.results import NeuronResult
 from calib.targets import NeuronTarget
@@ -344,12 +345,6 @@ def _check_summary(report: CheckReport) -> dict[str, dict[str, float | bool]]:
     }
 
 
-def partial_recalibration() -> Callable[..., NeuronResult] | None:
-    """`calib.calibrate.recalibrate(device, previous, quantities)` when the calibration offers
-    one (recalibrate only the named quantities, keep the rest of `previous`), else None."""
-    return getattr(calibrate_module, "recalibrate", None)
-
-
 def _recalibrate(
     device: Device,
     target: NeuronTarget,
@@ -359,15 +354,15 @@ def _recalibrate(
     options: CalibrationOptions | None,
     extra: Mapping[str, Any],
 ) -> tuple[NeuronResult, str]:
-    partial = partial_recalibration()
-    if previous is not None and stale and partial is not None:
-        return partial(device, previous, list(stale)), f"{why}; recalibrated {', '.join(stale)}"
+    """Only the stale quantities (and what they disturb) when a check named them; the whole
+    chip when there is no previous result or its check could not run."""
+    if previous is not None and stale:
+        result = recalibrate(device, previous, list(stale), options=options,
+                             provenance_extra=extra)
+        redone = [step for step in result.provenance.steps if step != "verify"] or stale
+        return result, f"{why}; recalibrated {', '.join(redone)}, kept the rest"
     result = calibrate(device, target, options=options, provenance_extra=extra)
-    if previous is None:
-        return result, why
-    if stale and partial is None:
-        return result, f"{why}; recalibrated the whole chip (no partial recalibration available)"
-    return result, f"{why}; recalibrated the whole chip"
+    return result, why if previous is None else f"{why}; recalibrated the whole chip"
 
 
 def maintain_chip(
@@ -418,10 +413,6 @@ def _maintain(
         why = "recalibration asked for (no check)"
     else:
         try:
-            # Written twice: check_result measures right after its own write, and one CapMem
-            # settling wait after the large step from the power-on codes leaves about 1 LSB on
-            # the leak potential, enough to call a fresh calibration stale.
-            previous.apply(device)
             report = check_result(device, previous)
         except Exception as error:  # a device that cannot even be checked gets a calibration
             why = f"check failed ({type(error).__name__}: {error})"

@@ -152,6 +152,7 @@ def test_aged_chip_is_recalibrated_and_fresh_chip_is_not(
     assert aged.status == "recalibrated", aged.detail
     assert {"leak", "reset"} <= set(aged.stale)
     assert aged.check["leak"]["out_of_tolerance"] > 0.3
+    assert "kept the rest" in aged.detail
     assert fresh.status == "ok, checked", fresh.detail
     store = ResultsStore(store_path)
     assert len(store.history(GOOD[0])) == 2
@@ -165,12 +166,17 @@ def test_recalibration_is_compared_with_the_previous_result(
     assert aged.comparison["chip_id"] == GOOD[0]
     assert aged.drift == {name: values["median_shift"]
                           for name, values in aged.comparison["quantities"].items()}
-    # The calibration holds both nights: the achieved leak barely moved, its codes did.
+    # The calibration holds both nights: the achieved leak barely moved, its codes did; what
+    # was not stale (the CADC, the synaptic time constants) kept its codes.
     assert abs(aged.drift["leak"]) < 1.0
-    assert aged.comparison["codes"]["v_leak"]["changed"] > 100
+    codes = aged.comparison["codes"]
+    assert codes["v_leak"]["changed"] > 100
+    assert codes["cadc_ramp_offset"]["changed"] == 0
+    assert codes["i_bias_syn_exc_tau"]["changed"] == 0
     newest = ResultsStore(store_path).latest(GOOD[0])
     assert isinstance(newest, NeuronResult)
     assert newest.provenance.extra["fleet"]["reason"].startswith("stale")
+    assert set(newest.provenance.extra["recalibrated"]) == set(aged.stale)
     assert newest.provenance.extra["simulation"]["drift_hours"] == AGED_HOURS
 
 
