@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from calib.results import NeuronResult
-from calib.targets import QUANTITIES
+from calib.targets import ADEX_QUANTITIES, QUANTITIES
 from reports.summary import ordered_quantities, quantities_failed
 
 
@@ -31,12 +31,14 @@ def _quantity_shift(
     failed_before = quantities_failed(previous.reasons).get(name, set())
     failed_now = quantities_failed(current.reasons).get(name, set())
     target_shift = None
-    if name in QUANTITIES:
+    spec = QUANTITIES.get(name) or ADEX_QUANTITIES.get(name)
+    goals_now, goals_before = current.target.quantities(), previous.target.quantities()
+    if name in goals_now and name in goals_before:
         target_shift = float(np.median(
-            current.target.quantities()[name] - previous.target.quantities()[name]
+            goals_now[name] - goals_before[name]
         ))
     return {
-        "unit": QUANTITIES[name].unit if name in QUANTITIES else "",
+        "unit": spec.unit if spec is not None else "",
         "median_shift": float(np.median(shift)) if shift.size else None,
         "median_abs_shift": float(np.median(np.abs(shift))) if shift.size else None,
         "previous_median": _median_or_none(before[compared]),

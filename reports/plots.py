@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from calib.results import NeuronResult
-from calib.targets import QUANTITIES
+from calib.targets import quantity_spec
 from device_model.protocol import CELLS, N_NEURONS, N_QUADRANTS, NEURONS_PER_QUADRANT
 from reports.summary import ordered_quantities
 from reports.units import display_unit, quantity_label
@@ -112,8 +112,8 @@ def quantity_histograms(result: NeuronResult, name: str) -> Figure:
     unit = display_unit(name)
     success = np.asarray(result.success, dtype=bool)
     achieved = unit(np.asarray(result.achieved[name], dtype=float))
-    target = unit(float(np.median(result.target.quantities()[name]))) if name in QUANTITIES \
-        else None
+    goals = result.target.quantities()
+    target = unit(float(np.median(goals[name]))) if name in goals else None
     figure = new_figure(6.4, 2.4, constrained=False)
     with report_style():
         before_ax, after_ax = figure.subplots(1, 2)
@@ -140,7 +140,7 @@ def quantity_histograms(result: NeuronResult, name: str) -> Figure:
                 ax.axvline(target, color=TARGET_COLOR, linestyle="--", linewidth=1,
                            label="target")
         if target is not None:
-            tolerance = QUANTITIES[name].tolerance_for(np.array([target]))[0]
+            tolerance = quantity_spec(name).tolerance_for(np.array([target]))[0]
             after_ax.axvspan(target - tolerance, target + tolerance, color=TARGET_COLOR,
                              alpha=0.06, label="tolerance")
             after_ax.legend(loc="upper right", frameon=False)
@@ -305,7 +305,7 @@ def drift_figure(history: Sequence[tuple[object, NeuronResult]]) -> Figure:
                             label="10..90 %")
             ax.plot(times, rows[:, 1], marker="o", markersize=3, color=AFTER_COLOR,
                     label="median")
-            if name in QUANTITIES:
+            if all(name in r.target.quantities() for r in results):
                 targets = unit(np.array([np.median(r.target.quantities()[name])
                                          for r in results]))
                 ax.plot(times, targets, color=TARGET_COLOR, linestyle="--", linewidth=1,

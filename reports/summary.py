@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calib.results import NeuronResult
-from calib.targets import QUANTITIES
+from calib.targets import ADEX_QUANTITIES, QUANTITIES
 
 UNEXPLAINED = "failed without a stated reason"
 """Group label for neurons marked failed whose result carries no reason (shown, never hidden)."""
@@ -85,8 +85,9 @@ class RunSummary:
 def ordered_quantities(names: Iterable[str]) -> list[str]:
     """Known quantities in their canonical order, then any others alphabetically."""
     names = set(names)
-    known = [name for name in QUANTITIES if name in names]
-    return known + sorted(names - set(QUANTITIES))
+    order = [*QUANTITIES, *ADEX_QUANTITIES]
+    known = [name for name in order if name in names]
+    return known + sorted(names - set(order))
 
 
 def reason_parts(reason: str) -> list[str]:
@@ -159,7 +160,7 @@ def _std(values: np.ndarray) -> float:
 
 
 def _within_tolerance(name: str, achieved: np.ndarray, target: np.ndarray | None) -> int | None:
-    spec = QUANTITIES.get(name)
+    spec = QUANTITIES.get(name) or ADEX_QUANTITIES.get(name)
     if spec is None or target is None:
         return None
     with np.errstate(invalid="ignore"):

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from calib.targets import QUANTITIES
+from calib.targets import ADEX_QUANTITIES, QUANTITIES
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ _BY_STORED_UNIT = {"s": MICROSECONDS, "CADC LSB": LSB}
 
 def display_unit(quantity: str) -> DisplayUnit:
     """The unit a quantity is shown in (unknown quantities are shown as stored, unitless)."""
-    spec = QUANTITIES.get(quantity)
+    spec = QUANTITIES.get(quantity) or ADEX_QUANTITIES.get(quantity)
     if spec is None:
         return DisplayUnit("", 1.0)
     return _BY_STORED_UNIT.get(spec.unit, DisplayUnit(spec.unit, 1.0))
