@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from calib.adex import ADEX_ROUTINES
 from calib.algorithms.base import Algorithm
 from calib.lif import CalibrationOptions, LIFCalibration, default_algorithms
 from calib.results import NeuronResult, Provenance
@@ -32,13 +33,16 @@ def _versions(device: Device) -> dict[str, str]:
 
 
 def _algorithms(algorithm: Algorithm | Mapping[str, Algorithm] | None) -> dict[str, Algorithm]:
+    """One algorithm for every LIF routine, or a mapping routine name -> algorithm (the AdEx
+    parts, which need multi-parameter searches, are named there too)."""
     if isinstance(algorithm, Algorithm):
         return dict.fromkeys(default_algorithms(), algorithm)
     chosen = dict(algorithm or {})
-    unknown = set(chosen) - set(default_algorithms())
+    known = [*default_algorithms(), *ADEX_ROUTINES]
+    unknown = set(chosen) - set(known)
     if unknown:
         raise ValueError(f"algorithm given for unknown routines {sorted(unknown)}; "
-                         f"known: {', '.join(default_algorithms())}")
+                         f"known: {', '.join(known)}")
     return chosen
 
 
