@@ -220,6 +220,12 @@ def nightly(
 # -- study --------------------------------------------------------------------------------------
 
 
+def _median(values: Sequence[float]) -> float:
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(np.median(finite)) if finite.size else float("nan")
+
+
 def spread_table(study: MismatchStudy) -> Table:
     """Spread before/after calibration per quantity (median over chips of each chip's std)."""
     chips = study.spreads()
@@ -231,10 +237,10 @@ def spread_table(study: MismatchStudy) -> Table:
         table.add_column(column, justify="left" if column == "quantity" else "right")
     for name in names:
         unit = display_unit(name)
-        before = np.nanmedian([chip.std_before.get(name, np.nan) for chip in chips])
-        after = np.nanmedian([chip.std_after.get(name, np.nan) for chip in chips])
+        before = _median([chip.std_before.get(name, np.nan) for chip in chips])
+        after = _median([chip.std_after.get(name, np.nan) for chip in chips])
         ratio = before / after if after > 0 else float("nan")
-        table.add_row(quantity_label(name), format_number(unit(before)),
+        table.add_row(escape(quantity_label(name)), format_number(unit(before)),
                       format_number(unit(after)), format_number(ratio))
     return table
 
@@ -250,7 +256,7 @@ def yield_table(study: MismatchStudy) -> Table:
         mean = np.nanmean(curve.fraction, axis=0)
         cells = ", ".join(f"{format_number(unit(value))}: {100 * fraction:.1f} %"
                           for value, fraction in zip(curve.targets, mean, strict=True))
-        table.add_row(quantity_label(curve.quantity), cells)
+        table.add_row(escape(quantity_label(curve.quantity)), cells)
     return table
 
 
