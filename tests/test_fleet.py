@@ -33,9 +33,9 @@ GOOD = ["fleet-a0", "fleet-a1", "fleet-a2"]
 FAULTY = "fleet-a3"
 CHIPS = [*GOOD, FAULTY]
 AGED_HOURS = 1000.0
-"""Ageing that a check detects reliably: at 1000 h about 55-60 % of the neurons' potentials
-lie outside the 3-LSB tolerance (from about 200 h on it is over 15 %, past the 5 % limit);
-at 50 h, 1-2 %, and the stored result still holds."""
+"""Ageing that a check detects reliably: at 1000 h about 58 % of the calibrated neurons lie
+outside the tolerance (bench/fleet.py, 6 chips: 8 % at 100 h and 21 % at 200 h, all stale
+past the 5 % limit; 2 % at 50 h, none stale)."""
 
 
 @pytest.fixture(scope="module")
