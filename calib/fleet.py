@@ -334,6 +334,8 @@ class ChipOutcome:
             newly_failed=self.newly_failed,
             recovered=self.recovered,
             error=self.error,
+            action=(self.status if self.error or not self.detail
+                    else f"{self.status}: {self.detail}"),
         )
 
 

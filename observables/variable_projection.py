@@ -168,8 +168,8 @@ def grid_log_tau(data: DecaySums, log_range: tuple[float, float]) -> np.ndarray:
     inner = np.clip(best, 1, n_grid - 2)
     rows = np.arange(explained.shape[0])
     left, mid, right = (explained[rows, inner + k] for k in (-1, 0, 1))
-    curvature = 2.0 * mid - left - right
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # rows without signal explain nothing finite
+        curvature = 2.0 * mid - left - right
         shift = np.where(curvature > 0, 0.5 * (right - left) / curvature, 0.0)
     shift = np.where(best == inner, np.clip(np.nan_to_num(shift), -1.0, 1.0), 0.0)
     return log_taus[best] + shift * (log_taus[1] - log_taus[0])

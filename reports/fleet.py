@@ -51,6 +51,8 @@ class FleetRow:
     error: str | None = None
     """What went wrong, for a failed chip (traceback or message)."""
     created: str | None = None
+    action: str | None = None
+    """What was done to the chip, e.g. 'checked, still holds' or 'recalibrated leak, reset'."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -125,15 +127,16 @@ def _chip_table(rows: Sequence[FleetRow], quantities: Sequence[str]) -> Markup:
         body.append([
             row.chip_id,
             status_badge(row.status, STATUS_LEVELS[row.status]),
+            row.action or "-",
             fraction,
             _neuron_list(row.newly_failed),
             str(len(row.recovered)),
             *(_drift_text(row.drift.get(name), name) for name in quantities),
         ])
-    headers = ["chip", "status", "success", "newly failed", "recovered",
+    headers = ["chip", "status", "action", "success", "newly failed", "recovered",
                *(f"Δ {quantity_label(name)}" for name in quantities)]
     return scrolling(table(
-        headers, body, numeric_from=2, class_="data wide",
+        headers, body, numeric_from=3, class_="data wide",
         caption="Drift: median shift of achieved values since the previous run.",
     ))
 
