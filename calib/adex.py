@@ -29,6 +29,7 @@ from calib.algorithms.base import (
     MultiParameterRoutine,
     SearchOutcome,
     at_bounds,
+    measure_once,
     parameter_names,
     search_ranges,
     with_retries,
@@ -172,15 +173,6 @@ class LocalWindow(MultiParameterRoutine):
 
     def postlude(self, device: Device) -> None:
         self.routine.postlude(device)
-
-
-def measure_once(routine: Routine, device: Device) -> np.ndarray:
-    """The routine's observable(s) with the device as configured."""
-    with_retries(routine, routine.prelude, device)
-    try:
-        return with_retries(routine, routine.measure, device)
-    finally:
-        routine.postlude(device)
 
 
 class AdExCalibration:
@@ -339,16 +331,7 @@ class AdExCalibration:
         flags = outcome.at_bound if outcome.at_bound is not None else at_bounds(
             ranges, outcome.codes)
         self.session.at_bound[routine.name] = flags
-        codes = np.asarray(outcome.codes)
-        median = np.broadcast_to(np.median(codes, axis=0).round(), codes.shape).astype(np.int64)
-        with_retries(routine, routine.prelude, self.device)
-        try:
-            with_retries(routine, routine.apply, self.device, median)
-            values = with_retries(routine, routine.measure, self.device)
-            with_retries(routine, routine.apply, self.device, codes)
-        finally:
-            routine.postlude(self.device)
-        values = values.reshape(N_NEURONS, -1)
+        values = self.session.measure_uniform(routine, outcome.codes).reshape(N_NEURONS, -1)
         names = PART_QUANTITIES[routine.name]
         measured = getattr(routine, "observables", names)
         for column, name in enumerate(measured):

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calib.algorithms.base import with_retries
+from calib.algorithms.base import measure_once
 from calib.results import NeuronResult
-from calib.routine import Routine
 from calib.routines.membrane import (
     RELEASE_TIME,
     RESET_BELOW_LEAK,
@@ -80,14 +79,6 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _measured(routine: Routine, device: Device) -> np.ndarray:
-    with_retries(routine, routine.prelude, device)
-    try:
-        return with_retries(routine, routine.measure, device)
-    finally:
-        routine.postlude(device)
-
-
 def _sampled_tau_mem(device: Device, neurons: np.ndarray, duration: float) -> np.ndarray:
     saved = device.read_settings(["threshold_enable", "v_reset"])
     v_leak = device.read_settings(["v_leak"])["v_leak"]
@@ -110,9 +101,9 @@ def check_result(device: Device, result: NeuronResult, *, apply: bool = True) ->
         result.apply(device)
     goals = result.target.quantities()
     measured = {
-        "leak": _measured(LeakPotential(CHECK_SAMPLES), device),
-        "reset": _measured(ResetPotential(CHECK_SAMPLES), device),
-        "threshold": _measured(ThresholdPotential(), device),
+        "leak": measure_once(LeakPotential(CHECK_SAMPLES), device),
+        "reset": measure_once(ResetPotential(CHECK_SAMPLES), device),
+        "threshold": measure_once(ThresholdPotential(), device),
     }
     ok = result.success
     sample = np.flatnonzero(ok)[:: max(1, int(ok.sum()) // TAU_SAMPLE_NEURONS)][

@@ -10,7 +10,7 @@ import numpy as np
 
 from calib.adex import ADEX_ROUTINES, AdExCalibration, lif_only
 from calib.algorithms import BinarySearch, NoiseRobustBinarySearch
-from calib.algorithms.base import Algorithm, with_retries
+from calib.algorithms.base import Algorithm, measure_once, with_retries
 from calib.algorithms.fitting import FittingSearch
 from calib.routine import Routine
 from calib.routines.cadc import (
@@ -109,25 +109,18 @@ class _Session:
             self.before[routine.name] = self.measure_uniform(routine, codes)
 
     def measure_uniform(self, routine: Routine, codes: np.ndarray) -> np.ndarray:
-        """The quantity with every neuron at the median code: the uncalibrated spread."""
-        median = int(np.median(codes))
+        """The quantity with every neuron at the median code (per parameter, for several): the
+        uncalibrated spread."""
+        codes = np.asarray(codes)
+        median = np.broadcast_to(np.rint(np.median(codes, axis=0)), codes.shape).astype(np.int64)
         with_retries(routine, routine.prelude, self.device)
         try:
-            with_retries(routine, routine.apply, self.device, np.full_like(codes, median))
+            with_retries(routine, routine.apply, self.device, median)
             values = with_retries(routine, routine.measure, self.device)
             with_retries(routine, routine.apply, self.device, codes)
         finally:
             routine.postlude(self.device)
         return values
-
-
-def measure_once(routine: Routine, device: Device) -> np.ndarray:
-    """Measure a routine's observable with the device as it is configured."""
-    with_retries(routine, routine.prelude, device)
-    try:
-        return with_retries(routine, routine.measure, device)
-    finally:
-        routine.postlude(device)
 
 
 class LIFCalibration:

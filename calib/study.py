@@ -43,19 +43,13 @@ from calib.routines.membrane import leak_switches
 from calib.routines.synaptic_input import HIGH_RESISTANCE_ABOVE
 from calib.targets import QUANTITIES, NeuronTarget
 from device_model import SimulatedChip
+from device_model.oracle import QUANTITY_CELLS
 from reports.study import ChipSpread, StudyData, YieldCurve, write_study_report
 from reports.summary import quantities_failed
 from reports.units import display_unit
 from results_store import check_chip_id
 
-CELL_OF = {
-    "leak": "v_leak",
-    "reset": "v_reset",
-    "threshold": "v_threshold",
-    "tau_mem": "i_bias_leak",
-    "tau_syn_exc": "i_bias_syn_exc_tau",
-    "tau_syn_inh": "i_bias_syn_inh_tau",
-}
+CELL_OF = QUANTITY_CELLS
 """The quantities a target grid may scan, and the cell that sets each."""
 CELL_RANGE = ParameterRange()
 MAX_GRID_POINTS = 100

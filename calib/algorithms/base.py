@@ -141,6 +141,15 @@ def with_retries(routine: Routine, action: Callable[..., Any], *args: Any) -> An
     raise AssertionError("unreachable")
 
 
+def measure_once(routine: Routine, device: Device) -> np.ndarray:
+    """The routine's observable with the device as configured (prelude, measure, postlude)."""
+    with_retries(routine, routine.prelude, device)
+    try:
+        return with_retries(routine, routine.measure, device)
+    finally:
+        routine.postlude(device)
+
+
 class Algorithm(ABC):
     """Searches codes so that a routine's observable reaches a per-unit target.
 
