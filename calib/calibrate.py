@@ -80,14 +80,16 @@ def _run(
     achieved = timed("verify", len(steps), calibration.verify)
     success, reasons = calibration.judge(achieved)
     session = calibration.session
-    names = {name: type(a).__name__ for name, a in session.algorithms.items()}
+    used: dict[str, list[str]] = {}
+    for name, algorithm in sorted(session.algorithms.items()):
+        used.setdefault(type(algorithm).__name__, []).append(name)
     provenance = Provenance(
         chip_id=device.chip_id,
         created=datetime.now(UTC).isoformat(),
         duration=time.perf_counter() - started,
         versions=_versions(device),
         device_stats=Provenance.stats_dict(device.stats - stats_before),
-        algorithm=", ".join(f"{k}={v}" for k, v in sorted(names.items())),
+        algorithm="; ".join(f"{kind} ({', '.join(names)})" for kind, names in sorted(used.items())),
         extra=dict(provenance_extra or {}),
         steps=costs,
     )
