@@ -171,8 +171,9 @@ class LIFCalibration:
             ("psp_amplitude_inh", lambda: self.search("psp_amplitude_inh")),
             ("reference_exc", lambda: self.search("reference_exc", goal="leak")),
             ("reference_inh", lambda: self.search("reference_inh", goal="leak")),
-            ("threshold", lambda: self.search("threshold")),
+            # reset first: the threshold is read on the firing trajectory, which starts there
             ("reset", lambda: self.search("reset")),
+            ("threshold", lambda: self.search("threshold")),
             ("refractory_time", self.set_refractory),
             *self.adex.steps,
             ("leak", self.refine_leak),
@@ -193,8 +194,10 @@ class LIFCalibration:
             wanted |= {"leak", "reset"}
         if "leak" in wanted:
             wanted.add("reset")
+        if "reset" in wanted:
+            wanted.add("threshold")  # read on the firing trajectory that starts at the reset
         order = ["tau_mem", "tau_syn_exc", "tau_syn_inh", "psp_amplitude_exc",
-                 "psp_amplitude_inh", "leak", "threshold", "reset", "refractory_time"]
+                 "psp_amplitude_inh", "leak", "reset", "threshold", "refractory_time"]
         actions: dict[str, Callable[[], None]] = {
             "leak": lambda: self.search("leak"),
             "refractory_time": self.set_refractory,

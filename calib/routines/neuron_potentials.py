@@ -12,10 +12,11 @@ POTENTIAL_SAMPLES = 200
 """CADC samples averaged per potential reading: read noise (~1 LSB) falls to ~0.07 LSB."""
 THRESHOLD_SAMPLES = 400
 """Random-phase samples of a firing neuron; their maximum approaches the threshold."""
-THRESHOLD_READS = 4
+THRESHOLD_READS = 8
 """Reads whose maxima are averaged: the maximum of one read scatters by ~0.4 LSB."""
 BAND_WIDTH = 8.0
-"""Width (LSB) of the band under the top in which the sample density counts as flat."""
+"""Distance (LSB) below the top of the level the bias estimate counts from, and the width
+below the level over which the sample density is measured."""
 MIN_BAND_SAMPLES = 50
 FAST_REFRACTORY = {"refractory_counter": 1, "refractory_clock_scale": 0}
 """Shortest refractory time: a firing neuron spends its time on the rising trajectory."""
@@ -54,11 +55,9 @@ class ThresholdPotential(Routine):
     continuously, and the CADC samples its membrane at random phases of the firing cycle.
 
     The maximum of a read approaches the threshold but sits above it by the read noise's
-    excursion (~0.5 LSB). The mean of several reads' maxima is precise; its bias is measured
-    from the same samples: below the threshold the sample density is nearly flat, so the mean
-    of the samples in a band under the top is the band's centre whatever the noise (symmetric
-    noise moves samples both ways), which places the threshold without bias for each neuron.
-    The median difference over the neurons is the bias, removed from every neuron's maxima.
+    excursion (~0.5..1 LSB). The mean of several reads' maxima is precise; its bias is
+    measured from the same samples (see `maxima_bias`) as the median over the neurons, and
+    removed.
     """
 
     name = "threshold"
@@ -84,15 +83,28 @@ class ThresholdPotential(Routine):
 
 
 def maxima_bias(codes: np.ndarray, maxima: np.ndarray) -> float:
-    """Median over neurons of (mean read maximum - band-centre threshold estimate)."""
-    lower = codes.max(axis=0) - BAND_WIDTH - 0.5
-    in_band = codes >= lower
-    counts = in_band.sum(axis=0)
+    """Median over neurons of (mean read maximum - noise-free threshold estimate).
+
+    Far below the top, read noise moves as many samples up across a level as down, so the
+    samples above a level count the time the membrane spends between it and the threshold.
+    Divided by the sample density there, that count is the distance to the threshold. The
+    density rises towards the threshold (the membrane slows as it nears its leak potential):
+    it is measured in two bins below the level and extrapolated linearly above it.
+    """
+    level = codes.max(axis=0) - BAND_WIDTH - 0.5  # a bin edge (a code k stands for k +- 0.5)
+    half = BAND_WIDTH / 2
+    above = (codes >= level).sum(axis=0)
+    far = ((codes >= level - BAND_WIDTH) & (codes < level - half)).sum(axis=0) / half
+    near = ((codes >= level - half) & (codes < level)).sum(axis=0) / half
+    slope = (near - far) / half
+    at_level = near + slope * half / 2
+    # above = at_level * x + slope * x**2 / 2 for the distance x from the level to the threshold
     with np.errstate(invalid="ignore", divide="ignore"):
-        band_mean = np.where(in_band, codes, 0.0).sum(axis=0) / counts
-    # the band holds samples from `lower` up to the threshold: its mean is their midpoint
-    estimate = 2.0 * band_mean - lower
-    usable = (counts >= MIN_BAND_SAMPLES) & np.isfinite(estimate)
+        curved = np.abs(slope) > 1e-9 * np.abs(at_level)
+        root = np.sqrt(at_level**2 + 2 * slope * above)
+        distance = np.where(curved, (root - at_level) / np.where(curved, slope, 1.0),
+                            above / at_level)
+    usable = ((far + near) * half >= MIN_BAND_SAMPLES) & np.isfinite(distance) & (distance > 0)
     if not usable.any():
         return 0.0
-    return float(np.median((maxima - estimate)[usable]))
+    return float(np.median(maxima[usable] - level[usable] - distance[usable]))
