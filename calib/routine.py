@@ -72,7 +72,13 @@ class Routine(ABC):
         """One value per unit, measured with the codes last applied."""
 
     def postlude(self, device: Device) -> None:
-        """Restore what `prelude` changed (the calibrated parameter itself stays)."""
+        """Restore what `prelude` changed (the calibrated parameter itself stays).
+
+        Written twice: a large temporary step (e.g. the leak pulled to the top for the
+        threshold) is still ~0.7 % unsettled after one write's wait, enough to shift the next
+        measurement by about a CADC LSB.
+        """
         if self._saved_settings:
+            device.write(self._saved_settings)
             device.write(self._saved_settings)
         self._saved_settings = None
