@@ -9,7 +9,7 @@ from calib.check import CheckReport, check_result
 from calib.ensure import ensure
 from calib.model_units import VoltageMap, map_model_units
 from calib.nir_targets import NirMapping, NirMappingError, targets_from_nir
-from calib.results import NeuronResult, Provenance, RoutineResult
+from calib.results import NeuronResult, Provenance
 from calib.routine import ParameterRange, Routine
 from calib.targets import QUANTITIES, NeuronTarget
 
@@ -24,7 +24,6 @@ __all__ = [
     "ParameterRange",
     "Provenance",
     "Routine",
-    "RoutineResult",
     "VoltageMap",
     "calibrate",
     "check_result",

@@ -19,24 +19,6 @@ RECORD_KIND = "neuron_result"
 
 
 @dataclass(frozen=True)
-class RoutineResult:
-    """One routine's outcome: codes found, values measured with them, and how it went."""
-
-    routine: str
-    parameter: str
-    codes: np.ndarray
-    achieved: np.ndarray
-    target: np.ndarray
-    success: np.ndarray
-    reasons: dict[int, str]
-    runs: int
-
-    @property
-    def residuals(self) -> np.ndarray:
-        return self.achieved - self.target
-
-
-@dataclass(frozen=True)
 class Provenance:
     """Where a result comes from."""
 

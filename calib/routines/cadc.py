@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.routine import ParameterRange, Routine
+from calib.routine import Routine
 from device_model.protocol import (
     CELLS,
     N_QUADRANTS,
     NEURONS_PER_QUADRANT,
     Device,
 )
+from observables.cadc import cadc_mean
 
 REFERENCE_LOW_CODE = 70
 READ_AT_LOW = 20.0
@@ -88,11 +89,9 @@ def channel_offsets(device: Device) -> np.ndarray:
         "v_cadc_reference": OFFSET_REFERENCE_CODE,
     })
     try:
-        readings = device.read_cadc(samples=CHANNEL_OFFSET_SAMPLES).astype(float).mean(axis=0)
+        readings = cadc_mean(device, CHANNEL_OFFSET_SAMPLES)
     finally:
         device.write(saved)
     offsets = np.rint(expected_reading(OFFSET_REFERENCE_CODE) - readings)
     return np.clip(offsets, spec.low, spec.high).astype(np.int64)
 
-
-QUADRANT_RANGE = ParameterRange(0, CELLS["cadc_ramp_offset"].high)

@@ -7,6 +7,7 @@ from numpy.typing import ArrayLike
 
 from calib.routine import Routine
 from device_model.protocol import CAPMEM_MAX, Device
+from observables.cadc import cadc_mean
 
 POTENTIAL_SAMPLES = 200
 """CADC samples averaged per potential reading: read noise (~1 LSB) falls to ~0.07 LSB."""
@@ -27,7 +28,7 @@ class _CadcPotential(Routine):
         self.samples = samples
 
     def measure(self, device: Device) -> np.ndarray:
-        return device.read_cadc(samples=self.samples).astype(float).mean(axis=0)
+        return cadc_mean(device, self.samples)
 
 
 class LeakPotential(_CadcPotential):

@@ -22,6 +22,7 @@ from calib.routines.membrane import (
 )
 from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, Device
 from device_model.stimuli import SynapticEvents
+from observables.cadc import cadc_mean
 from observables.time_constants import psp_time_constants
 from observables.traces import bin_trace
 
@@ -45,6 +46,7 @@ GAIN_TRAIN_EVENTS = 5
 GAIN_TRAIN_SPACING = 1e-6
 GAIN_SAMPLES = 40
 BASELINE_SAMPLES = 100
+REFERENCE_SAMPLES = 200
 
 
 def _prefix(inhibitory: bool) -> str:
@@ -176,7 +178,7 @@ class SynapticGain(Routine):
         return {"threshold_enable": 0, "reset_hold": 0, **input_switches(self.inhibitory)}
 
     def measure(self, device: Device) -> np.ndarray:
-        baseline = device.read_cadc(samples=BASELINE_SAMPLES).astype(float).mean(axis=0)
+        baseline = cadc_mean(device, BASELINE_SAMPLES)
         peak = np.empty_like(baseline)
         for group, read_time in enumerate(self.read_times):
             reading = device.read_cadc(
@@ -233,4 +235,4 @@ class SynapticReference(Routine):
         self.inverted = bool(at_high < at_low)
 
     def measure(self, device: Device) -> np.ndarray:
-        return device.read_cadc(samples=200).astype(float).mean(axis=0)
+        return cadc_mean(device, REFERENCE_SAMPLES)
