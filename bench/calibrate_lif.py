@@ -17,7 +17,7 @@ import numpy as np
 
 from calib import NeuronTarget, calibrate
 from calib.algorithms import BinarySearch
-from calib.calibrate import CalibrationOptions
+from calib.sequences.calibrate import CalibrationOptions
 from device_model import SimulatedChip
 from device_model.oracle import QUANTITY_CELLS
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from calib import NeuronTarget, calibrate
 from calib.algorithms import Algorithm, BinarySearch, FittingSearch, curves_from_params
-from calib.routine import ParameterRange
+from calib.core.routine import ParameterRange
 from device_model import SimulatedChip
 from device_model.oracle import QUANTITY_CELLS
 

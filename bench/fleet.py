@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from calib.check import check_result
-from calib.fleet import ChipOutcome, dask_client, run_nightly
-from calib.results import NeuronResult
+from calib.core.results import NeuronResult
+from calib.operations.fleet import ChipOutcome, dask_client, run_nightly
+from calib.sequences.check import check_result
 from device_model import SimulatedChip
 from results_store import ResultsStore
 
@@ -35,7 +35,7 @@ AGES = (0, 25, 50, 100, 200, 500, 1000, 3000)
 
 
 def _warm_up() -> str:
-    import calib.fleet  # noqa: F401  (the imports a task would otherwise pay for)
+    import calib.operations.fleet  # noqa: F401  (the imports a task would otherwise pay for)
 
     return "ready"
 

@@ -15,7 +15,7 @@ _EXPORTS = {
     "summarize": "reports.summary",
     "RunSummary": "reports.summary",
     "write_html_report": "reports.html",
-    "compare_results": "reports.compare",
+    "compare_results": "calib.operations.compare",
     "FleetRow": "reports.fleet",
     "write_fleet_report": "reports.fleet",
     "ChipSpread": "reports.study",

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reports import multichip_plots, plots
 from reports.htmlkit import (
@@ -27,6 +27,9 @@ from reports.htmlkit import (
 )
 from reports.summary import ordered_quantities
 from reports.units import display_unit, quantity_label
+
+if TYPE_CHECKING:
+    from calib.operations.fleet import ChipOutcome
 
 STATUSES = ("ok", "degraded", "failed", "skipped")
 """ok: calibrated and checked; degraded: calibrated with problems (e.g. many newly failed
@@ -183,3 +186,25 @@ def write_fleet_report(
     subtitle = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
     return write_page(path, page(title, join(parts), subtitle=subtitle or "no chips"))
 
+
+
+def fleet_row(outcome: ChipOutcome) -> FleetRow:
+    """One chip of a nightly run as a row of the fleet report."""
+    return FleetRow(
+        chip_id=outcome.chip_id,
+        status=outcome.report_status,
+        success_fraction=outcome.success_fraction,
+        drift=outcome.drift,
+        newly_failed=outcome.newly_failed,
+        recovered=outcome.recovered,
+        error=outcome.error,
+        action=outcome.action,
+    )
+
+
+def write_nightly_report(
+    outcomes: Sequence[ChipOutcome], path: str | os.PathLike[str], *,
+    title: str = "Nightly calibration",
+) -> Path:
+    """The fleet HTML report of one night."""
+    return write_fleet_report([fleet_row(outcome) for outcome in outcomes], path, title=title)

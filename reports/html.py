@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calib.results import NeuronResult
+from calib.core.results import NeuronResult
 from device_model.protocol import CELLS, NEURONS_PER_QUADRANT
 from reports import plots
 from reports.htmlkit import (

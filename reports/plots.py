@@ -20,8 +20,8 @@ from matplotlib import dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from calib.results import NeuronResult
-from calib.targets import quantity_spec
+from calib.core.plans import quantity_spec
+from calib.core.results import NeuronResult
 from device_model.protocol import CELLS, N_NEURONS, N_QUADRANTS, NEURONS_PER_QUADRANT
 from reports.summary import ordered_quantities
 from reports.units import display_unit, quantity_label

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from calib.results import NeuronResult
+from calib.core.results import NeuronResult
+from calib.operations.study import MismatchStudy
 from reports import multichip_plots, plots
 from reports.htmlkit import (
     Markup,
@@ -128,6 +129,19 @@ class StudyData:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     """How the study was run (e.g. mismatch_scale, number of chips, seeds)."""
     title: str = "Mismatch study"
+
+
+def study_data(study: MismatchStudy) -> StudyData:
+    """What the report of a finished mismatch study shows."""
+    return StudyData(
+        chips=[ChipSpread.from_result(chip.result) for chip in study.chips],
+        yields=[YieldCurve(name, study.grid[name], fractions)
+                for name, fractions in study.yield_fractions().items()],
+        parameters=study.parameters(), title=f"Mismatch study {study.name!r}")
+
+
+def write_mismatch_study_report(study: MismatchStudy, path: str | os.PathLike[str]) -> Path:
+    return write_study_report(study_data(study), path)
 
 
 def _nanmedian(values: Sequence[float]) -> float:

@@ -7,13 +7,14 @@ stored units (seconds, CADC LSB); renderers convert with `reports.units`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from calib.results import NeuronResult
-from calib.targets import ADEX_QUANTITIES, QUANTITIES
+from calib.core.failures import Failure, FailureKind
+from calib.core.plans import PLANS, ordered_quantities
+from calib.core.results import NeuronResult
 
 UNEXPLAINED = "failed without a stated reason"
 """Group label for neurons marked failed whose result carries no reason (shown, never hidden)."""
@@ -22,7 +23,6 @@ EXAMPLE_NEURONS = 8
 """How many neuron ids a failure group lists as examples."""
 
 _NUMBER = re.compile(r"(?<![A-Za-z_\d.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_QUANTITY_PREFIX = re.compile(r"^\s*([A-Za-z_]\w*)\s*:")
 
 
 @dataclass(frozen=True)
@@ -82,64 +82,42 @@ class RunSummary:
         return self.n_success / self.n_neurons if self.n_neurons else float("nan")
 
 
-def ordered_quantities(names: Iterable[str]) -> list[str]:
-    """Known quantities in their canonical order, then any others alphabetically."""
-    names = set(names)
-    order = [*QUANTITIES, *ADEX_QUANTITIES]
-    known = [name for name in order if name in names]
-    return known + sorted(names - set(order))
+def reason_template(text: str) -> str:
+    """A stored text reason (older runs) with its numbers masked, so alike failures group."""
+    return _NUMBER.sub("#", text)
 
 
-def reason_parts(reason: str) -> list[str]:
-    """A reason may join several causes with ';' (one per failing quantity)."""
-    return [part.strip() for part in str(reason).split(";") if part.strip()]
-
-
-def reason_quantity(part: str) -> str | None:
-    """The quantity a reason part starts with ('tau_mem: code at upper bound 1022')."""
-    match = _QUANTITY_PREFIX.match(part)
-    return match.group(1) if match else None
-
-
-def reason_template(part: str) -> str:
-    """The reason with its numbers masked, so that neurons failing alike group together."""
-    quantity = reason_quantity(part)
-    if quantity is None:
-        return _NUMBER.sub("#", part)
-    _, _, detail = part.partition(":")
-    return f"{quantity}: {_NUMBER.sub('#', detail.strip())}"
-
-
-def quantities_failed(reasons: Mapping[int, str]) -> dict[str, set[int]]:
-    """Quantity -> neurons whose reason names it."""
-    failed: dict[str, set[int]] = {}
-    for neuron, reason in reasons.items():
-        for part in reason_parts(reason):
-            quantity = reason_quantity(part)
-            if quantity is not None:
-                failed.setdefault(quantity, set()).add(int(neuron))
-    return failed
+def group_label(failure: Failure) -> str:
+    """What failures of one kind have in common: the quantity, the cause, the cell."""
+    if failure.kind is FailureKind.UNSPECIFIED:
+        return reason_template(failure.text())
+    if failure.kind is FailureKind.AT_BOUND:
+        return failure.text()
+    if failure.kind is FailureKind.OUT_OF_TOLERANCE:
+        return f"{failure.quantity}: outside the tolerance{'; ' + failure.note if failure.note else ''}"
+    words = failure.kind.value.replace("_", " ")
+    return f"{failure.quantity}: {words}{'; ' + failure.note if failure.note else ''}"
 
 
 def group_failures(
-    reasons: Mapping[int, str], success: np.ndarray
+    failures: Iterable[Failure], success: np.ndarray
 ) -> tuple[tuple[FailureGroup, ...], int]:
-    """Failure groups, largest first; and how many failed neurons carry no reason."""
+    """Failure groups, largest first; and how many failed neurons carry no failure record."""
     members: dict[str, dict[int, str]] = {}
-    for neuron, reason in sorted(reasons.items()):
-        for part in reason_parts(reason):
-            members.setdefault(reason_template(part), {}).setdefault(int(neuron), part)
+    explained: set[int] = set()
+    for failure in failures:
+        explained.add(failure.neuron)
+        members.setdefault(group_label(failure), {}).setdefault(failure.neuron, failure.text())
     failed = np.flatnonzero(~np.asarray(success, dtype=bool))
-    unexplained = [int(n) for n in failed if int(n) not in reasons]
+    unexplained = [int(n) for n in failed if int(n) not in explained]
     if unexplained:
         members[UNEXPLAINED] = dict.fromkeys(unexplained, UNEXPLAINED)
     groups = []
-    for template, parts in members.items():
-        # Identical reasons keep their numbers ('code at upper bound 1022'); only reasons
-        # that differ in their numbers are shown as the template.
-        exact = set(parts.values())
-        label = exact.pop() if len(exact) == 1 else template
-        groups.append(FailureGroup(label, tuple(parts)))
+    for label, texts in members.items():
+        # One text for the whole group keeps its numbers ('at upper bound 1022').
+        exact = set(texts.values())
+        groups.append(FailureGroup(exact.pop() if len(exact) == 1 else label,
+                                   tuple(sorted(texts))))
     groups.sort(key=lambda group: (-group.count, group.label))
     return tuple(groups), len(unexplained)
 
@@ -160,7 +138,7 @@ def _std(values: np.ndarray) -> float:
 
 
 def _within_tolerance(name: str, achieved: np.ndarray, target: np.ndarray | None) -> int | None:
-    spec = QUANTITIES.get(name) or ADEX_QUANTITIES.get(name)
+    spec = PLANS.quantities().get(name)
     if spec is None or target is None:
         return None
     with np.errstate(invalid="ignore"):
@@ -176,7 +154,7 @@ def quantity_rows(result: NeuronResult) -> tuple[QuantityRow, ...]:
     success = np.asarray(result.success, dtype=bool)
     population = success if success.any() else np.ones_like(success)
     targets = result.target.quantities()
-    failed = quantities_failed(result.reasons)
+    failed = result.failed_quantities()
     rows = []
     for name in ordered_quantities(result.achieved):
         achieved = np.asarray(result.achieved[name], dtype=float)
@@ -202,7 +180,7 @@ def summarize(result: NeuronResult) -> RunSummary:
     success = np.asarray(result.success, dtype=bool)
     provenance = result.provenance
     stats = provenance.device_stats
-    groups, unexplained = group_failures(result.reasons, success)
+    groups, unexplained = group_failures(result.failure_records, success)
 
     def stat(name: str) -> float | None:
         value = stats.get(name)

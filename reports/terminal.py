@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from calib.results import NeuronResult
+from calib.core.results import NeuronResult
 from reports.summary import RunSummary, success_level, summarize
 from reports.units import display_unit, format_duration, format_number
 

@@ -1,41 +1,24 @@
-"""Human-friendly units: results hold SI seconds and CADC LSB, people read µs and LSB."""
+"""Human-friendly units: results hold SI seconds and CADC LSB, people read µs and LSB; each
+quantity's display unit comes from its plan."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
-from calib.targets import ADEX_QUANTITIES, QUANTITIES
+from calib.core.plans import PLANS, DisplayUnit
 
-
-@dataclass(frozen=True)
-class DisplayUnit:
-    """How to show a quantity: multiply stored values by `scale`, append `label`."""
-
-    label: str
-    scale: float
-
-    def __call__(self, value: Any) -> Any:
-        """`value` (a number or an array) in this unit."""
-        return value * self.scale
-
-
-MICROSECONDS = DisplayUnit("us", 1e6)
+MICROSECONDS = DisplayUnit("µs", 1e6)
 LSB = DisplayUnit("LSB", 1.0)
-_BY_STORED_UNIT = {"s": MICROSECONDS, "CADC LSB": LSB}
 
 
 def display_unit(quantity: str) -> DisplayUnit:
-    """The unit a quantity is shown in (unknown quantities are shown as stored, unitless)."""
-    spec = QUANTITIES.get(quantity) or ADEX_QUANTITIES.get(quantity)
-    if spec is None:
-        return DisplayUnit("", 1.0)
-    return _BY_STORED_UNIT.get(spec.unit, DisplayUnit(spec.unit, 1.0))
+    """The unit a quantity is shown in, from its plan (unknown quantities: as stored)."""
+    spec = PLANS.quantities().get(quantity)
+    return DisplayUnit("", 1.0) if spec is None else spec.display
 
 
 def quantity_label(quantity: str) -> str:
-    """'tau_mem [us]', or the bare name when the unit is unknown."""
+    """'tau_mem [µs]', or the bare name when the unit is unknown."""
     unit = display_unit(quantity).label
     return f"{quantity} [{unit}]" if unit else quantity
 

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from calib.algorithms.base import MultiParameterRoutine
-from calib.routine import ParameterRange, Routine
+from calib.core.routine import ParameterRange, Routine
 from device_model.protocol import CAPMEM_MAX, DeviceStats, TransientRunError
 
 RUN_TIME = 1e-3
@@ -191,3 +191,15 @@ def assert_within_quantisation(
     worst = int(np.argmax(residual / step))
     missed_by = residual[worst] / step[worst]
     assert missed_by <= slack, f"unit {worst}: code {codes[worst]} misses by {missed_by:.2f} steps"
+
+
+def _quantities(optional: bool) -> dict:
+    from calib import PLANS
+
+    return {name: spec for name, spec in PLANS.quantities().items() if spec.optional == optional}
+
+
+QUANTITIES = _quantities(optional=False)
+"""The quantities every target carries (the LIF ones)."""
+ADEX_QUANTITIES = _quantities(optional=True)
+"""The optional quantities (AdEx)."""

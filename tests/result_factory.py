@@ -9,12 +9,15 @@ two results built with one seed differ exactly by what a test injects.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from fakes import QUANTITIES
 
-from calib.results import NeuronResult, Provenance
-from calib.targets import QUANTITIES, NeuronTarget
+from calib.core.failures import Failure, FailureKind, legacy_failures
+from calib.core.results import NeuronResult, Provenance
+from calib.core.targets import NeuronTarget
 from device_model.protocol import CELLS, N_NEURONS, N_QUADRANTS
 
 DEFAULT_CREATED = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
@@ -38,13 +41,16 @@ LOGNORMAL_SIGMA_BEFORE = 0.25
 RELATIVE_SPREAD_AFTER = 0.025
 
 FAILURE_KINDS = (
-    ("tau_mem", "tau_mem: code at upper bound 1022", 1.6),
-    ("leak", "leak: code at lower bound 0", 1.25),
-    ("threshold", "threshold: achieved {value:.1f} LSB, target 125 LSB (tolerance 4)", 1.15),
-    ("tau_syn_exc", "tau_syn_exc: code at lower bound 0", 0.5),
-    (None, "dead neuron: no response to the current step", None),
+    (Failure(0, "tau_mem", FailureKind.AT_BOUND, cell="i_bias_leak", value=1022.0,
+             bound="upper"), 1.6),
+    (Failure(0, "leak", FailureKind.AT_BOUND, cell="v_leak", value=0.0, bound="lower"), 1.25),
+    (Failure(0, "threshold", FailureKind.OUT_OF_TOLERANCE, target=125.0, tolerance=4.0,
+             unit="CADC LSB"), 1.15),
+    (Failure(0, "tau_syn_exc", FailureKind.AT_BOUND, cell="i_bias_syn_exc_tau", value=0.0,
+             bound="lower"), 0.5),
+    (Failure(0, "neuron", FailureKind.DEAD, note="no response to the current step"), None),
 )
-"""(quantity, reason, factor on the achieved value) cycled through for generated failures."""
+"""(failure, factor on the achieved value) cycled through for generated failures."""
 
 
 def _before(rng: np.random.Generator, name: str, target: float) -> np.ndarray:
@@ -90,18 +96,26 @@ def _codes(rng: np.random.Generator, before: Mapping[str, np.ndarray],
     return codes
 
 
-def generated_failures(count: int, seed: int) -> dict[int, str]:
-    """`count` neurons with reasons cycled from FAILURE_KINDS (values filled in later)."""
+def generated_failures(count: int, seed: int) -> dict[int, Failure]:
+    """`count` neurons with failures cycled from FAILURE_KINDS (values filled in later)."""
     neurons = np.sort(np.random.default_rng([seed, 7]).choice(N_NEURONS, count, replace=False))
-    return {int(neuron): FAILURE_KINDS[index % len(FAILURE_KINDS)][1]
+    return {int(neuron): replace(FAILURE_KINDS[index % len(FAILURE_KINDS)][0],
+                                 neuron=int(neuron))
             for index, neuron in enumerate(neurons)}
+
+
+def as_failures(neuron: int, reason: Failure | str) -> list[Failure]:
+    """A test's failure: a record, or a text (kept as text, its quantity before the colon)."""
+    if isinstance(reason, Failure):
+        return [replace(reason, neuron=neuron)]
+    return legacy_failures({str(neuron): reason})
 
 
 def make_result(
     *,
     chip_id: str = "w62f3-chip-07",
     seed: int = 0,
-    failures: int | Mapping[int, str] = 6,
+    failures: int | Mapping[int, Failure | str] = 6,
     target: NeuronTarget | None = None,
     achieved_shift: Mapping[str, float] | None = None,
     code_shift: Mapping[str, int] | None = None,
@@ -122,28 +136,30 @@ def make_result(
     before = {name: _before(rng, name, targets[name]) for name in QUANTITIES}
     achieved = {name: _after(rng, name, targets[name]) for name in QUANTITIES}
     codes = _codes(rng, before, targets)
-    reasons = dict(generated_failures(failures, seed) if isinstance(failures, int) else failures)
-    factors = {reason: factor for _, reason, factor in FAILURE_KINDS}
-    for neuron, reason in reasons.items():
-        quantity = reason.split(":", 1)[0].strip()
+    given = generated_failures(failures, seed) if isinstance(failures, int) else failures
+    records = [failure for neuron, reason in given.items()
+               for failure in as_failures(neuron, reason)]
+    factors = {(f.quantity, f.kind): factor for f, factor in FAILURE_KINDS}
+    for index, failure in enumerate(records):
+        neuron, quantity = failure.neuron, failure.quantity
         if quantity not in QUANTITIES:
             for values in achieved.values():
                 values[neuron] = np.nan
             continue
-        achieved[quantity][neuron] = targets[quantity] * (factors.get(reason) or 1.3)
+        achieved[quantity][neuron] = targets[quantity] * (
+            factors.get((quantity, failure.kind)) or 1.3)
         cell = CELL_OF_QUANTITY[quantity]
-        if "bound" in reason:
-            codes[cell][neuron] = CELLS[cell].high if "upper" in reason else CELLS[cell].low
-    if isinstance(failures, int):
-        reasons = {neuron: reason.format(value=achieved["threshold"][neuron])
-                   for neuron, reason in reasons.items()}
+        if failure.kind is FailureKind.AT_BOUND:
+            codes[cell][neuron] = CELLS[cell].high if failure.bound == "upper" else CELLS[cell].low
+        if failure.kind is FailureKind.OUT_OF_TOLERANCE:
+            records[index] = replace(failure, value=float(achieved[quantity][neuron]))
     for name, shift in (achieved_shift or {}).items():
         achieved[name] = achieved[name] + shift
     for cell, shift in (code_shift or {}).items():
         spec = CELLS[cell]
         codes[cell] = np.clip(codes[cell] + shift, spec.low, spec.high)
     success = np.ones(N_NEURONS, dtype=bool)
-    success[list(reasons)] = False
+    success[[failure.neuron for failure in records]] = False
     provenance = Provenance(
         chip_id=chip_id,
         created=created.isoformat(),
@@ -158,7 +174,7 @@ def make_result(
         codes=codes,
         achieved={name: achieved[name] for name in names},
         success=success,
-        reasons=reasons,
+        failure_records=records,
         provenance=provenance,
         before={name: before[name] for name in names},
     )

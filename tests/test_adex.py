@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import ADEX_QUANTITIES, QUANTITIES
 
 from calib import NeuronTarget, calibrate
-from calib.adex import ADEX_ROUTINES, BAYESIAN_BUDGET, AdExCalibration
-from calib.lif import LIFCalibration
 from calib.routines.adaptation import (
     CODES_PER_LSB,
     SpikeFrequencyAdaptation,
@@ -16,7 +15,8 @@ from calib.routines.adaptation import (
     drive_codes,
     reference_drive,
 )
-from calib.targets import ADEX_QUANTITIES, QUANTITIES
+from calib.routines.adex import BAYESIAN_BUDGET, PART_QUANTITIES
+from calib.sequences.lif import NeuronCalibration
 from device_model import SimulatedChip
 from device_model.circuit import evaluate
 from device_model.protocol import N_NEURONS
@@ -75,7 +75,7 @@ def test_an_exponential_onset_outside_leak_and_threshold_is_refused_before_any_r
     chip = SimulatedChip("adex-onset-check")
     runs = chip.stats.runs
     with pytest.raises(ValueError, match=r"exp_onset = 123\.0 is outside the allowed range"):
-        LIFCalibration(chip, NeuronTarget(exp_onset=123.0, exp_rate=50e3))
+        NeuronCalibration(chip, NeuronTarget(exp_onset=123.0, exp_rate=50e3))
     assert chip.stats.runs == runs
 
 
@@ -92,17 +92,16 @@ def test_a_lif_target_has_no_adex_quantities_and_keeps_its_fingerprint() -> None
 
 
 def test_a_target_without_adex_fields_runs_no_adex_step() -> None:
-    calibration = LIFCalibration(SimulatedChip("adex-steps"), NeuronTarget())
+    calibration = NeuronCalibration(SimulatedChip("adex-steps"), NeuronTarget())
     names = [name for name, _ in calibration.steps]
-    assert not set(names) & {*ADEX_ROUTINES, "adex_switches"}
-    assert calibration.adex.verify() == {}
-    assert calibration.adex.problems({}) == {}
+    assert not set(names) & {*PART_QUANTITIES, "adex_switches"}
 
 
 def test_only_the_targeted_parts_get_steps() -> None:
-    calibration = AdExCalibration(None, NeuronTarget(adaptation_time=30e-6), {})
-    assert [name for name, _ in calibration.steps] == ["adaptation", "adex_switches"]
-    assert calibration.targeted("adaptation") == ("adaptation_time",)
+    calibration = NeuronCalibration(SimulatedChip("adex-steps"),
+                                    NeuronTarget(adaptation_time=30e-6))
+    names = [name for name, _ in calibration.steps]
+    assert names[names.index("refractory_time") + 1:] == ["adaptation", "adex_switches", "leak"]
 
 
 # -- observables ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from calib.algorithms.base import (
     check_int_option,
 )
 from calib.algorithms.binary_search import BinarySearch, NoiseRobustBinarySearch
-from calib.routine import ParameterRange
+from calib.core.routine import ParameterRange
 
 
 def test_driver_retries_transient_failures_then_succeeds():

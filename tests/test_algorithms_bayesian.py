@@ -7,7 +7,7 @@ import pytest
 from fakes import CurveRoutine, FakeDevice, TwoParameterRoutine
 
 from calib.algorithms.bayesian import SAMPLERS, BayesianSearch, check_sampler
-from calib.routine import ParameterRange
+from calib.core.routine import ParameterRange
 
 N_UNITS = 32
 

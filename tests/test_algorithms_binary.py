@@ -5,7 +5,7 @@ import pytest
 from fakes import CurveRoutine, FakeDevice, assert_within_quantisation
 
 from calib.algorithms.binary_search import BinarySearch, NoiseRobustBinarySearch
-from calib.routine import ParameterRange
+from calib.core.routine import ParameterRange
 
 SEARCHES = [BinarySearch, NoiseRobustBinarySearch]
 

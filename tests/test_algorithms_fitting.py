@@ -14,7 +14,7 @@ from calib.algorithms.fitting import (
     curves_from_params,
 )
 from calib.algorithms.prediction import PolynomialModel, Prediction, TransferCurves
-from calib.routine import ParameterRange
+from calib.core.routine import ParameterRange
 
 
 @pytest.mark.parametrize(("algorithm", "shape", "inverted"), [

@@ -123,9 +123,9 @@ def test_bad_target_is_refused_before_the_device_is_touched():
     assert chip.stats.runs == 0 and chip.stats.writes == 0
 
 
-def test_persistent_device_faults_name_the_routine():
+def test_persistent_device_faults_name_the_chip_and_step():
     from device_model.chip import Faults
 
     chip = SimulatedChip("broken", faults=Faults(run_failure_rate=1.0))
-    with pytest.raises(RoutineFailed, match="cadc_ramp_offset"):
+    with pytest.raises(RoutineFailed, match="chip 'broken', step 'cadc'"):
         calibrate(chip)

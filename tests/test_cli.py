@@ -20,7 +20,7 @@ from result_factory import make_result
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.results import NeuronResult
+from calib.core.results import NeuronResult
 from results_store import ResultsStore
 
 CHIP = "cli-chip-3"

@@ -21,7 +21,7 @@ from calib.cli import app
 from results_store import ResultsStore
 
 CHIP = "w62f3-chip-07"
-CALIBRATE_MODULE = importlib.import_module("calib.calibrate")
+CALIBRATE_MODULE = importlib.import_module("calib.sequences.calibrate")
 """The module itself: the package `calib` may export a function of the same name."""
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import QUANTITIES
 
 from calib.cli.commands import choose_target
 from calib.cli.target_file import build_target, cli_range, load_target_file
-from calib.targets import QUANTITIES, NeuronTarget
+from calib.core.targets import NeuronTarget
 from device_model.protocol import N_NEURONS
 
 NO_FLAGS: dict[str, float | None] = {}

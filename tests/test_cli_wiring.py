@@ -21,13 +21,13 @@ from result_factory import make_result
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.nir_targets import targets_from_nir
-from calib.results import NeuronResult
-from calib.targets import NeuronTarget
+from calib.core.results import NeuronResult
+from calib.core.targets import NeuronTarget
+from calib.frontends.nir import targets_from_nir
 from results_store import ResultsStore
 
 CHIP = "wiring-chip-1"
-CALIBRATE_MODULE = importlib.import_module("calib.calibrate")
+CALIBRATE_MODULE = importlib.import_module("calib.sequences.calibrate")
 STEPS = ("cadc", "leak", "tau_mem")
 
 

@@ -10,10 +10,10 @@ import pytest
 from fakes import CurveRoutine, FakeDevice, assert_within_quantisation
 
 from calib.algorithms import BinarySearch, FittingSearch, curves_from_params
-from calib.calibrate import calibrate
+from calib.core.targets import NeuronTarget
 from calib.routines.membrane import MembraneTimeConstant
 from calib.routines.synaptic_input import SynapticTimeConstant
-from calib.targets import NeuronTarget
+from calib.sequences.calibrate import calibrate
 from device_model import SimulatedChip
 
 TIME_CONSTANTS = ("tau_mem", "tau_syn_exc", "tau_syn_inh")

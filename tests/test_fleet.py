@@ -17,16 +17,16 @@ import pytest
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.fleet import (
+from calib.core.results import NeuronResult
+from calib.operations.fleet import (
     PERSISTENT_FAILURE,
     ChipOutcome,
     SimulatedFleet,
     dask_client,
     parse_chip_spec,
     run_nightly,
-    write_nightly_report,
 )
-from calib.results import NeuronResult
+from reports.fleet import fleet_row, write_nightly_report
 from results_store import ResultsStore
 
 GOOD = ["fleet-a0", "fleet-a1", "fleet-a2"]
@@ -142,7 +142,7 @@ def test_second_night_checks_unchanged_chips_instead_of_recalibrating(
         # The drift column: measured now minus stored, small for an unchanged chip.
         assert set(second.drift) >= {"leak", "reset", "threshold", "tau_mem"}
         assert abs(second.drift["leak"]) < 1.0
-        assert second.fleet_row().status == "ok"
+        assert fleet_row(second).status == "ok"
     assert night_two[-1].status == "failed"
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import QUANTITIES
 
-from calib.model_units import (
+from calib.frontends.model_units import (
     POTENTIAL_MARGIN,
     UNSCALED_LSB_PER_UNIT,
     VoltageMap,
     map_model_units,
+    target_from_model_units,
 )
-from calib.targets import QUANTITIES, NeuronTarget
 from device_model.protocol import N_NEURONS
 
 PYNN = {"v_rest": -65.0, "v_reset": -70.0, "v_thresh": -50.0, "tau_m": 10.0,
@@ -86,25 +87,25 @@ def test_model_units_become_hardware_times_and_mapped_potentials() -> None:
 def test_classmethod_delegates_to_map_model_units() -> None:
     vmap = VoltageMap(scale=4.0, offset=340.0)
     direct = map_model_units(**pynn(), speedup=500, voltage_map=vmap).target
-    via_class = NeuronTarget.from_model_units(**pynn(), speedup=500, voltage_map=vmap)
+    via_class = target_from_model_units(**pynn(), speedup=500, voltage_map=vmap)
     assert via_class == direct
     assert via_class.leak == pytest.approx(4.0 * PYNN["v_rest"] + 340.0)
 
 
 def test_a_lower_speedup_maps_the_same_model_time_to_a_longer_hardware_time() -> None:
-    fast = NeuronTarget.from_model_units(**pynn(), speedup=1000)
-    slow = NeuronTarget.from_model_units(**pynn(), speedup=250)
+    fast = target_from_model_units(**pynn(), speedup=1000)
+    slow = target_from_model_units(**pynn(), speedup=250)
     assert slow.tau_mem == pytest.approx(4 * fast.tau_mem)
 
 
 def test_too_short_time_names_the_pynn_field_value_and_model_range() -> None:
     with pytest.raises(ValueError, match=r"tau_m = 0\.1 ms .* 0\.5\.\.60 ms at speed-up 1000"):
-        NeuronTarget.from_model_units(**pynn(tau_m=0.1), speedup=1000)
+        target_from_model_units(**pynn(tau_m=0.1), speedup=1000)
 
 
 def test_the_allowed_model_time_range_follows_the_speedup() -> None:
     with pytest.raises(ValueError, match=r"tau_syn_E = 40\.0 ms .* 0\.03\.\.3 ms at speed-up 100"):
-        NeuronTarget.from_model_units(**pynn(tau_syn_E=40.0, tau_m=1.0), speedup=100)
+        target_from_model_units(**pynn(tau_syn_E=40.0, tau_m=1.0), speedup=100)
 
 
 def test_potential_outside_the_map_names_the_field_and_model_range() -> None:
@@ -112,28 +113,28 @@ def test_potential_outside_the_map_names_the_field_and_model_range() -> None:
     spec = QUANTITIES["threshold"]
     low, high = vmap.to_model(spec.low), vmap.to_model(spec.high)
     with pytest.raises(ValueError, match=rf"v_thresh = 0\.0 mV .*{low:.4g}\.\.{high:.4g} mV"):
-        NeuronTarget.from_model_units(**pynn(v_thresh=0.0), voltage_map=vmap)
+        target_from_model_units(**pynn(v_thresh=0.0), voltage_map=vmap)
 
 
 def test_zero_refractory_time_is_rejected_with_its_range() -> None:
     with pytest.raises(ValueError, match=r"tau_refrac = 0\.0 ms .* 0\.04\.\.32 ms"):
-        NeuronTarget.from_model_units(**pynn(tau_refrac=0.0))
+        target_from_model_units(**pynn(tau_refrac=0.0))
 
 
 def test_range_ends_are_accepted_despite_rounding_in_the_conversion() -> None:
     spec = QUANTITIES["tau_mem"]
     for tau_m in (spec.low * 1e6, spec.high * 1e6):  # ms of model time at speed-up 1000
-        target = NeuronTarget.from_model_units(**pynn(tau_m=tau_m), speedup=1000)
+        target = target_from_model_units(**pynn(tau_m=tau_m), speedup=1000)
         assert spec.low <= target.tau_mem <= spec.high
 
 
 def test_per_neuron_arrays_map_element_wise_and_errors_name_the_neuron() -> None:
     tau_m = np.linspace(1.0, 50.0, N_NEURONS)
-    target = NeuronTarget.from_model_units(**pynn(tau_m=tau_m))
+    target = target_from_model_units(**pynn(tau_m=tau_m))
     assert np.allclose(target.tau_mem, tau_m * 1e-6)
     tau_m[17] = 100.0
     with pytest.raises(ValueError, match=r"tau_m = 100\.0 ms \(neuron 17\)"):
-        NeuronTarget.from_model_units(**pynn(tau_m=tau_m))
+        target_from_model_units(**pynn(tau_m=tau_m))
 
 
 def test_per_neuron_potentials_share_one_fitted_map() -> None:
@@ -147,15 +148,15 @@ def test_per_neuron_potentials_share_one_fitted_map() -> None:
 
 def test_wrong_shape_is_rejected_naming_the_field() -> None:
     with pytest.raises(ValueError, match=r"v_rest: a per-neuron value must have shape \(512,\)"):
-        NeuronTarget.from_model_units(**pynn(v_rest=np.zeros(3)))
+        target_from_model_units(**pynn(v_rest=np.zeros(3)))
 
 
 def test_non_finite_value_is_rejected_naming_the_field() -> None:
     with pytest.raises(ValueError, match="v_reset = nan"):
-        NeuronTarget.from_model_units(**pynn(v_reset=np.nan))
+        target_from_model_units(**pynn(v_reset=np.nan))
 
 
 @pytest.mark.parametrize("speedup", [0.0, -10.0, np.inf])
 def test_speedup_must_be_positive_and_finite(speedup: float) -> None:
     with pytest.raises(ValueError, match="speedup"):
-        NeuronTarget.from_model_units(**pynn(), speedup=speedup)
+        target_from_model_units(**pynn(), speedup=speedup)

@@ -10,10 +10,11 @@ from pathlib import Path
 import nir
 import numpy as np
 import pytest
+from fakes import QUANTITIES
 
-from calib.model_units import POTENTIAL_MARGIN, VoltageMap
-from calib.nir_targets import NirMapping, NirMappingError, content_hash, targets_from_nir
-from calib.targets import QUANTITIES, NeuronTarget
+from calib.core.targets import NeuronTarget
+from calib.frontends.model_units import POTENTIAL_MARGIN, VoltageMap
+from calib.frontends.nir import NirMapping, NirMappingError, content_hash, targets_from_nir
 from device_model.protocol import N_NEURONS
 
 GRAPHS = Path(__file__).resolve().parent / "data" / "nir-graphs"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import QUANTITIES
 from result_factory import make_history, make_result
 
-from calib.targets import QUANTITIES
 from reports import write_html_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -172,7 +172,7 @@ def test_summary_table_has_one_row_per_quantity(parsed, result):
     table = table_with_header(parsed, "std before")
     assert [row[0] for row in table.rows] == list(QUANTITIES)
     tau = next(row for row in table.rows if row[0] == "tau_mem")
-    assert tau[1] == "us"
+    assert tau[1] == "µs"
     expected = np.std(result.achieved["tau_mem"][result.success]) * 1e6
     assert float(tau[5]) == pytest.approx(expected, rel=5e-3)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import QUANTITIES
 from result_factory import make_result
 from rich.console import Console
 
-from calib.targets import QUANTITIES
 from reports import render_summary, summarize
 from reports.summary import UNEXPLAINED, reason_template
 from reports.units import display_unit, format_duration, format_number
@@ -24,7 +24,7 @@ def test_summary_lists_every_quantity_with_a_human_unit():
     for name in QUANTITIES:
         assert name in text
     tau_line = next(line for line in text.splitlines() if line.strip().startswith("tau_mem"))
-    assert " us " in tau_line
+    assert " µs " in tau_line
     leak_line = next(line for line in text.splitlines() if line.strip().startswith("leak"))
     assert " LSB " in leak_line
 
@@ -140,7 +140,7 @@ def test_durations_read_naturally(seconds, text):
 
 def test_units_convert_seconds_to_microseconds_and_keep_lsb():
     assert display_unit("tau_syn_exc")(2e-6) == pytest.approx(2.0)
-    assert display_unit("tau_syn_exc").label == "us"
+    assert display_unit("tau_syn_exc").label == "µs"
     assert display_unit("threshold")(125.0) == 125.0
     assert display_unit("threshold").label == "LSB"
     assert format_number(float("nan")) == "-"

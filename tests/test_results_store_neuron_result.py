@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calib.results import RECORD_KIND, NeuronResult, Provenance
-from calib.targets import NeuronTarget
+from calib.core.failures import Failure, FailureKind
+from calib.core.results import RECORD_KIND, NeuronResult, Provenance
+from calib.core.targets import NeuronTarget
 from device_model.protocol import CELLS, N_NEURONS
 from results_store import KindRegistry, ResultsStore
 
@@ -38,7 +39,11 @@ def neuron_result(seed: int = 0, target: NeuronTarget | None = None) -> NeuronRe
         codes=codes,
         achieved=achieved,
         success=success,
-        reasons={5: "tau_mem: code at upper bound 1022", 300: "dead neuron: no response"},
+        failure_records=[
+            Failure(5, "tau_mem", FailureKind.AT_BOUND, cell="i_bias_leak", value=1022.0,
+                    bound="upper"),
+            Failure(300, "neuron", FailureKind.DEAD, note="no response"),
+        ],
         provenance=Provenance(
             chip_id=CHIP,
             created="2025-03-01T02:00:00+00:00",

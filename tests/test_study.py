@@ -11,7 +11,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from calib.cli import app
-from calib.study import (
+from calib.operations.study import (
     MismatchStudy,
     load_study,
     parse_target_grid,
@@ -20,6 +20,7 @@ from calib.study import (
     study_chip_ids,
 )
 from device_model import SimulatedChip
+from reports.study import study_data, write_mismatch_study_report
 
 GRID = "tau_mem=2:40:3"
 
@@ -39,7 +40,7 @@ def test_target_grid_is_read_in_microseconds_and_lsb() -> None:
     ("tau_mem=2:40", "malformed"),
     ("tau_mem:2:40:8", "malformed"),
     ("psp_amplitude_exc=2:10:3", "not one of"),
-    ("tau_mem=0.1:40:8", "outside the allowed range 0.5..60 us"),
+    ("tau_mem=0.1:40:8", "outside the allowed range 0.5..60 µs"),
     ("leak=60:400:8", "outside the allowed range 50..160 LSB"),
     ("tau_mem=2:x:8", "not a number"),
     ("tau_mem=2:40:0", "count = 0"),
@@ -99,13 +100,13 @@ def test_study_calibrates_every_chip(study: MismatchStudy) -> None:
 
 
 def test_calibration_shrinks_the_spread_of_every_potential(study: MismatchStudy) -> None:
-    for spread in study.spreads():
+    for spread in study_data(study).chips:
         for name in ("leak", "reset", "threshold", "tau_mem"):
             assert spread.std_after[name] < 0.5 * spread.std_before[name], name
 
 
 def test_yield_curve_has_one_fraction_per_chip_and_grid_target(study: MismatchStudy) -> None:
-    (curve,) = study.yield_curves()
+    (curve,) = study_data(study).yields
     assert curve.quantity == "tau_mem"
     np.testing.assert_allclose(curve.targets, [2e-6, 21e-6, 40e-6])
     assert curve.fraction.shape == (2, 3)
@@ -130,13 +131,15 @@ def test_exported_study_reads_back_unchanged(study: MismatchStudy, tmp_path: Pat
     assert loaded.attrs["study"] == "mc-small"
     assert "physical reachability" in loaded.attrs["yield_method"]
     std = loaded["achieved_leak"].where(loaded["success"]).std("neuron")
-    np.testing.assert_allclose(std, [s.std_after["leak"] for s in study.spreads()], rtol=1e-6)
+    spreads = study_data(study).chips
+    np.testing.assert_allclose(std, [s.std_after["leak"] for s in spreads], rtol=1e-6)
     with pytest.raises(FileExistsError):
         study.export(path)
 
 
 def test_study_report_shows_spread_and_yield(study: MismatchStudy, tmp_path: Path) -> None:
-    html = Path(study.write_report(tmp_path / "study.html")).read_text(encoding="utf-8")
+    path = write_mismatch_study_report(study, tmp_path / "study.html")
+    html = Path(path).read_text(encoding="utf-8")
     assert "Spread before and after calibration" in html
     assert "Yield over targets" in html
     assert "physical reachability" in html

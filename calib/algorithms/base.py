@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from calib.routine import ParameterRange, Routine
+from calib.core.routine import ParameterRange, Routine
 from device_model.protocol import Device, TransientRunError
 
 MAX_RUN_RETRIES = 3
@@ -125,6 +125,8 @@ class SearchOutcome:
     """Unit -> why it is suspect: a range bound, or what the algorithm noticed."""
     models: dict[str, np.ndarray] = field(default_factory=dict)
     """Fitted transfer-curve parameters per unit, where the algorithm fitted one."""
+    notes: dict[int, str] = field(default_factory=dict)
+    """Unit -> what the algorithm itself noticed (the part of `reasons` that is no bound)."""
 
 
 def with_retries(routine: Routine, action: Callable[..., Any], *args: Any) -> Any:
@@ -203,9 +205,11 @@ class Algorithm(ABC):
             with_retries(routine, routine.apply, device, best_codes)
         finally:
             routine.postlude(device)
-        reasons = merge_reasons(bound_reasons(routine, ranges, best_codes), self.notes())
+        notes = self.notes()
+        reasons = merge_reasons(bound_reasons(routine, ranges, best_codes), notes)
         return SearchOutcome(
-            best_codes, measured, steps, at_bounds(ranges, best_codes), reasons, self.models()
+            best_codes, measured, steps, at_bounds(ranges, best_codes), reasons, self.models(),
+            notes,
         )
 
 

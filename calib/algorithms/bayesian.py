@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from calib.algorithms.base import Algorithm, Ranges, as_unit_array, check_int_option
-from calib.routine import ParameterRange
+from calib.core.routine import ParameterRange
 
 if TYPE_CHECKING:
     import optuna

@@ -31,7 +31,7 @@ from calib.algorithms.prediction import (
     point_codes,
     weighted_least_squares,
 )
-from calib.routine import ParameterRange
+from calib.core.routine import ParameterRange
 
 if TYPE_CHECKING:  # lmfit (and scipy.optimize behind it) load only when a user model comes in
     import lmfit

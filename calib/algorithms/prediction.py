@@ -28,7 +28,7 @@ from calib.algorithms.base import (
     parameter_names,
     single_range,
 )
-from calib.routine import ParameterRange, Routine
+from calib.core.routine import ParameterRange, Routine, SupportsSweepHint
 from device_model.protocol import CAPMEM_MAX, Device
 
 Params = dict[str, np.ndarray]
@@ -302,7 +302,8 @@ class Prediction(Algorithm):
 
     def run(self, routine: Routine, device: Device, target: np.ndarray) -> SearchOutcome:
         """As `Algorithm.run`; with `sweep` None the routine's sweep hint places the sweep."""
-        hint = getattr(routine, "sweep_hint", None) if self.sweep is None else None
+        hint = (routine.sweep_hint if self.sweep is None and isinstance(routine, SupportsSweepHint)
+                else None)
         self._hint = (lambda goal: hint(goal, device)) if callable(hint) else None
         # The code the cell holds before the search: how far the first sweep read jumps.
         names = parameter_names(routine)

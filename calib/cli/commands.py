@@ -47,13 +47,14 @@ from calib.cli.target_file import (
     build_target,
     cli_range,
     cli_unit,
-    default_value,
     read_target_file,
     target_as_cli_values,
     target_fields,
 )
-from calib.results import NeuronResult
-from calib.targets import QUANTITIES, NeuronTarget, quantity_spec
+from calib.cli.target_flags import TARGET_PANEL, with_target_flags
+from calib.core.plans import PLANS, quantity_spec
+from calib.core.results import NeuronResult
+from calib.core.targets import NeuronTarget
 from results_store import ResultsStore, RunInfo
 from results_store.ids import run_time
 
@@ -62,7 +63,6 @@ DEFAULT_HISTORY_IN_REPORT = 50
 """Runs of the same chip and target an HTML report loads for its drift plots."""
 NEURON_RESULT_KIND = "neuron_result"
 
-TARGET_PANEL = "Target (µs for times, CADC LSB for potentials; default: calix's LIF defaults)"
 SIMULATION_PANEL = "Simulated chip"
 OUTPUT_PANEL = "Store and output"
 
@@ -130,18 +130,6 @@ SeedOption = Annotated[int | None, _sim_option(
 FaultsOption = Annotated[bool | None, _sim_option(
     "--faults/--no-faults",
     "Inject typical faults: dead and stuck neurons, transient run failures.")]
-
-
-def _target_option(name: str) -> Any:
-    unit = cli_unit(name)
-    low, high = cli_range(name)
-    default = default_value(name)
-    shown = "not calibrated" if default is None else f"{default:g}"
-    return typer.Option(
-        f"--{name.replace('_', '-')}", metavar="µs" if unit.label == "µs" else unit.label,
-        help=f"{name} in {unit.label} ({low:g}..{high:g}; default {shown}).",
-        rich_help_panel=TARGET_PANEL, show_default=False,
-    )
 
 
 # -- loading stored results ---------------------------------------------------------------------
@@ -223,8 +211,8 @@ def choose_target(target_file: Path | None, flags: dict[str, Any], nir_file: Pat
 
 def map_nir_graph(path: Path, speedup: float | None, clip: bool) -> Any:
     """The graph's NirMapping; errors name every offending parameter on one line."""
-    from calib.model_units import DEFAULT_SPEEDUP
-    from calib.nir_targets import NirMappingError, targets_from_nir
+    from calib.frontends.model_units import DEFAULT_SPEEDUP
+    from calib.frontends.nir import NirMappingError, targets_from_nir
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -262,7 +250,7 @@ def nir_provenance(mapping: Any) -> dict[str, Any]:
 def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, Any],
                             console: Console) -> NeuronResult:
     """calibrate() with a progress bar over its steps (on stderr)."""
-    from calib.calibrate import calibrate
+    from calib.sequences.calibrate import calibrate
 
     columns = (SpinnerColumn(), TextColumn("[bold cyan]{task.fields[chip]}"),
                TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
@@ -297,6 +285,7 @@ def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, 
 
 
 @app.command(rich_help_panel="Calibrate")
+@with_target_flags
 def calibrate(
     chip: Annotated[str, typer.Option(
         "--chip", metavar="CHIP", callback=check_chip, rich_help_panel="Chip",
@@ -304,15 +293,7 @@ def calibrate(
     target_file: Annotated[Path | None, typer.Option(
         "--target", metavar="FILE.toml", rich_help_panel=TARGET_PANEL,
         help="TOML file of target fields in µs and CADC LSB; flags below override it.")] = None,
-    leak: Annotated[float | None, _target_option("leak")] = None,
-    reset: Annotated[float | None, _target_option("reset")] = None,
-    threshold: Annotated[float | None, _target_option("threshold")] = None,
-    tau_mem: Annotated[float | None, _target_option("tau_mem")] = None,
-    tau_syn_exc: Annotated[float | None, _target_option("tau_syn_exc")] = None,
-    tau_syn_inh: Annotated[float | None, _target_option("tau_syn_inh")] = None,
-    psp_amplitude_exc: Annotated[float | None, _target_option("psp_amplitude_exc")] = None,
-    psp_amplitude_inh: Annotated[float | None, _target_option("psp_amplitude_inh")] = None,
-    refractory_time: Annotated[float | None, _target_option("refractory_time")] = None,
+    target_flags: dict[str, float | None] | None = None,
     membrane_capacitance: Annotated[int | None, typer.Option(
         "--membrane-capacitance", metavar="UNITS", rich_help_panel=TARGET_PANEL,
         help="Capacitance units set on every neuron (0..63; default 63); not calibrated, "
@@ -348,12 +329,7 @@ def calibrate(
     the default LIF target, a TOML file (--target), single fields (--tau-mem 12 ...), or the
     neurons of a NIR graph (--nir). Exits 1 when more than --max-failed of the neurons failed.
     """
-    flags = {
-        "leak": leak, "reset": reset, "threshold": threshold, "tau_mem": tau_mem,
-        "tau_syn_exc": tau_syn_exc, "tau_syn_inh": tau_syn_inh,
-        "psp_amplitude_exc": psp_amplitude_exc, "psp_amplitude_inh": psp_amplitude_inh,
-        "refractory_time": refractory_time, "membrane_capacitance": membrane_capacitance,
-    }
+    flags = {**(target_flags or {}), "membrane_capacitance": membrane_capacitance}
     out, err = output_console(), error_console()
     choice = choose_target(target_file, flags, nir_file, speedup, clip)
     simulation = Simulation(
@@ -520,7 +496,7 @@ def _check_table(report: Any) -> Table:
                             ("out of tolerance", "right"), ("", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for check in report.quantities.values():
-        unit = cli_unit(check.name) if check.name in QUANTITIES else None
+        unit = cli_unit(check.name) if check.name in PLANS.quantities() else None
         scale = unit.to_si if unit else 1.0
         table.add_row(
             check.name, unit.label if unit else "", str(check.checked_neurons),
@@ -547,7 +523,7 @@ def check(
     The simulated chip is rebuilt as it was calibrated; --drift-hours sets its age now, so a
     larger value shows an aged chip. Exits 0 when the calibration holds, 1 when it drifted.
     """
-    from calib.check import check_result
+    from calib.sequences.check import check_result
 
     results = open_store(store)
     result, run_id = load_result(results, chip, run)

@@ -30,7 +30,8 @@ from calib.cli.app import (
 )
 from calib.cli.app import store_location as resolve_store
 from calib.cli.target_file import build_target, read_target_file
-from calib.fleet import (
+from calib.core.targets import NeuronTarget
+from calib.operations.fleet import (
     CONNECT_TIMEOUT,
     DEFAULT_WORKERS,
     ChipOutcome,
@@ -38,9 +39,8 @@ from calib.fleet import (
     dask_client,
     parse_chip_spec,
     run_nightly,
-    write_nightly_report,
 )
-from calib.study import (
+from calib.operations.study import (
     DEFAULT_GRID,
     MismatchStudy,
     check_export_path,
@@ -48,7 +48,6 @@ from calib.study import (
     run_study,
     study_chip_ids,
 )
-from calib.targets import NeuronTarget
 from reports.summary import ordered_quantities
 from reports.units import display_unit, format_number, quantity_label
 
@@ -208,6 +207,8 @@ def nightly(
     out.print(nightly_table(outcomes))
     print_notes(outcomes, out)
     if html is not None:
+        from reports.fleet import write_nightly_report
+
         path = write_nightly_report(outcomes, html)
         out.print(f"HTML report: {escape(str(path))}")
     bad = [outcome.chip_id for outcome in outcomes if outcome.report_status != "ok"]
@@ -228,7 +229,9 @@ def _median(values: Sequence[float]) -> float:
 
 def spread_table(study: MismatchStudy) -> Table:
     """Spread before/after calibration per quantity (median over chips of each chip's std)."""
-    chips = study.spreads()
+    from reports.study import study_data
+
+    chips = study_data(study).chips
     names = ordered_quantities({name for chip in chips for name in chip.std_after})
     table = Table(title="spread over successful neurons (median over chips)",
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
@@ -251,7 +254,9 @@ def yield_table(study: MismatchStudy) -> Table:
                   pad_edge=False)
     table.add_column("quantity")
     table.add_column("target → yield")
-    for curve in study.yield_curves():
+    from reports.study import study_data
+
+    for curve in study_data(study).yields:
         unit = display_unit(curve.quantity)
         mean = np.nanmean(curve.fraction, axis=0)
         cells = ", ".join(f"{format_number(unit(value))}: {100 * fraction:.1f} %"
@@ -326,4 +331,6 @@ def study(
     if output is not None:
         out.print(f"study data: {escape(str(result.export(output)))}")
     if html is not None:
-        out.print(f"HTML report: {escape(str(result.write_report(html)))}")
+        from reports.study import write_mismatch_study_report
+
+        out.print(f"HTML report: {escape(str(write_mismatch_study_report(result, html)))}")

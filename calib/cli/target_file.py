@@ -20,18 +20,19 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calib.targets import NeuronTarget, quantity_spec
+from calib.core.plans import quantity_spec
+from calib.core.targets import DEFAULT_MEMBRANE_CAPACITANCE, MAX_MEMBRANE_CAPACITANCE, NeuronTarget
 from device_model.protocol import N_NEURONS
 
 MICROSECOND = 1e-6
 CAPACITANCE_FIELD = "membrane_capacitance"
-CAPACITANCE_RANGE = (0, 63)
+CAPACITANCE_RANGE = (0, MAX_MEMBRANE_CAPACITANCE)
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,14 @@ def cli_range(name: str) -> tuple[float, float]:
 
 def target_fields() -> list[str]:
     """Every field a target file or the command line may set, in NeuronTarget order."""
-    return [field.name for field in fields(NeuronTarget)]
+    return list(NeuronTarget.field_names())
 
 
 def default_value(name: str) -> float | None:
     """A field's default, in command-line units (None: not calibrated unless asked for)."""
-    default = {field.name: field.default for field in fields(NeuronTarget)}[name]
+    if name == CAPACITANCE_FIELD:
+        return float(DEFAULT_MEMBRANE_CAPACITANCE)
+    default = quantity_spec(name).default
     if default is None:
         return None
     return float(f"{float(default) / cli_unit(name).to_si:.12g}")  # type: ignore[arg-type]

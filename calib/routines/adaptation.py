@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from calib.algorithms.base import MultiParameterRoutine
-from calib.routine import ParameterRange, Routine
+from calib.core.routine import ParameterRange, Routine
 from calib.routines.cadc import READ_AT_HIGH, READ_AT_LOW, REFERENCE_HIGH_CODE, REFERENCE_LOW_CODE
 from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, N_NEURONS, Device, Trace
 from device_model.stimuli import CurrentStep, ResetRelease

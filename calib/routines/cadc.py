@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.routine import Routine
+from calib.algorithms import BinarySearch
+from calib.core.plans import CalibrationContext, Plan, register_plan
+from calib.core.routine import Routine
 from device_model.protocol import (
     CELLS,
     N_QUADRANTS,
@@ -95,3 +97,27 @@ def channel_offsets(device: Device) -> np.ndarray:
     offsets = np.rint(expected_reading(OFFSET_REFERENCE_CODE) - readings)
     return np.clip(offsets, spec.low, spec.high).astype(np.int64)
 
+
+
+# -- plan -----------------------------------------------------------------------------------
+
+
+def calibrate_cadc(context: CalibrationContext, plan: Plan) -> None:
+    """Ramp offset, slope, offset again (the slope moves the offset), then channel offsets."""
+    low = np.full(N_QUADRANTS, READ_AT_LOW)
+    context.search(plan, CADCRampOffset(), low)
+    context.search(plan, CADCRampSlope(), np.full(N_QUADRANTS, READ_AT_HIGH))
+    context.search(plan, CADCRampOffset(), low)
+    offsets = channel_offsets(context.device)
+    context.write({"cadc_channel_offset": offsets, "cadc_connect_reference": 0})
+
+
+CADC = register_plan(Plan(
+    name="cadc",
+    rank=0,
+    cells=("cadc_ramp_offset", "cadc_ramp_slope", "cadc_channel_offset"),
+    action=calibrate_cadc,
+    algorithm=lambda target: BinarySearch(),
+    recalibratable=False,
+    extra={"searches": ("cadc_ramp_offset", "cadc_ramp_slope")},
+))

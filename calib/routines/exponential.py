@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from calib.algorithms.base import MultiParameterRoutine
-from calib.routine import ParameterRange
+from calib.core.routine import ParameterRange
 from calib.routines.adaptation import CODES_PER_LSB, RELEASE_TIME, drive_codes
 from calib.routines.cadc import READ_AT_LOW, REFERENCE_LOW_CODE
 from device_model.protocol import CAPMEM_MAX, N_NEURONS, Device

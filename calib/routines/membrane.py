@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.routine import Routine
+from calib.algorithms.fitting import FittingSearch
+from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
+from calib.core.routine import Routine
 from device_model.protocol import MADC_INVALID_TIME, MADC_SAMPLE_RATE, Device
 from device_model.stimuli import ResetRelease
 from observables import decay_time_constants
@@ -83,6 +85,8 @@ class MembraneTimeConstant(Routine):
     name = "tau_mem"
     parameter = "i_bias_leak"
     inverted = True
+    kept_settings = ("leak_divide", "leak_multiply", "membrane_capacitance")
+    """The switches belong to the calibrated configuration."""
 
     def __init__(
         self, target: ArrayLike, membrane_capacitance: int, *, choose_switches: bool = True
@@ -155,13 +159,38 @@ class MembraneTimeConstant(Routine):
             "leak_multiply": (multiply | (too_slow & ~divide)).astype(np.int64),
         })
 
-    def postlude(self, device: Device) -> None:
-        # The switches belong to the calibrated configuration: keep them.
-        if self._saved_settings:
-            for name in ("leak_divide", "leak_multiply", "membrane_capacitance"):
-                self._saved_settings.pop(name, None)
-        super().postlude(device)
-
     def measure(self, device: Device) -> np.ndarray:
         # A search passes through codes far faster than the target: fit finely enough for them.
         return record_decays(device, self.duration, SHORTEST_FRACTION * float(self.target.min()))
+
+
+# -- plan -----------------------------------------------------------------------------------
+
+TIME_CONSTANT_REFINEMENTS = 2
+"""Fitting search's local refinements for the time constants: 9 measurements instead of binary
+search's 13, with lower residuals (bench/fitting_search.py)."""
+
+
+def _tau_mem(context: CalibrationContext, *, choose_switches: bool = True) -> MembraneTimeConstant:
+    return MembraneTimeConstant(context.goals["tau_mem"], context.target.membrane_capacitance,
+                                choose_switches=choose_switches)
+
+
+def _verify_tau_mem(context: CalibrationContext) -> dict[str, np.ndarray]:
+    """Measured with the switches the calibration chose."""
+    return {"tau_mem": context.measure(_tau_mem(context, choose_switches=False))}
+
+
+TAU_MEM = register_plan(Plan(
+    name="tau_mem",
+    rank=3,
+    quantities=(QuantitySpec(
+        "tau_mem", "s", 0.5e-6, 60e-6, 0.10, relative=True, default=10e-6,
+        description="membrane time constant C / g_leak", long_name="membrane time constant"),),
+    cells=("i_bias_leak", "leak_divide", "leak_multiply"),
+    routine=_tau_mem,
+    algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS),
+    after=("leak",),
+    disturbs=("leak",),  # the leak conductance moves the resting potential
+    verify=_verify_tau_mem,
+))

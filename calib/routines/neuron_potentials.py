@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.routine import Routine
+from calib.algorithms import NoiseRobustBinarySearch
+from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
+from calib.core.routine import Routine
 from device_model.protocol import CAPMEM_MAX, Device
 from observables.cadc import cadc_mean
 
@@ -109,3 +111,73 @@ def maxima_bias(codes: np.ndarray, maxima: np.ndarray) -> float:
     if not usable.any():
         return 0.0
     return float(np.median(maxima[usable] - level[usable] - distance[usable]))
+
+
+# -- plans ----------------------------------------------------------------------------------
+
+POTENTIAL_UNIT = "CADC LSB"
+
+
+def _leak(context: CalibrationContext) -> LeakPotential:
+    return LeakPotential(context.options.cadc_samples)
+
+
+def _final_leak(context: CalibrationContext, plan: Plan) -> None:
+    """The leak once more with both synaptic inputs connected and spiking enabled: the
+    configuration the neuron is used in."""
+    context.write({"syn_exc_enable": 1, "syn_inh_enable": 1, "threshold_enable": 1})
+    context.search(plan, _leak(context), context.goals["leak"])
+    context.write({"threshold_enable": 1})
+
+
+LEAK = register_plan(Plan(
+    name="leak",
+    rank=2,
+    display_rank=2.0,
+    quantities=(QuantitySpec(
+        "leak", POTENTIAL_UNIT, 50, 160, 3.0, relative=False, default=80.0,
+        description="resting potential of a quiet neuron", long_name="leak potential"),),
+    cells=("v_leak",),
+    routine=_leak,
+    algorithm=lambda target: NoiseRobustBinarySearch(),
+    after=("working_point",),
+    disturbs=("reset",),
+    record_before=False,  # the final leak step records the spread, in the final configuration
+))
+LEAK_FINAL = register_plan(Plan(
+    name="leak_final",
+    rank=100,
+    records="leak",
+    cells=("v_leak",),
+    action=_final_leak,
+    algorithm=lambda target: NoiseRobustBinarySearch(),
+    after=("reference_exc", "reference_inh", "refractory_time", "adex_switches"),
+    recalibratable=False,
+    extra={"searches": ()},  # its search is the leak's ("leak" in an algorithm mapping)
+))
+RESET = register_plan(Plan(
+    name="reset",
+    rank=10,
+    display_rank=2.1,
+    quantities=(QuantitySpec(
+        "reset", POTENTIAL_UNIT, 50, 160, 3.0, relative=False, default=70.0,
+        description="potential a neuron is held at after a spike", long_name="reset potential"),),
+    cells=("v_reset",),
+    routine=lambda context: ResetPotential(context.options.cadc_samples),
+    algorithm=lambda target: NoiseRobustBinarySearch(),
+    after=("leak",),
+    disturbs=("threshold",),  # read on the firing trajectory, which starts at the reset
+))
+THRESHOLD = register_plan(Plan(
+    name="threshold",
+    rank=11,
+    display_rank=2.2,
+    quantities=(QuantitySpec(
+        "threshold", POTENTIAL_UNIT, 50, 220, 4.0, relative=False, default=125.0,
+        description="membrane potential at which the neuron spikes",
+        long_name="threshold potential"),),
+    cells=("v_threshold",),
+    routine=lambda context: ThresholdPotential(context.options.threshold_samples),
+    algorithm=lambda target: NoiseRobustBinarySearch(),
+    after=("reset",),
+))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from calib.core.failures import Failure, FailureKind
+from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
 from device_model.protocol import CAPMEM_MAX, CELLS, Device
 
 CLOCK_FREQUENCY = 250e6
@@ -63,3 +65,61 @@ def measure_refractory_time(device: Device, settings: dict[str, np.ndarray]) -> 
     finally:
         device.write(saved)
     return period - base_period
+
+
+# -- plan -----------------------------------------------------------------------------------
+
+VERIFY_TOLERANCE = 0.1
+"""Relative disagreement between the digital setting and its measurement flagged as a fault."""
+VERIFY_FLOOR = 60e-9
+"""... or this absolute one (s), whichever is larger: the measurement's resolution."""
+
+
+def _set_refractory(context: CalibrationContext, plan: Plan) -> None:
+    context.write(refractory_settings(context.goals["refractory_time"]))
+
+
+def _verify(context: CalibrationContext) -> dict[str, np.ndarray]:
+    """The time the settings give, and (for the judgement) what a firing neuron shows."""
+    settings = {name: context.codes[name]
+                for name in ("refractory_counter", "refractory_clock_scale")}
+    context.state["refractory_measured"] = measure_refractory_time(context.device, settings)
+    return {"refractory_time": refractory_time(*settings.values())}
+
+
+def _judge(context: CalibrationContext, achieved: dict[str, np.ndarray]) -> list[Failure]:
+    expected = achieved.get("refractory_time")
+    measured = context.state.get("refractory_measured")
+    if expected is None or measured is None:
+        return []
+    disagrees = ~(np.abs(measured - expected) <= np.maximum(VERIFY_TOLERANCE * expected,
+                                                            VERIFY_FLOOR))
+    failures = []
+    for neuron in np.flatnonzero(disagrees):
+        value = float(measured[neuron])
+        if np.isfinite(value):
+            failures.append(Failure(
+                int(neuron), "refractory_time", FailureKind.OUT_OF_TOLERANCE, value=value,
+                target=float(expected[neuron]),
+                tolerance=float(max(VERIFY_TOLERANCE * expected[neuron], VERIFY_FLOOR)),
+                unit="s", note="measured against the setting"))
+        else:
+            failures.append(Failure(
+                int(neuron), "refractory_time", FailureKind.MEASUREMENT_FAILED,
+                target=float(expected[neuron]), unit="s",
+                note="no firing period to measure it from"))
+    return failures
+
+
+REFRACTORY_TIME = register_plan(Plan(
+    name="refractory_time",
+    rank=12,
+    quantities=(QuantitySpec(
+        "refractory_time", "s", 40e-9, 32e-6, 0.02, relative=True, default=2e-6,
+        description="time a neuron is held at reset after a spike (digital counter)",
+        long_name="refractory time"),),
+    cells=("refractory_counter", "refractory_clock_scale"),
+    action=_set_refractory,
+    verify=_verify,
+    judge=_judge,
+))

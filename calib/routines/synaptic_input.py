@@ -13,7 +13,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.routine import Routine
+from calib.algorithms import BinarySearch, NoiseRobustBinarySearch
+from calib.algorithms.fitting import FittingSearch
+from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
+from calib.core.routine import Routine
 from calib.routines.membrane import (
     bin_factor,
     leak_switches,
@@ -71,6 +74,7 @@ class SynapticTimeConstant(Routine):
         self.inhibitory = inhibitory
         self.name = f"tau_{_prefix(inhibitory)}"
         self.parameter = _bias(inhibitory, "tau")
+        self.kept_settings = (f"{_prefix(inhibitory)}_high_resistance",)
         self.target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
         self.duration = EVENT_TIME + RECORDED_TIME_CONSTANTS * float(self.target.max())
         self.tau_mem: np.ndarray | None = None
@@ -129,11 +133,6 @@ class SynapticTimeConstant(Routine):
         device.write(saved_reset)
         # A neuron without a valid membrane fit gets the median; its PSP fit will show it.
         self.tau_mem = np.where(np.isfinite(tau_mem), tau_mem, np.nanmedian(tau_mem))
-
-    def postlude(self, device: Device) -> None:
-        if self._saved_settings:
-            self._saved_settings.pop(f"{_prefix(self.inhibitory)}_high_resistance", None)
-        super().postlude(device)
 
     def measure(self, device: Device) -> np.ndarray:
         times = EVENT_TIME + BURST_SPACING * np.arange(BURST_EVENTS)
@@ -236,3 +235,59 @@ class SynapticReference(Routine):
 
     def measure(self, device: Device) -> np.ndarray:
         return cadc_mean(device, REFERENCE_SAMPLES)
+
+
+# -- plans ----------------------------------------------------------------------------------
+
+TIME_CONSTANT_REFINEMENTS = 2
+"""Fitting search's local refinements (as for tau_mem; bench/fitting_search.py)."""
+
+
+def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
+    kind = "inh" if inhibitory else "exc"
+    word = "inhibitory" if inhibitory else "excitatory"
+    tau, amplitude = f"tau_syn_{kind}", f"psp_amplitude_{kind}"
+
+    def gain(context: CalibrationContext) -> SynapticGain:
+        return SynapticGain(context.goals[amplitude], inhibitory, context.goals["tau_mem"],
+                            context.goals[tau])
+
+    time_constant = Plan(
+        name=tau,
+        rank=rank,
+        quantities=(QuantitySpec(
+            tau, "s", 0.3e-6, 30e-6, 0.10, relative=True, default=10e-6,
+            description=f"{word} synaptic input's time constant",
+            long_name=f"{word} synaptic time constant"),),
+        cells=(_bias(inhibitory, "tau"), f"{_prefix(inhibitory)}_high_resistance"),
+        routine=lambda context: SynapticTimeConstant(context.goals[tau], inhibitory),
+        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS),
+        after=("tau_mem", "leak"),
+    )
+    strength = Plan(
+        name=amplitude,
+        rank=rank + 2,
+        quantities=(QuantitySpec(
+            amplitude, "CADC LSB", 2.0, 60.0, 0.15, relative=True, default=20.0,
+            description=f"peak of the {word} PSP of a fixed event train",
+            long_name=f"{word} PSP amplitude"),),
+        cells=(_bias(inhibitory, "gm"),),
+        routine=gain,
+        algorithm=lambda target: BinarySearch(),
+        after=(tau,),
+    )
+    reference = Plan(
+        name=f"reference_{kind}",
+        rank=rank + 4,
+        cells=(_bias(inhibitory, "shift"),),
+        routine=lambda context: SynapticReference(inhibitory),
+        goal=lambda context: context.goals["leak"],
+        algorithm=lambda target: NoiseRobustBinarySearch(),
+        after=(amplitude,),
+        recalibratable=False,
+    )
+    return time_constant, strength, reference
+
+
+TAU_SYN_EXC, PSP_AMPLITUDE_EXC, REFERENCE_EXC = map(register_plan, _plans(False, 4))
+TAU_SYN_INH, PSP_AMPLITUDE_INH, REFERENCE_INH = map(register_plan, _plans(True, 5))

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from calib.algorithms.base import measure_once
-from calib.results import NeuronResult
+from calib.core.plans import PLANS
+from calib.core.results import NeuronResult
 from calib.routines.membrane import (
     RELEASE_TIME,
     RESET_BELOW_LEAK,
@@ -19,7 +20,6 @@ from calib.routines.membrane import (
     bin_factor,
 )
 from calib.routines.neuron_potentials import LeakPotential, ResetPotential, ThresholdPotential
-from calib.targets import QUANTITIES
 from device_model.protocol import Device
 from device_model.stimuli import ResetRelease
 from observables import decay_time_constants
@@ -119,7 +119,7 @@ def check_result(device: Device, result: NeuronResult, *, apply: bool = True) ->
         considered = ok & np.isfinite(values)
         if stored is None or not considered.any():
             continue
-        tolerance = QUANTITIES[name].tolerance_for(goals[name])
+        tolerance = PLANS.quantities()[name].tolerance_for(goals[name])
         missing = np.abs(values - goals[name]) > tolerance
         checks[name] = QuantityCheck(
             name=name,

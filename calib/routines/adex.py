@@ -1,9 +1,10 @@
 """AdEx calibration: subthreshold adaptation, spike-frequency adaptation and the exponential term,
 on top of a calibrated LIF working point (leak, threshold, reset, tau_mem, refractory time).
 
-`LIFCalibration` runs these steps after the refractory time and before the final leak
-refinement when its target asks for AdEx quantities, and adds their verification and judgement.
-Each part is measured with the others switched off (its definition in `calib.targets`), then
+The plans at the bottom declare the AdEx quantities; they run after the refractory time and
+before the final leak step when a target asks for them, and are verified and judged like every
+quantity.
+Each part is measured with the others switched off (its definition in `calib.core.targets`), then
 switched on in the final configuration; parts the target leaves out stay off.
 
 Searches: a / g_leak by noise-robust binary search (one code, monotonic, CADC reads). The
@@ -19,7 +20,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,11 +31,11 @@ from calib.algorithms.base import (
     SearchOutcome,
     at_bounds,
     measure_once,
-    parameter_names,
-    search_ranges,
     with_retries,
 )
-from calib.routine import ParameterRange, Routine
+from calib.core.failures import Failure, FailureKind
+from calib.core.plans import PLANS, CalibrationContext, Plan, QuantitySpec, register_plan
+from calib.core.routine import ParameterRange, Routine
 from calib.routines.adaptation import (
     ADAPTATION_OBSERVABLES,
     CODES_PER_LSB,
@@ -52,8 +53,10 @@ from calib.routines.exponential import (
     ExponentialTerm,
     exponential_guess,
 )
-from calib.targets import ADEX_QUANTITIES, NeuronTarget
 from device_model.protocol import CAPMEM_MAX, N_NEURONS, Device
+
+if TYPE_CHECKING:
+    from calib.core.targets import NeuronTarget
 
 SEARCH_TOLERANCE_FRACTION = 0.6
 """The searches aim at this fraction of each quantity's tolerance (measurement noise: the
@@ -70,7 +73,6 @@ PART_QUANTITIES = {
     "exponential": EXPONENTIAL_OBSERVABLES,
 }
 """Routine name -> the target quantities it calibrates."""
-ADEX_ROUTINES = tuple(PART_QUANTITIES)
 WINDOWS = {
     "adaptation": ((0.4, 0.4), (40, 16)),
     "exponential": ((0.5, 0.0), (150, 12)),
@@ -80,16 +82,15 @@ each side, per parameter (the guesses land within about a quarter of the needed 
 within a few codes, its onset being nearly linear in it)."""
 
 
-def default_adex_algorithms(target: NeuronTarget) -> dict[str, Algorithm]:
-    """The search for each AdEx routine: binary search for a, Bayesian for the two pairs."""
-    algorithms: dict[str, Algorithm] = {"adaptation_a": NoiseRobustBinarySearch()}
-    for part in ("adaptation", "exponential"):
+def bayesian_search(part: str) -> Callable[[NeuronTarget], Algorithm]:
+    """The default search of a two-quantity part: Bayesian, aiming inside the tolerances."""
+
+    def build(target: NeuronTarget) -> Algorithm:
         names = [name for name in PART_QUANTITIES[part] if getattr(target, name) is not None]
-        if names:
-            algorithms[part] = BayesianSearch(
-                budget=BAYESIAN_BUDGET, tolerance=search_tolerance(target, names),
-                relative=True, seed=0)
-    return algorithms
+        return BayesianSearch(budget=BAYESIAN_BUDGET, tolerance=search_tolerance(target, names),
+                              relative=True, seed=0)
+
+    return build
 
 
 def search_tolerance(target: NeuronTarget, names: list[str]) -> np.ndarray:
@@ -97,7 +98,7 @@ def search_tolerance(target: NeuronTarget, names: list[str]) -> np.ndarray:
     ones, an absolute tolerance taken relative to the largest target (the strictest)."""
     tolerances = []
     for name in names:
-        spec = ADEX_QUANTITIES[name]
+        spec = PLANS.quantities()[name]
         largest = float(np.max(np.abs(getattr(target, name))))
         tolerances.append(spec.tolerance if spec.relative else spec.tolerance / largest)
     return SEARCH_TOLERANCE_FRACTION * np.array(tolerances)
@@ -175,25 +176,27 @@ class LocalWindow(MultiParameterRoutine):
         self.routine.postlude(device)
 
 
-class AdExCalibration:
-    """The AdEx steps of one neuron calibration, sharing the LIF calibration's session.
+class AdExParts:
+    """The AdEx steps of one neuron calibration, on its context (device, goals, codes)."""
 
-    `session` is the LIF calibration's (device, codes, before, at_bound); `goals` its per-neuron
-    targets. `algorithms` may name 'adaptation_a', 'adaptation' and 'exponential'.
-    """
-
-    def __init__(self, session: Any, target: NeuronTarget, goals: dict[str, np.ndarray],
-                 algorithms: dict[str, Algorithm] | None = None) -> None:
-        check_adex_target(target)
+    def __init__(self, session: CalibrationContext) -> None:
         self.session = session
-        self.target = target
-        self.goals = goals
-        self.algorithms = {**default_adex_algorithms(target), **(algorithms or {})}
+        self.target = session.target
+        self.goals = session.goals
         self.outcomes: dict[str, SearchOutcome] = {}
         """Routine name -> its search's outcome (codes, last measured values, steps)."""
-        self.cells: dict[str, tuple[tuple[str, ParameterRange], ...]] = {}
-        """Routine name -> the cells it set and their ranges (for range-bound reasons)."""
         self.drive_clipped: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, session: CalibrationContext) -> AdExParts:
+        """The context's AdEx parts (made on first use)."""
+        parts = session.state.get("adex")
+        if parts is None:
+            parts = session.state["adex"] = cls(session)
+        return parts
+
+    def algorithm(self, part: str) -> Algorithm:
+        return self.session.algorithm(part, PLANS[part])
 
     @property
     def device(self) -> Device:
@@ -201,14 +204,6 @@ class AdExCalibration:
 
     def targeted(self, part: str) -> tuple[str, ...]:
         return tuple(name for name in PART_QUANTITIES[part] if name in self.target.adex)
-
-    @property
-    def steps(self) -> list[tuple[str, Callable[[], None]]]:
-        """The steps this target needs (none for a LIF target), then the final switches."""
-        actions = {"adaptation_a": self.calibrate_a, "adaptation": self.calibrate_adaptation,
-                   "exponential": self.calibrate_exponential}
-        chosen = [(part, action) for part, action in actions.items() if self.targeted(part)]
-        return [*chosen, ("adex_switches", self.switch_on)] if chosen else []
 
     # -- routines built from the LIF working point ----------------------------------------------
 
@@ -242,13 +237,14 @@ class AdExCalibration:
     def calibrate_a(self) -> None:
         routine = SubthresholdAdaptation()
         goal = self.goals["adaptation_a"]
-        outcome = self.algorithms["adaptation_a"].run(routine, self.device, goal)
+        outcome = self.algorithm("adaptation_a").run(routine, self.device, goal)
         # a = 0 is code 0 exactly: no search needed, and the bound is no failure there.
         codes = np.where(goal > 0, outcome.codes, 0)
         self.session.write({routine.parameter: codes})
         bound = routine.parameter_range.at_bound(codes)
         self._record(routine, SearchOutcome(codes, outcome.measured, outcome.steps,
-                                            np.where(goal > 0, bound, 0), outcome.reasons))
+                                            np.where(goal > 0, bound, 0), outcome.reasons,
+                                            notes=outcome.notes))
 
     def calibrate_adaptation(self) -> None:
         routine = self.adaptation_routine()
@@ -290,7 +286,8 @@ class AdExCalibration:
     def _given_initial(self, part: str) -> np.ndarray | None:
         """Codes (n_neurons, 2) the caller's Bayesian search was given to start from (e.g. an
         earlier calibration's): they replace the measured first guess."""
-        initial = getattr(self.algorithms[part], "initial", None)
+        algorithm = self.session.overrides.get(part)
+        initial = getattr(algorithm, "initial", None) if algorithm is not None else None
         if initial is None:
             return None
         codes = np.asarray(initial, dtype=float)
@@ -310,85 +307,153 @@ class AdExCalibration:
         """The part's search in a window around the guess (which it tries first)."""
         fractions, minimums = WINDOWS[part]
         window = LocalWindow(routine, guess, fractions, minimums)
-        algorithm = self.algorithms[part]
+        algorithm = self.algorithm(part)
         if isinstance(algorithm, BayesianSearch):  # the guess, at the window's centre, first
             algorithm = copy.copy(algorithm)
             algorithm.initial = np.full(guess.shape, LocalWindow.STEPS)
         found = algorithm.run(window, self.device, goal)
         codes = window.codes(found.codes)
         outcome = SearchOutcome(codes, found.measured, found.steps,
-                                at_bounds(routine.parameter_ranges, codes), found.reasons)
+                                at_bounds(routine.parameter_ranges, codes), found.reasons,
+                                notes=found.notes)
         self.session.write({name: codes[:, j] for j, name in enumerate(routine.parameters)})
         self._record(routine, outcome)
 
     def _record(self, routine: Routine, outcome: SearchOutcome) -> None:
-        """Codes and bound flags into the session; the spread with every neuron at the median
-        code ('before') for each quantity."""
+        """Codes, bound flags and the spread with every neuron at the median code."""
         self.outcomes[routine.name] = outcome
-        ranges = search_ranges(routine)
-        range_list = (ranges,) if isinstance(ranges, ParameterRange) else ranges
-        self.cells[routine.name] = tuple(zip(parameter_names(routine), range_list, strict=True))
-        flags = outcome.at_bound if outcome.at_bound is not None else at_bounds(
-            ranges, outcome.codes)
-        self.session.at_bound[routine.name] = flags
-        values = self.session.measure_uniform(routine, outcome.codes).reshape(N_NEURONS, -1)
-        names = PART_QUANTITIES[routine.name]
-        measured = getattr(routine, "observables", names)
-        for column, name in enumerate(measured):
-            if name in names:
-                self.session.before[name] = values[:, column]
+        self.session.record(PLANS[routine.name], routine, outcome)
 
     # -- verification and judgement --------------------------------------------------------------
 
-    def verify(self) -> dict[str, np.ndarray]:
-        """Every targeted AdEx quantity measured again with the final configuration."""
-        achieved: dict[str, np.ndarray] = {}
-        if self.targeted("adaptation_a"):
-            achieved["adaptation_a"] = measure_once(SubthresholdAdaptation(), self.device)
-        if self.targeted("adaptation"):
-            routine = self.adaptation_routine()
-            values = measure_once(routine, self.device)
-            achieved.update(zip(routine.observables, values.T, strict=True))
-        if self.targeted("exponential"):
-            routine = self.exponential_routine()
-            values = measure_once(routine, self.device)
-            achieved.update(zip(routine.observables, values.T, strict=True))
-        return achieved
-
-    def problems(self, achieved: dict[str, np.ndarray]) -> dict[int, list[str]]:
-        """Neuron -> what is wrong with its AdEx part: off target, failed reads, codes on a
-        range bound, a drive the leak cannot reach."""
-        problems: dict[int, list[str]] = {}
-
-        def flag(mask: np.ndarray, text: Callable[[int], str]) -> None:
-            for neuron in np.flatnonzero(mask):
-                problems.setdefault(int(neuron), []).append(text(int(neuron)))
-
-        for name, values in achieved.items():
-            if name not in ADEX_QUANTITIES:
-                continue
-            spec = ADEX_QUANTITIES[name]
-            goal = self.goals[name]
-            tolerance = spec.tolerance_for(goal)
-            flag(~np.isfinite(values), lambda n, q=name: f"{q}: measurement failed")
-            miss = np.isfinite(values) & (np.abs(values - goal) > tolerance)
-            flag(miss, lambda n, q=name, v=values, g=goal, t=tolerance, u=spec.unit:
-                 f"{q}: reached {_fmt(v[n], u)}, target {_fmt(g[n], u)} ± {_fmt(t[n], u)}")
-        for part, cells in self.cells.items():
-            bound = np.asarray(self.session.at_bound[part]).reshape(N_NEURONS, -1)
-            for column, (cell, limits) in enumerate(cells):
-                flag(bound[:, column] < 0, lambda n, p=part, c=cell, v=limits.low:
-                     f"{p}: {c} at lower bound {v}")
-                flag(bound[:, column] > 0, lambda n, p=part, c=cell, v=limits.high:
-                     f"{p}: {c} at upper bound {v}")
-        for part, clipped in self.drive_clipped.items():
-            flag(clipped, lambda n, p=part: f"{p}: a drive lies above the leak's range")
-        return problems
+    def unreachable(self) -> list[Failure]:
+        """Neurons whose leak cannot be raised to a drive of a part (their part cannot be
+        measured as defined)."""
+        return [Failure(int(neuron), part, FailureKind.UNREACHABLE,
+                        note="a drive lies above the leak's range")
+                for part, clipped in self.drive_clipped.items()
+                for neuron in np.flatnonzero(clipped)]
 
 
-def _fmt(value: float, unit: str) -> str:
-    if unit == "s":
-        return f"{value * 1e6:.3g} us"
-    if unit == "Hz":
-        return f"{value / 1e3:.3g} kHz"
-    return f"{value:.3g} {unit}"
+# -- plans ----------------------------------------------------------------------------------
+# Ranges: what the simulated chip reaches at the default LIF working point (tau_mem 10 us, 63
+# capacitance units, refractory time 2 us). a / g_leak: up to 0.4 for nearly every neuron (a
+# faster membrane, a larger g_leak, lowers that). Ratio and time: 95 to 99 % of the neurons
+# anywhere in the box (the fewest at ratio 0.9, where the rate drop is small and the time
+# scatters most). Onset: anywhere between leak and threshold (checked when the target is made).
+# Rate: a band about +-8 % wide set by the onset: ~80 kHz at onset 95 LSB, 70 at 100, 60 at 105,
+# 48 at 110. Tolerances: several times the measurements' scatter (a / g_leak 0.003, ratio
+# 0.35 %, time 2 % at ratio 0.8 and 4.5 % at 0.9, onset 0.2 LSB, rate 0.2 %).
+
+ADEX_AFTER = ("threshold", "refractory_time")
+"""The AdEx parts are measured through spiking, on the calibrated LIF working point."""
+
+
+def _targets(part: str) -> Callable[[NeuronTarget], bool]:
+    return lambda target: any(getattr(target, name) is not None
+                              for name in PART_QUANTITIES[part])
+
+
+def _verify_part(part: str) -> Callable[[CalibrationContext], dict[str, np.ndarray]]:
+    def verify(context: CalibrationContext) -> dict[str, np.ndarray]:
+        parts = AdExParts.of(context)
+        if part == "adaptation_a":
+            return {"adaptation_a": measure_once(SubthresholdAdaptation(), context.device)}
+        routine = parts.adaptation_routine() if part == "adaptation" else (
+            parts.exponential_routine())
+        values = measure_once(routine, context.device)
+        return dict(zip(routine.observables, values.T, strict=True))
+
+    return verify
+
+
+def _judge_part(part: str) -> Callable[[CalibrationContext, dict[str, np.ndarray]],
+                                       list[Failure]]:
+    def judge(context: CalibrationContext, achieved: dict[str, np.ndarray]) -> list[Failure]:
+        return [failure for failure in AdExParts.of(context).unreachable()
+                if failure.quantity == part]
+
+    return judge
+
+
+def _any_adex(target: NeuronTarget) -> bool:
+    return any(getattr(target, name) is not None
+               for names in PART_QUANTITIES.values() for name in names)
+
+
+ADAPTATION_A = register_plan(Plan(
+    name="adaptation_a",
+    rank=13,
+    quantities=(QuantitySpec(
+        "adaptation_a", "g_leak", 0.0, 0.4, 0.02, relative=False,
+        description="subthreshold adaptation a as a fraction of the leak conductance "
+                    "(a / g_leak), from the membrane's steady response to a current step",
+        long_name="subthreshold adaptation"),),
+    cells=("i_bias_adapt_a",),
+    action=lambda context, plan: AdExParts.of(context).calibrate_a(),
+    algorithm=lambda target: NoiseRobustBinarySearch(),
+    after=ADEX_AFTER,
+    applies=_targets("adaptation_a"),
+    verify=_verify_part("adaptation_a"),
+    judge=_judge_part("adaptation_a"),
+    lif_part=False,
+))
+ADAPTATION = register_plan(Plan(
+    name="adaptation",
+    rank=14,
+    quantities=(
+        QuantitySpec(
+            "adaptation_ratio", "f/f0", 0.75, 0.9, 0.03, relative=True,
+            description="spike-frequency adaptation: the adapted firing rate over the rate "
+                        "without adaptation, under the reference drive (the leak raised to "
+                        "threshold + (threshold - reset))",
+            long_name="adaptation ratio"),
+        QuantitySpec(
+            "adaptation_time", "s", 28e-6, 40e-6, 0.12, relative=True,
+            description="time constant of the firing rate's relaxation to its adapted value, "
+                        "same drive",
+            long_name="adaptation time constant"),
+    ),
+    cells=("i_bias_adapt_b", "i_bias_adapt_tau"),
+    action=lambda context, plan: AdExParts.of(context).calibrate_adaptation(),
+    algorithm=bayesian_search("adaptation"),
+    after=(*ADEX_AFTER, "adaptation_a"),
+    applies=_targets("adaptation"),
+    verify=_verify_part("adaptation"),
+    judge=_judge_part("adaptation"),
+    lif_part=False,
+))
+EXPONENTIAL = register_plan(Plan(
+    name="exponential",
+    rank=15,
+    quantities=(
+        QuantitySpec(
+            "exp_onset", "CADC LSB", 60.0, 200.0, 1.5, relative=False,
+            description="exponential term: the leak potential above which the neuron fires "
+                        "tonically (its rheobase, as a potential); between leak and threshold",
+            long_name="exponential onset"),
+        QuantitySpec(
+            "exp_rate", "Hz", 20e3, 120e3, 0.04, relative=True,
+            description="exponential term: the firing rate with the leak potential at the "
+                        "threshold, where a plain LIF neuron stays silent",
+            long_name="exponential firing rate"),
+    ),
+    cells=("i_bias_exp", "v_exp"),
+    action=lambda context, plan: AdExParts.of(context).calibrate_exponential(),
+    algorithm=bayesian_search("exponential"),
+    after=(*ADEX_AFTER, "adaptation"),
+    applies=_targets("exponential"),
+    verify=_verify_part("exponential"),
+    judge=_judge_part("exponential"),
+    lif_part=False,
+    extra={"check_target": check_adex_target},
+))
+ADEX_SWITCHES = register_plan(Plan(
+    name="adex_switches",
+    rank=16,
+    action=lambda context, plan: AdExParts.of(context).switch_on(),
+    after=("adaptation_a", "adaptation", "exponential"),
+    applies=_any_adex,
+    recalibratable=False,
+    lif_part=False,
+))

@@ -40,8 +40,9 @@ from typing import Any
 import nir
 import numpy as np
 
-from calib.model_units import DEFAULT_SPEEDUP, VoltageMap, check_speedup
-from calib.targets import QUANTITIES, NeuronTarget
+from calib.core.plans import PLANS
+from calib.core.targets import NeuronTarget
+from calib.frontends.model_units import DEFAULT_SPEEDUP, VoltageMap, check_speedup
 from device_model.protocol import N_NEURONS
 
 TIME_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -216,7 +217,7 @@ class _Entry:
 
     @property
     def spec_range(self) -> tuple[float, float]:
-        specs = [QUANTITIES[q] for q in self.quantities]
+        specs = [PLANS.quantities()[q] for q in self.quantities]
         return max(s.low for s in specs), min(s.high for s in specs)
 
 
@@ -436,11 +437,11 @@ def _node_chip_values(node: _NeuronNode, entries: list[_Entry]) -> dict[str, np.
     if "reset" not in values:  # LI never resets
         values["reset"] = values["leak"]
     if "threshold" not in values:  # LI never spikes
-        values["threshold"] = np.full(node.count, QUANTITIES["threshold"].high)
+        values["threshold"] = np.full(node.count, PLANS.quantities()["threshold"].high)
     if "tau_mem" not in values:  # IF: closest the chip gets to no leak
-        values["tau_mem"] = np.full(node.count, QUANTITIES["tau_mem"].high)
+        values["tau_mem"] = np.full(node.count, PLANS.quantities()["tau_mem"].high)
     for quantity in ("tau_syn_exc", "tau_syn_inh"):  # delta synapses: shortest filter
-        values.setdefault(quantity, np.full(node.count, QUANTITIES[quantity].low))
+        values.setdefault(quantity, np.full(node.count, PLANS.quantities()[quantity].low))
     return values
 
 
@@ -562,7 +563,7 @@ def _notes(
         notes += _node_notes(node, speedup)
         notes += _gap_notes(node, target, blocks[node.name])
     notes += _other_node_notes(others, vmap)
-    refractory = QUANTITIES["refractory_time"]
+    refractory = PLANS.quantities()["refractory_time"]
     notes.append(
         f"NIR neurons have no refractory period; graph neurons keep the default "
         f"refractory_time {_format_seconds(float(NeuronTarget().refractory_time))} "
@@ -600,7 +601,7 @@ def _node_notes(node: _NeuronNode, speedup: float) -> list[str]:
                 " which this mapping leaves at their defaults"
             )
     if node.type == "IF":
-        tau = QUANTITIES["tau_mem"].high
+        tau = PLANS.quantities()["tau_mem"].high
         notes.append(
             f"node '{node.name}' is IF (no leak) but a chip neuron always leaks: mapped to the "
             f"longest tau_mem, {_format_seconds(tau)} ({_format_seconds(tau * speedup)} of "
@@ -608,7 +609,7 @@ def _node_notes(node: _NeuronNode, speedup: float) -> list[str]:
             "over times well below that"
         )
     if "tau_syn" not in TIME_FIELDS[node.type]:
-        tau = QUANTITIES["tau_syn_exc"].low
+        tau = PLANS.quantities()["tau_syn_exc"].low
         notes.append(
             f"node '{node.name}' ({node.type}) has instantaneous synapses but the chip's "
             f"synaptic input always filters: tau_syn set to the shortest allowed, "
@@ -617,7 +618,7 @@ def _node_notes(node: _NeuronNode, speedup: float) -> list[str]:
     if "v_threshold" not in POTENTIAL_FIELDS[node.type]:
         notes.append(
             f"node '{node.name}' ({node.type}) does not spike: threshold set to the top of its "
-            f"range, {QUANTITIES['threshold'].high:g} LSB, reset to the leak; a membrane "
+            f"range, {PLANS.quantities()['threshold'].high:g} LSB, reset to the leak; a membrane "
             "driven above that would still spike on the chip"
         )
     return notes
@@ -630,13 +631,13 @@ def _gap_notes(node: _NeuronNode, target: NeuronTarget, block: slice) -> list[st
         if not {upper, lower} <= model_quantities:
             continue
         gap = np.asarray(getattr(target, upper))[block] - np.asarray(getattr(target, lower))[block]
-        tolerance = QUANTITIES[upper].tolerance + QUANTITIES[lower].tolerance
+        tolerance = PLANS.quantities()[upper].tolerance + PLANS.quantities()[lower].tolerance
         close = np.abs(gap) < tolerance
         if close.any():
             notes.append(
                 f"on node '{node.name}', {upper} - {lower} = {_describe(gap[close])} LSB for "
                 f"{_neurons(int(close.sum()))}, within the calibration tolerances "
-                f"(±{QUANTITIES[upper].tolerance:g} and ±{QUANTITIES[lower].tolerance:g} LSB): "
+                f"(±{PLANS.quantities()[upper].tolerance:g} and ±{PLANS.quantities()[lower].tolerance:g} LSB): "
                 "their order may not survive calibration"
             )
     return notes

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.targets import QUANTITIES, NeuronTarget, TargetValue
+from calib.core.plans import PLANS
+from calib.core.targets import NeuronTarget, TargetValue
 from device_model.protocol import N_NEURONS
 
 DEFAULT_SPEEDUP = 1000.0
@@ -146,7 +147,7 @@ def _potential_bounds(
         if not np.all(np.isfinite(array)):
             offending = array[~np.isfinite(array)][0]
             raise ValueError(f"{name}: potentials must be finite, got {float(offending)!r}")
-        spec = QUANTITIES[name]
+        spec = PLANS.quantities()[name]
         for value in (array.min(), array.max()):
             values.append(value)
             lows.append(spec.low + margin)
@@ -214,7 +215,7 @@ def map_model_units(
     chip: dict[str, TargetValue] = {}
     for field in PYNN_FIELDS:
         value = model[field.name]
-        spec = QUANTITIES[field.quantity]
+        spec = PLANS.quantities()[field.quantity]
         if field.unit == "mV":
             low, high = voltage_map.to_model(spec.low), voltage_map.to_model(spec.high)
             how = f"under {voltage_map.describe('mV')}"
@@ -250,7 +251,7 @@ def _check_model_range(
 ) -> None:
     """Judge the converted (chip) value, the one the target will check, so rounding in the
     conversion cannot pass here and fail there; report in model units."""
-    spec = QUANTITIES[field.quantity]
+    spec = PLANS.quantities()[field.quantity]
     bad = ~np.isfinite(converted) | (converted < spec.low) | (converted > spec.high)
     if not bad.any():
         return
@@ -264,3 +265,11 @@ def _check_model_range(
         f"({field.quantity} {spec.low:g}..{spec.high:g} {spec.unit} on the chip)"
     )
 
+
+
+def target_from_model_units(**parameters: Any) -> NeuronTarget:
+    """A target from PyNN-style parameters: POTENTIALS IN mV, TIMES IN ms (model time).
+
+    The keywords of `map_model_units`, which also returns the voltage map used.
+    """
+    return map_model_units(**parameters).target

@@ -3,7 +3,7 @@
 Each chip is maintained the way a calibration graph maintains a node: first a cheap check of
 its newest stored result for the target (a few device runs, no search); when the check finds
 stale quantities, only those (and what they disturb) are recalibrated, starting from the stored
-result (`calib.calibrate.recalibrate`); a chip with nothing stored, or whose check cannot run,
+result (`calib.sequences.calibrate.recalibrate`); a chip with nothing stored, or whose check cannot run,
 gets a whole calibration. Every task opens
 the results store itself and saves its own result (the store takes concurrent writers); a task
 that fails returns its error instead of raising, so one bad chip never stops the others.
@@ -30,14 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from calib.calibrate import CalibrationOptions, calibrate, recalibrate
-from calib.check import CheckReport, check_result
-from calib.results import NeuronResult
-from calib.targets import NeuronTarget
+from calib.core.results import NeuronResult
+from calib.core.targets import NeuronTarget
+from calib.operations.compare import compare_results
+from calib.sequences.calibrate import CalibrationOptions, calibrate, recalibrate
+from calib.sequences.check import CheckReport, check_result
 from device_model import Faults, SimulatedChip
 from device_model.protocol import Device
-from reports.compare import compare_results
-from reports.fleet import FleetRow, write_fleet_report
 from results_store import ResultsStore, check_chip_id
 
 DeviceFactory = Callable[[str], Device]
@@ -324,19 +323,10 @@ class ChipOutcome:
             return "degraded"
         return "ok"
 
-    def fleet_row(self) -> FleetRow:
-        """This chip as a row of `reports.write_fleet_report`."""
-        return FleetRow(
-            chip_id=self.chip_id,
-            status=self.report_status,
-            success_fraction=self.success_fraction,
-            drift=self.drift,
-            newly_failed=self.newly_failed,
-            recovered=self.recovered,
-            error=self.error,
-            action=(self.status if self.error or not self.detail
-                    else f"{self.status}: {self.detail}"),
-        )
+    @property
+    def action(self) -> str:
+        """What was done to the chip, e.g. 'checked, still holds'."""
+        return self.status if self.error or not self.detail else f"{self.status}: {self.detail}"
 
 
 def _check_summary(report: CheckReport) -> dict[str, dict[str, float | bool]]:
@@ -529,11 +519,3 @@ def _run(
         if on_outcome is not None:
             on_outcome(outcome)
     return [outcomes[chip_id] for chip_id in ids]
-
-
-def write_nightly_report(
-    outcomes: Sequence[ChipOutcome], path: str | os.PathLike[str], *,
-    title: str = "Nightly calibration",
-) -> os.PathLike[str]:
-    """The fleet HTML report of one night (reports.write_fleet_report)."""
-    return write_fleet_report([outcome.fleet_row() for outcome in outcomes], path, title=title)

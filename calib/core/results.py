@@ -12,10 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from calib.targets import QUANTITIES, NeuronTarget
+from calib.core.failures import (
+    Failure,
+    by_quantity,
+    legacy_failures,
+    reason_texts,
+)
+from calib.core.plans import PLANS
+from calib.core.targets import NeuronTarget
 from device_model.protocol import CELLS, Device, DeviceStats
 
 RECORD_KIND = "neuron_result"
+RECORD_VERSION = 2
+"""Layout of a neuron result's record: 2 stores failures as structured records and the
+searches' notes; 1 (still read) stored one reason string per failed neuron."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,8 @@ class Provenance:
     extra: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, dict[str, float]] = field(default_factory=dict)
     """Step name -> runs, writes, hardware_time and host_time spent in it (repeats summed)."""
+    retries: dict[str, int] = field(default_factory=dict)
+    """Step name -> transient device failures retried in it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +56,7 @@ class Provenance:
             "algorithm": self.algorithm,
             "extra": dict(self.extra),
             "steps": {name: dict(cost) for name, cost in self.steps.items()},
+            "retries": dict(self.retries),
         }
 
     @classmethod
@@ -65,13 +78,15 @@ class NeuronResult:
     achieved: dict[str, np.ndarray]
     """Quantity -> per-neuron value measured with the final codes."""
     success: np.ndarray
-    reasons: dict[int, str]
-    """Failed neuron -> why, e.g. 'tau_mem: code at upper bound 1022'."""
+    failure_records: list[Failure]
+    """Every reason a neuron failed, one record per neuron, quantity and cause."""
     provenance: Provenance
     before: dict[str, np.ndarray] = field(default_factory=dict)
     """Quantity -> per-neuron value before calibration (every neuron at one code)."""
     models: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     """Quantity -> fitted transfer-curve parameters (per neuron), where an algorithm fitted one."""
+    notes: dict[str, dict[int, str]] = field(default_factory=dict)
+    """Search step -> neuron -> what the search noticed (e.g. a fit that failed)."""
     origin: str = "calibrated"
     """How this object came to be: 'calibrated', 'stored', or what `ensure` decided and why.
     Not stored: it describes this process's path, not the calibration."""
@@ -80,8 +95,18 @@ class NeuronResult:
     def chip_id(self) -> str:
         return self.provenance.chip_id
 
+    @property
+    def reasons(self) -> dict[int, str]:
+        """Failed neuron -> why, as text: 'tau_mem: i_bias_leak at upper bound 1022'."""
+        return reason_texts(self.failure_records)
+
     def failures(self) -> dict[int, str]:
-        return dict(self.reasons)
+        """Failed neuron -> why, as text (`failure_records` holds them as data)."""
+        return self.reasons
+
+    def failed_quantities(self) -> dict[str, set[int]]:
+        """Quantity (or step) -> the neurons failing on it."""
+        return by_quantity(self.failure_records)
 
     def residuals(self) -> dict[str, np.ndarray]:
         targets = self.target.quantities()
@@ -115,10 +140,11 @@ class NeuronResult:
             f"({100 * ok.mean():.1f} %)",
             f"{'quantity':<20}{'target':>12}{'median':>12}{'spread':>12}{'before':>12}",
         ]
+        specs = PLANS.quantities()
         for name, values in self.achieved.items():
-            unit = QUANTITIES[name].unit if name in QUANTITIES else ""
-            scale = 1e6 if unit == "s" else 1.0
-            shown = f"{name} [{'us' if unit == 's' else unit}]"
+            spec = specs.get(name)
+            scale = spec.display.scale if spec is not None else 1.0
+            shown = spec.label if spec is not None else name
             good = values[ok] if ok.any() else values
             before = self.before.get(name)
             spread_before = f"{np.nanstd(before) * scale:12.3g}" if before is not None else ""
@@ -148,7 +174,10 @@ class NeuronResult:
             "chip_id": self.chip_id,
             "target": self.target.to_dict(),
             "target_fingerprint": self.target.fingerprint(),
-            "reasons": {str(neuron): reason for neuron, reason in self.reasons.items()},
+            "record_version": RECORD_VERSION,
+            "failures": [failure.to_dict() for failure in self.failure_records],
+            "notes": {step: {str(n): note for n, note in notes.items()}
+                      for step, notes in self.notes.items()},
             "provenance": self.provenance.to_dict(),
         }
         return arrays, attrs
@@ -168,6 +197,14 @@ class NeuronResult:
                 models.setdefault(quantity, {})[param] = np.asarray(values)
             elif head in groups:
                 groups[head][rest] = np.asarray(values)
+        version = int(attrs.get("record_version", 1))
+        if version > RECORD_VERSION:
+            raise ValueError(f"neuron result record version {version} is newer than this "
+                             f"version of calib reads ({RECORD_VERSION})")
+        if version == 1:
+            failures = legacy_failures(attrs.get("reasons") or {})
+        else:
+            failures = [Failure.from_dict(data) for data in attrs.get("failures") or []]
         unknown_cells = set(groups["codes"]) - set(CELLS)
         if unknown_cells:
             raise ValueError(f"record holds codes of unknown cells: {sorted(unknown_cells)}")
@@ -176,10 +213,12 @@ class NeuronResult:
             codes=groups["codes"],
             achieved=groups["achieved"],
             success=np.asarray(arrays["success"], dtype=bool),
-            reasons={int(neuron): reason for neuron, reason in attrs["reasons"].items()},
+            failure_records=failures,
             provenance=Provenance.from_dict(attrs["provenance"]),
             before=groups["before"],
             models=models,
+            notes={step: {int(n): str(note) for n, note in notes.items()}
+                   for step, notes in (attrs.get("notes") or {}).items()},
             origin="stored",
         )
 

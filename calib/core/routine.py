@@ -1,9 +1,17 @@
-"""The routine interface: one calibrated quantity, applied and measured; never searched."""
+"""The routine interface: one calibrated quantity, applied and measured; never searched.
+
+A routine is built for one target (its plan's `routine` factory passes it in, and the algorithm
+drives it towards the same array). `prelude` configures what the measurement needs and
+remembers what it overwrote, `apply` writes candidate codes, `measure` returns one value per
+unit (neuron or quadrant), `postlude` restores what `prelude` changed except the settings the
+routine declares as part of the calibrated configuration (`kept_settings`).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -36,20 +44,17 @@ class ParameterRange:
 
 
 class Routine(ABC):
-    """A calibrated quantity: the cell that controls it and how to measure it.
-
-    `prelude` configures what the measurement needs (and remembers what it changed),
-    `apply` writes candidate codes, `measure` returns one value per unit (neuron or quadrant),
-    `postlude` restores what `prelude` changed. An algorithm drives apply/measure.
-    """
+    """A calibrated quantity: the cell that controls it and how to measure it."""
 
     name: str
-    """Quantity name, as in NeuronTarget (e.g. 'tau_mem')."""
+    """Quantity (or step) name, as its plan's."""
     parameter: str
     """Cell the routine sets."""
     parameter_range: ParameterRange = ParameterRange()
     inverted: bool = False
     """Whether a higher code gives a lower observable."""
+    kept_settings: tuple[str, ...] = ()
+    """Cells the prelude sets that belong to the calibrated configuration: not restored."""
 
     _saved_settings: dict[str, np.ndarray] | None = None
 
@@ -72,13 +77,26 @@ class Routine(ABC):
         """One value per unit, measured with the codes last applied."""
 
     def postlude(self, device: Device) -> None:
-        """Restore what `prelude` changed (the calibrated parameter itself stays).
+        """Restore what `prelude` changed (the calibrated parameter and `kept_settings` stay).
 
         Written twice: a large temporary step (e.g. the leak pulled to the top for the
         threshold) is still ~0.7 % unsettled after one write's wait, enough to shift the next
         measurement by about a CADC LSB.
         """
-        if self._saved_settings:
-            device.write(self._saved_settings)
-            device.write(self._saved_settings)
+        saved = {name: codes for name, codes in (self._saved_settings or {}).items()
+                 if name not in self.kept_settings}
+        if saved:
+            device.write(saved)
+            device.write(saved)
         self._saved_settings = None
+
+
+@runtime_checkable
+class SupportsSweepHint(Protocol):
+    """A routine that knows which codes are worth sweeping for a target (fitting searches).
+
+    `sweep_hint(target, device)` returns codes of shape (n_codes,) or (n_codes, n_units), in
+    the order to measure them; `device` (as the prelude left it) may refine the guess.
+    """
+
+    def sweep_hint(self, target: ArrayLike, device: Device | None = None) -> np.ndarray: ...

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from calib.calibrate import calibrate
-from calib.check import check_result
-from calib.results import NeuronResult
-from calib.targets import NeuronTarget
+from calib.core.results import NeuronResult
+from calib.core.targets import NeuronTarget
+from calib.sequences.calibrate import calibrate
+from calib.sequences.check import check_result
 from device_model.protocol import Device
 
 DEFAULT_MAX_AGE = timedelta(hours=24)

@@ -35,21 +35,21 @@ from typing import Any
 
 import numpy as np
 
-from calib.calibrate import CalibrationOptions, calibrate
-from calib.fleet import CONNECT_TIMEOUT, DEFAULT_WORKERS, check_workers, dask_client
-from calib.results import NeuronResult
-from calib.routine import ParameterRange
+from calib.core.plans import PLANS
+from calib.core.results import NeuronResult
+from calib.core.routine import ParameterRange
+from calib.core.targets import NeuronTarget
+from calib.operations.fleet import CONNECT_TIMEOUT, DEFAULT_WORKERS, check_workers, dask_client
 from calib.routines.membrane import leak_switches
 from calib.routines.synaptic_input import HIGH_RESISTANCE_ABOVE
-from calib.targets import QUANTITIES, NeuronTarget
+from calib.sequences.calibrate import CalibrationOptions, calibrate
 from device_model import SimulatedChip
 from device_model.oracle import QUANTITY_CELLS
-from reports.study import ChipSpread, StudyData, YieldCurve, write_study_report
-from reports.summary import quantities_failed
-from reports.units import display_unit
 from results_store import check_chip_id
 
-CELL_OF = QUANTITY_CELLS
+CELL_OF = {name: PLANS.plan_of(name).cells[0] for name in QUANTITY_CELLS
+           if name in PLANS.quantities()}
+"""The quantities the oracle knows the ground truth of, and the cell their plan sets."""
 """The quantities a target grid may scan, and the cell that sets each."""
 CELL_RANGE = ParameterRange()
 MAX_GRID_POINTS = 100
@@ -85,8 +85,8 @@ def parse_target_grid(spec: str) -> dict[str, np.ndarray]:
                              f"{', '.join(CELL_OF)}")
         if name in grid:
             raise ValueError(f"target grid names {name!r} twice")
-        unit = display_unit(name)
-        spec_q = QUANTITIES[name]
+        spec_q = PLANS.quantities()[name]
+        unit = spec_q.display
         low, high = unit(spec_q.low), unit(spec_q.high)
         bounds = []
         for label, text in (("start", start_text), ("stop", stop_text)):
@@ -154,7 +154,7 @@ def reachable(chip: SimulatedChip, settings: Mapping[str, np.ndarray], quantity:
               target: float) -> np.ndarray:
     """Per neuron: can `quantity` reach `target` with every other cell at `settings`?"""
     cell = CELL_OF[quantity]
-    tolerance = QUANTITIES[quantity].tolerance_for(np.array([target]))[0]
+    tolerance = PLANS.quantities()[quantity].tolerance_for(np.array([target]))[0]
     ok = np.zeros(chip.n_neurons, dtype=bool)
     for switches in _switch_variants(quantity, target):
         context = {**settings, **switches}
@@ -183,7 +183,7 @@ class ChipStudy:
 
     def measured_success(self) -> dict[str, float]:
         """Per quantity, the fraction of neurons whose failure reasons do not name it."""
-        failed = quantities_failed(self.result.reasons)
+        failed = self.result.failed_quantities()
         n = self.result.success.size
         return {name: 1.0 - len(failed.get(name, ())) / n for name in self.result.achieved}
 
@@ -237,15 +237,11 @@ class MismatchStudy:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     host_seconds: float = 0.0
 
-    def spreads(self) -> list[ChipSpread]:
-        return [ChipSpread.from_result(chip.result) for chip in self.chips]
-
-    def yield_curves(self) -> list[YieldCurve]:
-        return [
-            YieldCurve(name, values,
-                       np.array([chip.reachable[name].mean(axis=1) for chip in self.chips]))
-            for name, values in self.grid.items()
-        ] if self.chips else []
+    def yield_fractions(self) -> dict[str, np.ndarray]:
+        """Quantity -> (n_chips, n_grid): the fraction of each chip's neurons that can reach
+        each grid target."""
+        return {name: np.array([chip.reachable[name].mean(axis=1) for chip in self.chips])
+                for name in self.grid} if self.chips else {}
 
     def parameters(self) -> dict[str, str]:
         """How the study was run, and the measured success beside the reachability."""
@@ -261,19 +257,12 @@ class MismatchStudy:
         for name in self.grid:
             if not self.chips:
                 break
-            unit = display_unit(name)
+            unit = PLANS.quantities()[name].display
             measured = np.mean([chip.measured_success()[name] for chip in self.chips])
             reach = np.mean([chip.reachable_at_target[name].mean() for chip in self.chips])
             lines[f"{name} at the study target {unit(np.median(goals[name])):g} {unit.label}"] = (
                 f"calibrated (measured) {100 * measured:.1f} %, reachable {100 * reach:.1f} %")
         return lines
-
-    def study_data(self) -> StudyData:
-        return StudyData(chips=self.spreads(), yields=self.yield_curves(),
-                         parameters=self.parameters(), title=f"Mismatch study {self.name!r}")
-
-    def write_report(self, path: str | os.PathLike[str]) -> Path:
-        return write_study_report(self.study_data(), path)
 
     def to_dataset(self) -> Any:
         """The study as an xarray Dataset (dims chip, neuron and one grid axis per quantity)."""
@@ -300,7 +289,7 @@ class MismatchStudy:
         for name, values in self.grid.items():
             axis = f"grid_{name}"
             coords[axis] = (axis, np.asarray(values, dtype=float),
-                            {"units": QUANTITIES[name].unit})
+                            {"units": PLANS.quantities()[name].unit})
             reach = np.array([chip.reachable[name] for chip in self.chips], dtype=bool).reshape(
                 len(ids), values.size, n_neurons)
             data[f"reachable_{name}"] = (("chip", axis, "neuron"), reach)
@@ -384,7 +373,7 @@ def run_study(
     for quantity, values in grid.items():
         if quantity not in CELL_OF:
             raise ValueError(f"grid quantity {quantity!r} is not one of {', '.join(CELL_OF)}")
-        spec = QUANTITIES[quantity]
+        spec = PLANS.quantities()[quantity]
         if values.ndim != 1 or not values.size or np.any(
                 ~np.isfinite(values) | (values < spec.low) | (values > spec.high)):
             raise ValueError(f"grid {quantity}: targets must be a non-empty 1-d grid inside "

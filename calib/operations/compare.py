@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from calib.results import NeuronResult
-from calib.targets import ADEX_QUANTITIES, QUANTITIES
-from reports.summary import ordered_quantities, quantities_failed
+from calib.core.plans import PLANS, ordered_quantities
+from calib.core.results import NeuronResult
 
 
 def _median_or_none(values: np.ndarray) -> float | None:
@@ -28,10 +27,10 @@ def _quantity_shift(
     after = np.asarray(current.achieved[name], dtype=float)
     shift = (after - before)[compared]
     shift = shift[np.isfinite(shift)]
-    failed_before = quantities_failed(previous.reasons).get(name, set())
-    failed_now = quantities_failed(current.reasons).get(name, set())
+    failed_before = previous.failed_quantities().get(name, set())
+    failed_now = current.failed_quantities().get(name, set())
     target_shift = None
-    spec = QUANTITIES.get(name) or ADEX_QUANTITIES.get(name)
+    spec = PLANS.quantities().get(name)
     goals_now, goals_before = current.target.quantities(), previous.target.quantities()
     if name in goals_now and name in goals_before:
         target_shift = float(np.median(

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from calib.adex import ADEX_ROUTINES
 from calib.algorithms.base import Algorithm
-from calib.lif import CalibrationOptions, LIFCalibration, default_algorithms
-from calib.results import NeuronResult, Provenance
-from calib.targets import NeuronTarget
+from calib.core.results import NeuronResult, Provenance
+from calib.core.targets import NeuronTarget
+from calib.sequences.lif import NeuronCalibration, searched_routines
+from calib.sequences.session import CalibrationOptions
 from device_model.protocol import N_NEURONS, Device
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -36,9 +36,9 @@ def _algorithms(algorithm: Algorithm | Mapping[str, Algorithm] | None) -> dict[s
     """One algorithm for every LIF routine, or a mapping routine name -> algorithm (the AdEx
     parts, which need multi-parameter searches, are named there too)."""
     if isinstance(algorithm, Algorithm):
-        return dict.fromkeys(default_algorithms(), algorithm)
+        return dict.fromkeys(searched_routines(), algorithm)
     chosen = dict(algorithm or {})
-    known = [*default_algorithms(), *ADEX_ROUTINES]
+    known = searched_routines(lif_only_plans=False)
     unknown = set(chosen) - set(known)
     if unknown:
         raise ValueError(f"algorithm given for unknown routines {sorted(unknown)}; "
@@ -54,7 +54,7 @@ def _check_device(device: Device) -> None:
 
 def _run(
     device: Device,
-    calibration: LIFCalibration,
+    calibration: NeuronCalibration,
     steps: list[tuple[str, Callable[[], None]]],
     progress: ProgressCallback | None,
     provenance_extra: Mapping[str, Any] | None,
@@ -62,10 +62,12 @@ def _run(
     """Run `steps`, verify, judge, and wrap everything up as a NeuronResult."""
     started, stats_before = time.perf_counter(), device.stats.copy()
     costs: dict[str, dict[str, float]] = {}
+    session = calibration.session
 
     def timed(name: str, index: int, action: Callable[[], Any]) -> Any:
         if progress is not None:
             progress(name, index, len(steps) + 1)
+        session.device.step = name
         host, stats = time.perf_counter(), device.stats.copy()
         value = action()
         spent = Provenance.stats_dict(device.stats - stats)
@@ -78,11 +80,10 @@ def _run(
     for index, (name, step) in enumerate(steps):
         timed(name, index, step)
     achieved = timed("verify", len(steps), calibration.verify)
-    success, reasons = calibration.judge(achieved)
-    session = calibration.session
+    success, failures = calibration.judge(achieved)
     used: dict[str, list[str]] = {}
-    for name, algorithm in sorted(session.algorithms.items()):
-        used.setdefault(type(algorithm).__name__, []).append(name)
+    for name, kind in sorted(session.used.items()):
+        used.setdefault(kind, []).append(name)
     provenance = Provenance(
         chip_id=device.chip_id,
         created=datetime.now(UTC).isoformat(),
@@ -92,16 +93,18 @@ def _run(
         algorithm="; ".join(f"{kind} ({', '.join(names)})" for kind, names in sorted(used.items())),
         extra=dict(provenance_extra or {}),
         steps=costs,
+        retries=dict(session.device.retries),
     )
     return NeuronResult(
         target=calibration.target,
         codes=device.read_settings(),
         achieved=achieved,
         success=success,
-        reasons=reasons,
+        failure_records=failures,
         provenance=provenance,
         before=session.before,
         models=session.models,
+        notes=session.notes,
     )
 
 
@@ -124,7 +127,7 @@ def calibrate(
     if not isinstance(target, NeuronTarget):
         raise ValueError(f"target must be a NeuronTarget, got {type(target).__name__}")
     _check_device(device)
-    calibration = LIFCalibration(device, target, _algorithms(algorithm), options)
+    calibration = NeuronCalibration(device, target, _algorithms(algorithm), options)
     result = _run(device, calibration, calibration.steps, progress, provenance_extra)
     if store is not None:
         store.save(result)
@@ -149,10 +152,10 @@ def recalibrate(
                          f"device is {device.chip_id!r}")
     _check_device(device)
     quantities = list(quantities)
-    calibration = LIFCalibration(device, previous.target, _algorithms(algorithm), options)
+    calibration = NeuronCalibration(device, previous.target, _algorithms(algorithm), options)
     steps = calibration.partial_steps(quantities)
-    previous.apply(device)
-    calibration.session.codes = device.read_settings()
+    previous.apply(calibration.session.device)
+    calibration.session.codes = calibration.session.device.read_settings()
     calibration.session.before = dict(previous.before)
     extra = {"recalibrated": sorted(quantities), **(provenance_extra or {})}
     result = _run(device, calibration, steps, progress, extra)

@@ -1,0 +1,215 @@
+"""The neuron calibration: the registered plans run in dependency order, verified and judged.
+
+Nothing here names a quantity. The sequence is derived from the plans (`Plan.after` orders
+them, `Plan.rank` breaks ties, `Plan.disturbs` re-runs what a step moved), and so are partial
+recalibration (a quantity takes along what it disturbs), verification and judgement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+
+from calib.algorithms.base import Algorithm
+from calib.core.failures import Failure, FailureKind
+from calib.core.plans import PLANS, Plan
+from calib.core.targets import NeuronTarget
+from calib.routines.adex import lif_only
+from calib.sequences.retry import retrying
+from calib.sequences.session import CalibrationOptions, CalibrationSession
+from device_model.protocol import N_NEURONS, Device
+
+Step = tuple[str, Callable[[], None]]
+
+
+def selected_plans(target: NeuronTarget) -> list[Plan]:
+    """The plans this target needs, in dependency order (ties by rank)."""
+    plans = [plan for plan in PLANS if plan.applies(target)]
+    return dependency_order(plans)
+
+
+def dependency_order(plans: list[Plan]) -> list[Plan]:
+    """`plans` sorted so that each comes after what it names in `after` (among `plans`)."""
+    names = {plan.name for plan in plans}
+    for plan in plans:
+        for needed in plan.after:
+            if needed not in PLANS:
+                raise ValueError(f"plan {plan.name} runs after unknown plan {needed!r}")
+    ordered: list[Plan] = []
+    placed: set[str] = set()
+    pending = sorted(plans, key=lambda plan: plan.rank)
+    while pending:
+        ready = [plan for plan in pending
+                 if all(needed in placed or needed not in names for needed in plan.after)]
+        if not ready:
+            raise ValueError("plans depend on each other in a cycle: "
+                             + ", ".join(plan.name for plan in pending))
+        ordered.append(ready[0])
+        placed.add(ready[0].name)
+        pending.remove(ready[0])
+    return ordered
+
+
+def recalibratable() -> tuple[str, ...]:
+    """Quantities `recalibrate` may name."""
+    return tuple(name for plan in PLANS if plan.recalibratable for name in plan.quantity_names)
+
+
+def searched_routines(lif_only_plans: bool = True) -> tuple[str, ...]:
+    """Routine names an algorithm can be chosen for (the `algorithm` mapping's keys)."""
+    return tuple(name for plan in PLANS if plan.lif_part or not lif_only_plans
+                 for name in plan.extra.get("searches", (plan.name,) if plan.routine else ()))
+
+
+class NeuronCalibration:
+    """A full neuron calibration of one chip, step by step, as its target's plans say."""
+
+    def __init__(
+        self,
+        device: Device,
+        target: NeuronTarget,
+        algorithms: Mapping[str, Algorithm] | None = None,
+        options: CalibrationOptions | None = None,
+    ) -> None:
+        self.target = target
+        self.session = CalibrationSession(
+            retrying(device), target, options or CalibrationOptions(), dict(algorithms or {}))
+        self.plans = selected_plans(target)
+        for plan in self.plans:
+            prepare = plan.extra.get("prepare")
+            if prepare is not None:
+                prepare(self.session)
+
+    @property
+    def goals(self) -> dict[str, np.ndarray]:
+        return self.session.goals
+
+    # -- the sequence ------------------------------------------------------------------------
+
+    def _runner(self, plan: Plan) -> Callable[[], None]:
+        session = self.session
+
+        def run() -> None:
+            if plan.action is not None:
+                plan.action(session, plan)
+            else:
+                assert plan.routine is not None
+                session.search(plan, plan.routine(session), plan.goal_for(session))
+
+        return run
+
+    @property
+    def steps(self) -> list[Step]:
+        """Every selected plan in order; a plan a step disturbs runs again right after it."""
+        steps: list[Step] = []
+        done: set[str] = set()
+        selected = {plan.name for plan in self.plans}
+        for plan in self.plans:
+            steps.append((plan.recorded_as, self._runner(plan)))
+            done.add(plan.name)
+            for disturbed in plan.disturbs:
+                if disturbed in done and disturbed in selected:
+                    again = PLANS[disturbed]
+                    steps.append((again.recorded_as, self._runner(again)))
+        return steps
+
+    def partial_steps(self, quantities: Iterable[str]) -> list[Step]:
+        """Steps that recalibrate `quantities` on a chip already calibrated (the others kept).
+
+        What a quantity disturbs comes along, transitively; a step that a later one disturbs
+        runs once, after it (the earlier calibration satisfies what it needed first).
+        """
+        wanted = set(quantities)
+        allowed = recalibratable()
+        unknown = wanted - set(allowed)
+        if unknown:
+            raise ValueError(
+                f"cannot recalibrate {sorted(unknown)}; choose from {', '.join(allowed)}")
+        names = {PLANS.plan_of(quantity).name for quantity in wanted}
+        grow = True
+        while grow:
+            more = {d for name in names for d in PLANS[name].disturbs} - names
+            names |= more
+            grow = bool(more)
+        chosen = [plan for plan in self.plans if plan.name in names]
+        self.session.partial = True
+        steps: list[Step] = []
+        deferred: set[str] = set()
+        for index, plan in enumerate(chosen):
+            if any(plan.name in later.disturbs for later in chosen[index + 1:]):
+                deferred.add(plan.name)
+                continue
+            steps.append((plan.recorded_as, self._runner(plan)))
+            for disturbed in plan.disturbs:
+                if disturbed in deferred:
+                    deferred.discard(disturbed)
+                    steps.append((PLANS[disturbed].recorded_as, self._runner(PLANS[disturbed])))
+        return steps
+
+    # -- verification and judgement ----------------------------------------------------------
+
+    def verify(self) -> dict[str, np.ndarray]:
+        """Every quantity measured once more with the final configuration (the LIF quantities
+        with the AdEx parts switched off: they describe the LIF part)."""
+        session = self.session
+        verified = [plan for plan in self.plans if plan.quantities]
+        achieved: dict[str, np.ndarray] = {}
+        with lif_only(session.device):
+            for plan in verified:
+                if plan.lif_part:
+                    achieved.update(self._verify(plan))
+        for plan in verified:
+            if not plan.lif_part:
+                achieved.update(self._verify(plan))
+        order = list(PLANS.quantities())
+        return dict(sorted(achieved.items(), key=lambda item: order.index(item[0])))
+
+    def _verify(self, plan: Plan) -> dict[str, np.ndarray]:
+        session = self.session
+        session.device.step = f"verify {plan.name}"
+        if plan.verify is not None:
+            return plan.verify(session)
+        assert plan.routine is not None
+        return {plan.quantities[0].name: session.measure(plan.routine(session))}
+
+    def judge(self, achieved: dict[str, np.ndarray]) -> tuple[np.ndarray, list[Failure]]:
+        """Success per neuron and every failure as a record."""
+        session = self.session
+        specs = PLANS.quantities()
+        failures: list[Failure] = []
+        for name, values in achieved.items():
+            spec = specs[name]
+            goal = session.goals[name]
+            tolerance = spec.tolerance_for(goal)
+            for neuron in np.flatnonzero(~np.isfinite(values)):
+                failures.append(Failure(int(neuron), name, FailureKind.MEASUREMENT_FAILED,
+                                        target=float(goal[neuron]), unit=spec.unit))
+            miss = np.isfinite(values) & (np.abs(values - goal) > tolerance)
+            for neuron in np.flatnonzero(miss):
+                failures.append(Failure(
+                    int(neuron), name, FailureKind.OUT_OF_TOLERANCE, value=float(values[neuron]),
+                    target=float(goal[neuron]), tolerance=float(tolerance[neuron]),
+                    unit=spec.unit))
+        for name, record in session.bounds.items():
+            if record.flags.shape[0] != N_NEURONS:
+                continue  # per-quadrant cells (the CADC): no neuron's failure
+            for column, (cell, limits) in enumerate(zip(record.cells, record.ranges,
+                                                        strict=True)):
+                flags = record.flags[:, column]
+                for neuron in np.flatnonzero(flags):
+                    low = flags[neuron] < 0
+                    failures.append(Failure(
+                        int(neuron), name, FailureKind.AT_BOUND, cell=cell,
+                        value=float(limits.low if low else limits.high),
+                        bound="lower" if low else "upper"))
+        failures.extend(session.failures)
+        for plan in self.plans:
+            if plan.judge is not None:
+                failures.extend(plan.judge(session, achieved))
+        failed = np.zeros(N_NEURONS, dtype=bool)
+        for failure in failures:
+            failed[failure.neuron] = True
+        order = {name: index for index, name in enumerate(specs)}
+        failures.sort(key=lambda f: (f.neuron, order.get(f.quantity, len(order))))
+        return ~failed, failures
