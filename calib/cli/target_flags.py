@@ -40,31 +40,48 @@ def target_option(name: str) -> Any:
     )
 
 
+class TargetFlagsCommand:
+    """A typer command with a flag per registered quantity, gathered into `target_flags`.
+
+    The signature typer reads is built from the plans when the command line is built, so a plan
+    registered later (an experiment's own quantity) gets its flag too.
+    """
+
+    def __init__(self, command: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, command, assigned=("__module__", "__name__",
+                                                          "__qualname__", "__doc__"))
+        self.command = command
+        if FLAGS_PARAMETER not in inspect.signature(command).parameters:
+            raise TypeError(f"{command.__name__} needs a {FLAGS_PARAMETER} parameter")
+
+    @staticmethod
+    def _flags() -> list[inspect.Parameter]:
+        return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                  annotation=Annotated[float | None, target_option(name)])
+                for name in PLANS.quantities()]
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        signature = inspect.signature(self.command, eval_str=True)
+        parameters: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name == FLAGS_PARAMETER:
+                parameters.extend(self._flags())
+            else:
+                parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+        return signature.replace(parameters=parameters)
+
+    @property  # type: ignore[override]
+    def __annotations__(self) -> dict[str, Any]:
+        hints = get_type_hints(self.command, include_extras=True)
+        hints.pop(FLAGS_PARAMETER, None)
+        return {**hints, **{flag.name: flag.annotation for flag in self._flags()}}
+
+    def __call__(self, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name, None) for name in PLANS.quantities()}
+        return self.command(**kwargs, **{FLAGS_PARAMETER: given})
+
+
 def with_target_flags(command: F) -> F:
-    """`command` with a flag per registered quantity, gathered into its `target_flags`."""
-    signature = inspect.signature(command, eval_str=True)
-    hints = get_type_hints(command, include_extras=True)
-    if FLAGS_PARAMETER not in signature.parameters:
-        raise TypeError(f"{command.__name__} needs a {FLAGS_PARAMETER} parameter")
-    names = list(PLANS.quantities())
-    flags = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                               annotation=Annotated[float | None, target_option(name)])
-             for name in names]
-    parameters: list[inspect.Parameter] = []
-    for parameter in signature.parameters.values():
-        if parameter.name == FLAGS_PARAMETER:
-            parameters.extend(flags)
-        else:
-            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY))
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name, None) for name in names}
-        return command(**kwargs, **{FLAGS_PARAMETER: given})
-
-    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {
-        **{name: hint for name, hint in hints.items() if name != FLAGS_PARAMETER},
-        **{flag.name: flag.annotation for flag in flags},
-    }
-    return wrapper  # type: ignore[return-value]
+    """`command` with a flag per registered quantity (see `TargetFlagsCommand`)."""
+    return TargetFlagsCommand(command)  # type: ignore[return-value]

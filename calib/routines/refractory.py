@@ -81,8 +81,7 @@ def _set_refractory(context: CalibrationContext, plan: Plan) -> None:
 
 def _verify(context: CalibrationContext) -> dict[str, np.ndarray]:
     """The time the settings give, and (for the judgement) what a firing neuron shows."""
-    settings = {name: context.codes[name]
-                for name in ("refractory_counter", "refractory_clock_scale")}
+    settings = context.device.read_settings(["refractory_counter", "refractory_clock_scale"])
     context.state["refractory_measured"] = measure_refractory_time(context.device, settings)
     return {"refractory_time": refractory_time(*settings.values())}
 

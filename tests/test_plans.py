@@ -1,0 +1,125 @@
+"""A quantity declared once, as a plan in one module, appears everywhere the project lists
+quantities: the target, the sequence, partial recalibration, the command line's flags and
+target-file keys, verification, judging and the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import ArrayLike
+from typer.testing import CliRunner
+
+from calib import PLANS, NeuronTarget, Plan, QuantitySpec
+from calib.algorithms import BinarySearch
+from calib.cli import app
+from calib.cli.target_file import build_target
+from calib.core.failures import FailureKind
+from calib.core.plans import CalibrationContext
+from calib.core.routine import Routine
+from calib.sequences.lif import NeuronCalibration, dependency_order
+from device_model import SimulatedChip
+from device_model.protocol import Device
+from reports.units import display_unit
+
+TOY_CELL = "v_exp"
+"""A cell no LIF step sets: the toy's search cannot disturb the others."""
+CODES_PER_UNIT = 10.0
+
+
+class ToyReadback(Routine):
+    """The toy quantity: the toy cell's code read back, in tenths."""
+
+    name = "toy_level"
+    parameter = TOY_CELL
+
+    def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
+        return {"threshold_enable": 0}
+
+    def measure(self, device: Device) -> np.ndarray:
+        return device.read_settings([TOY_CELL])[TOY_CELL] / CODES_PER_UNIT
+
+
+def toy_routine(context: CalibrationContext) -> ToyReadback:
+    return ToyReadback()
+
+
+TOY = Plan(
+    name="toy_level",
+    rank=11.5,
+    quantities=(QuantitySpec("toy_level", "toy unit", 1.0, 110.0, 0.2, relative=False,
+                             default=None, description="a toy quantity for tests"),),
+    cells=(TOY_CELL,),
+    routine=toy_routine,
+    algorithm=lambda target: BinarySearch(),
+    after=("threshold",),
+)
+
+
+@pytest.fixture
+def toy():
+    with PLANS.registered(TOY):
+        yield TOY
+
+
+def test_a_registered_quantity_is_a_target_field(toy: Plan) -> None:
+    target = NeuronTarget(toy_level=42.0)
+    assert target.toy_level == 42.0
+    assert target.quantities()["toy_level"][0] == 42.0
+    assert NeuronTarget().toy_level is None  # optional: not calibrated unless asked
+    with pytest.raises(ValueError, match=r"toy_level = 120.0 is outside the allowed range 1..110"):
+        NeuronTarget(toy_level=120.0)
+
+
+def test_an_unregistered_quantity_is_no_target_field() -> None:
+    with pytest.raises(ValueError, match="unknown target fields: toy_level"):
+        NeuronTarget(toy_level=42.0)
+
+
+def test_the_sequence_runs_the_toy_after_what_it_needs(toy: Plan) -> None:
+    calibration = NeuronCalibration(SimulatedChip("toy-steps"), NeuronTarget(toy_level=42.0))
+    names = [name for name, _ in calibration.steps]
+    assert names.index("toy_level") == names.index("threshold") + 1
+    untargeted = NeuronCalibration(SimulatedChip("toy-steps"), NeuronTarget())
+    assert "toy_level" in [name for name, _ in untargeted.steps]  # runs with applies=always
+
+
+def test_a_plan_after_an_unknown_one_is_an_error() -> None:
+    orphan = Plan(name="orphan", rank=1, routine=toy_routine, after=("no_such_plan",))
+    with pytest.raises(ValueError, match="unknown plan 'no_such_plan'"):
+        dependency_order([orphan])
+
+
+def test_a_second_plan_for_a_quantity_is_refused(toy: Plan) -> None:
+    twin = Plan(name="toy_twin", rank=12, quantities=TOY.quantities, routine=toy_routine)
+    with pytest.raises(ValueError, match="declared by plan 'toy_level' already"):
+        PLANS.register(twin)
+
+
+def test_the_toy_is_searched_verified_and_judged_on_a_chip(toy: Plan) -> None:
+    goals = np.linspace(5.0, 80.0, 512)
+    goals[7] = 105.0  # needs a code above the cell's top (102.2): reported failed
+    calibration = NeuronCalibration(SimulatedChip("toy-run"), NeuronTarget(toy_level=goals))
+    for _, step in calibration.partial_steps(["toy_level"]):
+        step()
+    achieved = calibration.verify()
+    success, failures = calibration.judge(achieved)
+    toy_values = achieved["toy_level"]
+    assert np.abs(toy_values - goals)[np.arange(512) != 7].max() <= 0.1
+    toy_failures = [failure for failure in failures if failure.quantity == "toy_level"]
+    assert {failure.neuron for failure in toy_failures} == {7}
+    assert {failure.kind for failure in toy_failures} == {FailureKind.OUT_OF_TOLERANCE,
+                                                          FailureKind.AT_BOUND}
+    assert not success[7]
+
+
+def test_the_command_line_has_a_flag_and_a_target_file_key(toy: Plan) -> None:
+    result = CliRunner().invoke(app, ["calibrate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--toy-level" in result.output
+    assert build_target({"toy_level": 12.5}).toy_level == 12.5
+    targets = CliRunner().invoke(app, ["targets"], env={"COLUMNS": "200"})
+    assert "toy_level" in targets.output
+
+
+def test_the_report_knows_the_toy_unit(toy: Plan) -> None:
+    assert display_unit("toy_level").label == "toy unit"
