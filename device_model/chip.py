@@ -271,9 +271,10 @@ class SimulatedChip:
                              "after the integration")
         m = self._membrane()
         values = self._values
-        self._run(samples * (run_time() + p.CADC_SAMPLE_TIME))
-        volts = integrated_potential(row_activations(stimuli[0].activations), values,
-                                     self.truth.synapses, m)
+        mac = stimuli[0]
+        self._run(samples * (run_time(mac.sends) + p.CADC_SAMPLE_TIME))
+        volts = integrated_potential(row_activations(mac.activations), values,
+                                     self.truth.synapses, m, mac.sends)
         noise = p.MAC_INTEGRATION_NOISE * self.noise_scale
         if noise > 0:
             volts = clip_rails(volts + noise * self._noise.standard_normal((samples, N_NEURONS)))
@@ -423,16 +424,23 @@ class SimulatedChip:
                              f"{', '.join(ALL_QUANTITY_CELLS)}")
         return ideal_codes(quantity, target, self._settled_codes(settings), self.truth)
 
-    def true_mac(self, activations: ArrayLike, settings: Mapping[str, ArrayLike] | None = None
-                 ) -> np.ndarray:
+    def true_mac(self, activations: ArrayLike, settings: Mapping[str, ArrayLike] | None = None,
+                 sends: int = 1) -> np.ndarray:
         """Noise-free (512,) CADC reading (LSB, continuous) after a MAC integration of
         `activations` ((256,) or (2, 256)), for the present codes (settled) or `settings`."""
-        stimulus = MacActivations(np.asarray(activations))
+        stimulus = MacActivations(np.asarray(activations), sends)
         values = evaluate(self._settled_codes(settings), self.truth)
         m = Membrane.from_values(values, self.truth.dead, self.truth.stuck)
         volts = integrated_potential(row_activations(stimulus.activations), values,
-                                     self.truth.synapses, m)
+                                     self.truth.synapses, m, sends)
         return cadc_continuous(volts, values, self.truth.cadc_channel_offset)
+
+    def true_mac_gains(self, settings: Mapping[str, ArrayLike] | None = None
+                       ) -> dict[str, np.ndarray]:
+        """Per neuron, the noise-free charge gain of each synaptic input in MAC mode (V per
+        weight unit and unit pulse): 'mac_gain_exc', 'mac_gain_inh'."""
+        values = evaluate(self._settled_codes(settings), self.truth)
+        return {name: np.asarray(values[name]).copy() for name in ("mac_gain_exc", "mac_gain_inh")}
 
     def ideal_driver_offsets(self) -> np.ndarray:
         """(256,) driver_hagen_offset codes that make each driver's activation -> charge

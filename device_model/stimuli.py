@@ -81,6 +81,7 @@ class SynapticEvents:
 
 # --- MAC mode (device_model/synapses.py) ------------------------------------------------------
 ACTIVATION_MAX = 31
+MAX_SENDS = 16
 MAC_ROWS = 256
 """Rows per hemisphere: a MAC vector holds one activation per row."""
 
@@ -90,9 +91,11 @@ class MacActivations:
     """One MAC integration: every row gets an event carrying its 5-bit activation (0 sends
     none). `activations` has shape (256,) (the same vector to both hemispheres) or (2, 256)
     (one vector per hemisphere). The neurons are reset, integrate the events, and the CADC
-    converts their membranes; each CADC sample is one such integration."""
+    converts their membranes; each CADC sample is one such integration. `sends` sends the
+    vector that many times before the conversion (hxtorch's num_sends), adding its charge."""
 
     activations: np.ndarray
+    sends: int = 1
 
     def __post_init__(self) -> None:
         array = np.asarray(self.activations)
@@ -109,6 +112,9 @@ class MacActivations:
                                                             array.shape))
             raise ValueError(f"activations: value {array[index]} at index "
                              f"{index if array.ndim > 1 else index[0]} outside 0..{ACTIVATION_MAX}")
+        if isinstance(self.sends, bool) or not isinstance(self.sends, int) or not (
+                1 <= self.sends <= MAX_SENDS):
+            raise ValueError(f"sends = {self.sends!r} is outside the allowed range 1..{MAX_SENDS}")
         frozen = array.astype(np.int64)
         frozen.flags.writeable = False
         object.__setattr__(self, "activations", frozen)

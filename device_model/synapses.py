@@ -122,14 +122,15 @@ def row_pulses(
 # --- Integration ------------------------------------------------------------------------------
 
 
-def integration_time() -> float:
-    """From the end of the reset to the conversion: every row's event slot, then the wait."""
-    return ROWS_PER_HEMISPHERE * p.MAC_EVENT_INTERVAL + p.MAC_SETTLE_TIME
+def integration_time(sends: int = 1) -> float:
+    """From the end of the reset to the conversion: every row's event slot (per send), then the
+    wait."""
+    return sends * ROWS_PER_HEMISPHERE * p.MAC_EVENT_INTERVAL + p.MAC_SETTLE_TIME
 
 
-def run_time() -> float:
+def run_time(sends: int = 1) -> float:
     """Emulated time of one MAC integration (reset, events, settling), the CADC read excluded."""
-    return p.MAC_RESET_TIME + integration_time()
+    return p.MAC_RESET_TIME + integration_time(sends)
 
 
 def _kernel(s: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray) -> np.ndarray:
@@ -143,12 +144,16 @@ def _kernel(s: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray) -> np.ndarray:
 
 
 def integrated_step(
-    activations: np.ndarray, values: Mapping[str, np.ndarray], truth: SynapseTruth, m: Membrane
+    activations: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    truth: SynapseTruth,
+    m: Membrane,
+    sends: int = 1,
 ) -> np.ndarray:
     """(512,) noise-free membrane change (V) at conversion caused by the rows' events.
 
-    `activations` holds one activation per global row (512,). Row r's event comes at
-    r * MAC_EVENT_INTERVAL in both hemispheres at once.
+    `activations` holds one activation per global row (512,). Row r's event of send k comes at
+    (k * 256 + r) * MAC_EVENT_INTERVAL in both hemispheres at once.
     """
     pulses = row_pulses(activations, values, truth).reshape(N_HEMISPHERES, ROWS_PER_HEMISPHERE)
     modes = values["row_mode"].reshape(N_HEMISPHERES, ROWS_PER_HEMISPHERE)
@@ -156,7 +161,8 @@ def integrated_step(
     pulse = np.repeat(pulses.T, COLUMNS_PER_HEMISPHERE, axis=1)
     mode = np.repeat(modes.T, COLUMNS_PER_HEMISPHERE, axis=1)
     charge = values["synapse_weight"] * truth.synapse_gain * pulse
-    delay = (integration_time() - np.arange(ROWS_PER_HEMISPHERE) * p.MAC_EVENT_INTERVAL)[:, None]
+    slots = np.arange(sends * ROWS_PER_HEMISPHERE).reshape(sends, ROWS_PER_HEMISPHERE)
+    delay = integration_time(sends) - slots * p.MAC_EVENT_INTERVAL
     step = np.zeros(N_NEURONS)
     for kind, jump, tau_s in (
         (ROW_EXCITATORY, m.jump_exc, m.tau_syn_exc),
@@ -169,22 +175,25 @@ def integrated_step(
         used = np.flatnonzero(weighted.any(axis=1))
         if used.size == 0:
             continue
-        kernel = _kernel(delay[used], m.tau_mem, tau_s)
+        kernel = sum(_kernel(delay[k, used][:, None], m.tau_mem, tau_s) for k in range(sends))
         step += jump / m.capacitance * np.einsum("rn,rn->n", weighted[used], kernel)
     return step
 
 
 def integrated_potential(
-    activations: np.ndarray, values: Mapping[str, np.ndarray], truth: SynapseTruth, m: Membrane
+    activations: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    truth: SynapseTruth,
+    m: Membrane,
+    sends: int = 1,
 ) -> np.ndarray:
     """(512,) noise-free membrane potential at conversion: released from reset, the events
     integrated, the (small) leak towards the resting potential included. A neuron whose
     threshold is enabled and crossed has fired and sits at its reset potential; clamped
     neurons stay there, dead ones at their fixed level."""
-    relax = np.exp(-integration_time() / m.tau_mem)
-    volts = (
-        m.e_rest + (m.v_hold - m.e_rest) * relax + integrated_step(activations, values, truth, m)
-    )
+    relax = np.exp(-integration_time(sends) / m.tau_mem)
+    step = integrated_step(activations, values, truth, m, sends)
+    volts = m.e_rest + (m.v_hold - m.e_rest) * relax + step
     fired = m.threshold_on & ~m.clamped & (volts > m.v_threshold)
     volts = np.where(fired | m.clamped, m.v_hold, volts)
     return clip_rails(np.where(m.dead, p.DEAD_NEURON_POTENTIAL, volts))
