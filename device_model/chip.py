@@ -36,7 +36,7 @@ from device_model.mismatch import (
     stable_seed,
     stream,
 )
-from device_model.oracle import QUANTITY_CELLS, ideal_codes, true_quantities
+from device_model.oracle import ALL_QUANTITY_CELLS, ideal_codes, true_quantities
 from device_model.protocol import (
     CELLS,
     MADC_INVALID_TIME,
@@ -50,8 +50,15 @@ from device_model.protocol import (
     TransientRunError,
     validate_settings,
 )
-from device_model.readout import cadc_codes, madc_codes, madc_times
-from device_model.stimuli import as_stimulus_tuple
+from device_model.readout import cadc_codes, cadc_continuous, madc_codes, madc_times
+from device_model.stimuli import MacActivations, as_stimulus_tuple
+from device_model.synapses import (
+    ideal_driver_offsets,
+    ideal_ramp_codes,
+    integrated_potential,
+    row_activations,
+    run_time,
+)
 
 
 def _check_duration(field: str, value: float, limit: float) -> float:
@@ -137,6 +144,8 @@ class SimulatedChip:
             self._codes[name] = codes.copy()
             self._changed.add(name)
         wait = p.CAPMEM_SETTLING_WAIT if analog else p.DIGITAL_WRITE_TIME
+        if any(CELLS[name].scope == "synapse" for name in checked):
+            wait += p.SYNAPSE_ARRAY_WRITE_TIME
         self._stats.writes += 1
         self._advance(wait)
 
@@ -228,7 +237,10 @@ class SimulatedChip:
         samples = int(samples)
         if read_time is not None:
             read_time = _check_duration("read_time", read_time, p.MAX_RUN_DURATION)
-        drive = Drive.from_stimuli(as_stimulus_tuple(stimulus))
+        stimuli = as_stimulus_tuple(stimulus)
+        if any(isinstance(s, MacActivations) for s in stimuli):
+            return self._read_mac(stimuli, samples, read_time)
+        drive = Drive.from_stimuli(stimuli)
         m = self._membrane()
         values = self._values
         if read_time is None:
@@ -240,6 +252,32 @@ class SimulatedChip:
             volts = self._unrelated_potentials(m, drive, samples)
         else:
             volts = self._potential_at(m, drive, read_time)
+        reference = values["cadc_connect_reference"] > 0
+        if reference.any():
+            volts = np.where(reference, values["v_reference"], volts)
+        return cadc_codes(volts, values, self.truth.cadc_channel_offset, samples,
+                          p.CADC_READ_NOISE * self.noise_scale, self._noise)
+
+    # --- MAC mode (device_model/synapses.py) -----------------------------------------------
+
+    def _read_mac(self, stimuli: tuple, samples: int, read_time: float | None) -> np.ndarray:
+        """`samples` MAC integrations of one activation vector, each converted by the CADC."""
+        if len(stimuli) != 1:
+            kinds = ", ".join(type(s).__name__ for s in stimuli)
+            raise ValueError(f"a MacActivations stimulus runs alone: got {len(stimuli)} "
+                             f"stimuli ({kinds})")
+        if read_time is not None:
+            raise ValueError("read_time does not apply to MacActivations: the CADC converts "
+                             "after the integration")
+        m = self._membrane()
+        values = self._values
+        mac = stimuli[0]
+        self._run(samples * (run_time(mac.sends) + p.CADC_SAMPLE_TIME))
+        volts = integrated_potential(row_activations(mac.activations), values,
+                                     self.truth.synapses, m, mac.sends)
+        noise = p.MAC_INTEGRATION_NOISE * self.noise_scale
+        if noise > 0:
+            volts = clip_rails(volts + noise * self._noise.standard_normal((samples, N_NEURONS)))
         reference = values["cadc_connect_reference"] > 0
         if reference.any():
             volts = np.where(reference, values["v_reference"], volts)
@@ -381,10 +419,39 @@ class SimulatedChip:
                     settings: Mapping[str, ArrayLike] | None = None) -> np.ndarray:
         """The best code of `quantity`'s cell for each neuron on the ground truth (all 1023
         codes evaluated at once), every other cell as it is (or as `settings` says)."""
-        if quantity not in QUANTITY_CELLS:
+        if quantity not in ALL_QUANTITY_CELLS:
             raise ValueError(f"unknown quantity {quantity!r}; known: "
-                             f"{', '.join(QUANTITY_CELLS)}")
+                             f"{', '.join(ALL_QUANTITY_CELLS)}")
         return ideal_codes(quantity, target, self._settled_codes(settings), self.truth)
+
+    def true_mac(self, activations: ArrayLike, settings: Mapping[str, ArrayLike] | None = None,
+                 sends: int = 1) -> np.ndarray:
+        """Noise-free (512,) CADC reading (LSB, continuous) after a MAC integration of
+        `activations` ((256,) or (2, 256)), for the present codes (settled) or `settings`."""
+        stimulus = MacActivations(np.asarray(activations), sends)
+        values = evaluate(self._settled_codes(settings), self.truth)
+        m = Membrane.from_values(values, self.truth.dead, self.truth.stuck)
+        volts = integrated_potential(row_activations(stimulus.activations), values,
+                                     self.truth.synapses, m, sends)
+        return cadc_continuous(volts, values, self.truth.cadc_channel_offset)
+
+    def true_mac_gains(self, settings: Mapping[str, ArrayLike] | None = None
+                       ) -> dict[str, np.ndarray]:
+        """Per neuron, the noise-free charge gain of each synaptic input in MAC mode (V per
+        weight unit and unit pulse): 'mac_gain_exc', 'mac_gain_inh'."""
+        values = evaluate(self._settled_codes(settings), self.truth)
+        return {name: np.asarray(values[name]).copy() for name in ("mac_gain_exc", "mac_gain_inh")}
+
+    def ideal_driver_offsets(self) -> np.ndarray:
+        """(256,) driver_hagen_offset codes that make each driver's activation -> charge
+        proportional (its offset a0 closest to 0), from the ground truth."""
+        return ideal_driver_offsets(self.truth.synapses)
+
+    def ideal_ramp_codes(self) -> np.ndarray:
+        """(4,) stp_i_ramp codes that give the drivers of every CapMem block the same mean
+        activation slope (the median block's at the reference code), from the ground truth."""
+        spec = CELLS["stp_i_ramp"]
+        return ideal_ramp_codes(self.truth.synapses, spec.low, spec.high)
 
     def _settled_codes(self, settings: Mapping[str, ArrayLike] | None) -> dict[str, np.ndarray]:
         codes = {name: value.astype(float) for name, value in self._codes.items()}

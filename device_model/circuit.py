@@ -165,19 +165,35 @@ def _jump(kind: str, v: Values, t: ChipTruth) -> np.ndarray:
     )
     jump = p.SYN_CURRENT_PER_WEIGHT * t.per_neuron(t.syn_dac_gain) * getattr(
         t, f"syn_{kind}_gm_gain") * gm
+    # The quadrant's synapse DAC bias scales the current of every synapse (1 at its default).
+    jump = jump * t.per_neuron(np.asarray(v["syn_i_bias_dac"]) / p.SYN_DAC_REFERENCE_CODE)
     return np.where(v[f"syn_{kind}_enable"] > 0, jump, 0.0)
 
 
-@node("i_bias_syn_exc_gm", "syn_exc_enable")
+@node("i_bias_syn_exc_gm", "syn_exc_enable", "syn_i_bias_dac")
 def jump_exc(v: Values, t: ChipTruth) -> np.ndarray:
     """Synaptic current jump (A) per excitatory weight unit; zero while the input is off."""
     return _jump("exc", v, t)
 
 
-@node("i_bias_syn_inh_gm", "syn_inh_enable")
+@node("i_bias_syn_inh_gm", "syn_inh_enable", "syn_i_bias_dac")
 def jump_inh(v: Values, t: ChipTruth) -> np.ndarray:
     """Synaptic current jump (A) per inhibitory weight unit (pulls down); zero while off."""
     return -_jump("inh", v, t)
+
+
+# --- MAC mode (device_model/synapses.py): charge gain of the synaptic inputs ---------------
+@node("jump_exc", "tau_syn_exc", "capacitance")
+def mac_gain_exc(v: Values, t: ChipTruth) -> np.ndarray:
+    """Membrane step (V) of a fully integrated excitatory event per weight unit and unit
+    pulse: jump * tau_syn / C (the leak off)."""
+    return v["jump_exc"] * v["tau_syn_exc"] / v["capacitance"]
+
+
+@node("jump_inh", "tau_syn_inh", "capacitance")
+def mac_gain_inh(v: Values, t: ChipTruth) -> np.ndarray:
+    """Magnitude of the membrane step (V) of an inhibitory event, as mac_gain_exc."""
+    return -v["jump_inh"] * v["tau_syn_inh"] / v["capacitance"]
 
 
 @node("refractory_counter", "refractory_clock_scale")

@@ -13,6 +13,7 @@ import numpy as np
 
 from device_model import params as p
 from device_model.protocol import N_NEURONS, N_QUADRANTS, NEURONS_PER_QUADRANT
+from device_model.synapses import SynapseTruth, draw_synapse_truth
 
 _STREAM_MISMATCH = 0
 _STREAM_DRIFT = 1
@@ -124,10 +125,15 @@ class ChipTruth:
     """Index into OUTLIER_KINDS of a neuron's gross defect, -1 for none."""
     dead: np.ndarray
     stuck: np.ndarray
+    synapses: SynapseTruth | None = None
+    """Synapse array and synapse drivers (device_model/synapses.py); drawn from a stream of
+    its own, so the neurons are the same with or without it."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            getattr(self, field.name).flags.writeable = False  # ground truth is read-only
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # ground truth is read-only
 
     @property
     def outlier(self) -> np.ndarray:
@@ -235,6 +241,7 @@ def draw_truth(
         exp_onset_offset=exp_onset_offset, cadc_ramp_offset_error=cadc_ramp_offset_error,
         cadc_ramp_slope_gain=cadc_ramp_slope_gain, cadc_channel_offset=cadc_channel_offset,
         outlier_kind=outlier_kind, dead=dead, stuck=stuck,
+        synapses=draw_synapse_truth(seed, mismatch_scale),
     )
 
 

@@ -24,7 +24,14 @@ QUANTITY_CELLS = {
     "tau_syn_exc": "i_bias_syn_exc_tau",
     "tau_syn_inh": "i_bias_syn_inh_tau",
 }
-"""Each quantity `ideal_codes` knows, and the cell that sets it."""
+"""Each neuron quantity `ideal_codes` knows, and the cell that sets it."""
+MAC_QUANTITY_CELLS = {
+    "mac_gain_exc": "i_bias_syn_exc_gm",
+    "mac_gain_inh": "i_bias_syn_inh_gm",
+}
+"""MAC-mode quantities `ideal_codes` knows: the charge gain of each synaptic input (V per weight
+unit and unit pulse, see device_model/synapses.py)."""
+ALL_QUANTITY_CELLS = {**QUANTITY_CELLS, **MAC_QUANTITY_CELLS}
 
 
 def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.ndarray:
@@ -64,7 +71,7 @@ def ideal_codes(quantity: str, target: ArrayLike, codes: dict[str, np.ndarray],
     taken from the previous answer (three rounds, starting from the present codes), so the
     returned codes are consistent with the crosstalk they cause themselves.
     """
-    cell = QUANTITY_CELLS[quantity]
+    cell = ALL_QUANTITY_CELLS[quantity]
     target = np.broadcast_to(np.asarray(target, dtype=float), (N_NEURONS,))
     candidates = np.broadcast_to(np.arange(CAPMEM_MAX + 1, dtype=float)[:, None],
                                  (CAPMEM_MAX + 1, N_NEURONS))

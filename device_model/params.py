@@ -216,3 +216,44 @@ RESET_PULSE + t_ref, so differences of firing periods measure t_ref exactly. [E]
 MAX_TRACE_SPIKES = 4096
 """Spikes followed per neuron in a trace or a timed read (a guard against pathological
 settings such as a reset above threshold)."""
+
+# --- Synapse array, synapse drivers, MAC mode (device_model/synapses.py) ---------------------
+# Geometry and bit widths are BSS-2 (calix hagen/synapse_driver.py, hagen/multiplication.py;
+# seed paper section 3.4: 5-bit activations, 6-bit weights, 8-bit results). The rest is [E].
+SYNAPSE_GAIN_SPREAD = 0.03
+"""Relative current mismatch of a single synapse (normal sigma; "a few %"). [E]"""
+SYN_DAC_REFERENCE_CODE = 800.0
+"""syn_i_bias_dac code at which the synapse DAC delivers its nominal current (calix starts its
+DAC bias calibration at 800). The current is proportional to the code. [E]"""
+STP_RAMP_REFERENCE_CODE = 500.0
+"""stp_i_ramp code of the nominal activation-to-pulse slope (calix measures there first, and
+searches 200..900). The pulse length per activation step is proportional to the code. [E]"""
+STP_RAMP_BLOCK_SIGMA = 0.08
+"""Lognormal sigma of the ramp slope of each CapMem block of drivers. [E]"""
+DRIVER_GAIN_SIGMA = 0.03
+"""Lognormal sigma of a driver's pulse length per activation step. [E]"""
+DRIVER_THRESHOLD_SPREAD = 1.5
+"""Per-driver offset of the activation encoding (normal sigma, activation units): the driver
+emits a pulse proportional to max(a - a0, 0). [E]"""
+HAGEN_OFFSET_CENTER = 32
+"""driver_hagen_offset code that adds nothing to a0 (calix starts at the middle, 31). [E]"""
+HAGEN_OFFSET_STEP = 0.125
+"""a0 rises this many activation units per driver_hagen_offset code (higher code: shorter
+pulses; calix's offset calibration is inverted). The 0..63 range spans +-4 units. [E]"""
+MAC_CHARGE_PER_ACTIVATION = 0.5
+"""Charge of one activation step of a MAC event, relative to the charge of a spiking event of
+the same weight (jump * tau_syn). A nominal neuron (gm code 500, tau_syn 0.3 us, 63 capacitance
+units) then moves ~10 uV per weight unit and activation unit: a product of 128 random signed
+weights and activations spreads over some +-20 CADC LSB. [E]"""
+MAC_EVENT_INTERVAL = 8e-9
+"""Time between the events of successive rows in a MAC run: one FPGA clock at 125 MHz
+(hxtorch's default wait_period of 1 cycle). BSS-2"""
+MAC_RESET_TIME = 1e-6
+"""Reset pulse before every integration. [E]"""
+MAC_SETTLE_TIME = 2e-6
+"""Wait after the last event before the CADC converts the membrane. [E]"""
+MAC_INTEGRATION_NOISE = 5e-3
+"""Temporal noise (V, normal sigma) of an integrated result, before the CADC's own read noise:
+about 1.2 LSB. [E]"""
+SYNAPSE_ARRAY_WRITE_TIME = 2e-3
+"""Emulated time of a write that touches a whole synapse cell (256 x 512 entries). [E]"""

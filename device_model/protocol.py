@@ -31,6 +31,26 @@ MADC_INVALID_TIME = 8e-6
 """The first 8 µs of every MADC recording are invalid."""
 MADC_NEURONS_PER_RUN = 2
 
+# --- Synapse array and synapse drivers (BSS-2 geometry; see device_model/synapses.py) -------
+N_HEMISPHERES = 2
+ROWS_PER_HEMISPHERE = 256
+"""Synapse rows of one hemisphere's array; each feeds that hemisphere's 256 neuron columns."""
+COLUMNS_PER_HEMISPHERE = N_NEURONS // N_HEMISPHERES
+N_ROWS = N_HEMISPHERES * ROWS_PER_HEMISPHERE
+"""Rows of the whole chip: row index h * 256 + r (hemisphere h, row r of its array)."""
+ROWS_PER_DRIVER = 2
+DRIVERS_PER_HEMISPHERE = ROWS_PER_HEMISPHERE // ROWS_PER_DRIVER
+N_DRIVERS = N_HEMISPHERES * DRIVERS_PER_HEMISPHERE
+"""Synapse drivers: driver index h * 128 + d drives rows 2d and 2d + 1 of hemisphere h."""
+N_DRIVER_BLOCKS = 4
+"""CapMem blocks that bias the drivers (64 drivers each): see `driver_block`."""
+SYNAPSE_WEIGHT_MAX = 63
+SYNAPSE_ADDRESS_MAX = 63
+ACTIVATION_MAX = 31
+"""MAC input activations are 5 bit."""
+ROW_DISABLED, ROW_EXCITATORY, ROW_INHIBITORY = 0, 1, 2
+"""Values of the `row_mode` cell."""
+
 
 class DeviceError(RuntimeError):
     """A device operation failed."""
@@ -40,7 +60,7 @@ class TransientRunError(DeviceError):
     """A run failed for a transient reason (a retry may succeed)."""
 
 
-Scope = Literal["neuron", "quadrant"]
+Scope = Literal["neuron", "quadrant", "synapse", "driver", "row"]
 Kind = Literal["analog", "digital"]
 
 
@@ -57,8 +77,19 @@ class CellSpec:
     description: str
 
     @property
-    def shape(self) -> tuple[int]:
-        return (N_NEURONS,) if self.scope == "neuron" else (N_QUADRANTS,)
+    def shape(self) -> tuple[int, ...]:
+        return SCOPE_SHAPES[self.scope]
+
+
+SCOPE_SHAPES: dict[str, tuple[int, ...]] = {
+    "neuron": (N_NEURONS,),
+    "quadrant": (N_QUADRANTS,),
+    "synapse": (ROWS_PER_HEMISPHERE, N_NEURONS),
+    "driver": (N_DRIVERS,),
+    "row": (N_ROWS,),
+}
+"""Array shape of a cell of each scope. A synapse cell is indexed [row r, neuron column n]:
+the synapse in row r of hemisphere n // 256 at column n % 256."""
 
 
 def _analog(name: str, default: int, description: str, scope: Scope = "neuron") -> CellSpec:
@@ -110,6 +141,20 @@ CELLS: dict[str, CellSpec] = {
         _switch("reset_hold", "neuron held in reset permanently"),
         _switch("adaptation_enable", "adaptation current enabled"),
         _switch("exponential_enable", "exponential term enabled"),
+        # --- Synapse array, synapse drivers and their biases (device_model/synapses.py) ---
+        CellSpec("synapse_weight", 0, SYNAPSE_WEIGHT_MAX, "synapse", "digital", 0,
+                 "6-bit synapse weight"),
+        CellSpec("synapse_address", 0, SYNAPSE_ADDRESS_MAX, "synapse", "digital", 0,
+                 "6-bit synapse address: the synapse answers events with this address"),
+        CellSpec("row_mode", 0, 2, "row", "digital", ROW_EXCITATORY,
+                 "row drives the excitatory (1) or inhibitory (2) input, or nothing (0)"),
+        CellSpec("driver_enable", 0, 1, "driver", "digital", 1, "synapse driver receives events"),
+        CellSpec("driver_hagen_offset", 0, 63, "driver", "digital", 32,
+                 "offset of the driver's activation-to-pulse-length DAC (higher: shorter)"),
+        _analog("syn_i_bias_dac", 800, "synapse DAC bias current: charge per weight unit",
+                scope="quadrant"),
+        _analog("stp_i_ramp", 500, "drivers' STP ramp current per CapMem block (higher: longer "
+                "pulses per activation)", scope="quadrant"),
     )
 }
 
@@ -132,21 +177,26 @@ def validate_settings(settings: Mapping[str, ArrayLike]) -> dict[str, np.ndarray
             if not np.issubdtype(array.dtype, np.floating) or not np.all(
                 np.isfinite(array) & (array == np.round(array))
             ):
-                raise ValueError(f"cell {name!r} takes integer codes, got dtype {array.dtype}")
+                raise ValueError(
+                    f"cell {name!r} takes integer codes {spec.low}..{spec.high} (a scalar or an "
+                    f"array of shape {spec.shape}), got dtype {array.dtype}"
+                )
         if array.ndim == 0:
             array = np.full(spec.shape, array)
         if array.shape != spec.shape:
             raise ValueError(
                 f"cell {name!r} takes a scalar or an array of shape {spec.shape}, "
-                f"got shape {array.shape}"
+                f"got shape {array.shape} (codes {spec.low}..{spec.high})"
             )
         array = array.astype(np.int64)
         bad = (array < spec.low) | (array > spec.high)
         if bad.any():
-            index = int(np.flatnonzero(bad)[0])
+            flat = int(np.flatnonzero(bad)[0])
+            index = flat if array.ndim == 1 else tuple(
+                int(i) for i in np.unravel_index(flat, array.shape))
             raise ValueError(
-                f"cell {name!r}: code {array[index]} at index {index} outside the allowed "
-                f"range {spec.low}..{spec.high}"
+                f"cell {name!r}: code {array.reshape(-1)[flat]} at index {index} outside the "
+                f"allowed range {spec.low}..{spec.high}"
             )
         checked[name] = array
     return checked

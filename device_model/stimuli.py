@@ -9,6 +9,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 MAX_SYNAPTIC_WEIGHT = 63
 
 
@@ -77,7 +79,48 @@ class SynapticEvents:
         return cls(tuple(start + i * interval for i in range(count)), weight, inhibitory)
 
 
-Stimulus = ResetRelease | CurrentStep | SynapticEvents
+# --- MAC mode (device_model/synapses.py) ------------------------------------------------------
+ACTIVATION_MAX = 31
+MAX_SENDS = 16
+MAC_ROWS = 256
+"""Rows per hemisphere: a MAC vector holds one activation per row."""
+
+
+@dataclass(frozen=True, eq=False)
+class MacActivations:
+    """One MAC integration: every row gets an event carrying its 5-bit activation (0 sends
+    none). `activations` has shape (256,) (the same vector to both hemispheres) or (2, 256)
+    (one vector per hemisphere). The neurons are reset, integrate the events, and the CADC
+    converts their membranes; each CADC sample is one such integration. `sends` sends the
+    vector that many times before the conversion (hxtorch's num_sends), adding its charge."""
+
+    activations: np.ndarray
+    sends: int = 1
+
+    def __post_init__(self) -> None:
+        array = np.asarray(self.activations)
+        allowed = f"shape ({MAC_ROWS},) or (2, {MAC_ROWS}) of integers 0..{ACTIVATION_MAX}"
+        if array.shape not in ((MAC_ROWS,), (2, MAC_ROWS)):
+            raise ValueError(f"activations: got shape {array.shape}; allowed: {allowed}")
+        if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or (
+                np.issubdtype(array.dtype, np.floating) and np.all(np.isfinite(array))
+                and np.all(array == np.round(array)))):
+            raise ValueError(f"activations: got dtype {array.dtype}; allowed: {allowed}")
+        bad = (array < 0) | (array > ACTIVATION_MAX)
+        if bad.any():
+            index = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]),
+                                                            array.shape))
+            raise ValueError(f"activations: value {array[index]} at index "
+                             f"{index if array.ndim > 1 else index[0]} outside 0..{ACTIVATION_MAX}")
+        if isinstance(self.sends, bool) or not isinstance(self.sends, int) or not (
+                1 <= self.sends <= MAX_SENDS):
+            raise ValueError(f"sends = {self.sends!r} is outside the allowed range 1..{MAX_SENDS}")
+        frozen = array.astype(np.int64)
+        frozen.flags.writeable = False
+        object.__setattr__(self, "activations", frozen)
+
+
+Stimulus = ResetRelease | CurrentStep | SynapticEvents | MacActivations
 
 
 def as_stimulus_tuple(stimulus: Stimulus | Sequence[Stimulus] | None) -> tuple[Stimulus, ...]:
@@ -86,9 +129,9 @@ def as_stimulus_tuple(stimulus: Stimulus | Sequence[Stimulus] | None) -> tuple[S
         return ()
     items = (stimulus,) if not isinstance(stimulus, list | tuple) else tuple(stimulus)
     for item in items:
-        if not isinstance(item, ResetRelease | CurrentStep | SynapticEvents):
+        if not isinstance(item, ResetRelease | CurrentStep | SynapticEvents | MacActivations):
             raise ValueError(
-                "stimulus must be ResetRelease, CurrentStep or SynapticEvents, "
+                "stimulus must be ResetRelease, CurrentStep, SynapticEvents or MacActivations, "
                 f"got {type(item).__name__}"
             )
     return items
