@@ -93,10 +93,10 @@ def group_label(failure: Failure) -> str:
         return reason_template(failure.text())
     if failure.kind is FailureKind.AT_BOUND:
         return failure.text()
+    note = f"; {failure.note}" if failure.note else ""
     if failure.kind is FailureKind.OUT_OF_TOLERANCE:
-        return f"{failure.quantity}: outside the tolerance{'; ' + failure.note if failure.note else ''}"
-    words = failure.kind.value.replace("_", " ")
-    return f"{failure.quantity}: {words}{'; ' + failure.note if failure.note else ''}"
+        return f"{failure.quantity}: outside the tolerance{note}"
+    return f"{failure.quantity}: {failure.kind.value.replace('_', ' ')}{note}"
 
 
 def group_failures(

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from calib.core.routine import ParameterRange, Routine
+from calib.core.routine import ParameterRange, Routine, RoutineFailed
 from device_model.protocol import Device, TransientRunError
 
 MAX_RUN_RETRIES = 3
@@ -33,10 +33,6 @@ MAX_RUN_RETRIES = 3
 
 Ranges = ParameterRange | tuple[ParameterRange, ...]
 """What `Algorithm.start` gets: one range, or one per parameter of a multi-parameter routine."""
-
-
-class RoutineFailed(RuntimeError):
-    """A routine could not complete on the device (names the routine)."""
 
 
 class MultiParameterRoutine(Routine):

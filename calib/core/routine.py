@@ -19,6 +19,10 @@ from numpy.typing import ArrayLike
 from device_model.protocol import CAPMEM_MAX, Device
 
 
+class RoutineFailed(RuntimeError):
+    """A routine could not complete on the device (names the routine, or the step and chip)."""
+
+
 @dataclass(frozen=True)
 class ParameterRange:
     """Inclusive range of codes a routine may set."""

@@ -631,13 +631,14 @@ def _gap_notes(node: _NeuronNode, target: NeuronTarget, block: slice) -> list[st
         if not {upper, lower} <= model_quantities:
             continue
         gap = np.asarray(getattr(target, upper))[block] - np.asarray(getattr(target, lower))[block]
-        tolerance = PLANS.quantities()[upper].tolerance + PLANS.quantities()[lower].tolerance
+        specs = PLANS.quantities()
+        tolerance = specs[upper].tolerance + specs[lower].tolerance
         close = np.abs(gap) < tolerance
         if close.any():
             notes.append(
                 f"on node '{node.name}', {upper} - {lower} = {_describe(gap[close])} LSB for "
                 f"{_neurons(int(close.sum()))}, within the calibration tolerances "
-                f"(±{PLANS.quantities()[upper].tolerance:g} and ±{PLANS.quantities()[lower].tolerance:g} LSB): "
+                f"(±{specs[upper].tolerance:g} and ±{specs[lower].tolerance:g} LSB): "
                 "their order may not survive calibration"
             )
     return notes

@@ -15,9 +15,10 @@ import numpy as np
 
 from calib.algorithms import BinarySearch, NoiseRobustBinarySearch
 from calib.algorithms.base import Algorithm, measure_once, with_retries
+from calib.core.retry import retrying
+from calib.core.routine import Routine
 from calib.mac.result import MacResult
 from calib.mac.target import MacTarget
-from calib.routine import Routine
 from calib.routines.cadc import (
     READ_AT_HIGH,
     READ_AT_LOW,
@@ -280,6 +281,7 @@ def calibrate_mac(
         raise ValueError(f"target must be a MacTarget, got {type(target).__name__}")
     started = time.perf_counter()
     stats_start = device.stats
+    device = retrying(device)
     calibration = MacCalibration(device, target, algorithms)
     steps: dict[str, dict[str, float]] = {}
     for name, action in calibration.steps:

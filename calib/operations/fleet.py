@@ -3,8 +3,8 @@
 Each chip is maintained the way a calibration graph maintains a node: first a cheap check of
 its newest stored result for the target (a few device runs, no search); when the check finds
 stale quantities, only those (and what they disturb) are recalibrated, starting from the stored
-result (`calib.sequences.calibrate.recalibrate`); a chip with nothing stored, or whose check cannot run,
-gets a whole calibration. Every task opens
+result (`calib.sequences.calibrate.recalibrate`); a chip with nothing stored, or whose check
+cannot run, gets a whole calibration. Every task opens
 the results store itself and saves its own result (the store takes concurrent writers); a task
 that fails returns its error instead of raising, so one bad chip never stops the others.
 

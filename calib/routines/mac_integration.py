@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.routine import Routine
+from calib.core.routine import Routine
 from calib.routines.mac_patterns import (
     SAMPLES,
     integrated_amplitude,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.routine import ParameterRange, Routine
+from calib.core.routine import ParameterRange, Routine
 from calib.routines.mac_patterns import SAMPLES, driver_amplitudes, driver_pattern
 from device_model.protocol import N_DRIVER_BLOCKS, Device
 from device_model.synapses import DRIVER_BLOCK

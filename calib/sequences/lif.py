@@ -14,9 +14,9 @@ import numpy as np
 from calib.algorithms.base import Algorithm
 from calib.core.failures import Failure, FailureKind
 from calib.core.plans import PLANS, Plan
+from calib.core.retry import retrying
 from calib.core.targets import NeuronTarget
 from calib.routines.adex import lif_only
-from calib.sequences.retry import retrying
 from calib.sequences.session import CalibrationOptions, CalibrationSession
 from device_model.protocol import N_NEURONS, Device
 

@@ -1,7 +1,7 @@
 """The state of one calibration: codes found so far, what went wrong where, and the searches.
 
 A `CalibrationSession` is the `CalibrationContext` every plan's callables receive. Its device is
-under the retry policy (`calib.sequences.retry`).
+under the retry policy (`calib.core.retry`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from calib.algorithms.base import parameter_names as routine_parameter_names
 from calib.algorithms.base import search_ranges as routine_search_ranges
 from calib.core.failures import Failure
 from calib.core.plans import PLANS, Plan
+from calib.core.retry import RetryingDevice
 from calib.core.routine import ParameterRange, Routine
 from calib.core.targets import NeuronTarget
-from calib.sequences.retry import RetryingDevice
 from device_model.protocol import N_NEURONS
 
 
@@ -113,7 +113,8 @@ class CalibrationSession:
         if write:
             self.write(settings)
         else:
-            self.codes.update({cell: np.array(value, copy=True) for cell, value in settings.items()})
+            self.codes.update({cell: np.array(value, copy=True)
+                               for cell, value in settings.items()})
         name = plan.recorded_as
         ranges = routine_search_ranges(routine)
         range_list = (ranges,) if isinstance(ranges, ParameterRange) else tuple(ranges)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from calib.algorithms.base import RoutineFailed
+from calib.core.routine import RoutineFailed
 from device_model.protocol import Device, DeviceError, DeviceStats, TransientRunError
 
 T = TypeVar("T")
