@@ -98,7 +98,9 @@ class QuantitySpec:
 class CalibrationContext(Protocol):
     """What a plan's callables see of a running calibration (`calib.sequences.session`)."""
 
-    device: Device
+    @property
+    def device(self) -> Device: ...
+
     target: NeuronTarget
     goals: dict[str, np.ndarray]
     """Quantity -> per-neuron target value (the target's fields that are set)."""
@@ -109,9 +111,16 @@ class CalibrationContext(Protocol):
 
     def write(self, settings: Mapping[str, Any]) -> None: ...
 
-    def search(self, plan: Plan, routine: Routine, goal: np.ndarray) -> SearchOutcome: ...
+    def search(self, plan: Plan, routine: Routine, goal: np.ndarray, *,
+               record_before: bool | None = None) -> SearchOutcome: ...
 
-    def algorithm(self, plan: Plan) -> Algorithm: ...
+    def record(self, plan: Plan, routine: Routine, outcome: SearchOutcome, *,
+               record_before: bool | None = None, write: bool = False) -> None: ...
+
+    @property
+    def overrides(self) -> dict[str, Algorithm]: ...
+
+    def algorithm(self, routine_name: str, plan: Plan) -> Algorithm: ...
 
     def measure(self, routine: Routine) -> np.ndarray: ...
 
@@ -146,8 +155,8 @@ class Plan:
     routine: RoutineFactory | None = None
     goal: GoalFunction | None = None
     """The search's goal; default: the target of the plan's one quantity."""
-    algorithm: Callable[[], Algorithm] | None = None
-    """Default algorithm (a factory: every calibration gets its own instance)."""
+    algorithm: Callable[[NeuronTarget], Algorithm] | None = None
+    """Default algorithm for a target (a factory: every calibration gets its own instance)."""
     action: StepAction | None = None
     after: tuple[str, ...] = ()
     """Plans that must have run first (when they run at all)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,6 +21,15 @@ from calib.core.failures import (
 from calib.core.plans import PLANS
 from calib.core.targets import NeuronTarget
 from device_model.protocol import CELLS, Device, DeviceStats
+
+
+class ResultsStoreLike(Protocol):
+    """What calibrate() and ensure() need of a results store (`results_store.ResultsStore`)."""
+
+    def save(self, result: Any) -> str: ...
+
+    def latest(self, chip_id: str, target: Any = None) -> Any: ...
+
 
 RECORD_KIND = "neuron_result"
 RECORD_VERSION = 2

@@ -35,9 +35,9 @@ class RetryingDevice:
     def __init__(self, device: Device, *, attempts: int = MAX_ATTEMPTS,
                  first_backoff: float = FIRST_BACKOFF,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        if isinstance(device, RetryingDevice):
-            device = device.device
-        self.device = device
+        self.device: Device = device.device if isinstance(device, RetryingDevice) else device
+        self.chip_id: str = device.chip_id
+        self.n_neurons: int = device.n_neurons
         self.attempts = attempts
         self.first_backoff = first_backoff
         self.sleep = sleep
@@ -46,14 +46,6 @@ class RetryingDevice:
         """Step -> transient failures retried in it."""
 
     # -- the protocol ------------------------------------------------------------------------
-
-    @property
-    def chip_id(self) -> str:
-        return self.device.chip_id
-
-    @property
-    def n_neurons(self) -> int:
-        return self.device.n_neurons
 
     @property
     def stats(self) -> DeviceStats:

@@ -70,7 +70,7 @@ def check_value(field: str, value: ArrayLike, low: float, high: float, unit: str
 
 def _check_capacitance(value: Any) -> int:
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or not (
-            0 <= value <= MAX_MEMBRANE_CAPACITANCE):
+            0 <= int(value) <= MAX_MEMBRANE_CAPACITANCE):
         raise ValueError(f"membrane_capacitance = {value!r} is outside the allowed range "
                          f"0..{MAX_MEMBRANE_CAPACITANCE} (an integer)")
     return int(value)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from calib.algorithms.base import Algorithm
-from calib.core.results import NeuronResult, Provenance
+from calib.core.results import NeuronResult, Provenance, ResultsStoreLike
 from calib.core.targets import NeuronTarget
 from calib.sequences.lif import NeuronCalibration, searched_routines
 from calib.sequences.session import CalibrationOptions
@@ -112,7 +112,7 @@ def calibrate(
     device: Device,
     target: NeuronTarget | None = None,
     *,
-    store: Any = None,
+    store: ResultsStoreLike | None = None,
     algorithm: Algorithm | Mapping[str, Algorithm] | None = None,
     progress: ProgressCallback | None = None,
     options: CalibrationOptions | None = None,
@@ -139,7 +139,7 @@ def recalibrate(
     previous: NeuronResult,
     quantities: Iterable[str],
     *,
-    store: Any = None,
+    store: ResultsStoreLike | None = None,
     algorithm: Algorithm | Mapping[str, Algorithm] | None = None,
     progress: ProgressCallback | None = None,
     options: CalibrationOptions | None = None,

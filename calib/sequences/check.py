@@ -13,6 +13,7 @@ import numpy as np
 from calib.algorithms.base import measure_once
 from calib.core.plans import PLANS
 from calib.core.results import NeuronResult
+from calib.core.retry import retrying
 from calib.routines.membrane import (
     RELEASE_TIME,
     RESET_BELOW_LEAK,
@@ -84,7 +85,7 @@ def _sampled_tau_mem(device: Device, neurons: np.ndarray, duration: float) -> np
     v_leak = device.read_settings(["v_leak"])["v_leak"]
     device.write({"threshold_enable": 0, "v_reset": np.clip(v_leak - RESET_BELOW_LEAK, 0, None)})
     try:
-        trace = device.record_madc(neurons, RELEASE_TIME + duration,
+        trace = device.record_madc([int(n) for n in neurons], RELEASE_TIME + duration,
                                    ResetRelease(release_time=RELEASE_TIME))
     finally:
         device.write(saved)
@@ -96,6 +97,7 @@ def check_result(device: Device, result: NeuronResult, *, apply: bool = True) ->
     """Apply `result` to `device` (unless told not to) and check it still holds."""
     if device.chip_id != result.chip_id:
         raise ValueError(f"result is for chip {result.chip_id!r}, device is {device.chip_id!r}")
+    device = retrying(device)
     runs_before = device.stats.runs
     if apply:
         result.apply(device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from calib.core.results import NeuronResult
+from calib.core.results import NeuronResult, ResultsStoreLike
 from calib.core.targets import NeuronTarget
 from calib.sequences.calibrate import calibrate
 from calib.sequences.check import check_result
@@ -21,7 +21,7 @@ def _age(result: NeuronResult, now: datetime) -> timedelta:
 def ensure(
     device: Device,
     target: NeuronTarget | None = None,
-    store: Any = None,
+    store: ResultsStoreLike | None = None,
     *,
     max_age: timedelta = DEFAULT_MAX_AGE,
     check: bool = True,
