@@ -76,6 +76,13 @@ def _grid(end: float, step: float) -> np.ndarray:
     return np.linspace(0.0, end, count + 1)
 
 
+MAX_SCALE = 10.0
+"""Largest mismatch or noise scale a simulated chip takes (beyond it the model leaves the
+regime it describes)."""
+MAX_DRIFT_HOURS = 1e5
+"""Largest age (h, about 11 years) a simulated chip takes."""
+
+
 class SimulatedChip:
     """A simulated chip with fixed-pattern mismatch, temporal noise, drift and faults.
 
@@ -93,10 +100,17 @@ class SimulatedChip:
     ) -> None:
         if not isinstance(chip_id, str) or not chip_id:
             raise ValueError(f"chip_id must be a non-empty string, got {chip_id!r}")
-        for name, value in (("mismatch_scale", mismatch_scale), ("noise_scale", noise_scale),
-                            ("drift_hours", drift_hours)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} = {value!r} is outside the allowed range >= 0")
+        for name, value, high in (("mismatch_scale", mismatch_scale, MAX_SCALE),
+                                  ("noise_scale", noise_scale, MAX_SCALE),
+                                  ("drift_hours", drift_hours, MAX_DRIFT_HOURS)):
+            if isinstance(value, bool) or not (
+                    isinstance(value, int | float) and math.isfinite(value)
+                    and 0 <= value <= high):
+                raise ValueError(f"{name} = {value!r} is outside the allowed range 0..{high:g}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(
+                seed, int | np.integer) or not 0 <= seed < 2**64):
+            raise ValueError(f"seed = {seed!r} must be an integer 0..2**64-1 (or None: from the "
+                             "chip id)")
         if faults is not None and not isinstance(faults, Faults):
             raise ValueError(f"faults must be a Faults instance or None, got {faults!r}")
         self.chip_id = chip_id
@@ -326,6 +340,8 @@ class SimulatedChip:
         if index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer):
             raise ValueError(f"neurons must be a non-empty sequence of neuron indices "
                              f"0..{N_NEURONS - 1}, got {neurons!r}")
+        if index.size > N_NEURONS:
+            raise ValueError(f"neurons: {index.size} indices, at most {N_NEURONS} per recording")
         if index.min() < 0 or index.max() >= N_NEURONS:
             bad = int(index[(index < 0) | (index >= N_NEURONS)][0])
             raise ValueError(f"neurons: index {bad} is outside the allowed range "

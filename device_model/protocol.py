@@ -172,6 +172,9 @@ def validate_settings(settings: Mapping[str, ArrayLike]) -> dict[str, np.ndarray
             raise ValueError(f"unknown cell {name!r}; known cells: {', '.join(sorted(CELLS))}")
         array = np.asarray(value)
         if array.dtype == bool:
+            if spec.kind == "analog":
+                raise ValueError(f"cell {name!r} takes integer codes {spec.low}..{spec.high}, "
+                                 "got booleans")
             array = array.astype(np.int64)
         if not np.issubdtype(array.dtype, np.integer):
             if not np.issubdtype(array.dtype, np.floating) or not np.all(
@@ -188,7 +191,7 @@ def validate_settings(settings: Mapping[str, ArrayLike]) -> dict[str, np.ndarray
                 f"cell {name!r} takes a scalar or an array of shape {spec.shape}, "
                 f"got shape {array.shape} (codes {spec.low}..{spec.high})"
             )
-        array = array.astype(np.int64)
+        # Compared before the cast: a huge unsigned code must not wrap into the range.
         bad = (array < spec.low) | (array > spec.high)
         if bad.any():
             flat = int(np.flatnonzero(bad)[0])
@@ -198,6 +201,7 @@ def validate_settings(settings: Mapping[str, ArrayLike]) -> dict[str, np.ndarray
                 f"cell {name!r}: code {array.reshape(-1)[flat]} at index {index} outside the "
                 f"allowed range {spec.low}..{spec.high}"
             )
+        array = array.astype(np.int64)
         checked[name] = array
     return checked
 
