@@ -112,7 +112,7 @@ def quantity_histograms(result: NeuronResult, name: str) -> Figure:
     unit = display_unit(name)
     success = np.asarray(result.success, dtype=bool)
     achieved = unit(np.asarray(result.achieved[name], dtype=float))
-    goals = result.target.quantities()
+    goals = result.goals()
     target = unit(float(np.median(goals[name]))) if name in goals else None
     figure = new_figure(6.4, 2.4, constrained=False)
     with report_style():
@@ -197,7 +197,7 @@ def _draw_quadrant_frame(ax: Axes, n_neurons: int) -> None:
 
 def residual_maps(result: NeuronResult) -> Figure:
     """Achieved minus target per neuron over the four quadrants; failed neurons crossed."""
-    targets = result.target.quantities()
+    targets = result.goals()
     names = [name for name in ordered_quantities(result.achieved) if name in targets]
     residuals = {name: np.asarray(result.achieved[name], dtype=float) - targets[name]
                  for name in names}
@@ -305,8 +305,8 @@ def drift_figure(history: Sequence[tuple[object, NeuronResult]]) -> Figure:
                             label="10..90 %")
             ax.plot(times, rows[:, 1], marker="o", markersize=3, color=AFTER_COLOR,
                     label="median")
-            if all(name in r.target.quantities() for r in results):
-                targets = unit(np.array([np.median(r.target.quantities()[name])
+            if all(name in r.goals() for r in results):
+                targets = unit(np.array([np.median(r.goals()[name])
                                          for r in results]))
                 ax.plot(times, targets, color=TARGET_COLOR, linestyle="--", linewidth=1,
                         label="target")

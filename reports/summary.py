@@ -153,7 +153,7 @@ def quantity_rows(result: NeuronResult) -> tuple[QuantityRow, ...]:
     """
     success = np.asarray(result.success, dtype=bool)
     population = success if success.any() else np.ones_like(success)
-    targets = result.target.quantities()
+    targets = result.goals()
     failed = result.failed_quantities()
     rows = []
     for name in ordered_quantities(result.achieved):

@@ -148,6 +148,26 @@ def measure_once(routine: Routine, device: Device) -> np.ndarray:
         routine.postlude(device)
 
 
+def measure_range(routine: Routine, device: Device) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the lowest and highest observable over the routine's code range (read at its
+    two ends, with the device as configured otherwise); the present codes are restored."""
+    saved = device.read_settings([routine.parameter])
+    limits = routine.parameter_range
+    with_retries(routine, routine.prelude, device)
+    try:
+        ends = []
+        for code in (limits.low, limits.high):
+            with_retries(routine, routine.apply, device,
+                         np.full_like(saved[routine.parameter], code))
+            ends.append(with_retries(routine, routine.measure, device))
+    finally:
+        routine.postlude(device)
+        device.write(saved)
+        device.write(saved)  # a step across the whole range settles over two waits
+    with np.errstate(invalid="ignore"):
+        return np.fmin(*ends), np.fmax(*ends)
+
+
 class Algorithm(ABC):
     """Searches codes so that a routine's observable reaches a per-unit target.
 

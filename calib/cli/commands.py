@@ -43,11 +43,11 @@ from calib.cli.app import (
     output_console,
 )
 from calib.cli.target_file import (
-    CAPACITANCE_FIELD,
     build_target,
     cli_range,
     cli_unit,
     read_target_file,
+    setting_spec,
     target_as_cli_values,
     target_fields,
 )
@@ -294,10 +294,6 @@ def calibrate(
         "--target", metavar="FILE.toml", rich_help_panel=TARGET_PANEL,
         help="TOML file of target fields in µs and CADC LSB; flags below override it.")] = None,
     target_flags: dict[str, float | None] | None = None,
-    membrane_capacitance: Annotated[int | None, typer.Option(
-        "--membrane-capacitance", metavar="UNITS", rich_help_panel=TARGET_PANEL,
-        help="Capacitance units set on every neuron (0..63; default 63); not calibrated, "
-             "it scales tau_mem.")] = None,
     nir_file: Annotated[Path | None, typer.Option(
         "--nir", metavar="FILE", rich_help_panel="Target from a NIR graph",
         help="Calibrate the neurons of a NIR graph (.nir file) instead of a target.")] = None,
@@ -329,7 +325,7 @@ def calibrate(
     the default LIF target, a TOML file (--target), single fields (--tau-mem 12 ...), or the
     neurons of a NIR graph (--nir). Exits 1 when more than --max-failed of the neurons failed.
     """
-    flags = {**(target_flags or {}), "membrane_capacitance": membrane_capacitance}
+    flags = dict(target_flags or {})
     out, err = output_console(), error_console()
     choice = choose_target(target_file, flags, nir_file, speedup, clip)
     simulation = Simulation(
@@ -603,7 +599,7 @@ def targets() -> None:
     defaults = target_as_cli_values(NeuronTarget())
     for name in target_fields():
         low, high = cli_range(name)
-        if name == CAPACITANCE_FIELD:
+        if setting_spec(name) is not None:
             tolerance = "not calibrated"
         else:
             spec = quantity_spec(name)

@@ -26,13 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from calib.core.plans import quantity_spec
-from calib.core.targets import DEFAULT_MEMBRANE_CAPACITANCE, MAX_MEMBRANE_CAPACITANCE, NeuronTarget
+from calib.core.plans import PLANS, SettingSpec, quantity_spec
+from calib.core.targets import NeuronTarget
 from device_model.protocol import N_NEURONS
 
 MICROSECOND = 1e-6
 CAPACITANCE_FIELD = "membrane_capacitance"
-CAPACITANCE_RANGE = (0, MAX_MEMBRANE_CAPACITANCE)
+
+
+def setting_spec(name: str) -> SettingSpec | None:
+    """The spec of a target field that is set, not calibrated (None for a quantity)."""
+    return PLANS.settings().get(name)
 
 
 @dataclass(frozen=True)
@@ -48,16 +52,16 @@ NOT_CALIBRATED = "not calibrated"
 
 def cli_unit(name: str) -> CliUnit:
     """The command-line unit of a target field (µs for times, CADC LSB for potentials)."""
-    if name == CAPACITANCE_FIELD:
-        return CliUnit("units", 1.0)
+    if (setting := setting_spec(name)) is not None:
+        return CliUnit(setting.unit, 1.0)
     spec = quantity_spec(name)
     return CliUnit("µs", MICROSECOND) if spec.unit == "s" else CliUnit(spec.unit, 1.0)
 
 
 def cli_range(name: str) -> tuple[float, float]:
     """Allowed target range of a field in command-line units."""
-    if name == CAPACITANCE_FIELD:
-        return CAPACITANCE_RANGE
+    if (setting := setting_spec(name)) is not None:
+        return setting.low, setting.high
     spec = quantity_spec(name)
     scale = cli_unit(name).to_si
     # round away the float noise of the unit conversion (0.3e-6 / 1e-6 = 0.29999999999999993)
@@ -71,8 +75,8 @@ def target_fields() -> list[str]:
 
 def default_value(name: str) -> float | None:
     """A field's default, in command-line units (None: not calibrated unless asked for)."""
-    if name == CAPACITANCE_FIELD:
-        return float(DEFAULT_MEMBRANE_CAPACITANCE)
+    if (setting := setting_spec(name)) is not None:
+        return float(setting.default)
     default = quantity_spec(name).default
     if default is None:
         return None
@@ -100,11 +104,11 @@ def _checked_scalar(name: str, where: str, value: Any) -> float:
 
 def _checked(name: str, where: str, value: Any) -> float | np.ndarray:
     """A field's value in command-line units, checked against its range."""
-    if name == CAPACITANCE_FIELD:
-        low, high = CAPACITANCE_RANGE
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"{where} = {value!r} is outside the allowed range {low}..{high} "
-                             "(an integer number of capacitance units)")
+    if (setting := setting_spec(name)) is not None:
+        if isinstance(value, bool) or not isinstance(value, int) or not (
+                setting.low <= value <= setting.high):
+            raise ValueError(f"{where} = {value!r} is outside the allowed range "
+                             f"{setting.low}..{setting.high} (an integer, {setting.unit})")
         return value
     if isinstance(value, list | tuple | np.ndarray):
         values = list(value)
@@ -129,7 +133,7 @@ def build_target(values: Mapping[str, Any], source: str | None = None) -> Neuron
     converted: dict[str, Any] = {}
     for name, value in values.items():
         checked = _checked(name, f"{prefix}{name}", value)
-        if name == CAPACITANCE_FIELD:
+        if setting_spec(name) is not None:
             converted[name] = checked
         else:
             converted[name] = checked * cli_unit(name).to_si
@@ -163,9 +167,9 @@ def target_as_cli_values(target: NeuronTarget) -> dict[str, float | str]:
     for name in target_fields():
         value = getattr(target, name)
         if value is None:
-            shown[name] = NOT_CALIBRATED
+            shown[name] = quantity_spec(name).unset
             continue
-        if name == CAPACITANCE_FIELD:
+        if setting_spec(name) is not None:
             shown[name] = value
             continue
         scale = cli_unit(name).to_si

@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 import typer
 
 from calib.cli.target_file import cli_range, cli_unit, default_value
-from calib.core.plans import PLANS
+from calib.core.plans import PLANS, quantity_spec
 
 TARGET_PANEL = "Target (µs for times, CADC LSB for potentials; default: calix's LIF defaults)"
 FLAGS_PARAMETER = "target_flags"
@@ -32,7 +32,7 @@ def target_option(name: str) -> Any:
     unit = cli_unit(name)
     low, high = cli_range(name)
     default = default_value(name)
-    shown = "not calibrated" if default is None else f"{default:g}"
+    shown = quantity_spec(name).unset if default is None else f"{default:g}"
     return typer.Option(
         flag_name(name), metavar=unit.label,
         help=f"{name} in {unit.label} ({low:g}..{high:g}; default {shown}).",
@@ -56,9 +56,13 @@ class TargetFlagsCommand:
 
     @staticmethod
     def _flags() -> list[inspect.Parameter]:
-        return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                  annotation=Annotated[float | None, target_option(name)])
-                for name in PLANS.quantities()]
+        quantities = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[float | None, target_option(name)])
+                      for name in PLANS.quantities()]
+        settings = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                      annotation=Annotated[int | None, target_option(name)])
+                    for name in PLANS.settings()]
+        return quantities + settings
 
     @property
     def __signature__(self) -> inspect.Signature:
@@ -78,7 +82,7 @@ class TargetFlagsCommand:
         return {**hints, **{flag.name: flag.annotation for flag in self._flags()}}
 
     def __call__(self, **kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name, None) for name in PLANS.quantities()}
+        given = {name: kwargs.pop(name, None) for name in (*PLANS.quantities(), *PLANS.settings())}
         return self.command(**kwargs, **{FLAGS_PARAMETER: given})
 
 

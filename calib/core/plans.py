@@ -67,6 +67,8 @@ class QuantitySpec:
     description: str = ""
     long_name: str = ""
     """A few words for plots and exports (CF `long_name`); the name when empty."""
+    unset: str = "not calibrated"
+    """What a target that leaves the field unset (None) gets."""
 
     def __post_init__(self) -> None:
         if not self.low <= self.high:
@@ -95,6 +97,25 @@ class QuantitySpec:
         return np.full_like(target, self.tolerance, dtype=float)
 
 
+@dataclass(frozen=True)
+class SettingSpec:
+    """A target field that is set, not calibrated: an integer code with its range."""
+
+    name: str
+    low: int
+    high: int
+    default: int
+    unit: str = "code"
+    description: str = ""
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or not (
+                self.low <= int(value) <= self.high):
+            raise ValueError(f"{self.name} = {value!r} is outside the allowed range "
+                             f"{self.low}..{self.high} (an integer)")
+        return int(value)
+
+
 class CalibrationContext(Protocol):
     """What a plan's callables see of a running calibration (`calib.sequences.session`)."""
 
@@ -106,6 +127,7 @@ class CalibrationContext(Protocol):
     """Quantity -> per-neuron target value (the target's fields that are set)."""
     codes: dict[str, np.ndarray]
     options: Any
+    models: dict[str, dict[str, np.ndarray]]
     state: dict[str, Any]
     """Plan-owned scratch space: what one step leaves for a later one (e.g. AdEx guesses)."""
 
@@ -150,6 +172,8 @@ class Plan:
     rank: float
     """Position among the steps that `after` leaves unordered (lower runs first)."""
     quantities: tuple[QuantitySpec, ...] = ()
+    settings: tuple[SettingSpec, ...] = ()
+    """Target fields the step uses as they are (e.g. the membrane capacitance)."""
     cells: tuple[str, ...] = ()
     """The cells the step sets (the first is the one a single-cell oracle scans)."""
     routine: RoutineFactory | None = None
@@ -239,6 +263,10 @@ class PlanRegistry:
         plans = sorted(self, key=lambda plan: (
             plan.rank if plan.display_rank is None else plan.display_rank))
         return {spec.name: spec for plan in plans for spec in plan.quantities}
+
+    def settings(self) -> dict[str, SettingSpec]:
+        """Every target field that is set, not calibrated."""
+        return {spec.name: spec for plan in self for spec in plan.settings}
 
     def plan_of(self, quantity: str) -> Plan:
         """The plan that declares `quantity`."""

@@ -117,9 +117,17 @@ class NeuronResult:
         """Quantity (or step) -> the neurons failing on it."""
         return by_quantity(self.failure_records)
 
+    def goals(self) -> dict[str, np.ndarray]:
+        """Per quantity, the per-neuron value aimed at: the target's, or for a quantity the
+        target left to the chip (a matched PSP amplitude) the value the calibration chose."""
+        goals = {name: np.asarray(params["target"], dtype=float)
+                 for name, params in self.models.items() if "target" in params}
+        return {**goals, **self.target.quantities()}
+
     def residuals(self) -> dict[str, np.ndarray]:
-        targets = self.target.quantities()
-        return {name: values - targets[name] for name, values in self.achieved.items()}
+        goals = self.goals()
+        return {name: values - goals[name] for name, values in self.achieved.items()
+                if name in goals}
 
     def to_settings(self) -> dict[str, np.ndarray]:
         """The cell codes to write so that a chip behaves as calibrated."""
@@ -142,7 +150,7 @@ class NeuronResult:
 
     def summary(self) -> str:
         """One table a person can read."""
-        targets = self.target.quantities()
+        targets = self.goals()
         ok = self.success
         lines = [
             f"chip {self.chip_id}: {int(ok.sum())}/{ok.size} neurons calibrated "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +22,6 @@ from calib.core.plans import PLANS, QuantitySpec, quantity_spec
 from device_model.protocol import N_NEURONS
 
 TargetValue = float | np.ndarray
-
-MAX_MEMBRANE_CAPACITANCE = 63
-"""Capacitance units of the membrane (6 bit)."""
-DEFAULT_MEMBRANE_CAPACITANCE = MAX_MEMBRANE_CAPACITANCE
-SETTINGS = ("membrane_capacitance",)
-"""Target fields that are set, not calibrated."""
 
 __all__ = ["NeuronTarget", "QuantitySpec", "TargetValue", "check_value", "quantity_spec"]
 
@@ -68,28 +61,22 @@ def check_value(field: str, value: ArrayLike, low: float, high: float, unit: str
     return array
 
 
-def _check_capacitance(value: Any) -> int:
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or not (
-            0 <= int(value) <= MAX_MEMBRANE_CAPACITANCE):
-        raise ValueError(f"membrane_capacitance = {value!r} is outside the allowed range "
-                         f"0..{MAX_MEMBRANE_CAPACITANCE} (an integer)")
-    return int(value)
-
-
 class NeuronTarget:
     """The behaviour asked of every neuron (defaults: calix's published LIF defaults).
 
-    Immutable; equal targets have equal fingerprints. `membrane_capacitance` (0..63 units, set on
-    every neuron, not calibrated) scales tau_mem.
+    Immutable; equal targets have equal fingerprints. Besides the quantities, the plans declare
+    settings: integer fields used as they are (e.g. `membrane_capacitance`, 0..63 units on
+    every neuron, which scales tau_mem).
     """
 
     __slots__ = ("_values",)
 
     def __init__(self, **values: Any) -> None:
         specs = PLANS.quantities()
-        unknown = set(values) - set(specs) - set(SETTINGS)
+        settings = PLANS.settings()
+        unknown = set(values) - set(specs) - set(settings)
         if unknown:
-            known = ", ".join([*specs, *SETTINGS])
+            known = ", ".join([*specs, *settings])
             raise ValueError(f"unknown target fields: {', '.join(sorted(unknown))}; "
                              f"known: {known}")
         checked: dict[str, Any] = {}
@@ -97,8 +84,8 @@ class NeuronTarget:
             value = values.get(name, spec.default)
             checked[name] = None if value is None else check_value(
                 name, value, spec.low, spec.high, spec.unit)
-        checked["membrane_capacitance"] = _check_capacitance(
-            values.get("membrane_capacitance", DEFAULT_MEMBRANE_CAPACITANCE))
+        for name, setting in settings.items():
+            checked[name] = setting.check(values.get(name, setting.default))
         object.__setattr__(self, "_values", checked)
         for plan in PLANS:
             check = plan.extra.get("check_target")
@@ -123,7 +110,7 @@ class NeuronTarget:
     @staticmethod
     def field_names() -> tuple[str, ...]:
         """Every target field: the registered quantities, then the settings."""
-        return (*PLANS.quantities(), *SETTINGS)
+        return (*PLANS.quantities(), *PLANS.settings())
 
     @property
     def optional_set(self) -> tuple[str, ...]:
@@ -134,13 +121,14 @@ class NeuronTarget:
     @property
     def adex(self) -> tuple[str, ...]:
         """The AdEx quantities this target asks for (empty for a LIF target)."""
-        return self.optional_set
+        return tuple(name for plan in PLANS if not plan.lif_part
+                     for name in plan.quantity_names if self._values.get(name) is not None)
 
     def quantities(self) -> dict[str, np.ndarray]:
         """Every quantity the target sets, as a per-neuron float array, in plan order."""
         return {name: np.broadcast_to(value, (N_NEURONS,)).astype(float)
                 for name, value in self._values.items()
-                if name not in SETTINGS and value is not None}
+                if name not in PLANS.settings() and value is not None}
 
     # -- plain data --------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ def _quantity_shift(
     failed_now = current.failed_quantities().get(name, set())
     target_shift = None
     spec = PLANS.quantities().get(name)
-    goals_now, goals_before = current.target.quantities(), previous.target.quantities()
+    goals_now, goals_before = current.goals(), previous.goals()
     if name in goals_now and name in goals_before:
         target_shift = float(np.median(
             goals_now[name] - goals_before[name]

@@ -8,7 +8,8 @@ from numpy.typing import ArrayLike
 from calib.algorithms import NoiseRobustBinarySearch
 from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
 from calib.core.routine import Routine
-from device_model.protocol import CAPMEM_MAX, Device
+from calib.core.targets import NeuronTarget
+from device_model.protocol import CAPMEM_MAX, N_NEURONS, Device
 from observables.cadc import cadc_mean
 
 POTENTIAL_SAMPLES = 200
@@ -23,6 +24,20 @@ below the level over which the sample density is measured."""
 MIN_BAND_SAMPLES = 50
 FAST_REFRACTORY = {"refractory_counter": 1, "refractory_clock_scale": 0}
 """Shortest refractory time: a firing neuron spends its time on the rising trajectory."""
+PLATEAU_AT_10US = 5.0
+"""The reset clamp is finite and also feels the leak, pulled to the top for the reading: the
+held potential sits about this many LSB above the reset at tau_mem 10 us, more with a faster
+membrane (a larger leak conductance against the clamp's), in proportion to 1 / tau_mem."""
+PLATEAU_MARGIN = 10.0
+"""LSB kept between the held potential and the threshold; closer, the reset is lowered."""
+
+
+def plateau_crowds(threshold: ArrayLike, reset: ArrayLike, tau_mem: ArrayLike) -> np.ndarray:
+    """Neurons whose held reset potential may reach their threshold while it is read: their
+    reset is lowered for the reading (elsewhere it stays, the firing trajectory starts there)."""
+    plateau = PLATEAU_AT_10US * 10e-6 / np.asarray(tau_mem, dtype=float)
+    gap = np.asarray(threshold, dtype=float) - np.asarray(reset, dtype=float)
+    return np.broadcast_to(gap < 2 * plateau + PLATEAU_MARGIN, (N_NEURONS,))
 
 
 class _CadcPotential(Routine):
@@ -66,17 +81,24 @@ class ThresholdPotential(Routine):
     name = "threshold"
     parameter = "v_threshold"
 
-    def __init__(self, samples: int = THRESHOLD_SAMPLES, reads: int = THRESHOLD_READS) -> None:
+    def __init__(self, samples: int = THRESHOLD_SAMPLES, reads: int = THRESHOLD_READS,
+                 lower_reset: ArrayLike | None = None) -> None:
+        """`lower_reset`: neurons read with their reset at its lowest code (`plateau_crowds`)."""
         self.samples = samples
         self.reads = reads
+        self.lower_reset = None if lower_reset is None else np.asarray(lower_reset, bool)
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
-        return {
+        settings: dict[str, ArrayLike] = {
             "threshold_enable": 1,
             "reset_hold": 0,
             "v_leak": CAPMEM_MAX,
             **FAST_REFRACTORY,
         }
+        if self.lower_reset is not None and self.lower_reset.any():
+            v_reset = device.read_settings(["v_reset"])["v_reset"]
+            settings["v_reset"] = np.where(self.lower_reset, 0, v_reset)
+        return settings
 
     def measure(self, device: Device) -> np.ndarray:
         codes = device.read_cadc(samples=self.samples * self.reads).astype(float)
@@ -130,6 +152,30 @@ def _final_leak(context: CalibrationContext, plan: Plan) -> None:
     context.write({"threshold_enable": 1})
 
 
+def check_consistency(target: NeuronTarget) -> None:
+    """Fields that contradict each other: one ValueError naming both fields and why.
+
+    The leak must not lie above the threshold (the neuron would fire without input, and its
+    resting potential could not be read), and the reset must lie below the threshold (a neuron
+    reset at or above it fires again at once).
+    """
+    rules = (
+        ("threshold", "leak", np.greater_equal, "is below",
+         "a neuron resting above its threshold fires without input"),
+        ("reset", "threshold", np.less, "is not below",
+         "a neuron reset at or above its threshold fires again at once"),
+    )
+    for first, second, holds, relation, why in rules:
+        a = np.broadcast_to(np.asarray(getattr(target, first), float), (N_NEURONS,))
+        b = np.broadcast_to(np.asarray(getattr(target, second), float), (N_NEURONS,))
+        bad = np.flatnonzero(~holds(a, b))
+        if bad.size:
+            n = int(bad[0])
+            scalar = np.ndim(getattr(target, first)) == 0 and np.ndim(getattr(target, second)) == 0
+            where = "" if scalar else f" (neuron {n}, {bad.size} neurons in all)"
+            raise ValueError(f"{first} = {a[n]:g} {relation} {second} = {b[n]:g}{where}: {why}")
+
+
 LEAK = register_plan(Plan(
     name="leak",
     rank=2,
@@ -151,7 +197,7 @@ LEAK_FINAL = register_plan(Plan(
     cells=("v_leak",),
     action=_final_leak,
     algorithm=lambda target: NoiseRobustBinarySearch(),
-    after=("reference_exc", "reference_inh", "refractory_time", "adex_switches"),
+    after=("psp_amplitude_exc", "psp_amplitude_inh", "refractory_time", "adex_switches"),
     recalibratable=False,
     extra={"searches": ()},  # its search is the leak's ("leak" in an algorithm mapping)
 ))
@@ -177,7 +223,10 @@ THRESHOLD = register_plan(Plan(
         description="membrane potential at which the neuron spikes",
         long_name="threshold potential"),),
     cells=("v_threshold",),
-    routine=lambda context: ThresholdPotential(context.options.threshold_samples),
+    routine=lambda context: ThresholdPotential(
+        context.options.threshold_samples, lower_reset=plateau_crowds(
+            context.goals["threshold"], context.goals["reset"], context.goals["tau_mem"])),
     algorithm=lambda target: NoiseRobustBinarySearch(),
     after=("reset",),
+    extra={"check_before_run": check_consistency},
 ))

@@ -2,26 +2,53 @@
 
 t_ref = counter * 2**(scale + 1) / 250 MHz. The finest clock scale whose counter range covers the
 target is chosen per neuron. The verification measures each neuron's firing period with the
-target setting and with a zero counter (leak over threshold): their difference is t_ref.
+target setting and with a zero counter: their difference is t_ref. Both are measured with the
+leak pulled far above the threshold, the strongest leak bias (a fast membrane, so that the
+comparator's run-to-run jitter barely moves the period) and the reset at its lowest code (so
+that the reset clamp, which also feels the leak, holds the membrane below the threshold). Each
+neuron's period is counted over a window of about TARGET_SPIKES periods; neurons that need
+different windows are counted in separate runs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from calib.core.failures import Failure, FailureKind
 from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
-from device_model.protocol import CAPMEM_MAX, CELLS, Device
+from device_model.protocol import CAPMEM_MAX, CELLS, SPIKE_COUNTER_MAX, Device
 
 CLOCK_FREQUENCY = 250e6
 """Base clock of the refractory counters (BrainScaleS-2)."""
 MAX_COUNTER = CELLS["refractory_counter"].high
 MAX_SCALE = CELLS["refractory_clock_scale"].high
 VERIFY_RUNS = 4
-PROBE_DURATION = 100e-6
+"""Counting runs per window: the window opens at a random phase of the cycle, so the mean
+count over the runs is unbiased."""
+PROBE_DURATIONS = (10e-6, 300e-6)
+"""Windows of the first count without refractory time: the shorter one for fast neurons (the
+longer would overflow the counter), the longer for slow ones."""
 TARGET_SPIKES = 200
-"""Spikes per verification run: enough resolution without reaching the 8-bit counter limit."""
+"""Spikes per counting window: enough resolution without reaching the 8-bit counter limit."""
+WINDOW_STEP = 2.0
+"""Windows are rounded to powers of this factor, so that few runs serve all neurons."""
+SHORTEST_WINDOW = 1e-6
+LONGEST_WINDOW = 50e-3
+OVERFLOW_RETRIES = 2
+"""A neuron whose count overflowed is counted again in a window this many times shorter, up
+to this many times."""
+VERIFY_SETTINGS = {
+    "threshold_enable": 1,
+    "reset_hold": 0,
+    "v_leak": CAPMEM_MAX,
+    "i_bias_leak": CAPMEM_MAX,
+    "leak_divide": 0,
+    "leak_multiply": 0,
+    "v_reset": 0,
+}
 
 
 def refractory_time(counter: ArrayLike, scale: ArrayLike) -> np.ndarray:
@@ -42,29 +69,102 @@ def refractory_settings(target: ArrayLike) -> dict[str, np.ndarray]:
     }
 
 
-def _mean_period(device: Device, duration: float) -> np.ndarray:
-    """Mean inter-spike period per neuron; NaN where it did not fire or the counter overflowed."""
-    readouts = [device.count_spikes(duration) for _ in range(VERIFY_RUNS)]
+@dataclass(frozen=True)
+class RefractoryCheck:
+    """The verification's outcome per neuron."""
+
+    measured: np.ndarray
+    """Measured refractory time (s); NaN where it could not be measured."""
+    why: np.ndarray
+    """Why not, per neuron (empty where measured)."""
+
+
+def _count(device: Device, window: float) -> tuple[np.ndarray, np.ndarray]:
+    """(total spikes over VERIFY_RUNS runs, any run overflowed) per neuron."""
+    readouts = [device.count_spikes(window) for _ in range(VERIFY_RUNS)]
     total = np.sum([r.counts for r in readouts], axis=0).astype(float)
     overflow = np.any([r.overflow for r in readouts], axis=0)
-    valid = (total > 0) & ~overflow
-    return np.where(valid, VERIFY_RUNS * duration / np.maximum(total, 1), np.nan)
+    return total, overflow
 
 
-def measure_refractory_time(device: Device, settings: dict[str, np.ndarray]) -> np.ndarray:
-    """Measured refractory time per neuron with `settings` (NaN where a neuron does not fire)."""
-    saved = device.read_settings(["threshold_enable", "reset_hold", "v_leak", *settings])
+def _window(period: np.ndarray) -> np.ndarray:
+    """A window of about TARGET_SPIKES periods, rounded to a power of WINDOW_STEP."""
+    wanted = np.clip(TARGET_SPIKES * period, SHORTEST_WINDOW, LONGEST_WINDOW)
+    return WINDOW_STEP ** np.round(np.log(wanted) / np.log(WINDOW_STEP))
+
+
+def _periods(
+    device: Device, expected: np.ndarray, wanted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean firing period, no spikes at all) of the `wanted` neurons, each counted in a
+    window fitted to its `expected` period; NaN where not measured."""
+    period = np.full(expected.shape, np.nan)
+    silent = np.zeros(expected.shape, dtype=bool)
+    window = _window(expected)
+    todo = wanted.copy()
+    for _ in range(OVERFLOW_RETRIES + 1):
+        overflowed = np.zeros_like(todo)
+        for length in np.unique(window[todo]):
+            members = todo & (window == length)
+            total, overflow = _count(device, float(length))
+            counted = members & ~overflow & (total > 0)
+            period[counted] = VERIFY_RUNS * length / total[counted]
+            silent |= members & ~overflow & (total == 0)
+            overflowed |= members & overflow
+        todo = overflowed & (window / WINDOW_STEP**2 >= SHORTEST_WINDOW)
+        window = np.where(todo, window / WINDOW_STEP**2, window)
+        if not todo.any():
+            break
+    return period, silent
+
+
+def _probe(device: Device) -> np.ndarray:
+    """Rough firing period per neuron without refractory time (NaN: no spikes counted)."""
+    short, long = PROBE_DURATIONS
+    total_short, overflow_short = _count(device, short)
+    total_long, overflow_long = _count(device, long)
+    from_long = ~overflow_long & (total_long > 0)
+    from_short = ~overflow_short & (total_short > 0)
+    period = np.where(from_long, VERIFY_RUNS * long / np.maximum(total_long, 1), np.nan)
+    period = np.where(
+        ~from_long & from_short, VERIFY_RUNS * short / np.maximum(total_short, 1), period
+    )
+    # faster than the counter in the short window: an upper bound, the count's window shrinks
+    return np.where(overflow_short, short / SPIKE_COUNTER_MAX, period)
+
+
+def measure_refractory_time(device: Device, settings: dict[str, np.ndarray]) -> RefractoryCheck:
+    """Measured refractory time per neuron with `settings` (counter and clock scale), and why
+    a neuron could not be measured."""
+    names = ["refractory_counter", "refractory_clock_scale"]
+    saved = device.read_settings([*VERIFY_SETTINGS, *names])
     expected = refractory_time(settings["refractory_counter"], settings["refractory_clock_scale"])
+    n = expected.shape[0]
+    why = np.full(n, "", dtype=object)
     try:
-        device.write({"threshold_enable": 1, "reset_hold": 0, "v_leak": CAPMEM_MAX,
-                      "refractory_counter": 0, "refractory_clock_scale": 0})
-        probe = float(np.nanmedian(_mean_period(device, PROBE_DURATION)))
-        base_period = _mean_period(device, TARGET_SPIKES * probe)
+        device.write({**VERIFY_SETTINGS, "refractory_counter": 0, "refractory_clock_scale": 0})
+        device.write(VERIFY_SETTINGS)  # the leak's large step settles over two waits
+        rise = _probe(device)
+        fires = np.isfinite(rise)
+        why[~fires] = (
+            f"no spike in {PROBE_DURATIONS[-1] * 1e6:g} µs with the leak pulled "
+            "above the threshold (the neuron does not fire)"
+        )
+        base, silent_base = _periods(device, rise, fires)
         device.write(settings)
-        period = _mean_period(device, TARGET_SPIKES * (probe + float(np.max(expected))))
+        period, silent = _periods(device, base + expected, np.isfinite(base))
     finally:
         device.write(saved)
-    return period - base_period
+        device.write(saved)
+    missing = fires & ~np.isfinite(base)
+    why[missing & silent_base] = "stopped firing when counted without refractory time"
+    why[missing & ~silent_base] = (
+        f"fires faster than the {SPIKE_COUNTER_MAX}-spike counter can count in the shortest window"
+    )
+    lost = fires & np.isfinite(base) & ~np.isfinite(period)
+    why[lost & silent] = "does not fire with its refractory setting"
+    why[lost & ~silent] = "fires faster with its refractory setting than the counter can count"
+    return RefractoryCheck(measured=period - base, why=why)
 
 
 # -- plan -----------------------------------------------------------------------------------
@@ -82,15 +182,16 @@ def _set_refractory(context: CalibrationContext, plan: Plan) -> None:
 def _verify(context: CalibrationContext) -> dict[str, np.ndarray]:
     """The time the settings give, and (for the judgement) what a firing neuron shows."""
     settings = context.device.read_settings(["refractory_counter", "refractory_clock_scale"])
-    context.state["refractory_measured"] = measure_refractory_time(context.device, settings)
+    context.state["refractory_check"] = measure_refractory_time(context.device, settings)
     return {"refractory_time": refractory_time(*settings.values())}
 
 
 def _judge(context: CalibrationContext, achieved: dict[str, np.ndarray]) -> list[Failure]:
     expected = achieved.get("refractory_time")
-    measured = context.state.get("refractory_measured")
-    if expected is None or measured is None:
+    check = context.state.get("refractory_check")
+    if expected is None or check is None:
         return []
+    measured = check.measured
     disagrees = ~(np.abs(measured - expected) <= np.maximum(VERIFY_TOLERANCE * expected,
                                                             VERIFY_FLOOR))
     failures = []
@@ -106,7 +207,7 @@ def _judge(context: CalibrationContext, achieved: dict[str, np.ndarray]) -> list
             failures.append(Failure(
                 int(neuron), "refractory_time", FailureKind.MEASUREMENT_FAILED,
                 target=float(expected[neuron]), unit="s",
-                note="no firing period to measure it from"))
+                note=f"not verified: {check.why[neuron]}"))
     return failures
 
 

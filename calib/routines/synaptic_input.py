@@ -15,15 +15,16 @@ from numpy.typing import ArrayLike
 
 from calib.algorithms import BinarySearch, NoiseRobustBinarySearch
 from calib.algorithms.fitting import FittingSearch
-from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
+from calib.core.plans import CalibrationContext, Plan, QuantitySpec, SettingSpec, register_plan
 from calib.core.routine import Routine
+from calib.core.targets import NeuronTarget
 from calib.routines.membrane import (
     bin_factor,
     leak_switches,
     nominal_leak_bias,
     record_decays,
 )
-from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, Device
+from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, N_NEURONS, Device
 from device_model.stimuli import SynapticEvents
 from observables.cadc import cadc_mean
 from observables.time_constants import psp_time_constants
@@ -188,6 +189,70 @@ class SynapticGain(Routine):
         return np.abs(peak - baseline)
 
 
+NOMINAL_PSP_PER_SECOND = 1.1e6
+"""Nominal PSP amplitude (CADC LSB) of the gain train per second of `train_response` at the
+reference gm bias, characterised on the design's mismatch-free chip."""
+NOMINAL_GM_REFERENCE = 500.0
+NOMINAL_GM_EXPONENT = 0.8
+"""The amplitude grows about as (gm code / reference) ** exponent (design figure)."""
+FEASIBLE_SPREAD = 1.5
+"""Neurons reach up to about this factor above a nominal neuron (gm and DAC mismatch)."""
+DEFAULT_GM_BIAS = 500
+"""Transconductance bias whose chip median sets a PSP amplitude left None (as calix matches
+the synaptic input to the chip's median at a given bias by default)."""
+
+
+def train_response(tau_mem: float, tau_syn: float) -> float:
+    """Peak (s) of the nominal membrane response to the gain train, per unit charge rate:
+    the sum over its events of tau_m tau_s / (tau_m - tau_s) (exp(-s/tau_m) - exp(-s/tau_s))."""
+    t = np.linspace(0.0, GAIN_TRAIN_SPACING * GAIN_TRAIN_EVENTS + 5 * max(tau_mem, tau_syn), 4000)
+    response = np.zeros_like(t)
+    for k in range(GAIN_TRAIN_EVENTS):
+        s = np.clip(t - k * GAIN_TRAIN_SPACING, 0.0, None)
+        if np.isclose(tau_mem, tau_syn):
+            response += s * np.exp(-s / tau_syn)
+        else:
+            response += (tau_mem * tau_syn / (tau_mem - tau_syn)
+                         * (np.exp(-s / tau_mem) - np.exp(-s / tau_syn)))
+    return float(response.max())
+
+
+def largest_psp(tau_mem: ArrayLike, tau_syn: ArrayLike) -> np.ndarray:
+    """The largest PSP amplitude (CADC LSB) a nominal neuron reaches with these constants."""
+    pairs = np.stack(np.broadcast_arrays(np.asarray(tau_mem, float), np.asarray(tau_syn, float)),
+                     axis=-1).reshape(-1, 2)
+    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    peak = np.array([train_response(m, s) for m, s in unique])[np.asarray(inverse).reshape(-1)]
+    strongest = (CAPMEM_MAX / NOMINAL_GM_REFERENCE) ** NOMINAL_GM_EXPONENT
+    return NOMINAL_PSP_PER_SECOND * peak * strongest
+
+
+def check_psp_feasible(target: NeuronTarget) -> None:
+    """ValueError naming the fields when a PSP amplitude asked for is beyond what the chip's
+    neurons reach with the target's time constants (before any device run)."""
+    for kind in ("exc", "inh"):
+        name = f"psp_amplitude_{kind}"
+        asked = getattr(target, name)
+        if asked is None:
+            continue
+        scalar = all(np.ndim(v) == 0 for v in (asked, target.tau_mem,
+                                               getattr(target, f"tau_syn_{kind}")))
+        tau_mem = np.broadcast_to(np.asarray(target.tau_mem, float), (N_NEURONS,))
+        tau_syn = np.broadcast_to(np.asarray(getattr(target, f"tau_syn_{kind}"), float),
+                                  (N_NEURONS,))
+        asked = np.broadcast_to(np.asarray(asked, float), (N_NEURONS,))
+        largest = largest_psp(tau_mem, tau_syn) * FEASIBLE_SPREAD
+        bad = np.flatnonzero(asked > largest)
+        if bad.size:
+            n = int(bad[0])
+            where = "" if scalar else f" (neuron {n}, {bad.size} neurons in all)"
+            raise ValueError(
+                f"{name} = {asked[n]:g} LSB{where} is beyond what tau_mem = "
+                f"{tau_mem[n] * 1e6:g} µs and tau_syn_{kind} = {tau_syn[n] * 1e6:g} µs can "
+                f"carry: reachable 2..{largest[n]:.3g} LSB; ask for less, slower time "
+                f"constants, or leave {name} unset (matched to the chip's median)")
+
+
 MAX_READ_GROUPS = 8
 """At most this many timed reads per gain measurement; finer differences share a read."""
 
@@ -243,14 +308,44 @@ TIME_CONSTANT_REFINEMENTS = 2
 """Fitting search's local refinements (as for tau_mem; bench/fitting_search.py)."""
 
 
+GM_BIAS_SETTING = SettingSpec(
+    "synaptic_gm_bias", 1, CAPMEM_MAX, DEFAULT_GM_BIAS,
+    description="transconductance bias whose chip median sets a PSP amplitude left unset")
+
+
+def psp_goal(context: CalibrationContext, inhibitory: bool) -> np.ndarray:
+    """The PSP amplitude to reach: the target's, or (unset) the chip's median strength at the
+    target's gm bias, scaled to each neuron's nominal response to its own time constants (so
+    that neurons asked for other constants get their share of it). Kept in the goals and in
+    the result's models[name]['target']."""
+    kind = "inh" if inhibitory else "exc"
+    name = f"psp_amplitude_{kind}"
+    if name in context.goals:
+        return context.goals[name]
+    routine = _gain(context, inhibitory)
+    context.write({routine.parameter: context.target.synaptic_gm_bias})
+    shape = largest_psp(context.goals["tau_mem"], context.goals[f"tau_syn_{kind}"])
+    strength = context.measure(routine) / shape
+    goal = np.nanmedian(strength) * shape
+    context.goals[name] = goal
+    context.models.setdefault(name, {})["target"] = goal
+    return goal
+
+
+def _gain(context: CalibrationContext, inhibitory: bool) -> SynapticGain:
+    kind = "inh" if inhibitory else "exc"
+    return SynapticGain(context.goals.get(f"psp_amplitude_{kind}", np.nan), inhibitory,
+                        context.goals["tau_mem"], context.goals[f"tau_syn_{kind}"])
+
+
 def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
     kind = "inh" if inhibitory else "exc"
     word = "inhibitory" if inhibitory else "excitatory"
     tau, amplitude = f"tau_syn_{kind}", f"psp_amplitude_{kind}"
 
-    def gain(context: CalibrationContext) -> SynapticGain:
-        return SynapticGain(context.goals[amplitude], inhibitory, context.goals["tau_mem"],
-                            context.goals[tau])
+    def calibrate_strength(context: CalibrationContext, plan: Plan) -> None:
+        goal = psp_goal(context, inhibitory)
+        context.search(plan, _gain(context, inhibitory), goal)
 
     time_constant = Plan(
         name=tau,
@@ -264,30 +359,38 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
         algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS),
         after=("tau_mem", "leak"),
     )
-    strength = Plan(
-        name=amplitude,
-        rank=rank + 2,
-        quantities=(QuantitySpec(
-            amplitude, "CADC LSB", 2.0, 60.0, 0.15, relative=True, default=20.0,
-            description=f"peak of the {word} PSP of a fixed event train",
-            long_name=f"{word} PSP amplitude"),),
-        cells=(_bias(inhibitory, "gm"),),
-        routine=gain,
-        algorithm=lambda target: BinarySearch(),
-        after=(tau,),
-    )
+    # The reference first: an input's uncancelled offset moves the resting potential the PSP
+    # rides on towards the CADC's ends, where the PSP reads clipped.
     reference = Plan(
         name=f"reference_{kind}",
-        rank=rank + 4,
+        rank=rank + 2,
         cells=(_bias(inhibitory, "shift"),),
         routine=lambda context: SynapticReference(inhibitory),
         goal=lambda context: context.goals["leak"],
         algorithm=lambda target: NoiseRobustBinarySearch(),
-        after=(amplitude,),
+        after=(tau,),
         recalibratable=False,
+        extra={"bounds_are_failures": False},  # the final leak check covers them
     )
-    return time_constant, strength, reference
+    strength = Plan(
+        name=amplitude,
+        rank=rank + 4,
+        quantities=(QuantitySpec(
+            amplitude, "CADC LSB", 2.0, 60.0, 0.15, relative=True, default=None,
+            unset="chip median",
+            description=f"peak of the {word} PSP of a fixed event train; unset: every "
+                        "neuron matched to the chip's median at synaptic_gm_bias",
+            long_name=f"{word} PSP amplitude"),),
+        settings=(GM_BIAS_SETTING,) if not inhibitory else (),
+        cells=(_bias(inhibitory, "gm"),),
+        routine=lambda context: _gain(context, inhibitory),
+        action=calibrate_strength,
+        algorithm=lambda target: BinarySearch(),
+        after=(f"reference_{kind}",),
+        extra={"check_before_run": check_psp_feasible},
+    )
+    return time_constant, reference, strength
 
 
-TAU_SYN_EXC, PSP_AMPLITUDE_EXC, REFERENCE_EXC = map(register_plan, _plans(False, 4))
-TAU_SYN_INH, PSP_AMPLITUDE_INH, REFERENCE_INH = map(register_plan, _plans(True, 5))
+TAU_SYN_EXC, REFERENCE_EXC, PSP_AMPLITUDE_EXC = map(register_plan, _plans(False, 4))
+TAU_SYN_INH, REFERENCE_INH, PSP_AMPLITUDE_INH = map(register_plan, _plans(True, 5))

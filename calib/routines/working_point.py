@@ -3,7 +3,7 @@ leak bias for the target time constant, inputs and spiking off, the refractory s
 
 from __future__ import annotations
 
-from calib.core.plans import CalibrationContext, Plan, register_plan
+from calib.core.plans import CalibrationContext, Plan, SettingSpec, register_plan
 from calib.routines.membrane import leak_switches, nominal_leak_bias
 from calib.routines.refractory import refractory_settings
 
@@ -23,9 +23,16 @@ def configure_working_point(context: CalibrationContext, plan: Plan) -> None:
     })
 
 
+MAX_MEMBRANE_CAPACITANCE = 63
+"""Capacitance units of the membrane (6 bit)."""
+
 WORKING_POINT = register_plan(Plan(
     name="working_point",
     rank=1,
+    settings=(SettingSpec(
+        "membrane_capacitance", 0, MAX_MEMBRANE_CAPACITANCE, MAX_MEMBRANE_CAPACITANCE,
+        unit="units", description="capacitance units set on every neuron; not calibrated, "
+                                  "it scales tau_mem"),),
     cells=("membrane_capacitance", "leak_divide", "leak_multiply", "i_bias_leak"),
     action=configure_working_point,
     after=("cadc",),

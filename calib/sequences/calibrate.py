@@ -156,6 +156,8 @@ def recalibrate(
     steps = calibration.partial_steps(quantities)
     previous.apply(calibration.session.device)
     calibration.session.codes = calibration.session.device.read_settings()
+    for name, goal in previous.goals().items():  # matched quantities keep their chosen goal
+        calibration.session.goals.setdefault(name, goal)
     calibration.session.before = dict(previous.before)
     extra = {"recalibrated": sorted(quantities), **(provenance_extra or {})}
     result = _run(device, calibration, steps, progress, extra)

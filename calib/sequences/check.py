@@ -101,7 +101,7 @@ def check_result(device: Device, result: NeuronResult, *, apply: bool = True) ->
     runs_before = device.stats.runs
     if apply:
         result.apply(device)
-    goals = result.target.quantities()
+    goals = result.goals()
     measured = {
         "leak": measure_once(LeakPotential(CHECK_SAMPLES), device),
         "reset": measure_once(ResetPotential(CHECK_SAMPLES), device),

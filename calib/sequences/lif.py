@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from calib.algorithms.base import Algorithm
+from calib.algorithms.base import Algorithm, measure_range
 from calib.core.failures import Failure, FailureKind
 from calib.core.plans import PLANS, Plan
 from calib.core.retry import retrying
@@ -76,6 +76,10 @@ class NeuronCalibration:
         self.session = CalibrationSession(
             retrying(device), target, options or CalibrationOptions(), dict(algorithms or {}))
         self.plans = selected_plans(target)
+        for plan in self.plans:  # what one field's range cannot say, before any device run
+            check = plan.extra.get("check_before_run")
+            if check is not None:
+                check(target)
         for plan in self.plans:
             prepare = plan.extra.get("prepare")
             if prepare is not None:
@@ -163,7 +167,34 @@ class NeuronCalibration:
             if not plan.lif_part:
                 achieved.update(self._verify(plan))
         order = list(PLANS.quantities())
-        return dict(sorted(achieved.items(), key=lambda item: order.index(item[0])))
+        achieved = dict(sorted(achieved.items(), key=lambda item: order.index(item[0])))
+        self.ranges = self._ranges_at_bound(achieved)
+        return achieved
+
+    def _misses(self, name: str, values: np.ndarray) -> np.ndarray:
+        goal = self.session.goals.get(name)
+        if goal is None:
+            return np.zeros(values.shape, dtype=bool)
+        tolerance = PLANS.quantities()[name].tolerance_for(goal)
+        return np.isfinite(values) & (np.abs(values - goal) > tolerance)
+
+    def _ranges_at_bound(self, achieved: dict[str, np.ndarray]
+                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(lowest, highest) reachable value per neuron of the quantities whose search ended on
+        a code bound outside tolerance: tells an unreachable target from a missed one."""
+        session = self.session
+        ranges = {}
+        for name, values in achieved.items():
+            record = session.bounds.get(name)
+            plan = PLANS.plan_of(name)
+            if (record is None or record.flags.shape != (N_NEURONS, 1) or plan.routine is None
+                    or len(plan.quantities) != 1):
+                continue
+            if ((record.flags[:, 0] != 0) & self._misses(name, values)).any():
+                session.device.step = f"range of {name}"
+                with lif_only(session.device):
+                    ranges[name] = measure_range(plan.routine(session), session.device)
+        return ranges
 
     def _verify(self, plan: Plan) -> dict[str, np.ndarray]:
         session = self.session
@@ -178,15 +209,30 @@ class NeuronCalibration:
         session = self.session
         specs = PLANS.quantities()
         failures: list[Failure] = []
+        ranges = getattr(self, "ranges", {})
+        missed: dict[str, np.ndarray] = {}
         for name, values in achieved.items():
             spec = specs[name]
-            goal = session.goals[name]
+            goal = session.goals.get(name)
+            if goal is None:
+                continue  # nothing asked (a partial recalibration of a matched quantity)
             tolerance = spec.tolerance_for(goal)
             for neuron in np.flatnonzero(~np.isfinite(values)):
                 failures.append(Failure(int(neuron), name, FailureKind.MEASUREMENT_FAILED,
                                         target=float(goal[neuron]), unit=spec.unit))
-            miss = np.isfinite(values) & (np.abs(values - goal) > tolerance)
-            for neuron in np.flatnonzero(miss):
+            miss = missed[name] = self._misses(name, values)
+            unreachable = np.zeros(N_NEURONS, dtype=bool)
+            if name in ranges:
+                low, high = ranges[name]
+                unreachable = miss & (session.bounds[name].flags[:, 0] != 0) & (
+                    (goal < low) | (goal > high))
+                for neuron in np.flatnonzero(unreachable):
+                    failures.append(Failure(
+                        int(neuron), name, FailureKind.UNREACHABLE, target=float(goal[neuron]),
+                        unit=spec.unit, note=f"{_value(goal[neuron], spec.unit)} outside this "
+                        f"neuron's range {_value(low[neuron], spec.unit, False)}.."
+                        f"{_value(high[neuron], spec.unit)}"))
+            for neuron in np.flatnonzero(miss & ~unreachable):
                 failures.append(Failure(
                     int(neuron), name, FailureKind.OUT_OF_TOLERANCE, value=float(values[neuron]),
                     target=float(goal[neuron]), tolerance=float(tolerance[neuron]),
@@ -194,9 +240,13 @@ class NeuronCalibration:
         for name, record in session.bounds.items():
             if record.flags.shape[0] != N_NEURONS:
                 continue  # per-quadrant cells (the CADC): no neuron's failure
+            if name in PLANS and not PLANS[name].extra.get("bounds_are_failures", True):
+                continue
+            # A code on a bound is a failure only where the quantity missed its tolerance.
+            relevant = missed.get(name, np.ones(N_NEURONS, dtype=bool))
             for column, (cell, limits) in enumerate(zip(record.cells, record.ranges,
                                                         strict=True)):
-                flags = record.flags[:, column]
+                flags = np.where(relevant, record.flags[:, column], 0)
                 for neuron in np.flatnonzero(flags):
                     low = flags[neuron] < 0
                     failures.append(Failure(
@@ -213,3 +263,9 @@ class NeuronCalibration:
         order = {name: index for index, name in enumerate(specs)}
         failures.sort(key=lambda f: (f.neuron, order.get(f.quantity, len(order))))
         return ~failed, failures
+
+
+def _value(value: float, unit: str, with_unit: bool = True) -> str:
+    if unit == "s":
+        return f"{value * 1e6:.3g}" + (" µs" if with_unit else "")
+    return f"{value:.3g}" + (f" {unit}" if with_unit else "")
