@@ -208,7 +208,7 @@ class Algorithm(ABC):
         ranges = search_ranges(routine)
         with_retries(routine, routine.prelude, device)
         try:
-            codes = self.start(ranges, target, routine.inverted)
+            codes = self.start(ranges, target, routine.is_inverted(device))
             applied: np.ndarray | None = None
             steps = 0
             while not self.done:

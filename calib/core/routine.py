@@ -73,6 +73,11 @@ class Routine(ABC):
         if settings:
             device.write(settings)
 
+    def is_inverted(self, device: Device) -> bool:
+        """Whether a higher code lowers the observable, asked after `prelude` (a routine whose
+        cell's direction is not known beforehand measures it here)."""
+        return self.inverted
+
     def apply(self, device: Device, codes: np.ndarray) -> None:
         device.write({self.parameter: codes})
 
@@ -93,6 +98,14 @@ class Routine(ABC):
             device.write(saved)
             device.write(saved)
         self._saved_settings = None
+
+
+@runtime_checkable
+class TargetedRoutine(Protocol):
+    """A routine built for its target (its measurement depends on it, e.g. the recording
+    length): the search drives it to that same `target`, which is given in this one place."""
+
+    target: np.ndarray
 
 
 @runtime_checkable

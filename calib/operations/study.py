@@ -40,8 +40,7 @@ from calib.core.results import NeuronResult
 from calib.core.routine import ParameterRange
 from calib.core.targets import NeuronTarget
 from calib.operations.fleet import CONNECT_TIMEOUT, DEFAULT_WORKERS, check_workers, dask_client
-from calib.routines.membrane import leak_switches
-from calib.routines.synaptic_input import HIGH_RESISTANCE_ABOVE
+from calib.routines.nominal import HIGH_RESISTANCE_ABOVE, leak_switches
 from calib.sequences.calibrate import CalibrationOptions, calibrate
 from device_model import SimulatedChip
 from device_model.oracle import QUANTITY_CELLS

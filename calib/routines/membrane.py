@@ -13,15 +13,16 @@ from numpy.typing import ArrayLike
 from calib.algorithms.fitting import FittingSearch
 from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
 from calib.core.routine import Routine
-from device_model.protocol import MADC_INVALID_TIME, MADC_SAMPLE_RATE, Device
+from calib.routines.nominal import (
+    leak_bias_code,
+    leak_switches,
+    per_neuron,
+)
+from device_model.protocol import MADC_INVALID_TIME, MADC_SAMPLE_RATE, N_NEURONS, Device
 from device_model.stimuli import ResetRelease
 from observables import decay_time_constants
 from observables.traces import bin_trace
 
-DIVIDE_ABOVE = 7e-6
-"""Targets above this use the divide switch (with it, the strongest bias gives ~6 us)."""
-MULTIPLY_BELOW = 0.9e-6
-"""Targets below this use the multiply switch (without it, the strongest bias gives ~0.7 us)."""
 RELEASE_TIME = MADC_INVALID_TIME + 2e-6
 RECORDED_TIME_CONSTANTS = 5.0
 """Record this many target time constants after the release."""
@@ -31,38 +32,6 @@ SHORTEST_FRACTION = 0.25
 """Time constants down to this fraction of the target are fitted without loss."""
 RESET_BELOW_LEAK = 150
 """Reset code this far below the leak code, so the decay spans ~60 CADC LSB."""
-
-
-def leak_switches(tau_mem: np.ndarray) -> dict[str, np.ndarray]:
-    """Divide/multiply switch settings per neuron for its target membrane time constant."""
-    tau_mem = np.asarray(tau_mem, dtype=float)
-    return {
-        "leak_divide": (tau_mem > DIVIDE_ABOVE).astype(np.int64),
-        "leak_multiply": (tau_mem < MULTIPLY_BELOW).astype(np.int64),
-    }
-
-
-NOMINAL_LEAK_GAIN = 4.07e-9
-"""Nominal leak conductance per bias code (S), from the design point of 10 us at code 540 with
-the divide switch; it picks a working leak bias before tau_mem is calibrated and sweep codes,
-only a starting point: the calibration measures the real neuron."""
-NOMINAL_LEAK_SATURATION = 4000.0
-"""Code at which the nominal leak conductance's growth has halved."""
-NOMINAL_CAPACITANCE_UNIT = 36e-15
-NOMINAL_INTRINSIC_CAPACITANCE = 0.15e-12
-
-
-def nominal_leak_bias(tau_mem: np.ndarray, capacitance: int) -> np.ndarray:
-    """A leak bias code that gives roughly `tau_mem` on a nominal neuron (switches included)."""
-    switches = leak_switches(tau_mem)
-    factor = np.where(switches["leak_divide"] == 1, 1 / 8, np.where(
-        switches["leak_multiply"] == 1, 8.0, 1.0))
-    g_leak = (NOMINAL_CAPACITANCE_UNIT * capacitance + NOMINAL_INTRINSIC_CAPACITANCE) / tau_mem
-    per_code = factor * NOMINAL_LEAK_GAIN
-    # g = k c / (1 + c / s)  ->  c = g / (k - g / s)
-    denominator = per_code - g_leak / NOMINAL_LEAK_SATURATION
-    code = np.where(denominator > 0, g_leak / np.maximum(denominator, 1e-30), 1022)
-    return np.clip(np.rint(code), 1, 1022).astype(np.int64)
 
 
 def bin_factor(shortest_time_constant: float) -> int:
@@ -92,16 +61,11 @@ class MembraneTimeConstant(Routine):
         self, target: ArrayLike, membrane_capacitance: int, *, choose_switches: bool = True
     ) -> None:
         """With `choose_switches` False the routine only measures, with the switches as set."""
-        self.target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
+        self.target = per_neuron(target)
         self.membrane_capacitance = membrane_capacitance
         self.choose_switches = choose_switches
         self.duration = RECORDED_TIME_CONSTANTS * float(self.target.max())
 
-    HINT_CODE, HINT_TAU = 540.0, 10e-6
-    """A nominal neuron has tau_mem HINT_TAU at this leak bias with the divide switch and 63
-    capacitance units (the design's figures); the sweep hint scales its conductance."""
-    HINT_SATURATION = 4000.0
-    """Code scale of the leak conductance's saturation, g ~ code / (1 + code / saturation)."""
     HINT_SPREAD = (1.6, 1.0, 0.6)
     """Sweep codes as factors of the nominal code: they bracket the per-neuron gain spread
     (lognormal, sigma ~0.25). In order from the fast end (next to the prelude's last code),
@@ -109,26 +73,19 @@ class MembraneTimeConstant(Routine):
     after it."""
 
     def sweep_hint(self, target: ArrayLike, device: Device | None = None) -> np.ndarray:
-        """Leak bias codes worth sweeping for `target`, shape (len(HINT_SPREAD), 512): a
+        """Leak bias codes worth sweeping for `target`, shape (len(HINT_SPREAD), N_NEURONS): a
         nominal neuron's code for it, spread. The switches and capacitance are read from
         `device` where given (as the prelude left them), else taken as the target sets them."""
-        target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
+        target = per_neuron(target)
         if device is not None:
             settings = device.read_settings(
                 ["leak_divide", "leak_multiply", "membrane_capacitance"])
         else:
             settings = {**leak_switches(target), "membrane_capacitance": np.full(
-                512, self.membrane_capacitance)}
-        # Code needed relative to the divide setting: the plain and multiply settings have
-        # 8 and 64 times its conductance per code.
-        switch = np.where(settings["leak_divide"] == 1, 1.0,
-                          np.where(settings["leak_multiply"] == 1, 1 / 64, 1 / 8))
-        capacitance = (NOMINAL_CAPACITANCE_UNIT * settings["membrane_capacitance"]
-                       + NOMINAL_INTRINSIC_CAPACITANCE)
-        full = NOMINAL_CAPACITANCE_UNIT * 63 + NOMINAL_INTRINSIC_CAPACITANCE
-        anchor = self.HINT_CODE / (1 + self.HINT_CODE / self.HINT_SATURATION)
-        linear = anchor * self.HINT_TAU / target * switch * capacitance / full
-        code = linear / np.maximum(1 - linear / self.HINT_SATURATION, 1e-3)
+                N_NEURONS, self.membrane_capacitance)}
+        code = np.minimum(leak_bias_code(target, settings["membrane_capacitance"],
+                                         settings["leak_divide"], settings["leak_multiply"]),
+                          1e6)
         return self.parameter_range.clip(np.outer(self.HINT_SPREAD, code))
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:

@@ -18,11 +18,14 @@ from calib.algorithms.fitting import FittingSearch
 from calib.core.plans import CalibrationContext, Plan, QuantitySpec, SettingSpec, register_plan
 from calib.core.routine import Routine
 from calib.core.targets import NeuronTarget
-from calib.routines.membrane import (
-    bin_factor,
+from calib.routines.membrane import RESET_BELOW_LEAK, bin_factor, record_decays
+from calib.routines.nominal import (
+    HIGH_RESISTANCE_ABOVE,
+    MAX_MEMBRANE_CAPACITANCE,
     leak_switches,
     nominal_leak_bias,
-    record_decays,
+    per_neuron,
+    synapse_bias_code,
 )
 from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, N_NEURONS, Device
 from device_model.stimuli import SynapticEvents
@@ -30,8 +33,6 @@ from observables.cadc import cadc_mean
 from observables.time_constants import psp_time_constants
 from observables.traces import bin_trace
 
-HIGH_RESISTANCE_ABOVE = 1.5e-6
-"""tau_syn targets above this use the high-resistance switch (x~5)."""
 EVENT_TIME = MADC_INVALID_TIME + 2e-6
 BURST_EVENTS = 8
 BURST_SPACING = 20e-9
@@ -41,7 +42,7 @@ MEMBRANE_FRACTION = 0.25
 """The membrane is made this much faster than the tau_syn target: the PSP fit separates the
 two constants well, and the PSP stays several MADC LSB high."""
 
-MEMBRANE_CAPACITANCE = 63
+MEMBRANE_CAPACITANCE = MAX_MEMBRANE_CAPACITANCE
 MEMBRANE_RECORDINGS = 6.0
 """Recorded decay of the fast membrane, in its target time constants."""
 
@@ -76,7 +77,7 @@ class SynapticTimeConstant(Routine):
         self.name = f"tau_{_prefix(inhibitory)}"
         self.parameter = _bias(inhibitory, "tau")
         self.kept_settings = (f"{_prefix(inhibitory)}_high_resistance",)
-        self.target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
+        self.target = per_neuron(target)
         self.duration = EVENT_TIME + RECORDED_TIME_CONSTANTS * float(self.target.max())
         self.tau_mem: np.ndarray | None = None
         membrane_tau = MEMBRANE_FRACTION * self.target
@@ -86,12 +87,6 @@ class SynapticTimeConstant(Routine):
             "membrane_capacitance": MEMBRANE_CAPACITANCE,
         }
 
-    HINT_CODE, HINT_TAU = 920.0, 0.3e-6
-    """A nominal input has tau_syn HINT_TAU at this bias without the high-resistance switch
-    (the design's figure); the sweep hint scales its conductance from there."""
-    HINT_SATURATION = 2000.0
-    """Code scale of the conductance's saturation, g ~ code / (1 + code / saturation)."""
-    HINT_HIGH_RESISTANCE = 5.0
     HINT_SPREAD = (1.6, 1.0, 0.6)
     """Sweep codes as factors of the nominal code: they bracket the per-neuron gain spread
     (lognormal, sigma ~0.25). In order from the fast end (next to the prelude's last code),
@@ -99,17 +94,14 @@ class SynapticTimeConstant(Routine):
     after it."""
 
     def sweep_hint(self, target: ArrayLike, device: Device | None = None) -> np.ndarray:
-        """Tau bias codes worth sweeping for `target`, shape (len(HINT_SPREAD), 512): a nominal
-        input's code for it, spread. The high-resistance switch is read from `device` where
-        given, else taken as the target sets it."""
-        target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
+        """Tau bias codes worth sweeping for `target`, shape (len(HINT_SPREAD), N_NEURONS): a
+        nominal input's code for it, spread. The high-resistance switch is read from `device`
+        where given, else taken as the target sets it."""
+        target = per_neuron(target)
         switch = f"{_prefix(self.inhibitory)}_high_resistance"
         high = (device.read_settings([switch])[switch] if device is not None
                 else target > HIGH_RESISTANCE_ABOVE)
-        factor = np.where(high, self.HINT_HIGH_RESISTANCE, 1.0)
-        anchor = self.HINT_CODE / (1 + self.HINT_CODE / self.HINT_SATURATION)
-        linear = anchor * self.HINT_TAU * factor / target
-        code = linear / np.maximum(1 - linear / self.HINT_SATURATION, 1e-3)
+        code = synapse_bias_code(target, high)
         return self.parameter_range.clip(np.outer(self.HINT_SPREAD, code))
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
@@ -127,7 +119,7 @@ class SynapticTimeConstant(Routine):
         super().prelude(device)
         v_leak = device.read_settings(["v_leak"])["v_leak"]
         saved_reset = device.read_settings(["v_reset"])
-        device.write({"v_reset": np.clip(v_leak - 150, 0, None)})
+        device.write({"v_reset": np.clip(v_leak - RESET_BELOW_LEAK, 0, None)})
         membrane = MEMBRANE_FRACTION * self.target
         tau_mem = record_decays(
             device, MEMBRANE_RECORDINGS * float(membrane.max()), 0.5 * float(membrane.min()))
@@ -143,16 +135,25 @@ class SynapticTimeConstant(Routine):
         return psp_time_constants(binned, event_time=EVENT_TIME, tau_mem=self.tau_mem)["tau_syn"]
 
 
-def psp_peak_time(tau_mem: float, tau_syn: float) -> float:
-    """Time after the train's start at which the nominal response to the gain train peaks."""
+def train_curve(tau_mem: float, tau_syn: float) -> tuple[np.ndarray, np.ndarray]:
+    """(times after the train's start, nominal membrane response per unit charge rate) to the
+    gain train: the sum over its events of tau_m tau_s / (tau_m - tau_s)
+    (exp(-s/tau_m) - exp(-s/tau_s))."""
     t = np.linspace(0.0, GAIN_TRAIN_SPACING * GAIN_TRAIN_EVENTS + 5 * max(tau_mem, tau_syn), 4000)
     response = np.zeros_like(t)
     for k in range(GAIN_TRAIN_EVENTS):
         s = np.clip(t - k * GAIN_TRAIN_SPACING, 0.0, None)
         if np.isclose(tau_mem, tau_syn):
-            response += (s / tau_syn) * np.exp(-s / tau_syn)
+            response += s * np.exp(-s / tau_syn)
         else:
-            response += np.exp(-s / tau_syn) - np.exp(-s / tau_mem)
+            response += (tau_mem * tau_syn / (tau_mem - tau_syn)
+                         * (np.exp(-s / tau_mem) - np.exp(-s / tau_syn)))
+    return t, response
+
+
+def psp_peak_time(tau_mem: float, tau_syn: float) -> float:
+    """Time after the train's start at which the nominal response to the gain train peaks."""
+    t, response = train_curve(tau_mem, tau_syn)
     return float(t[np.argmax(np.abs(response))])
 
 
@@ -203,18 +204,8 @@ the synaptic input to the chip's median at a given bias by default)."""
 
 
 def train_response(tau_mem: float, tau_syn: float) -> float:
-    """Peak (s) of the nominal membrane response to the gain train, per unit charge rate:
-    the sum over its events of tau_m tau_s / (tau_m - tau_s) (exp(-s/tau_m) - exp(-s/tau_s))."""
-    t = np.linspace(0.0, GAIN_TRAIN_SPACING * GAIN_TRAIN_EVENTS + 5 * max(tau_mem, tau_syn), 4000)
-    response = np.zeros_like(t)
-    for k in range(GAIN_TRAIN_EVENTS):
-        s = np.clip(t - k * GAIN_TRAIN_SPACING, 0.0, None)
-        if np.isclose(tau_mem, tau_syn):
-            response += s * np.exp(-s / tau_syn)
-        else:
-            response += (tau_mem * tau_syn / (tau_mem - tau_syn)
-                         * (np.exp(-s / tau_mem) - np.exp(-s / tau_syn)))
-    return float(response.max())
+    """Peak (s) of the nominal membrane response to the gain train, per unit charge rate."""
+    return float(train_curve(tau_mem, tau_syn)[1].max())
 
 
 def largest_psp(tau_mem: ArrayLike, tau_syn: ArrayLike) -> np.ndarray:
@@ -289,14 +280,14 @@ class SynapticReference(Routine):
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
         return {"threshold_enable": 0, "reset_hold": 0, **input_switches(self.inhibitory)}
 
-    def prelude(self, device: Device) -> None:
-        super().prelude(device)
+    def is_inverted(self, device: Device) -> bool:
+        """Measured at two codes: whether the higher one gives the lower resting potential."""
         low, high = self.PROBE_CODES
         device.write({self.parameter: low})
         at_low = np.median(self.measure(device))
         device.write({self.parameter: high})
         at_high = np.median(self.measure(device))
-        self.inverted = bool(at_high < at_low)
+        return bool(at_high < at_low)
 
     def measure(self, device: Device) -> np.ndarray:
         return cadc_mean(device, REFERENCE_SAMPLES)

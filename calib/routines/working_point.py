@@ -4,7 +4,7 @@ leak bias for the target time constant, inputs and spiking off, the refractory s
 from __future__ import annotations
 
 from calib.core.plans import CalibrationContext, Plan, SettingSpec, register_plan
-from calib.routines.membrane import leak_switches, nominal_leak_bias
+from calib.routines.nominal import MAX_MEMBRANE_CAPACITANCE, leak_switches, nominal_leak_bias
 from calib.routines.refractory import refractory_settings
 
 
@@ -22,9 +22,6 @@ def configure_working_point(context: CalibrationContext, plan: Plan) -> None:
         **refractory_settings(context.goals["refractory_time"]),
     })
 
-
-MAX_MEMBRANE_CAPACITANCE = 63
-"""Capacitance units of the membrane (6 bit)."""
 
 WORKING_POINT = register_plan(Plan(
     name="working_point",

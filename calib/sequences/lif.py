@@ -15,6 +15,7 @@ from calib.algorithms.base import Algorithm, measure_range
 from calib.core.failures import Failure, FailureKind
 from calib.core.plans import PLANS, Plan
 from calib.core.retry import retrying
+from calib.core.routine import TargetedRoutine
 from calib.core.targets import NeuronTarget
 from calib.routines.adex import lif_only
 from calib.sequences.session import CalibrationOptions, CalibrationSession
@@ -99,7 +100,10 @@ class NeuronCalibration:
                 plan.action(session, plan)
             else:
                 assert plan.routine is not None
-                session.search(plan, plan.routine(session), plan.goal_for(session))
+                routine = plan.routine(session)
+                goal = (routine.target if isinstance(routine, TargetedRoutine)
+                        else plan.goal_for(session))
+                session.search(plan, routine, goal)
 
         return run
 
