@@ -193,13 +193,16 @@ def assert_within_quantisation(
     assert missed_by <= slack, f"unit {worst}: code {codes[worst]} misses by {missed_by:.2f} steps"
 
 
-def _quantities(optional: bool) -> dict:
+def _quantities(adex: bool) -> dict:
     from calib import PLANS
 
-    return {name: spec for name, spec in PLANS.quantities().items() if spec.optional == optional}
+    if adex:
+        return {spec.name: spec for plan in PLANS if not plan.lif_part
+                for spec in plan.quantities}
+    return {name: spec for name, spec in PLANS.quantities().items() if not spec.optional}
 
 
-QUANTITIES = _quantities(optional=False)
-"""The quantities every target carries (the LIF ones)."""
-ADEX_QUANTITIES = _quantities(optional=True)
-"""The optional quantities (AdEx)."""
+QUANTITIES = _quantities(adex=False)
+"""The quantities every target carries (the LIF ones with a default)."""
+ADEX_QUANTITIES = _quantities(adex=True)
+"""The optional AdEx quantities."""

@@ -239,10 +239,28 @@ def check_chip(value: str) -> str:
             f"a letter or digit, no '..', at most {CHIP_ID_MAX_LENGTH} characters") from None
 
 
+def check_output_file(path: Path | None, flag: str) -> None:
+    """Fail before the work, not after it, when an output file cannot be written."""
+    if path is None:
+        return
+    if not str(path).strip():
+        raise CLIError(f"{flag} is empty: give a file path")
+    if path.is_dir():
+        raise CLIError(f"{flag} {path}: is a directory, give a file path")
+    parent = path.parent
+    if not parent.is_dir():
+        raise CLIError(f"{flag} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise CLIError(f"{flag} {path}: directory {parent} is not writable")
+
+
 def store_location(store: str | None) -> str:
     """The store to use: --store / $CALIB_STORE, else the per-user default."""
-    if store is None or not store.strip():
+    if store is None:
         return str(default_store_location())
+    if not store.strip():
+        raise CLIError("--store (or $CALIB_STORE) is empty: give a store path, or leave it "
+                       "unset for the per-user default")
     if "://" in store:
         return store
     return str(Path(store).expanduser())

@@ -37,6 +37,7 @@ from calib.cli.app import (
     StoreOption,
     app,
     check_chip,
+    check_output_file,
     error_console,
     one_line,
     open_store,
@@ -55,6 +56,8 @@ from calib.cli.target_flags import TARGET_PANEL, with_target_flags
 from calib.core.plans import PLANS, quantity_spec
 from calib.core.results import NeuronResult
 from calib.core.targets import NeuronTarget
+from calib.sequences.lif import check_target
+from device_model.chip import MAX_DRIFT_HOURS, MAX_SCALE
 from results_store import ResultsStore, RunInfo
 from results_store.ids import run_time
 
@@ -117,15 +120,16 @@ def _sim_option(flag: str, help_text: str, **kwargs: Any) -> Any:
 
 MismatchOption = Annotated[float | None, _sim_option(
     "--mismatch-scale", "Multiplies every fixed-pattern spread (0: an ideal chip).", min=0.0,
-    metavar="SCALE")]
+    max=MAX_SCALE, metavar="SCALE")]
 NoiseOption = Annotated[float | None, _sim_option(
     "--noise-scale", "Multiplies every temporal noise (0: noiseless readouts).", min=0.0,
-    metavar="SCALE")]
+    max=MAX_SCALE, metavar="SCALE")]
 DriftOption = Annotated[float | None, _sim_option(
     "--drift-hours", "Age of the chip in hours: its offsets random-walk with age.", min=0.0,
+    max=MAX_DRIFT_HOURS,
     metavar="HOURS")]
 SeedOption = Annotated[int | None, _sim_option(
-    "--seed", "Seed of the chip's mismatch (default: derived from the chip id).",
+    "--seed", "Seed of the chip's mismatch (default: derived from the chip id).", min=0,
     metavar="SEED")]
 FaultsOption = Annotated[bool | None, _sim_option(
     "--faults/--no-faults",
@@ -328,6 +332,8 @@ def calibrate(
     flags = dict(target_flags or {})
     out, err = output_console(), error_console()
     choice = choose_target(target_file, flags, nir_file, speedup, clip)
+    check_target(choice.target)  # contradicting fields: before anything is made or run
+    check_output_file(html, "--html")
     simulation = Simulation(
         seed=seed,
         mismatch_scale=1.0 if mismatch_scale is None else mismatch_scale,

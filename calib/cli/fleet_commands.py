@@ -25,6 +25,7 @@ from calib.cli.app import (
     ExitCode,
     StoreOption,
     app,
+    check_output_file,
     error_console,
     output_console,
 )
@@ -82,12 +83,6 @@ def _cluster_text(scheduler: str | None, workers: int) -> str:
     if scheduler is not None:
         return f"the cluster at {scheduler}"
     return f"a local cluster of {workers} worker{'s' if workers != 1 else ''}"
-
-
-def _check_output_file(path: Path | None, flag: str) -> None:
-    """Fail before the work, not after it, when the report cannot be written."""
-    if path is not None and not path.parent.exists():
-        raise CLIError(f"{flag} {path}: directory {path.parent} does not exist")
 
 
 # -- nightly ------------------------------------------------------------------------------------
@@ -186,7 +181,7 @@ def nightly(
     """Maintain many chips in parallel (see NIGHTLY_HELP)."""
     ids = parse_chip_spec(chips)
     target = _target(target_file)
-    _check_output_file(html, "--html")
+    check_output_file(html, "--html")
     location = resolve_store(store)
     err, out = error_console(), output_console()
     done = 0
@@ -307,10 +302,10 @@ def study(
     target = _target(target_file)
     if output is not None:
         check_export_path(output)
-        _check_output_file(output, "--output")
+        check_output_file(output, "--output")
         if output.exists():
             raise CLIError(f"--output {output} exists; choose a new file for the study data")
-    _check_output_file(html, "--html")
+    check_output_file(html, "--html")
     study_chip_ids(name, chips)
     err, out = error_console(), output_console()
     with dask_client(scheduler, workers=workers) as client:

@@ -32,6 +32,9 @@ from device_model.protocol import N_NEURONS
 
 MICROSECOND = 1e-6
 CAPACITANCE_FIELD = "membrane_capacitance"
+MAX_TARGET_FILE_BYTES = 1 << 20
+"""A target file of 512 values per field is tens of kB; more is no target file."""
+MAX_TARGET_FILE_NESTING = 8
 
 
 def setting_spec(name: str) -> SettingSpec | None:
@@ -143,9 +146,21 @@ def build_target(values: Mapping[str, Any], source: str | None = None) -> Neuron
 def read_target_file(path: str | Path) -> dict[str, Any]:
     """The field values of a TOML target file (command-line units), keys not yet checked."""
     path = Path(path)
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_TARGET_FILE_BYTES + 1)
+    if len(raw) > MAX_TARGET_FILE_BYTES:
+        raise ValueError(f"{path}: a target file is at most {MAX_TARGET_FILE_BYTES} bytes")
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start}); a target file is "
+                         "TOML in UTF-8") from None
+    depth = _nesting(text)
+    if depth > MAX_TARGET_FILE_NESTING:
+        raise ValueError(f"{path}: values nested {depth} deep; a target file holds numbers and "
+                         f"lists of numbers (at most {MAX_TARGET_FILE_NESTING} levels)")
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not a valid TOML target file: {error}") from None
     for key, value in data.items():
@@ -153,6 +168,29 @@ def read_target_file(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: unknown key {key!r} (a table); a target file holds "
                              f"only the fields {', '.join(target_fields())}")
     return data
+
+
+def _nesting(text: str) -> int:
+    """Deepest nesting of brackets and braces outside strings and comments (a bound checked
+    before the parser recurses into it)."""
+    depth = deepest = 0
+    quote: str | None = None
+    comment = False
+    for char in text:
+        if comment:
+            comment = char != "\n"
+        elif quote is not None:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "#":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def load_target_file(path: str | Path) -> NeuronTarget:

@@ -52,6 +52,15 @@ def dependency_order(plans: list[Plan]) -> list[Plan]:
     return ordered
 
 
+def check_target(target: NeuronTarget) -> None:
+    """What one field's range cannot say (fields that contradict each other, amplitudes the
+    time constants cannot carry): a ValueError naming the fields, before any device run."""
+    for plan in selected_plans(target):
+        check = plan.extra.get("check_before_run")
+        if check is not None:
+            check(target)
+
+
 def recalibratable() -> tuple[str, ...]:
     """Quantities `recalibrate` may name."""
     return tuple(name for plan in PLANS if plan.recalibratable for name in plan.quantity_names)
@@ -76,11 +85,8 @@ class NeuronCalibration:
         self.target = target
         self.session = CalibrationSession(
             retrying(device), target, options or CalibrationOptions(), dict(algorithms or {}))
+        check_target(target)
         self.plans = selected_plans(target)
-        for plan in self.plans:  # what one field's range cannot say, before any device run
-            check = plan.extra.get("check_before_run")
-            if check is not None:
-                check(target)
         for plan in self.plans:
             prepare = plan.extra.get("prepare")
             if prepare is not None:
