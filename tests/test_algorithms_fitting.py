@@ -1,4 +1,4 @@
-"""Prediction and fitting search: sweep, fit per unit, invert, verify; curves kept."""
+"""Fitting search: sweep, fit per unit, invert, verify; curves kept."""
 
 import lmfit
 import numpy as np
@@ -13,13 +13,13 @@ from calib.algorithms.fitting import (
     LmfitModel,
     curves_from_params,
 )
-from calib.algorithms.prediction import PolynomialModel, Prediction, TransferCurves
+from calib.algorithms.prediction import PolynomialModel, TransferCurves
 from calib.core.routine import ParameterRange
 
 
 @pytest.mark.parametrize(("algorithm", "shape", "inverted"), [
-    (Prediction(), "linear", False),
-    (Prediction(PolynomialModel(1)), "linear", True),
+    (FittingSearch(model="polynomial", sweep=5), "linear", False),
+    (FittingSearch(PolynomialModel(1), sweep=5), "linear", True),
     (FittingSearch("linear"), "linear", False),
     (FittingSearch("linear"), "linear", True),
     (FittingSearch("inverse"), "inverse", True),
@@ -118,7 +118,8 @@ def test_unreachable_units_end_at_the_bound(inverted):
 def test_runs_sweep_plus_verification_and_optional_correction():
     routine = CurveRoutine()
     target = routine.reachable_target()
-    assert Prediction(sweep=4, repeats=2).run(routine, FakeDevice(), target).steps == 4 * 2 + 2
+    search = FittingSearch(model="polynomial", sweep=4, repeats=2)
+    assert search.run(routine, FakeDevice(), target).steps == 4 * 2 + 2
     assert FittingSearch("linear", sweep=3, correct=True).run(
         routine, FakeDevice(), target).steps == 3 + 1 + 1
 
@@ -149,7 +150,7 @@ def test_an_lmfit_model_is_fitted_and_inverted():
 @pytest.mark.parametrize(("make", "named"), [
     (lambda: FittingSearch("cubic-spline"), "model"),
     (lambda: FittingSearch("linear", sweep=1), "sweep"),
-    (lambda: Prediction(repeats=0), "repeats"),
+    (lambda: FittingSearch(repeats=0), "repeats"),
     (lambda: PolynomialModel(0), "degree"),
     (lambda: LmfitModel(lmfit.Model(lambda code, a: a * code), hints={"z": 1.0}), "hints"),
 ])

@@ -18,7 +18,6 @@ from calib.algorithms.fitting import (
 from calib.algorithms.linear_search import LinearSearch
 from calib.algorithms.prediction import (
     PolynomialModel,
-    Prediction,
     TransferCurves,
     TransferModel,
 )
@@ -35,7 +34,6 @@ __all__ = [
     "MultiParameterRoutine",
     "NoiseRobustBinarySearch",
     "PolynomialModel",
-    "Prediction",
     "RoutineFailed",
     "SearchOutcome",
     "TransferCurves",

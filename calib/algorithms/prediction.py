@@ -1,12 +1,11 @@
-"""Prediction from a characterised transfer curve: sweep, fit per unit, invert, verify, refine.
+"""Transfer curves: models of observable = f(code) fitted per unit, and their inversion.
 
 A `TransferModel` describes observable = f(code; params) with one parameter set per unit and
 fits every unit of a sweep at once (shared or per-unit codes, optional per-point weights).
 `TransferCurves` holds a fitted model (per-unit parameter arrays plus the code range) and
 predicts the codes for any new target without another sweep; its `params` are what
 `NeuronResult.models[quantity]` stores, and `TransferCurves(model, params, range)` rebuilds it
-from there. `Prediction` runs the search: a sweep (given, evenly spread, or suggested by the
-routine's `sweep_hint(target, device)`), the model's prediction, then local refinements.
+from there. `calib.algorithms.fitting.FittingSearch` is the search built on them.
 """
 
 from __future__ import annotations
@@ -19,17 +18,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from calib.algorithms.base import (
-    Algorithm,
-    BestTracker,
-    CodeSweep,
-    Ranges,
-    SearchOutcome,
     check_int_option,
-    parameter_names,
-    single_range,
 )
-from calib.core.routine import ParameterRange, Routine, SupportsSweepHint
-from device_model.protocol import CAPMEM_MAX, Device
+from calib.core.routine import ParameterRange
+from device_model.protocol import CAPMEM_MAX
 
 Params = dict[str, np.ndarray]
 
@@ -248,214 +240,3 @@ def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
         allowed = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} = {value!r} is outside the allowed range {allowed}")
     return float(value)
-
-
-class Prediction(Algorithm):
-    """Sweep a few codes, fit a transfer model per unit, invert it, verify, refine locally.
-
-    `sweep` is the number of evenly spread codes, the codes themselves, or None for the
-    routine's `sweep_hint(target, device)` where it has one (5 evenly spread codes otherwise).
-    The model fitted to the sweep predicts each unit's code, which is measured (the
-    verification). Each of `refine` further rounds (`correct` is `refine=1`) fits a straight
-    line through every point so far, the observable linearised by the model (`1 / tau` for
-    time constants), weighted towards the target (`locality`: the relative distance at which a
-    point's weight has halved) and away from reads taken right after a large code jump
-    (`settle`: the jump, as a fraction of the code, that halves the weight; 0 turns this
-    off), and measures where the line meets the target; where that code has been measured
-    already, its neighbour across the target instead. Every candidate is measured `repeats`
-    times. Per unit the measured code whose local line lies closest to the target wins, so
-    one noisy read does not decide. `curves` keeps the model fitted to every point (settling
-    weights only), so `predict(target)` serves a new target on the same chip without a sweep.
-    """
-
-    name = "prediction"
-
-    def __init__(
-        self,
-        model: TransferModel | None = None,
-        sweep: int | Sequence[int] | None = 5,
-        repeats: int = 1,
-        correct: bool = False,
-        refine: int = 0,
-        locality: float = LOCALITY,
-        settle: float = SETTLE,
-    ) -> None:
-        self.model = model if model is not None else PolynomialModel(2)
-        if not isinstance(self.model, TransferModel):
-            raise ValueError(f"model must be a TransferModel, got {type(self.model).__name__}")
-        self.sweep = sweep
-        if isinstance(sweep, int | np.integer):
-            check_int_option("sweep", int(sweep), 2)
-        self.repeats = check_int_option("repeats", repeats, 1)
-        self.correct = bool(correct)
-        self.refine = check_int_option("refine", refine, 0, MAX_REFINE)
-        self.locality = check_positive("locality", locality)
-        self.settle = check_positive("settle", settle, allow_zero=True)
-        self.curves: TransferCurves | None = None
-        self._hint: SweepHint | None = None
-        self._present: np.ndarray | None = None
-
-    @property
-    def rounds(self) -> int:
-        """Measurements after the sweep: the verification and the refinements."""
-        return 1 + max(self.refine, int(self.correct))
-
-    def run(self, routine: Routine, device: Device, target: np.ndarray) -> SearchOutcome:
-        """As `Algorithm.run`; with `sweep` None the routine's sweep hint places the sweep."""
-        hint = (routine.sweep_hint if self.sweep is None and isinstance(routine, SupportsSweepHint)
-                else None)
-        self._hint = (lambda goal: hint(goal, device)) if callable(hint) else None
-        # The code the cell holds before the search: how far the first sweep read jumps.
-        names = parameter_names(routine)
-        self._present = device.read_settings(list(names))[names[0]] if len(names) == 1 else None
-        try:
-            return super().run(routine, device, target)
-        finally:
-            self._hint = None
-            self._present = None
-
-    def _sweep_candidates(self, n_units: int) -> np.ndarray:
-        if self._hint is not None:
-            return hinted_codes(self._hint(self._target), n_units, self._range)
-        codes = sweep_codes(DEFAULT_SWEEP if self.sweep is None else self.sweep, self._range)
-        return np.broadcast_to(codes[:, None], (codes.size, n_units))
-
-    def start(self, parameter_range: Ranges, target: np.ndarray, inverted: bool) -> np.ndarray:
-        self._range = single_range(type(self).__name__, parameter_range)
-        self._target = np.asarray(target, dtype=float)
-        n_units = self._target.size
-        self._run = CodeSweep(self._sweep_candidates(n_units), self.repeats)
-        self._best = BestTracker(self._target, self._run.codes)
-        self._codes_seen: list[np.ndarray] = []
-        self._values_seen: list[np.ndarray] = []
-        self._jumps_seen: list[np.ndarray] = []
-        self._rounds_left = self.rounds
-        self._finished = False
-        self.curves = None
-        self._local: TransferCurves | None = None
-        self._local_target = self.model.linearise(self._target)
-        self._fit_failed = np.zeros(n_units, dtype=bool)
-        self._chosen = (self._best.codes.copy(), self._best.measured.copy())
-        return self._run.codes
-
-    def update(self, measured: np.ndarray) -> np.ndarray:
-        self._run.record(np.asarray(measured, dtype=float))
-        if not self._run.done:
-            return self._run.codes
-        for candidate, mean in zip(self._run.candidates, self._run.means, strict=True):
-            self._record(candidate, mean)
-        self._fit()
-        if self._rounds_left == 0:
-            self._finished = True
-            self._chosen = self._choose()
-            return self._chosen[0]
-        first = self._rounds_left == self.rounds
-        self._rounds_left -= 1
-        # The first prediction inverts the model fitted to the sweep; later ones the local line.
-        codes = self._curves().predict(self._target) if first else self._proposal()
-        # A unit without a usable fit retries its best point instead of a blind guess.
-        codes = np.where(self._fit_failed, self._best.codes, codes)
-        self._run = CodeSweep(codes[None, :], self.repeats)
-        return self._run.codes
-
-    def _record(self, codes: np.ndarray, mean: np.ndarray) -> None:
-        self._best.offer(codes, mean)
-        previous = self._codes_seen[-1] if self._codes_seen else self._present
-        jump = np.zeros(codes.shape) if previous is None else np.abs(codes - previous)
-        self._jumps_seen.append(jump.astype(float))
-        self._codes_seen.append(np.array(codes, copy=True))
-        self._values_seen.append(mean)
-
-    def _curves(self) -> TransferCurves:
-        if self.curves is None:
-            raise RuntimeError("no curves fitted yet")
-        return self.curves
-
-    def _line(self) -> TransferCurves:
-        if self._local is None:
-            raise RuntimeError("no local line fitted yet")
-        return self._local
-
-    def _points(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.stack(self._codes_seen), np.stack(self._values_seen)
-
-    def _fit(self) -> None:
-        """The model fitted to every point (the kept curves), and the local line."""
-        codes, values = self._points()
-        settled = settling_weights(np.stack(self._jumps_seen), codes, self.settle)
-        self.curves = TransferCurves(self.model, self.model.fit(codes, values, settled),
-                                     self._range)
-        weights = locality_weights(values, self._target, self.locality) * settled
-        linear = self.model.linearise(values)
-        self._local = TransferCurves(LOCAL_LINE, LOCAL_LINE.fit(codes, linear, weights),
-                                     self._range)
-        self._fit_failed = ~self.curves.valid
-
-    def _proposal(self) -> np.ndarray:
-        """Where the local line meets the target; where that code has been measured already,
-        its neighbour across the target, so that the final choice can take either side. A
-        unit whose last read failed goes halfway back to its best code."""
-        local, goal = self._line(), self._local_target
-        codes = np.where(local.valid, local.predict(goal), self._curves().predict(self._target))
-        seen, values = self._points()
-        side = np.sign(local.evaluate(codes.astype(float)) - goal)
-        measured = np.any(seen == codes, axis=0)
-        chosen = codes
-        for step in (-1, 1):
-            neighbour = self._range.clip(codes + step)
-            across = np.sign(local.evaluate(neighbour.astype(float)) - goal) != side
-            fresh = ~np.any(seen == neighbour, axis=0)
-            chosen = np.where(across & fresh & measured & (chosen == codes), neighbour, chosen)
-        failed = ~np.isfinite(values[-1])
-        back = self._range.clip((seen[-1] + self._best.codes) / 2)
-        return np.where(failed, back, chosen)
-
-    def _choose(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per unit, the measured code whose local line is closest to the target, and the mean
-        of its reads; the raw closest read where there is no line.
-
-        A code on a range bound counts one code step of the line further away (and loses a
-        tie): a unit there is reported failed, so a neighbouring code inside the range that is
-        about as close wins."""
-        codes, values = self._points()
-        local = self._line()
-        linear = self.model.linearise(values)
-        smoothed = local.evaluate(codes.astype(float))
-        estimate = np.where(np.isfinite(smoothed) & local.valid, smoothed, linear)
-        distance = np.abs(estimate - self._local_target)
-        step = np.abs(local.evaluate(np.ones(self._target.shape))
-                      - local.evaluate(np.zeros(self._target.shape)))
-        on_bound = self._range.at_bound(codes) != 0
-        distance = distance + np.where(on_bound & np.isfinite(step), step * BOUND_STEPS, 0.0)
-        distance = np.where(np.isfinite(distance) & np.isfinite(linear), distance, np.inf)
-        pick = np.argmin(distance, axis=0)
-        units = np.arange(self._target.size)
-        chosen = codes[pick, units]
-        usable = np.isfinite(distance[pick, units])
-        same = (codes == chosen) & np.isfinite(values)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            averaged = np.where(same, values, 0.0).sum(axis=0) / same.sum(axis=0)
-        return (np.where(usable, chosen, self._best.codes),
-                np.where(usable, averaged, self._best.measured))
-
-    @property
-    def done(self) -> bool:
-        return self._finished
-
-    def best(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._chosen[0].copy(), self._chosen[1].copy()
-
-    def notes(self) -> dict[int, str]:
-        return {int(unit): f"{self.model.name} fit failed" for unit in
-                np.flatnonzero(self._fit_failed)}
-
-    def models(self) -> dict[str, np.ndarray]:
-        if self.curves is None:
-            return {}
-        return {name: values.copy() for name, values in self.curves.params.items()}
-
-    def predict(self, target: float | np.ndarray) -> np.ndarray:
-        """Codes for a new target from the curves of the last run (no device access)."""
-        if self.curves is None:
-            raise ValueError("predict needs fitted curves: run the algorithm once first")
-        return self.curves.predict(target)
