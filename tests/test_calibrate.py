@@ -129,3 +129,18 @@ def test_persistent_device_faults_name_the_chip_and_step():
     chip = SimulatedChip("broken", faults=Faults(run_failure_rate=1.0))
     with pytest.raises(RoutineFailed, match="chip 'broken', step 'cadc'"):
         calibrate(chip)
+
+
+@pytest.mark.slow
+def test_transient_faults_anywhere_are_retried_and_counted():
+    from device_model.chip import Faults
+
+    chip = SimulatedChip("flaky-calibration", faults=Faults(run_failure_rate=0.03,
+                                                           dead_fraction=0.0,
+                                                           stuck_fraction=0.0))
+    result = calibrate(chip)
+    retried = result.provenance.retries
+    assert sum(retried.values()) > 0
+    assert set(retried) <= {name for name in result.provenance.steps} | {
+        name for name in retried if name.startswith(("verify", "range of"))}
+    assert result.success.mean() > 0.95

@@ -123,3 +123,16 @@ def test_the_command_line_has_a_flag_and_a_target_file_key(toy: Plan) -> None:
 
 def test_the_report_knows_the_toy_unit(toy: Plan) -> None:
     assert display_unit("toy_level").label == "toy unit"
+
+
+def test_what_a_search_noticed_reaches_the_session(toy: Plan) -> None:
+    from calib.algorithms import LinearSearch
+
+    goals = np.full(512, 80.0)
+    calibration = NeuronCalibration(SimulatedChip("toy-notes"), NeuronTarget(toy_level=goals),
+                                    {"toy_level": LinearSearch(step=1, max_steps=3)})
+    for _, step in calibration.partial_steps(["toy_level"]):
+        step()
+    notes = calibration.session.notes["toy_level"]
+    assert len(notes) == 512  # from the middle code, three steps cannot reach code 800
+    assert all("no crossing within 3 steps" in note for note in notes.values())

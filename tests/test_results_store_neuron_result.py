@@ -106,3 +106,21 @@ def test_a_neuron_result_exports_with_neuron_and_quadrant_axes(store: ResultsSto
     assert dataset["achieved.tau_mem"].dims == ("neuron",)
     np.testing.assert_array_equal(dataset["codes.v_leak"].values, saved.codes["v_leak"])
     assert dataset.attrs["kind"] == RECORD_KIND
+
+
+def test_a_record_of_the_first_schema_loads_with_its_reasons_as_text() -> None:
+    arrays, attrs = neuron_result().to_record()
+    legacy = {key: value for key, value in attrs.items()
+              if key not in ("failures", "notes", "record_version")}
+    legacy["reasons"] = {"5": "tau_mem: code at upper bound 1022", "300": "dead neuron"}
+    loaded = NeuronResult.from_record(arrays, legacy)
+    assert loaded.reasons == {5: "tau_mem: code at upper bound 1022", 300: "dead neuron"}
+    assert {f.kind for f in loaded.failure_records} == {FailureKind.UNSPECIFIED}
+    assert loaded.failed_quantities()["tau_mem"] == {5}
+
+
+def test_failure_records_round_trip_as_data() -> None:
+    arrays, attrs = neuron_result().to_record()
+    loaded = NeuronResult.from_record(arrays, attrs)
+    assert loaded.failure_records == neuron_result().failure_records
+    assert loaded.failure_records[0].kind is FailureKind.AT_BOUND
