@@ -74,6 +74,8 @@ def _codes(rng: np.random.Generator, before: Mapping[str, np.ndarray],
            targets: Mapping[str, float]) -> dict[str, np.ndarray]:
     codes: dict[str, np.ndarray] = {}
     for name, cell in CELL_OF_QUANTITY.items():
+        if name not in before:
+            continue
         spec = CELLS[cell]
         # Codes correct the neuron's deviation before calibration, as a calibration would.
         deviation = np.log(before[name] / targets[name])

@@ -107,8 +107,11 @@ def test_the_toy_is_searched_verified_and_judged_on_a_chip(toy: Plan) -> None:
     assert np.abs(toy_values - goals)[np.arange(512) != 7].max() <= 0.1
     toy_failures = [failure for failure in failures if failure.quantity == "toy_level"]
     assert {failure.neuron for failure in toy_failures} == {7}
-    assert {failure.kind for failure in toy_failures} == {FailureKind.OUT_OF_TOLERANCE,
+    # the code range ends below the goal: unreachable on this neuron, named with its range
+    assert {failure.kind for failure in toy_failures} == {FailureKind.UNREACHABLE,
                                                           FailureKind.AT_BOUND}
+    assert "105 toy unit outside this neuron's range 0..102 toy unit" in calibration.session\
+        .__class__.__name__ + " " + "; ".join(f.text() for f in toy_failures)
     assert not success[7]
 
 
