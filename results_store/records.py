@@ -449,6 +449,10 @@ def parse_run_document(chip_id: str, run_id: str, document: bytes) -> RunInfo:
             f"schema versions {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}"
         )
     if version >= 2:
+        if set(content) != {"attributes", "node_type", "zarr_format"} or content[
+            "zarr_format"
+        ] != 3:
+            raise CorruptRunError(f"{where} has a run document that is not a zarr v3 group")
         if canonical_json(content) != document:
             raise CorruptRunError(
                 f"{where} has a run document that was altered: it is not in the spelling the "

@@ -190,12 +190,13 @@ class ResultsStore:
     def chips(self) -> list[str]:
         """Ids of the chips with at least one complete, readable run, sorted."""
         names = self._list_dir("")
-        return [chip for chip in sorted(filter(is_chip_id, names)) if self._infos(chip)]
+        return [chip for chip in sorted(filter(is_chip_id, names))
+                if any(isinstance(info, RunInfo) for info in self._infos(chip))]
 
     def history(self, chip_id: str) -> list[RunInfo]:
         """Every complete run of `chip_id`, oldest first, without loading arrays; runs whose
         metadata cannot be read are left out with a DamagedRunWarning naming them."""
-        return self._infos(check_chip_id(chip_id))
+        return _warned(self._infos(check_chip_id(chip_id)))
 
     def info(self, chip_id: str, run_id: str) -> RunInfo:
         """Metadata of one run, read from its own document (RunNotFoundError if it is absent
@@ -270,7 +271,7 @@ class ResultsStore:
         left out with a DamagedRunWarning."""
         matcher = _matcher(None, kind)
         records = []
-        for info in self._infos(check_chip_id(chip_id)):
+        for info in _warned(self._infos(check_chip_id(chip_id))):
             if not matcher(info):
                 continue
             try:
@@ -349,7 +350,9 @@ class ResultsStore:
                 removed.append(problem)
         temporary = self._remove_temporary_files(cutoff)
         for chip_id in {p.chip_id for p in [*quarantined, *removed, *report.damaged_indexes]}:
-            self._write_index(chip_id, self._infos(chip_id, compact=False))
+            infos = [info for info in self._infos(chip_id, compact=False)
+                     if isinstance(info, RunInfo)]
+            self._write_index(chip_id, infos)
         return RepairReport(quarantined, removed, temporary)
 
     # -- internals: opening and writing -------------------------------------------------------
@@ -504,23 +507,18 @@ class ResultsStore:
                 "ignored; 'repair' rewrites it", DamagedRunWarning, stacklevel=4)
             return {}
 
-    def _infos(self, chip_id: str, *, compact: bool = True) -> list[RunInfo]:
-        """The chip's complete, readable runs, oldest first: indexed runs from the index, the
-        others from their documents (damaged ones warned about and left out)."""
+    def _infos(self, chip_id: str, *, compact: bool = True) -> list[RunInfo | StoreError]:
+        """The chip's complete runs, oldest first: indexed runs from the index, the others
+        from their documents (the error in place of a damaged one)."""
         run_ids = self._run_ids(chip_id)
         indexed = self._read_index(chip_id)
         unindexed = [run_id for run_id in run_ids if run_id not in indexed]
         read = dict(zip(unindexed, self._read_documents(chip_id, unindexed), strict=True))
-        infos: list[RunInfo] = []
-        for run_id in run_ids:
-            info = indexed.get(run_id) or read.get(run_id)
-            if isinstance(info, StoreError):
-                _warn_skipped(info)
-            elif info is not None:
-                infos.append(info)
+        infos = [info for run_id in run_ids
+                 if (info := indexed.get(run_id) or read.get(run_id)) is not None]
         fresh = sum(isinstance(info, RunInfo) for info in read.values())
         if compact and fresh >= COMPACT_AFTER and not self.read_only:
-            self._write_index(chip_id, infos)
+            self._write_index(chip_id, [info for info in infos if isinstance(info, RunInfo)])
         return infos
 
     def _newest(
@@ -533,6 +531,9 @@ class ResultsStore:
         """The newest matching run that loads intact; damaged ones are warned about and
         skipped, so an intact older run stands in for them (named in the warning)."""
         for info in reversed(self._infos(chip_id)):
+            if isinstance(info, StoreError):
+                _warn_skipped(info)
+                continue
             if (until is not None and info.saved_at > until) or not accept(info):
                 continue
             try:
@@ -620,6 +621,14 @@ class ResultsStore:
             if isinstance(outcome, BaseException):
                 raise outcome
         return dict(loaded)  # type: ignore[arg-type]
+
+
+def _warned(infos: list[RunInfo | StoreError]) -> list[RunInfo]:
+    """The readable runs of `infos`, after a warning for each damaged one."""
+    for info in infos:
+        if isinstance(info, StoreError):
+            _warn_skipped(info)
+    return [info for info in infos if isinstance(info, RunInfo)]
 
 
 def _warn_skipped(error: StoreError) -> None:
