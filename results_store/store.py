@@ -301,7 +301,11 @@ class ResultsStore:
         if format == "netcdf":
             dataset.to_netcdf(target, engine="h5netcdf")
         else:
-            dataset.to_zarr(target, mode="w-", zarr_format=3, consolidated=False)
+            with warnings.catch_warnings():
+                # zarr notes that consolidated metadata is not yet in the v3 specification;
+                # written so that xarray opens the export without probing every node.
+                warnings.simplefilter("ignore", UserWarning)
+                dataset.to_zarr(target, mode="w-", zarr_format=3, consolidated=True)
         return target
 
     # -- maintenance --------------------------------------------------------------------------
