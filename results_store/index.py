@@ -10,11 +10,17 @@ file renamed into place, or one object put), and its first line carries a SHA-25
 a writer killed mid-write leaves the old index, a damaged index is detected and ignored (with a
 warning), and concurrent rewrites each leave a valid, if partial, index.
 
+Index entries leave out the arrays' checksums (a load reads them from the run document, which
+is the authority) and share the array layouts (path, shape, dtype, dims, units, long name)
+that runs of one chip mostly have in common, so the index stays small: about half a kilobyte
+per run plus the record's attrs.
+
 File `<chip>/index.json`:
 
-    results_store-index 1 <sha256 of the payload>\n
-    {"format":1,"runs":[{"run_id":...,"schema_version":...,"seal":...,"run_file":...,
-                         "manifest":{...},"record":{...}}, ...]}
+    results_store-index 2 <sha256 of the payload>\n
+    {"format":2,"layouts":[{<path>:{"shape":...,"dtype":...,"dims":...,...}}, ...],
+     "runs":[{"run_id":...,"schema_version":...,"seal":...,"run_file":...,"layout":<index>,
+              "record":{...}}, ...]}
 """
 
 from __future__ import annotations
@@ -33,30 +39,41 @@ from results_store.records import (
 )
 
 INDEX_NAME = "index.json"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 COMPACT_AFTER = 16
 """Runs a lookup reads from their own documents before a writable store rewrites the index."""
 _MAGIC = b"results_store-index"
 
 
-def entry(info: RunInfo) -> dict[str, Any]:
-    return {
-        "run_id": info.run_id,
-        "schema_version": info.schema_version,
-        "seal": info.seal,
-        "run_file": None if info.run_file is None else info.run_file.to_dict(),
-        "manifest": {path: spec.to_dict() for path, spec in info.arrays.items()},
-        "record": info.attrs,
-    }
+def _layout(info: RunInfo) -> dict[str, Any]:
+    return {path: {key: value for key, value in spec.to_dict().items() if key != "sha256"}
+            for path, spec in info.arrays.items()}
 
 
 def encode_index(infos: Iterable[RunInfo]) -> bytes:
-    payload = canonical_json({"format": INDEX_FORMAT, "runs": [entry(info) for info in infos]})
+    layouts: dict[bytes, int] = {}
+    runs = []
+    for info in infos:
+        layout = canonical_json(_layout(info))
+        runs.append({
+            "run_id": info.run_id,
+            "schema_version": info.schema_version,
+            "seal": info.seal,
+            "run_file": None if info.run_file is None else info.run_file.to_dict(),
+            "layout": layouts.setdefault(layout, len(layouts)),
+            "record": info.attrs,
+        })
+    payload = canonical_json({
+        "format": INDEX_FORMAT,
+        "layouts": [json.loads(layout) for layout in layouts],
+        "runs": runs,
+    })
     return b"%s %d %s\n" % (_MAGIC, INDEX_FORMAT, sha256_hex(payload).encode()) + payload
 
 
 def decode_index(chip_id: str, data: bytes) -> dict[str, RunInfo]:
-    """Run id -> RunInfo; ValueError if the file is not an intact index of `chip_id`."""
+    """Run id -> RunInfo (array checksums None); ValueError if the file is not an intact
+    index of `chip_id`."""
     header, newline, payload = data.partition(b"\n")
     parts = header.split(b" ")
     if not newline or len(parts) != 3 or parts[0] != _MAGIC:
@@ -68,21 +85,25 @@ def decode_index(chip_id: str, data: bytes) -> dict[str, RunInfo]:
     content = json.loads(payload)
     infos: dict[str, RunInfo] = {}
     try:
+        layouts = [
+            {check_array_path(path): ArraySpec.from_dict({**spec, "sha256": None})
+             for path, spec in layout.items()}
+            for layout in content["layouts"]
+        ]
         for item in content["runs"]:
-            record = dict(item["record"])
+            record = item["record"]
             if record.get("chip_id") != chip_id:
                 raise ValueError(f"it lists a run of chip {record.get('chip_id')!r}")
             run_file = item["run_file"]
             infos[item["run_id"]] = RunInfo(
                 chip_id,
                 item["run_id"],
-                int(item["schema_version"]),
+                item["schema_version"],
                 record,
-                {check_array_path(path): ArraySpec.from_dict(spec)
-                 for path, spec in item["manifest"].items()},
+                dict(layouts[item["layout"]]),
                 item["seal"],
                 None if run_file is None else RunFileSpec.from_dict(run_file),
             )
-    except (KeyError, TypeError, AttributeError) as error:
+    except (KeyError, TypeError, AttributeError, IndexError) as error:
         raise ValueError(f"an entry is malformed: {error!r}") from error
     return infos

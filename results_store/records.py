@@ -119,7 +119,8 @@ class ArraySpec:
 
     shape: tuple[int, ...]
     dtype: str
-    sha256: str
+    sha256: str | None
+    """None in the summaries of the run index; loads check arrays against the run document."""
     meta: ArrayMeta | None = None
 
     @classmethod
@@ -154,7 +155,8 @@ class ArraySpec:
             meta = ArrayMeta(tuple(data["dims"]), str(data["units"]), str(data["long_name"]))
             if len(meta.dims) != len(shape):
                 raise ValueError(f"dims {meta.dims} do not match shape {shape}")
-        return cls(shape, str(data["dtype"]), str(data["sha256"]), meta)
+        sha256 = data["sha256"]
+        return cls(shape, str(data["dtype"]), None if sha256 is None else str(sha256), meta)
 
 
 @dataclass(frozen=True)
@@ -485,6 +487,8 @@ def parse_run_document(chip_id: str, run_id: str, document: bytes) -> RunInfo:
 def check_loaded_array(info: RunInfo, path: str, array: np.ndarray) -> None:
     """CorruptRunError naming the run if `array` is not what the manifest declares."""
     spec = info.arrays[path]
+    if spec.sha256 is None:
+        raise ValueError(f"run {info.run_id!r}: arrays are checked against the run document")
     problem = None
     if array.shape != spec.shape:
         problem = f"shape {array.shape}, manifest declares {spec.shape}"

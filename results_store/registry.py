@@ -43,6 +43,8 @@ class KindRegistry:
     def __init__(self, *, entry_points: bool = True) -> None:
         self._decoders: dict[str, Decoder] = {}
         self._entry_points = entry_points
+        self._looked_up: set[str] = set()
+        """Kinds already looked up in the entry points (found or not): looked up once."""
 
     def register(self, kind: str, from_record: Decoder) -> None:
         """Decode records of `kind` with `from_record(arrays, attrs)`.
@@ -61,12 +63,15 @@ class KindRegistry:
         self._decoders[kind] = from_record
 
     def unregister(self, kind: str) -> None:
+        """Forget `kind` (a declared decoder is looked up again when next needed)."""
         self._decoders.pop(kind, None)
+        self._looked_up.discard(kind)
 
     def decoder(self, kind: str) -> Decoder | None:
         known = self._decoders.get(kind)
-        if known is not None or not self._entry_points:
+        if known is not None or not self._entry_points or kind in self._looked_up:
             return known
+        self._looked_up.add(kind)
         declared = declared_decoder(kind)
         if declared is not None:
             self._decoders[kind] = declared

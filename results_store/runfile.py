@@ -97,10 +97,18 @@ async def decode_run_file(info: RunInfo, data: bytes) -> dict[str, np.ndarray]:
     store = MemoryStore({name: cpu.Buffer.from_bytes(content) for name, content in
                          entries.items()})
 
+    try:
+        # The consolidated metadata in the root document describes every array at once.
+        root = await zarr_async.open_group(
+            store=store, mode="r", use_consolidated=True, zarr_format=3
+        )
+    except READ_ERRORS as error:
+        raise CorruptRunError(f"{where}: its run file has no readable root: {error!r}") from error
+
     async def load(path: str) -> tuple[str, np.ndarray]:
         try:
-            node = await zarr_async.open_array(store=store, path=path, mode="r", zarr_format=3)
-            values = np.asarray(await node.getitem(Ellipsis))
+            node = await root.getitem(path)
+            values = np.asarray(await node.getitem(Ellipsis))  # type: ignore[union-attr]
         except READ_ERRORS as error:
             raise CorruptRunError(f"{where}: array {path!r} cannot be read: {error!r}") from error
         check_loaded_array(info, path, values)

@@ -103,6 +103,8 @@ METADATA_DOCUMENT = "zarr.json"
 QUARANTINE = "_quarantine"
 """Where `repair` moves damaged runs (not a chip id: chip ids start with a letter or digit)."""
 PROBE_PREFIX = "_probe-"
+NEWEST_FIRST = 8
+"""Newest runs `latest` and `as_of` read from their own documents before using the index."""
 UNREADABLE_ARRAY_ERRORS = (FileNotFoundError, KeyError, ValueError, TypeError, RuntimeError)
 """What zarr and its codecs raise for a missing node or damaged bytes."""
 SKIPPED_ERRORS = (CorruptRunError, UnsupportedSchemaError, RunNotFoundError)
@@ -191,7 +193,7 @@ class ResultsStore:
         """Ids of the chips with at least one complete, readable run, sorted."""
         names = self._list_dir("")
         return [chip for chip in sorted(filter(is_chip_id, names))
-                if any(isinstance(info, RunInfo) for info in self._infos(chip))]
+                if any(isinstance(info, RunInfo) for _, info in self._infos(chip))]
 
     def history(self, chip_id: str) -> list[RunInfo]:
         """Every complete run of `chip_id`, oldest first, without loading arrays; runs whose
@@ -274,8 +276,8 @@ class ResultsStore:
         for info in _warned(self._infos(check_chip_id(chip_id))):
             if not matcher(info):
                 continue
-            try:
-                records.append(self._load(info, decode=False))
+            try:  # the run's own document decides what is loaded
+                records.append(self._load(self.info(chip_id, info.run_id), decode=False))
             except SKIPPED_ERRORS as error:
                 _warn_skipped(error)
         if not records:
@@ -354,7 +356,7 @@ class ResultsStore:
                 removed.append(problem)
         temporary = self._remove_temporary_files(cutoff)
         for chip_id in {p.chip_id for p in [*quarantined, *removed, *report.damaged_indexes]}:
-            infos = [info for info in self._infos(chip_id, compact=False)
+            infos = [info for _, info in self._infos(chip_id, compact=False)
                      if isinstance(info, RunInfo)]
             self._write_index(chip_id, infos)
         return RepairReport(quarantined, removed, temporary)
@@ -457,6 +459,13 @@ class ResultsStore:
         return sync(_gather(self._store.get(key, prototype) for key in keys))
 
     def _list_dir(self, prefix: str) -> list[str]:
+        if isinstance(self._store, LocalStore):
+            # What LocalStore.list_dir does, without a round trip through zarr's event loop.
+            try:
+                return os.listdir(Path(self._store.root) / prefix)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+
         async def names() -> list[str]:
             try:
                 return [name async for name in self._store.list_dir(prefix)]
@@ -511,18 +520,20 @@ class ResultsStore:
                 "ignored; 'repair' rewrites it", DamagedRunWarning, stacklevel=4)
             return {}
 
-    def _infos(self, chip_id: str, *, compact: bool = True) -> list[RunInfo | StoreError]:
-        """The chip's complete runs, oldest first: indexed runs from the index, the others
-        from their documents (the error in place of a damaged one)."""
+    def _infos(
+        self, chip_id: str, *, compact: bool = True
+    ) -> list[tuple[str, RunInfo | StoreError]]:
+        """The chip's complete runs, oldest first, with their ids: indexed runs from the
+        index, the others from their documents (the error in place of a damaged one)."""
         run_ids = self._run_ids(chip_id)
         indexed = self._read_index(chip_id)
         unindexed = [run_id for run_id in run_ids if run_id not in indexed]
         read = dict(zip(unindexed, self._read_documents(chip_id, unindexed), strict=True))
-        infos = [info for run_id in run_ids
+        infos = [(run_id, info) for run_id in run_ids
                  if (info := indexed.get(run_id) or read.get(run_id)) is not None]
         fresh = sum(isinstance(info, RunInfo) for info in read.values())
         if compact and fresh >= COMPACT_AFTER and not self.read_only:
-            self._write_index(chip_id, [info for info in infos if isinstance(info, RunInfo)])
+            self._write_index(chip_id, [info for _, info in infos if isinstance(info, RunInfo)])
         return infos
 
     def _newest(
@@ -533,23 +544,52 @@ class ResultsStore:
         decode: bool,
     ) -> Any | None:
         """The newest matching run that loads intact; damaged ones are warned about and
-        skipped, so an intact older run stands in for them (named in the warning)."""
-        for info in reversed(self._infos(chip_id)):
-            if isinstance(info, StoreError):
-                _warn_skipped(info)
-                continue
-            if (until is not None and info.saved_at > until) or not accept(info):
-                continue
-            try:
-                current = self.info(chip_id, info.run_id)  # the run's own document decides
-                if current.seal != info.seal:
-                    raise CorruptRunError(
-                        f"run {info.run_id!r} of chip {chip_id!r} changed after it was indexed"
-                    )
-                return self._load(current, decode=decode)
-            except SKIPPED_ERRORS as error:
-                _warn_skipped(error)
+        skipped, so an intact older run stands in for them (named in the warning).
+
+        The newest NEWEST_FIRST runs are read from their own documents (the usual answer is
+        among them, and the index need not be read); older candidates come from the index."""
+        run_ids = [run_id for run_id in self._run_ids(chip_id)
+                   if until is None or run_time(run_id) <= until]
+        recent, older = run_ids[-NEWEST_FIRST:], set(run_ids[:-NEWEST_FIRST])
+        for info in reversed(self._read_documents(chip_id, recent)):
+            found = self._try_load(info, accept, decode, from_index=False)
+            if found is not None:
+                return found[0]
+        if older:
+            for run_id, info in reversed(self._infos(chip_id)):
+                if run_id in older:
+                    found = self._try_load(info, accept, decode, from_index=True)
+                    if found is not None:
+                        return found[0]
         return None
+
+    def _try_load(
+        self,
+        info: RunInfo | StoreError | None,
+        accept: Callable[[RunInfo], bool],
+        decode: bool,
+        *,
+        from_index: bool,
+    ) -> tuple[Any] | None:
+        """(loaded run,) if `info` is an accepted run that loads intact, else None (after a
+        warning if it is damaged)."""
+        if info is None:
+            return None
+        if isinstance(info, StoreError):
+            _warn_skipped(info)
+            return None
+        if not accept(info):
+            return None
+        try:
+            current = self.info(info.chip_id, info.run_id) if from_index else info
+            if current.seal != info.seal:
+                raise CorruptRunError(
+                    f"run {info.run_id!r} of chip {info.chip_id!r} changed after it was indexed"
+                )
+            return (self._load(current, decode=decode),)
+        except SKIPPED_ERRORS as error:
+            _warn_skipped(error)
+            return None
 
     def _load(self, info: RunInfo, *, decode: bool) -> Any:
         record = StoredRecord(
@@ -627,12 +667,12 @@ class ResultsStore:
         return dict(loaded)  # type: ignore[arg-type]
 
 
-def _warned(infos: list[RunInfo | StoreError]) -> list[RunInfo]:
+def _warned(infos: list[tuple[str, RunInfo | StoreError]]) -> list[RunInfo]:
     """The readable runs of `infos`, after a warning for each damaged one."""
-    for info in infos:
+    for _, info in infos:
         if isinstance(info, StoreError):
             _warn_skipped(info)
-    return [info for info in infos if isinstance(info, RunInfo)]
+    return [info for _, info in infos if isinstance(info, RunInfo)]
 
 
 def _warn_skipped(error: StoreError) -> None:

@@ -369,3 +369,14 @@ def test_a_read_only_store_uses_but_never_writes_the_index(store: ResultsStore) 
     reader = ResultsStore(store.location, read_only=True, registry=KindRegistry())
     assert [info.run_id for info in reader.history(CHIP)] == runs
     assert not (Path(store.location) / CHIP / INDEX_NAME).exists()
+
+
+def test_latest_finds_an_old_match_through_the_index_and_checks_its_document(store) -> None:
+    old = store.save(make_result(CHIP, target="rare"))
+    for seed in range(COMPACT_AFTER + 4):
+        store.save(make_result(CHIP, target="common", seed=seed))
+    store.history(CHIP)  # writes the index
+    assert store.latest(CHIP, "fp-rare").run_id == old
+    damage(store, old)
+    with pytest.warns(DamagedRunWarning, match=old):
+        assert store.latest(CHIP, "fp-rare") is None
