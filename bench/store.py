@@ -49,8 +49,14 @@ class BenchResult:
             arrays[f"codes/cell_{index:02d}"] = rng.integers(0, 1023, N_NEURONS)
         for index in range(N_ACHIEVED_ARRAYS):
             arrays[f"achieved/quantity_{index:02d}"] = rng.normal(1.0, 0.1, N_NEURONS)
-        meta = {path: {"dims": ["neuron"], "units": "1" if path.startswith("codes") else "s",
-                       "long_name": path} for path in arrays}
+        meta = {
+            path: {
+                "dims": ["neuron"],
+                "units": "1" if path.startswith("codes") else "s",
+                "long_name": path,
+            }
+            for path in arrays
+        }
         attrs = {
             "kind": "bench_result",
             "chip_id": CHIP,
@@ -77,8 +83,10 @@ def describe(name: str, samples: list[Timing]) -> str:
         p90 = ordered[int(0.9 * (len(ordered) - 1))]
         return f"median {statistics.median(ordered):6.1f} ms  p90 {p90:6.1f} ms"
 
-    return (f"{name:<24}wall {median_and_p90([t.wall for t in samples])}   "
-            f"cpu {median_and_p90([t.cpu for t in samples])}")
+    return (
+        f"{name:<24}wall {median_and_p90([t.wall for t in samples])}   "
+        f"cpu {median_and_p90([t.cpu for t in samples])}"
+    )
 
 
 def bench_save_load(root: Path) -> None:
@@ -92,8 +100,10 @@ def bench_save_load(root: Path) -> None:
         saves.append(save)
         loads.append(load)
         totals.append(Timing(save.wall + load.wall, save.cpu + load.cpu))
-    print(f"one result: {1 + N_CODE_ARRAYS + N_ACHIEVED_ARRAYS} arrays of {N_NEURONS} values, "
-          f"{REPEATS} repeats")
+    print(
+        f"one result: {1 + N_CODE_ARRAYS + N_ACHIEVED_ARRAYS} arrays of {N_NEURONS} values, "
+        f"{REPEATS} repeats"
+    )
     print(describe("save", saves))
     print(describe("load", loads))
     print(describe("save + load (goal 100)", totals))
@@ -111,14 +121,18 @@ def bench_lookups(root: Path, runs: int) -> None:
     path = root / "history"
     store = ResultsStore(path, create=True, registry=KindRegistry())
     fill, run_ids = timed(lambda: [store.save(BenchResult(s)) for s in range(runs)])
-    print(f"\n{runs} runs of one chip stored in {fill.wall / 1e3:.1f} s "
-          f"({fill.wall / runs:.1f} ms per save)")
+    print(
+        f"\n{runs} runs of one chip stored in {fill.wall / 1e3:.1f} s "
+        f"({fill.wall / runs:.1f} ms per save)"
+    )
     first, _ = timed(lambda: store.history(CHIP))  # the first lookup after the saves
     print(describe("first history (indexes)", [first]))
     files, folders = files_per_run(path / CHIP, runs)
     size = sum(entry.stat().st_size for entry in (path / CHIP).rglob("*") if entry.is_file())
-    print(f"files per run {files:.2f} (goal <= 15), folders per run {folders:.2f}, "
-          f"{size / runs / 1e3:.1f} kB per run")
+    print(
+        f"files per run {files:.2f} (goal <= 15), folders per run {folders:.2f}, "
+        f"{size / runs / 1e3:.1f} kB per run"
+    )
     middle = store.info(CHIP, run_ids[runs // 2]).saved_at + timedelta(microseconds=1)
 
     def fresh() -> ResultsStore:
@@ -143,8 +157,12 @@ def bench_lookups(root: Path, runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=HISTORY_RUNS,
-                        help=f"runs of one chip for the lookups (default {HISTORY_RUNS})")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=HISTORY_RUNS,
+        help=f"runs of one chip for the lookups (default {HISTORY_RUNS})",
+    )
     args = parser.parse_args()
     if args.runs < 1:
         parser.error(f"--runs = {args.runs} must be at least 1")

@@ -100,8 +100,9 @@ def flat_attributes(attrs: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 
 def _index_coords(dataset: xarray.Dataset) -> xarray.Dataset:
-    named = {dim: np.arange(dataset.sizes[dim]) for dim in ("neuron", "quadrant")
-             if dim in dataset.dims}
+    named = {
+        dim: np.arange(dataset.sizes[dim]) for dim in ("neuron", "quadrant") if dim in dataset.dims
+    }
     return dataset.assign_coords(named)
 
 
@@ -160,20 +161,35 @@ def history_to_xarray(chip_id: str, records: Sequence[StoredRecord]) -> xarray.D
         variables[variable_name(path)] = xarray.Variable(
             (RUN_DIM, *dims), data, attrs=array_attributes(first, path)
         )
-    n_neurons = next((layout[path][1][layout[path][0].index("neuron")] for path in layout
-                      if "neuron" in layout[path][0]), None)
+    n_neurons = next(
+        (
+            layout[path][1][layout[path][0].index("neuron")]
+            for path in layout
+            if "neuron" in layout[path][0]
+        ),
+        None,
+    )
     variables.update(_target_variables(records, variables, n_neurons))
     coords = {
         RUN_DIM: (RUN_DIM, np.array([record.run_id for record in records], dtype=object)),
-        "time": (RUN_DIM, np.array([record.saved_at.replace(tzinfo=None) for record in records],
-                                   dtype="datetime64[us]").astype("datetime64[ns]"),
-                 {"long_name": "time the run was saved (UTC)"}),
-        "target_fingerprint": (RUN_DIM, np.array(
-            [str(record.attrs.get("target_fingerprint")) for record in records], dtype=object)),
+        "time": (
+            RUN_DIM,
+            np.array(
+                [record.saved_at.replace(tzinfo=None) for record in records], dtype="datetime64[us]"
+            ).astype("datetime64[ns]"),
+            {"long_name": "time the run was saved (UTC)"},
+        ),
+        "target_fingerprint": (
+            RUN_DIM,
+            np.array(
+                [str(record.attrs.get("target_fingerprint")) for record in records], dtype=object
+            ),
+        ),
         "kind": (RUN_DIM, np.array([record.kind for record in records], dtype=object)),
     }
-    dataset = xarray.Dataset(variables, coords=coords,
-                             attrs={"chip_id": chip_id, "runs": len(records)})
+    dataset = xarray.Dataset(
+        variables, coords=coords, attrs={"chip_id": chip_id, "runs": len(records)}
+    )
     return _index_coords(dataset)
 
 
@@ -184,18 +200,25 @@ def _target_variables(
 ) -> dict[str, xarray.Variable]:
     import xarray
 
-    targets = [record.attrs.get("target") if isinstance(record.attrs.get("target"), dict)
-               else {} for record in records]
+    targets = [
+        record.attrs.get("target") if isinstance(record.attrs.get("target"), dict) else {}
+        for record in records
+    ]
     names = sorted({name for target in targets for name in target})
     out: dict[str, xarray.Variable] = {}
     for name in names:
         values = [target.get(name) for target in targets]
         numbers = all(value is None or type(value) in (int, float) for value in values)
         per_neuron = n_neurons is not None and all(
-            value is None or type(value) in (int, float)
-            or (isinstance(value, list) and len(value) == n_neurons
-                and all(type(v) in (int, float) for v in value))
-            for value in values)
+            value is None
+            or type(value) in (int, float)
+            or (
+                isinstance(value, list)
+                and len(value) == n_neurons
+                and all(type(v) in (int, float) for v in value)
+            )
+            for value in values
+        )
         attrs = {"long_name": f"target {name}"}
         achieved = variables.get(f"achieved.{name}")
         if achieved is not None and "units" in achieved.attrs:

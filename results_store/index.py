@@ -46,8 +46,10 @@ _MAGIC = b"results_store-index"
 
 
 def _layout(info: RunInfo) -> dict[str, Any]:
-    return {path: {key: value for key, value in spec.to_dict().items() if key != "sha256"}
-            for path, spec in info.arrays.items()}
+    return {
+        path: {key: value for key, value in spec.to_dict().items() if key != "sha256"}
+        for path, spec in info.arrays.items()
+    }
 
 
 def encode_index(infos: Iterable[RunInfo]) -> bytes:
@@ -55,19 +57,23 @@ def encode_index(infos: Iterable[RunInfo]) -> bytes:
     runs = []
     for info in infos:
         layout = canonical_json(_layout(info))
-        runs.append({
-            "run_id": info.run_id,
-            "schema_version": info.schema_version,
-            "seal": info.seal,
-            "run_file": None if info.run_file is None else info.run_file.to_dict(),
-            "layout": layouts.setdefault(layout, len(layouts)),
-            "record": info.attrs,
-        })
-    payload = canonical_json({
-        "format": INDEX_FORMAT,
-        "layouts": [json.loads(layout) for layout in layouts],
-        "runs": runs,
-    })
+        runs.append(
+            {
+                "run_id": info.run_id,
+                "schema_version": info.schema_version,
+                "seal": info.seal,
+                "run_file": None if info.run_file is None else info.run_file.to_dict(),
+                "layout": layouts.setdefault(layout, len(layouts)),
+                "record": info.attrs,
+            }
+        )
+    payload = canonical_json(
+        {
+            "format": INDEX_FORMAT,
+            "layouts": [json.loads(layout) for layout in layouts],
+            "runs": runs,
+        }
+    )
     return b"%s %d %s\n" % (_MAGIC, INDEX_FORMAT, sha256_hex(payload).encode()) + payload
 
 
@@ -86,8 +92,10 @@ def decode_index(chip_id: str, data: bytes) -> dict[str, RunInfo]:
     infos: dict[str, RunInfo] = {}
     try:
         layouts = [
-            {check_array_path(path): ArraySpec.from_dict({**spec, "sha256": None})
-             for path, spec in layout.items()}
+            {
+                check_array_path(path): ArraySpec.from_dict({**spec, "sha256": None})
+                for path, spec in layout.items()
+            }
             for layout in content["layouts"]
         ]
         for item in content["runs"]:

@@ -94,17 +94,22 @@ class ArrayMeta:
                 "long_name"
             )
         dims = data["dims"]
-        if not isinstance(dims, list | tuple) or len(dims) != ndim or not all(
-            isinstance(dim, str) and _DIM_NAME.fullmatch(dim) for dim in dims
-        ) or len(set(dims)) != len(dims):
+        if (
+            not isinstance(dims, list | tuple)
+            or len(dims) != ndim
+            or not all(isinstance(dim, str) and _DIM_NAME.fullmatch(dim) for dim in dims)
+            or len(set(dims)) != len(dims)
+        ):
             raise ValueError(
                 f"{where}['dims'] = {dims!r} must name each of the array's {ndim} axes once, "
                 f"with names matching {DIM_NAME_PATTERN!r}"
             )
         for key in ("units", "long_name"):
             text = data[key]
-            if not isinstance(text, str) or not text.isprintable() or not (
-                0 < len(text) <= TEXT_MAX_LENGTH
+            if (
+                not isinstance(text, str)
+                or not text.isprintable()
+                or not (0 < len(text) <= TEXT_MAX_LENGTH)
             ):
                 raise ValueError(
                     f"{where}[{key!r}] = {text!r} must be printable text of 1.."
@@ -125,9 +130,7 @@ class ArraySpec:
 
     @classmethod
     def of(cls, array: np.ndarray, meta: ArrayMeta | None = None) -> ArraySpec:
-        return cls(
-            tuple(int(n) for n in array.shape), array.dtype.name, array_digest(array), meta
-        )
+        return cls(tuple(int(n) for n in array.shape), array.dtype.name, array_digest(array), meta)
 
     @property
     def dims(self) -> tuple[str, ...] | None:
@@ -277,11 +280,10 @@ def prepare_record(result: object) -> PreparedRecord:
     chip_id = check_chip_id(plain.get("chip_id"))
     fingerprint = plain.get("target_fingerprint")
     if fingerprint is not None and not isinstance(fingerprint, str):
-        raise ValueError(
-            f"attrs['target_fingerprint'] = {fingerprint!r} must be a string or None"
-        )
-    stored = {check_array_path(path): storable_array(path, values) for path, values in
-              arrays.items()}
+        raise ValueError(f"attrs['target_fingerprint'] = {fingerprint!r} must be a string or None")
+    stored = {
+        check_array_path(path): storable_array(path, values) for path, values in arrays.items()
+    }
     check_no_nesting_conflicts(stored)
     metas = array_metas(given_meta, stored)
     manifest = {path: ArraySpec.of(values, metas[path]) for path, values in stored.items()}
@@ -307,8 +309,9 @@ def array_metas(given: object, arrays: Mapping[str, np.ndarray]) -> dict[str, Ar
     unknown = sorted(set(given) - set(arrays))
     if unknown:
         raise ValueError(f"attrs[{ARRAY_META_KEY!r}] names {unknown[0]!r}, which is no array")
-    metas = {path: ArrayMeta.parse(path, given[path], values.ndim)
-             for path, values in arrays.items()}
+    metas = {
+        path: ArrayMeta.parse(path, given[path], values.ndim) for path, values in arrays.items()
+    }
     lengths: dict[str, tuple[int, str]] = {}
     for path, meta in metas.items():
         for dim, length in zip(meta.dims, arrays[path].shape, strict=True):
@@ -356,8 +359,9 @@ def storable_array(path: str, values: object) -> np.ndarray:
 def check_no_nesting_conflicts(arrays: Mapping[str, np.ndarray]) -> None:
     """An array path cannot also be the group of another array ('a' and 'a/b')."""
     groups = {path.rsplit("/", 1)[0] for path in arrays if "/" in path}
-    prefixes = {"/".join(group.split("/")[: i + 1]) for group in groups
-                for i in range(group.count("/") + 1)}
+    prefixes = {
+        "/".join(group.split("/")[: i + 1]) for group in groups for i in range(group.count("/") + 1)
+    }
     clash = sorted(prefixes & set(arrays))
     if clash:
         raise ValueError(f"array path {clash[0]!r} is both an array and a group of other arrays")
@@ -413,8 +417,9 @@ def sha256_hex(data: bytes) -> str:
 
 def seal_of(attributes: Mapping[str, Any]) -> str:
     """SHA-256 over a run document's attributes, all but the seal itself."""
-    return sha256_hex(canonical_json({key: value for key, value in attributes.items()
-                                      if key != "seal"}))
+    return sha256_hex(
+        canonical_json({key: value for key, value in attributes.items() if key != "seal"})
+    )
 
 
 def run_document(run_id: str, record: PreparedRecord, run_file: RunFileSpec) -> bytes:
@@ -439,8 +444,10 @@ def parse_run_document(chip_id: str, run_id: str, document: bytes) -> RunInfo:
         content = json.loads(document)
     except ValueError as error:  # includes UTF-8 decoding errors
         raise CorruptRunError(f"{where} has unreadable metadata: {error}") from error
-    if not isinstance(content, dict) or content.get("node_type") != "group" or not isinstance(
-        content.get("attributes", {}), dict
+    if (
+        not isinstance(content, dict)
+        or content.get("node_type") != "group"
+        or not isinstance(content.get("attributes", {}), dict)
     ):
         raise CorruptRunError(f"{where} has metadata that is not a zarr group document")
     meta = content.get("attributes", {})
@@ -451,9 +458,10 @@ def parse_run_document(chip_id: str, run_id: str, document: bytes) -> RunInfo:
             f"schema versions {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}"
         )
     if version >= 2:
-        if set(content) != {"attributes", "node_type", "zarr_format"} or content[
-            "zarr_format"
-        ] != 3:
+        if (
+            set(content) != {"attributes", "node_type", "zarr_format"}
+            or content["zarr_format"] != 3
+        ):
             raise CorruptRunError(f"{where} has a run document that is not a zarr v3 group")
         if canonical_json(content) != document:
             raise CorruptRunError(
@@ -474,8 +482,10 @@ def parse_run_document(chip_id: str, run_id: str, document: bytes) -> RunInfo:
         if attrs.get("chip_id") != chip_id:
             raise ValueError(f"its record names chip {attrs.get('chip_id')!r}")
         check_kind(attrs.get("kind"))
-        manifest = {check_array_path(path): ArraySpec.from_dict(spec)
-                    for path, spec in meta["manifest"].items()}
+        manifest = {
+            check_array_path(path): ArraySpec.from_dict(spec)
+            for path, spec in meta["manifest"].items()
+        }
         run_file = RunFileSpec.from_dict(meta["run_file"]) if version >= 2 else None
         if version >= 2 and any(spec.meta is None for spec in manifest.values()):
             raise ValueError("its manifest lacks the dims and units of an array")

@@ -84,8 +84,9 @@ class KindRegistry:
 def declared_decoder(kind: str) -> Decoder | None:
     """The decoder an installed distribution declares for `kind`, loaded now; None if none
     does. Two distributions declaring one kind is a ValueError naming both."""
-    declared = [point for point in metadata.entry_points(group=ENTRY_POINT_GROUP)
-                if point.name == kind]
+    declared = [
+        point for point in metadata.entry_points(group=ENTRY_POINT_GROUP) if point.name == kind
+    ]
     if not declared:
         return None
     if len({point.value for point in declared}) > 1:

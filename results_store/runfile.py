@@ -94,8 +94,7 @@ async def decode_run_file(info: RunInfo, data: bytes) -> dict[str, np.ndarray]:
     except READ_ERRORS as error:
         raise CorruptRunError(f"{where}: its run file cannot be read: {error!r}") from error
     check_array_set(info, found, "its run file")
-    store = MemoryStore({name: cpu.Buffer.from_bytes(content) for name, content in
-                         entries.items()})
+    store = MemoryStore({name: cpu.Buffer.from_bytes(content) for name, content in entries.items()})
 
     try:
         # The consolidated metadata in the root document describes every array at once.

@@ -165,8 +165,7 @@ class ResultsStore:
             sync(self._store.delete(probe))
         except OSError as error:
             raise StoreError(
-                f"results store {self._location!r} is not writable: "
-                f"{error.strerror or error}"
+                f"results store {self._location!r} is not writable: {error.strerror or error}"
             ) from error
 
     def save(self, result: object) -> str:
@@ -192,8 +191,11 @@ class ResultsStore:
     def chips(self) -> list[str]:
         """Ids of the chips with at least one complete, readable run, sorted."""
         names = self._list_dir("")
-        return [chip for chip in sorted(filter(is_chip_id, names))
-                if any(isinstance(info, RunInfo) for _, info in self._infos(chip))]
+        return [
+            chip
+            for chip in sorted(filter(is_chip_id, names))
+            if any(isinstance(info, RunInfo) for _, info in self._infos(chip))
+        ]
 
     def history(self, chip_id: str) -> list[RunInfo]:
         """Every complete run of `chip_id`, oldest first, without loading arrays; runs whose
@@ -356,8 +358,9 @@ class ResultsStore:
                 removed.append(problem)
         temporary = self._remove_temporary_files(cutoff)
         for chip_id in {p.chip_id for p in [*quarantined, *removed, *report.damaged_indexes]}:
-            infos = [info for _, info in self._infos(chip_id, compact=False)
-                     if isinstance(info, RunInfo)]
+            infos = [
+                info for _, info in self._infos(chip_id, compact=False) if isinstance(info, RunInfo)
+            ]
             self._write_index(chip_id, infos)
         return RepairReport(quarantined, removed, temporary)
 
@@ -396,23 +399,33 @@ class ResultsStore:
         run_path = f"{record.chip_id}/{run_id}"
         data = sync(encode_run_file(run_id, record))
         run_file = RunFileSpec(RUN_FILE_NAME, len(data), sha256_hex(data))
-        chip_document = canonical_json({"attributes": {"chip_id": record.chip_id},
-                                        "node_type": "group", "zarr_format": 3})
+        chip_document = canonical_json(
+            {"attributes": {"chip_id": record.chip_id}, "node_type": "group", "zarr_format": 3}
+        )
         # Concurrent first saves of one chip write the same chip document; the first one stays.
-        sync(self._store.set_if_not_exists(f"{record.chip_id}/{METADATA_DOCUMENT}",
-                                           cpu.Buffer.from_bytes(chip_document)))
+        sync(
+            self._store.set_if_not_exists(
+                f"{record.chip_id}/{METADATA_DOCUMENT}", cpu.Buffer.from_bytes(chip_document)
+            )
+        )
         sync(self._store.set(f"{run_path}/{RUN_FILE_NAME}", cpu.Buffer.from_bytes(data)))
         # The commit: until this document exists, readers do not see the run.
         document = run_document(run_id, record, run_file)
-        sync(self._store.set_if_not_exists(f"{run_path}/{METADATA_DOCUMENT}",
-                                           cpu.Buffer.from_bytes(document)))
+        sync(
+            self._store.set_if_not_exists(
+                f"{run_path}/{METADATA_DOCUMENT}", cpu.Buffer.from_bytes(document)
+            )
+        )
 
     def _write_index(self, chip_id: str, infos: list[RunInfo]) -> None:
         """Replace the chip's index (atomically); a store that refuses the write keeps the old
         one, which stays valid, as lookups check it against the listing."""
         try:
-            sync(self._store.set(f"{chip_id}/{INDEX_NAME}",
-                                 cpu.Buffer.from_bytes(encode_index(infos))))
+            sync(
+                self._store.set(
+                    f"{chip_id}/{INDEX_NAME}", cpu.Buffer.from_bytes(encode_index(infos))
+                )
+            )
         except OSError:
             pass
 
@@ -517,7 +530,10 @@ class ResultsStore:
                 raise
             warnings.warn(
                 f"chip {chip_id!r}: the run index of {self!r} is damaged ({error}) and is "
-                "ignored; 'repair' rewrites it", DamagedRunWarning, stacklevel=4)
+                "ignored; 'repair' rewrites it",
+                DamagedRunWarning,
+                stacklevel=4,
+            )
             return {}
 
     def _infos(
@@ -529,8 +545,11 @@ class ResultsStore:
         indexed = self._read_index(chip_id)
         unindexed = [run_id for run_id in run_ids if run_id not in indexed]
         read = dict(zip(unindexed, self._read_documents(chip_id, unindexed), strict=True))
-        infos = [(run_id, info) for run_id in run_ids
-                 if (info := indexed.get(run_id) or read.get(run_id)) is not None]
+        infos = [
+            (run_id, info)
+            for run_id in run_ids
+            if (info := indexed.get(run_id) or read.get(run_id)) is not None
+        ]
         fresh = sum(isinstance(info, RunInfo) for info in read.values())
         if compact and fresh >= COMPACT_AFTER and not self.read_only:
             self._write_index(chip_id, [info for _, info in infos if isinstance(info, RunInfo)])
@@ -548,8 +567,11 @@ class ResultsStore:
 
         The newest NEWEST_FIRST runs are read from their own documents (the usual answer is
         among them, and the index need not be read); older candidates come from the index."""
-        run_ids = [run_id for run_id in self._run_ids(chip_id)
-                   if until is None or run_time(run_id) <= until]
+        run_ids = [
+            run_id
+            for run_id in self._run_ids(chip_id)
+            if until is None or run_time(run_id) <= until
+        ]
         recent, older = run_ids[-NEWEST_FIRST:], set(run_ids[:-NEWEST_FIRST])
         for info in reversed(self._read_documents(chip_id, recent)):
             found = self._try_load(info, accept, decode, from_index=False)
@@ -629,9 +651,11 @@ class ResultsStore:
 
     async def _load_schema1_arrays(self, info: RunInfo) -> dict[str, np.ndarray]:
         run_path = f"{info.chip_id}/{info.run_id}"
-        documents = [key async for key in self._store.list_prefix(f"{run_path}/")
-                     if key.endswith(f"/{METADATA_DOCUMENT}")
-                     and key != f"{run_path}/{METADATA_DOCUMENT}"]
+        documents = [
+            key
+            async for key in self._store.list_prefix(f"{run_path}/")
+            if key.endswith(f"/{METADATA_DOCUMENT}") and key != f"{run_path}/{METADATA_DOCUMENT}"
+        ]
         prototype = default_buffer_prototype()
         found = set()
         for key in documents:

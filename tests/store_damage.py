@@ -79,8 +79,9 @@ def leaf_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     if isinstance(value, dict) and value:
         return [path for key, item in value.items() for path in leaf_paths(item, (*prefix, key))]
     if isinstance(value, list) and value:
-        return [path for index, item in enumerate(value)
-                for path in leaf_paths(item, (*prefix, index))]
+        return [
+            path for index, item in enumerate(value) for path in leaf_paths(item, (*prefix, index))
+        ]
     return [prefix]
 
 

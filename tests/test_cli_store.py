@@ -62,14 +62,27 @@ def test_verify_of_a_missing_store_is_a_usage_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("export_format", "suffix"), [("netcdf", "nc"), ("zarr", "zarr")])
-def test_export_history_writes_a_dataset_of_runs_by_neurons(store, tmp_path, export_format,
-                                                            suffix) -> None:
+def test_export_history_writes_a_dataset_of_runs_by_neurons(
+    store, tmp_path, export_format, suffix
+) -> None:
     output = tmp_path / f"history.{suffix}"
-    result = invoke("export", CHIP, "--history", "--format", export_format, "--output",
-                    str(output), "--store", store.location)
+    result = invoke(
+        "export",
+        CHIP,
+        "--history",
+        "--format",
+        export_format,
+        "--output",
+        str(output),
+        "--store",
+        store.location,
+    )
     assert result.exit_code == 0, result.output
-    opened = (xr.open_dataset(output, engine="h5netcdf") if export_format == "netcdf"
-              else xr.open_zarr(output))
+    opened = (
+        xr.open_dataset(output, engine="h5netcdf")
+        if export_format == "netcdf"
+        else xr.open_zarr(output)
+    )
     with opened as dataset:
         assert dataset["achieved.tau_mem"].dims == ("run", "neuron")
         assert dataset.sizes["run"] == 3
@@ -92,6 +105,15 @@ def test_export_history_usage_errors(store, args, message) -> None:
 
 def test_export_history_refuses_an_existing_zarr_output(store, tmp_path) -> None:
     (tmp_path / "h.zarr").mkdir()
-    result = invoke("export", CHIP, "--history", "--format", "zarr", "--output",
-                    str(tmp_path / "h.zarr"), "--store", store.location)
+    result = invoke(
+        "export",
+        CHIP,
+        "--history",
+        "--format",
+        "zarr",
+        "--output",
+        str(tmp_path / "h.zarr"),
+        "--store",
+        store.location,
+    )
     assert result.exit_code == 2 and "exists" in result.output

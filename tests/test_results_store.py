@@ -58,9 +58,11 @@ class PlainResult:
         given = self.attrs.get(ARRAY_META_KEY, {})
         if not isinstance(given, dict):
             return self.arrays, self.attrs
-        meta = {path: given.get(path) or generic_meta(path, values)
-                for path, values in self.arrays.items()
-                if isinstance(path, str)}
+        meta = {
+            path: given.get(path) or generic_meta(path, values)
+            for path, values in self.arrays.items()
+            if isinstance(path, str)
+        }
         return self.arrays, {**self.attrs, ARRAY_META_KEY: meta}
 
 
@@ -361,8 +363,19 @@ def test_getting_an_absent_run_raises_run_not_found(store: ResultsStore) -> None
 @pytest.mark.parametrize(
     "chip_id",
     [
-        "", "../evil", "a/b", "a\\b", "a..b", ".hidden", "-dash", "a b", "x" * 65, "__zarr",
-        "zarr.json", "chip\n", None,
+        "",
+        "../evil",
+        "a/b",
+        "a\\b",
+        "a..b",
+        ".hidden",
+        "-dash",
+        "a b",
+        "x" * 65,
+        "__zarr",
+        "zarr.json",
+        "chip\n",
+        None,
     ],
 )
 def test_unsafe_chip_ids_are_value_errors_naming_the_pattern(store, chip_id) -> None:

@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 import warnings
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from test_results_store import make_result
 from zarr.storage import LocalStore
 
 from results_store import (
-    CorruptRunError,
     DamagedRunWarning,
     KindRegistry,
     ResultsStore,
@@ -154,8 +154,8 @@ def refused_after(store, run_id, edit) -> StoreError:
 def test_altered_array_values_in_a_resealed_run_file_are_refused(store, run_id) -> None:
     other = ResultsStore(Path(store.location).parent / "other", create=True)
     other_id = other.save(make_result(CHIP, seed=1))
-    with __import__("zipfile").ZipFile(run_directory(other, CHIP, other_id) / RUN_FILE_NAME) as z:
-        chunk = z.read("achieved/tau_mem/c/0")
+    with zipfile.ZipFile(run_directory(other, CHIP, other_id) / RUN_FILE_NAME) as archive:
+        chunk = archive.read("achieved/tau_mem/c/0")
 
     def swap(entries: dict[str, bytes]) -> None:
         entries["achieved/tau_mem/c/0"] = chunk

@@ -88,8 +88,7 @@ class Record:
         self.arrays, self.attrs = arrays, attrs
 
     def to_record(self) -> tuple[dict[str, np.ndarray], dict]:
-        meta = {path: {"dims": ["neuron"], "units": "1", "long_name": path}
-                for path in self.arrays}
+        meta = {path: {"dims": ["neuron"], "units": "1", "long_name": path} for path in self.arrays}
         return self.arrays, {**self.attrs, "array_meta": meta}
 
 

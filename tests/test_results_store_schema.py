@@ -14,7 +14,7 @@ import pytest
 import xarray
 import zarr
 from result_factory import make_result as make_neuron_result
-from test_results_store import PlainResult, make_result
+from test_results_store import PlainResult
 
 from results_store import (
     ARRAY_META_KEY,
@@ -51,9 +51,14 @@ def test_schema_1_runs_load_with_the_values_they_were_saved_with() -> None:
         record = store.get(V1_CHIP, run_id)
         assert isinstance(record, StoredRecord)
         assert record.attrs == expected["attrs"]
-        assert {path: {"dtype": values.dtype.name, "shape": list(values.shape),
-                       "sha256": array_digest(values)}
-                for path, values in record.arrays.items()} == expected["arrays"]
+        assert {
+            path: {
+                "dtype": values.dtype.name,
+                "shape": list(values.shape),
+                "sha256": array_digest(values),
+            }
+            for path, values in record.arrays.items()
+        } == expected["arrays"]
 
 
 def test_a_schema_1_neuron_result_decodes_and_exports_with_named_axes() -> None:
@@ -129,8 +134,10 @@ GOOD = {"dims": ["neuron"], "units": "s", "long_name": "a"}
         ({"a": GOOD, "b": GOOD}, "dimension 'neuron' has length 4 in array 'b' but 512"),
         ({"a": GOOD, "b": {**GOOD, "dims": ["quad rant"]}}, "dims"),
         ({"a": GOOD, "b": {"dims": ["quadrant"], "units": 1, "long_name": "b"}}, "'units'"),
-        ({"a": GOOD, "b": {"dims": ["quadrant"], "units": "1", "long_name": "\x1b[2J"}},
-         "long_name"),
+        (
+            {"a": GOOD, "b": {"dims": ["quadrant"], "units": "1", "long_name": "\x1b[2J"}},
+            "long_name",
+        ),
         ({"a": GOOD, "b": {"dims": ["quadrant"], "units": "1"}}, "exactly the keys"),
         ([GOOD], "must map every array path"),
     ],
@@ -146,8 +153,11 @@ def test_a_neuron_result_describes_every_array(tmp_path: Path) -> None:
     arrays, attrs = result.to_record()
     meta = attrs[ARRAY_META_KEY]
     assert set(meta) == set(arrays)
-    assert meta["achieved/tau_mem"] == {"dims": ["neuron"], "units": "s",
-                                        "long_name": "tau_mem, achieved"}
+    assert meta["achieved/tau_mem"] == {
+        "dims": ["neuron"],
+        "units": "s",
+        "long_name": "tau_mem, achieved",
+    }
     assert meta["achieved/leak"]["units"] == "CADC LSB"
     assert meta["codes/cadc_ramp_offset"]["dims"] == ["quadrant"]
     assert meta["codes/v_leak"]["units"] == "1"
@@ -185,8 +195,9 @@ def test_latest_decodes_a_neuron_result_when_only_the_store_was_imported(tmp_pat
         f"result = ResultsStore({str(tmp_path / 's')!r}).latest({CHIP!r})\n"
         "print(type(result).__module__, type(result).__name__)\n"
     )
-    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            check=True, timeout=120)
+    output = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
     assert output.stdout.split() == ["calib.results", "NeuronResult"]
 
 
@@ -202,9 +213,10 @@ def test_a_registry_without_entry_points_returns_stored_records(tmp_path: Path) 
 @pytest.fixture
 def history_store(tmp_path: Path) -> tuple[ResultsStore, list[str]]:
     store = ResultsStore(tmp_path / "s", create=True)
-    runs = [store.save(make_neuron_result(chip_id=CHIP, seed=seed,
-                                          achieved_shift={"leak": 0.5 * seed}))
-            for seed in range(3)]
+    runs = [
+        store.save(make_neuron_result(chip_id=CHIP, seed=seed, achieved_shift={"leak": 0.5 * seed}))
+        for seed in range(3)
+    ]
     runs.append(store.save(make_neuron_result(chip_id=CHIP, seed=3, quantities=["leak"])))
     store.save(PlainResult({"x": np.zeros(3)}, {"kind": "other", "chip_id": CHIP}))
     return store, runs
@@ -228,7 +240,7 @@ def test_history_dataset_has_runs_by_neurons_in_time_order(history_store) -> Non
 
 
 def test_history_dataset_of_every_kind_fills_what_a_run_lacks_with_nan(history_store):
-    store, runs = history_store
+    store, _ = history_store
     dataset = store.history_dataset(CHIP)
     assert dataset.sizes["run"] == 5
     assert dataset["x"].dims == ("run", "x_0")
@@ -239,8 +251,9 @@ def test_history_dataset_of_every_kind_fills_what_a_run_lacks_with_nan(history_s
 @pytest.mark.parametrize("export_format", ["netcdf", "zarr"])
 def test_history_dataset_exports_and_reloads(history_store, tmp_path, export_format) -> None:
     store, runs = history_store
-    path = store.export_history(CHIP, tmp_path / f"history.{export_format}",
-                                format=export_format, kind="neuron_result")
+    path = store.export_history(
+        CHIP, tmp_path / f"history.{export_format}", format=export_format, kind="neuron_result"
+    )
     if export_format == "netcdf":
         reloaded = xarray.open_dataset(path, engine="h5netcdf")
     else:

@@ -49,11 +49,16 @@ def verify(store: StoreOption = None) -> None:
     for problem in report.damaged_indexes:
         out.print(f"index    {escape(str(problem))}", soft_wrap=True)
     for problem in report.partial:
-        out.print(f"partial  {escape(problem.chip_id)}/{escape(problem.run_id)}: not committed "
-                  "(a save in progress or a killed writer)", soft_wrap=True)
-    out.print(f"{report.checked} run{'s' if report.checked != 1 else ''} checked in "
-              f"{escape(results.location)}: {len(report.damaged)} damaged, "
-              f"{len(report.partial)} not committed")
+        out.print(
+            f"partial  {escape(problem.chip_id)}/{escape(problem.run_id)}: not committed "
+            "(a save in progress or a killed writer)",
+            soft_wrap=True,
+        )
+    out.print(
+        f"{report.checked} run{'s' if report.checked != 1 else ''} checked in "
+        f"{escape(results.location)}: {len(report.damaged)} damaged, "
+        f"{len(report.partial)} not committed"
+    )
     if not report.ok:
         error_console().print("run 'calib store repair' to move damaged runs to the quarantine")
         raise typer.Exit(int(ExitCode.INCOMPLETE))
@@ -61,10 +66,17 @@ def verify(store: StoreOption = None) -> None:
 
 @store_app.command()
 def repair(
-    older_than: Annotated[float, typer.Option(
-        "--older-than", metavar="HOURS", min=0.0, max=MAX_AGE_HOURS,
-        help="Remove runs never committed and temporary files only when older than this "
-             "(a save may still be writing newer ones).")] = 1.0,
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            metavar="HOURS",
+            min=0.0,
+            max=MAX_AGE_HOURS,
+            help="Remove runs never committed and temporary files only when older than this "
+            "(a save may still be writing newer ones).",
+        ),
+    ] = 1.0,
     store: StoreOption = None,
 ) -> None:
     """Move damaged runs to the store's quarantine and remove leftovers of killed writers.
@@ -77,18 +89,28 @@ def repair(
     for problem in report.quarantined:
         out.print(f"quarantined  {escape(str(problem))}", soft_wrap=True)
     for problem in report.removed_partial:
-        out.print(f"removed      {escape(problem.chip_id)}/{escape(problem.run_id)} "
-                  "(never committed)", soft_wrap=True)
+        out.print(
+            f"removed      {escape(problem.chip_id)}/{escape(problem.run_id)} (never committed)",
+            soft_wrap=True,
+        )
     for path in report.removed_temporary:
         out.print(f"removed      {escape(path)} (temporary file)", soft_wrap=True)
-    out.print(f"{len(report.quarantined)} run(s) quarantined, {len(report.removed_partial)} "
-              f"partial run(s) and {len(report.removed_temporary)} temporary file(s) removed")
+    out.print(
+        f"{len(report.quarantined)} run(s) quarantined, {len(report.removed_partial)} "
+        f"partial run(s) and {len(report.removed_temporary)} temporary file(s) removed"
+    )
     if not results.verify().ok:
         raise typer.Exit(int(ExitCode.INCOMPLETE))
 
 
-def export_history(results: ResultsStore, chip: str, export_format: str, run: str | None,
-                   output: Path | None, kind: str) -> None:
+def export_history(
+    results: ResultsStore,
+    chip: str,
+    export_format: str,
+    run: str | None,
+    output: Path | None,
+    kind: str,
+) -> None:
     """`calib export CHIP --history`: every calibration of the chip as one dataset with
     dimensions (run, neuron), as netCDF or a zarr v3 store."""
     if run is not None:
@@ -99,5 +121,6 @@ def export_history(results: ResultsStore, chip: str, export_format: str, run: st
     if output.exists() and (export_format == "zarr" or output.is_dir()):
         raise CLIError(f"--output {output} exists; choose a new path")
     results.export_history(chip, output, format=export_format, kind=kind)  # type: ignore[arg-type]
-    error_console().print(f"wrote the calibration history of chip {escape(chip)} to "
-                          f"{escape(str(output))}")
+    error_console().print(
+        f"wrote the calibration history of chip {escape(chip)} to {escape(str(output))}"
+    )
