@@ -172,7 +172,8 @@ class RunInfo:
     attrs: dict[str, Any]
     """The record's attrs as saved (kind, chip_id, target, provenance ...)."""
     arrays: dict[str, ArraySpec]
-    """The manifest: every array of the run."""
+    """The manifest: every array of the run (from `history()`, read from the run index,
+    without the arrays' checksums: `get` checks arrays against the run document)."""
     seal: str | None = None
     """SHA-256 over the run document (None for schema 1 runs, which have none)."""
     run_file: RunFileSpec | None = None

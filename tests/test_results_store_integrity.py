@@ -380,3 +380,15 @@ def test_latest_finds_an_old_match_through_the_index_and_checks_its_document(sto
     damage(store, old)
     with pytest.warns(DamagedRunWarning, match=old):
         assert store.latest(CHIP, "fp-rare") is None
+
+
+@pytest.mark.parametrize("cut", [0, 10, 0.5])
+def test_a_truncated_index_is_ignored_and_the_runs_still_listed(store, cut) -> None:
+    runs = [store.save(make_result(CHIP, seed=seed)) for seed in range(COMPACT_AFTER)]
+    store.history(CHIP)
+    index = Path(store.location) / CHIP / INDEX_NAME
+    data = index.read_bytes()
+    index.write_bytes(data[: int(cut * len(data)) if isinstance(cut, float) else cut])
+    reader = ResultsStore(store.location, read_only=True, registry=KindRegistry())
+    with pytest.warns(DamagedRunWarning, match="index"):
+        assert [info.run_id for info in reader.history(CHIP)] == runs
