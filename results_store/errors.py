@@ -25,3 +25,8 @@ class UnsupportedSchemaError(StoreError):
 
 class DecodeError(StoreError):
     """A registered decoder could not turn a stored record back into its object."""
+
+
+class DamagedRunWarning(UserWarning):
+    """A lookup skipped a run it could not read (the message names it), or ignored a damaged
+    index; `ResultsStore.verify()` lists such runs and `repair()` quarantines them."""

@@ -1,4 +1,8 @@
-"""The results store: opening, saving, lookups, decoding, validation, tampering, export."""
+"""The results store: opening, saving, lookups, decoding, validation, export.
+
+Integrity, damage and repair: test_results_store_integrity.py; schema 1 runs, array metadata
+and datasets: test_results_store_schema.py.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,12 @@ import xarray
 import zarr
 
 from results_store import (
+    ARRAY_META_KEY,
     CHIP_ID_PATTERN,
+    SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
     CorruptRunError,
+    DamagedRunWarning,
     DecodeError,
     KindRegistry,
     ResultsStore,
@@ -32,15 +39,45 @@ from results_store import (
 from results_store.ids import RunIdClock, new_run_id, run_time
 
 
+def generic_meta(path: str, values: Any) -> dict[str, Any]:
+    """Dims named after the array, no unit: for tests about something else than metadata."""
+    name = path.replace("/", "_")
+    dims = [f"{name}_{axis}" for axis in range(np.ndim(values))]
+    return {"dims": dims, "units": "1", "long_name": name}
+
+
 @dataclass
 class PlainResult:
-    """The smallest thing the store can save."""
+    """The smallest thing the store can save; arrays without an entry in
+    attrs['array_meta'] get generic_meta."""
 
     arrays: dict[str, Any]
     attrs: dict[str, Any]
 
     def to_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        return self.arrays, self.attrs
+        given = self.attrs.get(ARRAY_META_KEY, {})
+        if not isinstance(given, dict):
+            return self.arrays, self.attrs
+        meta = {
+            path: given.get(path) or generic_meta(path, values)
+            for path, values in self.arrays.items()
+            if isinstance(path, str)
+        }
+        return self.arrays, {**self.attrs, ARRAY_META_KEY: meta}
+
+
+MAKE_RESULT_META = {
+    "success": (["neuron"], "1", "neuron within tolerance"),
+    "codes/v_leak": (["neuron"], "1", "code of cell v_leak"),
+    "codes/cadc_ramp_offset": (["quadrant"], "1", "code of cell cadc_ramp_offset"),
+    "codes/cadc_channel_offset": (["neuron"], "1", "code of cell cadc_channel_offset"),
+    "achieved/tau_mem": (["neuron"], "s", "membrane time constant, achieved"),
+    "achieved/leak": (["neuron"], "CADC LSB", "leak potential, achieved"),
+    "models/tau_mem/coefficients": (["neuron", "coefficient"], "1", "fit coefficients"),
+    "counts": (["neuron"], "1", "spike counts"),
+    "offset": ([], "CADC LSB", "an offset"),
+    "nothing": (["empty"], "1", "an empty array"),
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +114,10 @@ def make_result(
         "target": {"tau_mem": 10e-6, "per_neuron": [1.5, 2.5]},
         "reasons": {"3": "tau_mem: code at upper bound 1022"},
         "provenance": {"seed": seed, "ok": True, "note": None},
+        ARRAY_META_KEY: {
+            path: {"dims": dims, "units": units, "long_name": long_name}
+            for path, (dims, units, long_name) in MAKE_RESULT_META.items()
+        },
     }
     return PlainResult(arrays, attrs)
 
@@ -88,7 +129,10 @@ def assert_same_record(loaded: StoredRecord, saved: PlainResult) -> None:
         assert loaded.arrays[path].dtype == expected.dtype, path
         assert loaded.arrays[path].shape == expected.shape, path
         assert loaded.arrays[path].tobytes() == expected.tobytes(), path
-    assert loaded.attrs == saved.attrs
+    expected_attrs = dict(saved.to_record()[1])
+    meta = expected_attrs.pop(ARRAY_META_KEY)
+    assert loaded.attrs == expected_attrs
+    assert {path: item.to_dict() for path, item in loaded.meta.items()} == meta
 
 
 @pytest.fixture
@@ -246,7 +290,7 @@ def test_history_lists_metadata_oldest_first(store: ResultsStore) -> None:
     history = store.history("chip-0")
     assert [info.run_id for info in history] == run_ids
     assert [info.target_fingerprint for info in history] == ["fp-a", "fp-b", "fp-c"]
-    assert all(info.kind == "demo" and info.schema_version == 1 for info in history)
+    assert all(info.kind == "demo" and info.schema_version == SCHEMA_VERSION for info in history)
     assert history[0].arrays["codes/cadc_ramp_offset"].shape == (4,)
     assert history[0].arrays["achieved/leak"].dtype == "float32"
     assert history[0].saved_at <= history[1].saved_at <= datetime.now(UTC)
@@ -319,8 +363,19 @@ def test_getting_an_absent_run_raises_run_not_found(store: ResultsStore) -> None
 @pytest.mark.parametrize(
     "chip_id",
     [
-        "", "../evil", "a/b", "a\\b", "a..b", ".hidden", "-dash", "a b", "x" * 65, "__zarr",
-        "zarr.json", "chip\n", None,
+        "",
+        "../evil",
+        "a/b",
+        "a\\b",
+        "a..b",
+        ".hidden",
+        "-dash",
+        "a b",
+        "x" * 65,
+        "__zarr",
+        "zarr.json",
+        "chip\n",
+        None,
     ],
 )
 def test_unsafe_chip_ids_are_value_errors_naming_the_pattern(store, chip_id) -> None:
@@ -392,69 +447,7 @@ def test_an_object_without_to_record_is_a_type_error(store: ResultsStore) -> Non
         store.save({"kind": "demo"})
 
 
-# -- damaged and incomplete runs -------------------------------------------------------------------
-
-
-def test_a_missing_array_is_reported_naming_the_run(store: ResultsStore) -> None:
-    run_id = store.save(make_result())
-    shutil.rmtree(run_directory(store, "chip-0", run_id) / "achieved" / "tau_mem")
-    with pytest.raises(CorruptRunError, match=rf"{run_id}.*achieved/tau_mem"):
-        store.get("chip-0", run_id)
-
-
-@pytest.mark.parametrize(
-    ("replacement", "problem"),
-    [
-        (np.zeros(511), "shape"),
-        (np.zeros(512, dtype=np.float32), "dtype"),
-        (np.zeros(512), "checksum"),
-    ],
-)
-def test_an_altered_array_is_reported_naming_the_run(store, replacement, problem) -> None:
-    run_id = store.save(make_result())
-    run_store = zarr.storage.LocalStore(run_directory(store, "chip-0", run_id))
-    zarr.create_array(run_store, name="achieved/tau_mem", data=replacement, overwrite=True)
-    with pytest.raises(CorruptRunError, match=rf"{run_id}.*achieved/tau_mem.*{problem}"):
-        store.get("chip-0", run_id)
-
-
-@pytest.mark.parametrize(
-    ("file", "content"),
-    [("c.0", b"not zstd data"), ("zarr.json", b'{"zarr_format": 3, "node_type": "group"}')],
-)
-def test_garbled_array_files_are_reported_naming_the_run(store, file, content) -> None:
-    run_id = store.save(make_result())
-    (run_directory(store, "chip-0", run_id) / "achieved" / "tau_mem" / file).write_bytes(content)
-    with pytest.raises(CorruptRunError, match=rf"{run_id}.*achieved/tau_mem.*cannot be read"):
-        store.get("chip-0", run_id)
-
-
-def test_an_unknown_schema_version_names_the_run_and_the_supported_ones(store) -> None:
-    run_id = store.save(make_result())
-    edit_run_attributes(store, "chip-0", run_id, lambda attrs: attrs.update(schema_version=99))
-    with pytest.raises(UnsupportedSchemaError, match=run_id) as error:
-        store.get("chip-0", run_id)
-    assert "99" in str(error.value)
-    assert f"schema versions {SUPPORTED_SCHEMA_VERSIONS[0]}" in str(error.value)
-    with pytest.raises(UnsupportedSchemaError):
-        store.history("chip-0")
-
-
-def test_a_run_copied_under_another_id_is_reported(store: ResultsStore) -> None:
-    run_id = store.save(make_result())
-    other_id = new_run_id()
-    shutil.copytree(
-        run_directory(store, "chip-0", run_id), run_directory(store, "chip-0", other_id)
-    )
-    with pytest.raises(CorruptRunError, match=other_id):
-        store.get("chip-0", other_id)
-
-
-def test_unparseable_run_metadata_is_reported(store: ResultsStore) -> None:
-    run_id = store.save(make_result())
-    (run_directory(store, "chip-0", run_id) / "zarr.json").write_text("{truncated")
-    with pytest.raises(CorruptRunError, match=run_id):
-        store.history("chip-0")
+# -- incomplete runs -------------------------------------------------------------------------
 
 
 def test_a_run_without_its_metadata_document_is_invisible(store: ResultsStore) -> None:
@@ -469,12 +462,25 @@ def test_a_run_without_its_metadata_document_is_invisible(store: ResultsStore) -
     assert store.latest("chip-0").run_id == kept
 
 
-def test_latest_does_not_fall_back_past_a_damaged_newest_run(store: ResultsStore) -> None:
-    store.save(make_result())
-    damaged = store.save(make_result())
-    edit_run_attributes(store, "chip-0", damaged, lambda attrs: attrs.pop("manifest"))
-    with pytest.raises(CorruptRunError, match=damaged):
-        store.latest("chip-0")
+def test_an_unknown_schema_version_names_the_run_and_the_supported_ones(store) -> None:
+    run_id = store.save(make_result())
+    edit_run_attributes(store, "chip-0", run_id, lambda attrs: attrs.update(schema_version=99))
+    with pytest.raises(UnsupportedSchemaError, match=run_id) as error:
+        store.get("chip-0", run_id)
+    assert "99" in str(error.value)
+    assert "schema versions " + ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS)) in str(error.value)
+    with pytest.warns(DamagedRunWarning, match=run_id):
+        assert store.history("chip-0") == []
+
+
+def test_a_run_copied_under_another_id_is_reported(store: ResultsStore) -> None:
+    run_id = store.save(make_result())
+    other_id = new_run_id()
+    shutil.copytree(
+        run_directory(store, "chip-0", run_id), run_directory(store, "chip-0", other_id)
+    )
+    with pytest.raises(CorruptRunError, match=other_id):
+        store.get("chip-0", other_id)
 
 
 # -- export ----------------------------------------------------------------------------------------
@@ -487,7 +493,8 @@ def test_json_export_has_arrays_as_lists_and_attrs_as_saved(store, tmp_path) -> 
     assert (tmp_path / "run.json").read_text() == text
     exported = json.loads(text)
     assert exported["run_id"] == run_id
-    assert exported["attrs"] == saved.attrs
+    assert exported["attrs"] == {k: v for k, v in saved.attrs.items() if k != ARRAY_META_KEY}
+    assert exported["meta"]["achieved/tau_mem"]["units"] == "s"
     assert exported["arrays"]["codes/v_leak"] == saved.arrays["codes/v_leak"].tolist()
     assert exported["arrays"]["models/tau_mem/coefficients"][5] == pytest.approx(
         saved.arrays["models/tau_mem/coefficients"][5].tolist(), rel=0, abs=0
@@ -507,24 +514,30 @@ def test_json_export_is_standard_json_for_non_finite_values(store: ResultsStore)
     assert tau[11] == "Infinity"
 
 
-def test_xarray_export_names_axes_neuron_and_quadrant(store: ResultsStore) -> None:
+def test_xarray_export_names_axes_by_the_stored_dims(store: ResultsStore) -> None:
     saved = make_result()
     dataset = store.to_xarray("chip-0", store.save(saved))
     assert isinstance(dataset, xarray.Dataset)
     assert dataset["codes.v_leak"].dims == ("neuron",)
     assert dataset["codes.cadc_ramp_offset"].dims == ("quadrant",)
-    assert dataset["models.tau_mem.coefficients"].dims == ("neuron", "length_3")
+    assert dataset["models.tau_mem.coefficients"].dims == ("neuron", "coefficient")
     assert dataset["codes.v_leak"].attrs["path"] == "codes/v_leak"
+    assert dataset["achieved.tau_mem"].attrs["units"] == "s"
+    assert dataset["achieved.leak"].attrs["long_name"] == "leak potential, achieved"
     np.testing.assert_array_equal(dataset["achieved.leak"].values, saved.arrays["achieved/leak"])
     np.testing.assert_array_equal(dataset["neuron"].values, np.arange(512))
 
 
-def test_xarray_export_json_encodes_nested_attrs_and_writes_netcdf(store, tmp_path) -> None:
+def test_xarray_export_flattens_nested_attrs_and_writes_netcdf(store, tmp_path) -> None:
     saved = make_result()
     dataset = store.to_xarray("chip-0", store.save(saved))
     assert dataset.attrs["chip_id"] == "chip-0"
-    assert json.loads(dataset.attrs["provenance"]) == saved.attrs["provenance"]
+    assert dataset.attrs["provenance.seed"] == 0
+    assert dataset.attrs["provenance.ok"] == "true"  # netCDF has no booleans
+    assert dataset.attrs["target.tau_mem"] == 10e-6
     dataset.to_netcdf(tmp_path / "run.nc", engine="h5netcdf")
     with xarray.open_dataset(tmp_path / "run.nc", engine="h5netcdf") as reloaded:
         np.testing.assert_array_equal(reloaded["counts"].values, saved.arrays["counts"])
-        assert json.loads(reloaded.attrs["target"]) == saved.attrs["target"]
+        np.testing.assert_array_equal(reloaded.attrs["target.per_neuron"], [1.5, 2.5])
+        assert reloaded["achieved.tau_mem"].attrs["units"] == "s"
+        assert reloaded.attrs["reasons.3"] == "tau_mem: code at upper bound 1022"

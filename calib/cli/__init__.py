@@ -27,6 +27,7 @@ from calib.cli.app import ExitCode, app
 COMMAND_MODULES = (
     "calib.cli.commands",  # calibrate, targets, show, history, export, check, report, chips
     "calib.cli.fleet_commands",  # nightly, study
+    "calib.cli.store_commands",  # store verify, store repair
 )
 """Modules whose import registers their commands on `app`."""
 

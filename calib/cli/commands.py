@@ -457,6 +457,7 @@ def history(
 class ExportFormat(StrEnum):
     json = "json"
     netcdf = "netcdf"
+    zarr = "zarr"
 
 
 @app.command(rich_help_panel="Inspect")
@@ -465,15 +466,28 @@ def export(
     export_format: Annotated[ExportFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
         help="json: arrays as lists and all metadata; netcdf: an xarray dataset "
-             "(h5netcdf) with neuron and quadrant dimensions.")],
+             "(h5netcdf) with neuron and quadrant dimensions; zarr (with --history): a zarr "
+             "v3 store.")],
     run: RunOption = None,
+    history_export: Annotated[bool, typer.Option(
+        "--history", help="Every calibration of the chip as one dataset with dimensions "
+                          "(run, neuron); --format netcdf or zarr.")] = False,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE",
         help="Where to write. Default: JSON to stdout, netCDF to CHIP-RUN.nc here.")] = None,
     store: StoreOption = None,
 ) -> None:
-    """Export a stored calibration as JSON or netCDF."""
+    """Export a stored calibration as JSON or netCDF, or the chip's history (--history)."""
     results = open_store(store)
+    # -- the history of the chip (--history) --
+    if history_export:
+        from calib.cli.store_commands import export_history
+
+        neuron_runs(results, chip)  # a usage error naming the store when there are none
+        export_history(results, chip, export_format.value, run, output, NEURON_RESULT_KIND)
+        return
+    if export_format is ExportFormat.zarr:
+        raise CLIError("--format zarr exports a history: add --history")
     _, run_id = load_result(results, chip, run)
     err = error_console()
     if export_format is ExportFormat.json:

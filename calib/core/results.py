@@ -196,6 +196,7 @@ class NeuronResult:
             "notes": {step: {str(n): note for n, note in notes.items()}
                       for step, notes in self.notes.items()},
             "provenance": self.provenance.to_dict(),
+            "array_meta": _array_meta(arrays),
         }
         return arrays, attrs
 
@@ -238,6 +239,40 @@ class NeuronResult:
                    for step, notes in (attrs.get("notes") or {}).items()},
             origin="stored",
         )
+
+
+# -- what each stored array means (dims, units, long name), for the results store ---------
+
+_ARRAY_GROUPS = {"achieved": "achieved", "before": "before calibration"}
+
+
+def _quantity_units(name: str) -> str:
+    return QUANTITIES[name].unit if name in QUANTITIES else "1"
+
+
+def _array_meta(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Path -> dims, units and long_name of every array `to_record` returns: codes are
+    unitless per neuron or per quadrant (as their cell), quantities in their stored units
+    (seconds, CADC LSB), fitted model parameters unitless per neuron."""
+    meta: dict[str, dict[str, Any]] = {}
+    for path, values in arrays.items():
+        head, _, rest = path.partition("/")
+        if path == "success":
+            dims, units, long_name = ["neuron"], "1", "neuron within tolerance of its target"
+        elif head == "codes":
+            scope = CELLS[rest].scope if rest in CELLS else "neuron"
+            spec_text = CELLS[rest].description if rest in CELLS else rest
+            dims, units, long_name = [scope], "1", f"code of cell {rest}: {spec_text}"
+        elif head in _ARRAY_GROUPS:
+            dims, units = ["neuron"], _quantity_units(rest)
+            long_name = f"{rest}, {_ARRAY_GROUPS[head]}"
+        else:
+            quantity, _, param = rest.partition("/")
+            dims, units = ["neuron"], "1"
+            long_name = f"parameter {param} of the fitted {quantity} transfer curve"
+        dims += [f"{path.replace('/', '_')}_axis{axis}" for axis in range(1, values.ndim)]
+        meta[path] = {"dims": dims[: values.ndim], "units": units, "long_name": long_name}
+    return meta
 
 
 def _register_with_store() -> None:
