@@ -5,7 +5,7 @@ kind, a function `(arrays, attrs) -> object` (e.g. a `from_record` classmethod),
 distribution's metadata under the entry point group ENTRY_POINT_GROUP
 
     [project.entry-points."results_store.kinds"]
-    neuron_result = "calib.results:NeuronResult.from_record"
+    neuron_result = "calib.core.results:NeuronResult.from_record"
 
 which is looked up (and its module imported) only when a record of that kind is decoded, so
 decoding does not depend on what was imported before; or at run time with `register_kind`.

@@ -198,7 +198,7 @@ def test_latest_decodes_a_neuron_result_when_only_the_store_was_imported(tmp_pat
     output = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
     )
-    assert output.stdout.split() == ["calib.results", "NeuronResult"]
+    assert output.stdout.split() == ["calib.core.results", "NeuronResult"]
 
 
 def test_a_registry_without_entry_points_returns_stored_records(tmp_path: Path) -> None:

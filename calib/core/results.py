@@ -20,7 +20,7 @@ from calib.core.failures import (
 )
 from calib.core.plans import PLANS
 from calib.core.targets import NeuronTarget
-from device_model.protocol import CELLS, Device, DeviceStats
+from device_model.protocol import CELLS, N_DRIVERS, N_NEURONS, N_QUADRANTS, Device, DeviceStats
 
 
 class ResultsStoreLike(Protocol):
@@ -196,7 +196,7 @@ class NeuronResult:
             "notes": {step: {str(n): note for n, note in notes.items()}
                       for step, notes in self.notes.items()},
             "provenance": self.provenance.to_dict(),
-            "array_meta": _array_meta(arrays),
+            "array_meta": array_meta(arrays),
         }
         return arrays, attrs
 
@@ -244,34 +244,54 @@ class NeuronResult:
 # -- what each stored array means (dims, units, long name), for the results store ---------
 
 _ARRAY_GROUPS = {"achieved": "achieved", "before": "before calibration"}
+SCOPE_DIMS = {"neuron": ["neuron"], "quadrant": ["quadrant"], "synapse": ["row", "neuron"],
+              "driver": ["driver"], "row": ["row"]}
+"""Dimension names of a cell's codes, by the cell's scope."""
+_DIMS_BY_LENGTH = {N_NEURONS: "neuron", N_QUADRANTS: "quadrant", N_DRIVERS: "driver"}
 
 
 def _quantity_units(name: str) -> str:
-    return QUANTITIES[name].unit if name in QUANTITIES else "1"
+    spec = PLANS.quantities().get(name)
+    return spec.unit if spec is not None else "1"
 
 
-def _array_meta(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """Path -> dims, units and long_name of every array `to_record` returns: codes are
-    unitless per neuron or per quadrant (as their cell), quantities in their stored units
-    (seconds, CADC LSB), fitted model parameters unitless per neuron."""
+def _dims(path: str, values: np.ndarray, known: list[str]) -> list[str]:
+    dims = known[: values.ndim]
+    if len(dims) < values.ndim:  # a shape without a declared meaning: axes named by position
+        dims = [*dims, *(f"{path.replace('/', '_')}_axis{axis}"
+                         for axis in range(len(dims), values.ndim))]
+    return dims
+
+
+def array_meta(arrays: Mapping[str, np.ndarray],
+               overrides: Mapping[str, tuple[list[str], str, str]] | None = None
+               ) -> dict[str, dict[str, Any]]:
+    """Path -> dims, units and long_name of every array of a record: codes unitless with the
+    dims of their cell's scope, quantities in their stored units (seconds, CADC LSB), fitted
+    model parameters unitless per neuron; `overrides` gives (dims, units, long_name) by path."""
     meta: dict[str, dict[str, Any]] = {}
     for path, values in arrays.items():
         head, _, rest = path.partition("/")
-        if path == "success":
+        if overrides and path in overrides:
+            dims, units, long_name = overrides[path]
+        elif path == "success":
             dims, units, long_name = ["neuron"], "1", "neuron within tolerance of its target"
         elif head == "codes":
-            scope = CELLS[rest].scope if rest in CELLS else "neuron"
-            spec_text = CELLS[rest].description if rest in CELLS else rest
-            dims, units, long_name = [scope], "1", f"code of cell {rest}: {spec_text}"
+            cell = CELLS.get(rest)
+            dims = SCOPE_DIMS[cell.scope] if cell is not None else ["neuron"]
+            long_name = f"code of cell {rest}: {cell.description if cell else rest}"
+            units = "1"
         elif head in _ARRAY_GROUPS:
-            dims, units = ["neuron"], _quantity_units(rest)
-            long_name = f"{rest}, {_ARRAY_GROUPS[head]}"
+            spec = PLANS.quantities().get(rest)
+            length = values.shape[0] if values.ndim else 0
+            dims, units = [_DIMS_BY_LENGTH.get(length, "unit")], _quantity_units(rest)
+            long_name = f"{spec.long_name or rest if spec else rest}, {_ARRAY_GROUPS[head]}"
         else:
             quantity, _, param = rest.partition("/")
             dims, units = ["neuron"], "1"
             long_name = f"parameter {param} of the fitted {quantity} transfer curve"
-        dims += [f"{path.replace('/', '_')}_axis{axis}" for axis in range(1, values.ndim)]
-        meta[path] = {"dims": dims[: values.ndim], "units": units, "long_name": long_name}
+        meta[path] = {"dims": _dims(path, values, list(dims)), "units": units,
+                      "long_name": long_name}
     return meta
 
 
