@@ -27,6 +27,7 @@ from calib.cli.app import ExitCode, app
 COMMAND_MODULES = (
     "calib.cli.commands",  # calibrate, targets, show, history, export, check, report, chips
     "calib.cli.fleet_commands",  # nightly, study
+    "calib.cli.serve_commands",  # serve
 )
 """Modules whose import registers their commands on `app`."""
 
