@@ -40,11 +40,18 @@ def encode_array(value: ArrayLike, field: str) -> pb.NDArray:
             f"{field}: values of dtype {array.dtype} cannot be sent to a remote device "
             "(numbers, booleans or strings only)"
         )
-    return pb.NDArray(dtype=array.dtype.str, shape=array.shape, data=array.tobytes(order="C"))
+    container = "list" if isinstance(value, list) else "tuple" if isinstance(value, tuple) else ""
+    return pb.NDArray(
+        dtype=array.dtype.str,
+        shape=array.shape,
+        data=array.tobytes(order="C"),
+        container=container,
+    )
 
 
-def decode_array(message: pb.NDArray, field: str) -> np.ndarray:
-    """A writable numpy array from an NDArray message, every field checked."""
+def decode_array(message: pb.NDArray, field: str) -> Any:
+    """A writable numpy array from an NDArray message, every field checked (a list or a tuple
+    when the caller passed one)."""
     try:
         dtype = np.dtype(message.dtype)
     except TypeError as error:
@@ -63,7 +70,16 @@ def decode_array(message: pb.NDArray, field: str) -> np.ndarray:
         raise MalformedMessage(
             f"{field}: {len(message.data)} bytes of data, shape {shape} of {dtype} needs {expected}"
         )
-    return np.frombuffer(message.data, dtype=dtype).reshape(shape).copy()
+    array = np.frombuffer(message.data, dtype=dtype).reshape(shape).copy()
+    if message.container == "list":
+        return array.tolist()
+    if message.container == "tuple":
+        return tuple(array.tolist())
+    if message.container:
+        raise MalformedMessage(
+            f"{field}: container {message.container!r} is not '', 'list' or 'tuple'"
+        )
+    return array
 
 
 def encode_scalar(value: Any, field: str) -> pb.Scalar:
