@@ -11,7 +11,10 @@ from device_remote.client import (
     LeaseLostError,
     RemoteDevice,
     ServerRestartedError,
+    server_info,
 )
+from device_remote.recording import RecordingDevice, ReplayDevice, ReplayMismatchError
+from device_remote.serve import RemoteFleet, open_device
 from device_remote.server import DeviceServer
 
 __all__ = [
@@ -20,6 +23,12 @@ __all__ = [
     "DeviceServer",
     "DeviceUnreachableError",
     "LeaseLostError",
+    "RecordingDevice",
     "RemoteDevice",
+    "RemoteFleet",
+    "ReplayDevice",
+    "ReplayMismatchError",
     "ServerRestartedError",
+    "open_device",
+    "server_info",
 ]

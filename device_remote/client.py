@@ -49,6 +49,8 @@ from device_remote.server import (
 
 RETRIED_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 """Transport failures worth another attempt (the call may not have reached the device)."""
+BUSY_POLL = 0.2
+"""Seconds between lease requests while waiting for a busy chip the server did not wait for."""
 
 
 class ChipBusyError(DeviceError):
@@ -247,8 +249,10 @@ class RemoteDevice:
                 ) from None
             if reply.WhichOneof("outcome") == "lease":
                 return reply.lease
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise ChipBusyError(reply.busy.chip_id, reply.busy.holder, reply.busy.since)
+            time.sleep(min(BUSY_POLL, left))  # the server answered before the wait was over
 
     def _release(self, lease: pb.Lease) -> None:
         try:
@@ -391,3 +395,37 @@ def _close(
     except grpc.RpcError:
         pass  # the lease ends by its heartbeat timeout anyway
     channel.close()
+
+
+def server_info(
+    address: str,
+    *,
+    token: str | None = None,
+    token_file: str | os.PathLike[str] | None = None,
+    timeout: float = 5.0,
+) -> dict[str, Any]:
+    """What the server at `address` serves and who holds it, without taking a lease."""
+    metadata = (("x-device-token", token),) if (token := resolve_token(token, token_file)) else ()
+    with grpc.insecure_channel(address) as channel:
+        try:
+            info = pb_grpc.DeviceServiceStub(channel).Info(
+                pb.InfoRequest(), timeout=timeout, metadata=metadata
+            )
+        except grpc.RpcError as error:
+            refused = _refusal(error)
+            if refused is not None:
+                raise refused from None
+            raise DeviceUnreachableError(
+                f"device server at {address}: {error.code().name}: {error.details()}"
+            ) from None
+    return {
+        "chip_id": info.chip_id,
+        "n_neurons": info.n_neurons,
+        "instance": info.instance,
+        "started": info.started,
+        "device_type": info.device_type,
+        "holder": info.holder or None,
+        "since": info.since or None,
+        "heartbeat_timeout": info.heartbeat_timeout,
+        "schema_version": info.schema_version,
+    }

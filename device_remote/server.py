@@ -14,6 +14,7 @@ ones get INVALID_ARGUMENT naming the field. Neither stops the server.
 from __future__ import annotations
 
 import hmac
+import math
 import threading
 import time
 import uuid
@@ -40,6 +41,9 @@ DEFAULT_HEARTBEAT_TIMEOUT = 10.0
 """Seconds without a heartbeat or call after which a lease ends."""
 MAX_ACQUIRE_WAIT = 10.0
 """Longest a single Acquire request waits for a busy chip; clients ask again for longer."""
+MAX_WAITERS = 8
+"""Acquire requests allowed to wait at once; they must not take every worker thread (the
+holder's heartbeats need one)."""
 DEFAULT_MAX_REQUEST_BYTES = 4 * 2**20
 DEFAULT_MAX_REPLY_BYTES = 256 * 2**20
 MAX_HOLDER_LENGTH = 200
@@ -50,7 +54,9 @@ ERROR_METADATA = "x-device-error"
 REFUSED_RESTARTED = "server-restarted"
 REFUSED_LEASE = "lease-lost"
 REFUSED_TOKEN = "token"
-WORKER_THREADS = 8
+WORKER_THREADS = 2 * MAX_WAITERS + 4
+MAX_CONCURRENT_RPCS = 4 * WORKER_THREADS
+"""Requests beyond this many at once are refused (RESOURCE_EXHAUSTED) instead of queued."""
 
 
 def now_iso() -> str:
@@ -85,6 +91,7 @@ class LeaseTable:
         self._current: _Lease | None = None
         self._ended: OrderedDict[str, str] = OrderedDict()
         self._changed = threading.Condition()
+        self._waiters = 0
 
     def _end(self, reason: str) -> None:
         assert self._current is not None
@@ -109,20 +116,29 @@ class LeaseTable:
             return ("", "") if current is None else (current.holder, current.since)
 
     def acquire(self, holder: str, wait: float) -> _Lease | tuple[str, str]:
-        """A new lease, or (holder, since) of the lease in the way after `wait` seconds."""
+        """A new lease, or (holder, since) of the lease in the way after `wait` seconds (at
+        once when MAX_WAITERS requests already wait: the client asks again)."""
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_ACQUIRE_WAIT)
         with self._changed:
-            while True:
-                self._expire()
-                current = self._current
-                if current is None:
-                    self._current = _Lease(uuid.uuid4().hex, holder, now_iso(), time.monotonic())
-                    return self._current
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return current.holder, current.since
-                expires_in = current.last_seen + self.heartbeat_timeout - time.monotonic()
-                self._changed.wait(max(min(left, expires_in + 0.01), 0.001))
+            if self._waiters >= MAX_WAITERS:
+                deadline = 0.0
+            self._waiters += 1
+            try:
+                while True:
+                    self._expire()
+                    current = self._current
+                    if current is None:
+                        self._current = _Lease(
+                            uuid.uuid4().hex, holder, now_iso(), time.monotonic()
+                        )
+                        return self._current
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return current.holder, current.since
+                    expires_in = current.last_seen + self.heartbeat_timeout - time.monotonic()
+                    self._changed.wait(max(min(left, expires_in + 0.01), 0.001))
+            finally:
+                self._waiters -= 1
 
     def touch(self, lease: str) -> _Lease:
         """The held lease `lease`, its silence timer restarted; Refused when it is not held."""
@@ -265,6 +281,8 @@ class DeviceServicer(pb_grpc.DeviceServiceServicer):
                 raise MalformedMessage(
                     f"holder must be 1..{MAX_HOLDER_LENGTH} printable characters"
                 )
+            if not math.isfinite(request.wait) or request.wait < 0:
+                raise MalformedMessage(f"wait = {request.wait!r} s must be finite and >= 0")
             outcome = self.leases.acquire(holder, request.wait)
             if isinstance(outcome, tuple):
                 return pb.AcquireReply(
@@ -415,6 +433,7 @@ class DeviceServer:
         self.servicer = DeviceServicer(device, self.token, float(heartbeat_timeout), self.instance)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=WORKER_THREADS),
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
             options=[
                 ("grpc.max_receive_message_length", max_request_bytes),
                 ("grpc.max_send_message_length", max_reply_bytes),

@@ -12,6 +12,7 @@ import pytest
 
 from calib import calibrate
 from calib.algorithms.base import RoutineFailed
+from calib.fleet import maintain_chip
 from device_model import DeviceError, SimulatedChip, TransientRunError
 from device_remote import (
     DeviceServer,
@@ -21,6 +22,7 @@ from device_remote import (
 )
 from device_remote.schema import device_service_pb2 as pb
 from device_remote.schema import device_service_pb2_grpc as pb_grpc
+from device_remote.serve import RemoteFleet
 from results_store import ResultsStore
 from tests.remote_helpers import served, spawn_server, stop_process
 
@@ -73,6 +75,20 @@ def test_a_retried_call_is_answered_without_running_twice() -> None:
             stub.Stats(stale)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "header.seq 0 is not after the last call 1" in error.value.details()
+
+
+def test_a_fleet_chip_whose_server_is_dead_fails_alone(tmp_path) -> None:
+    with served() as server:
+        dead = server.address
+    fleet = RemoteFleet({"remote-0": dead}, remote_options={"connect_timeout": 0.3, **FAST})
+    started = time.monotonic()
+    ResultsStore(tmp_path / "store", create=True)
+    outcome = maintain_chip("remote-0", str(tmp_path / "store"), device_factory=fleet)
+    assert outcome.status == "failed"
+    assert "DeviceUnreachableError" in outcome.detail
+    assert time.monotonic() - started < 10.0
+    with pytest.raises(ValueError, match="no device server known for chip 'other'"):
+        fleet("other")
 
 
 @pytest.mark.slow

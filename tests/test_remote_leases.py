@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from device_remote import ChipBusyError, LeaseLostError, RemoteDevice
+from device_remote import ChipBusyError, LeaseLostError, RemoteDevice, server_info
 from tests.remote_helpers import served, stop_process
 
 HEARTBEAT = 0.4
@@ -98,3 +98,31 @@ def test_a_crashed_client_loses_the_lease_after_the_heartbeat_timeout() -> None:
             assert time.monotonic() - started < HEARTBEAT + 3.0
         finally:
             stop_process(client, kill=True)
+
+
+def test_many_waiting_clients_do_not_starve_the_holders_heartbeats() -> None:
+    with served(heartbeat_timeout=HEARTBEAT) as server, RemoteDevice(server.address) as holder:
+        errors: list[BaseException] = []
+
+        def wait_in_vain() -> None:
+            try:
+                RemoteDevice(server.address, wait=1.5)
+            except ChipBusyError as error:
+                errors.append(error)
+
+        waiters = [threading.Thread(target=wait_in_vain) for _ in range(12)]
+        for waiter in waiters:
+            waiter.start()
+        for waiter in waiters:
+            waiter.join(timeout=30)
+        assert len(errors) == 12
+        assert holder.read_cadc().shape == (1, 512)  # still the holder
+
+
+def test_server_info_tells_the_holder_without_taking_the_lease() -> None:
+    with served() as server:
+        assert server_info(server.address)["holder"] is None
+        with RemoteDevice(server.address, holder="carol"):
+            info = server_info(server.address)
+        assert (info["chip_id"], info["holder"], info["schema_version"]) == ("remote-0", "carol", 1)
+        assert info["instance"] == server.instance
