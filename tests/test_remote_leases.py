@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
@@ -126,3 +127,12 @@ def test_server_info_tells_the_holder_without_taking_the_lease() -> None:
             info = server_info(server.address)
         assert (info["chip_id"], info["holder"], info["schema_version"]) == ("remote-0", "carol", 1)
         assert info["instance"] == server.instance
+
+
+def test_a_forgotten_remote_device_releases_its_lease_when_collected() -> None:
+    with served() as server:
+        forgotten = RemoteDevice(server.address, holder="forgetful")
+        del forgotten
+        gc.collect()
+        with RemoteDevice(server.address) as device:
+            assert device.chip_id == "remote-0"
