@@ -14,7 +14,7 @@ from device_remote.client import (
     server_info,
 )
 from device_remote.recording import RecordingDevice, ReplayDevice, ReplayMismatchError
-from device_remote.serve import RemoteFleet, open_device
+from device_remote.serve import RemoteFleet, open_device, parse_addresses
 from device_remote.server import DeviceServer
 
 __all__ = [
@@ -30,5 +30,6 @@ __all__ = [
     "ReplayMismatchError",
     "ServerRestartedError",
     "open_device",
+    "parse_addresses",
     "server_info",
 ]

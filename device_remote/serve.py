@@ -105,6 +105,30 @@ def open_device(
     )
 
 
+def check_address(address: str, field: str = "address") -> str:
+    """`address` if it is HOST:PORT with a port 1..65535 (IPv6 hosts in brackets)."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{field} {address!r} must be HOST:PORT with a port 1..65535")
+    return address.strip()
+
+
+def parse_addresses(spec: str) -> dict[str, str]:
+    """'chip-0=127.0.0.1:50051,chip-1=127.0.0.1:50052' as {chip id: address}."""
+    addresses: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        chip_id, sep, address = item.partition("=")
+        if not sep or not chip_id.strip():
+            raise ValueError(f"device spec item {item!r} must be CHIP=HOST:PORT")
+        chip_id = chip_id.strip()
+        if chip_id in addresses:
+            raise ValueError(f"device spec names chip {chip_id!r} twice")
+        addresses[chip_id] = check_address(address, f"address of chip {chip_id!r}")
+    if not addresses:
+        raise ValueError("device spec is empty; expected CHIP=HOST:PORT[,CHIP=HOST:PORT...]")
+    return addresses
+
+
 @dataclass(frozen=True)
 class RemoteFleet:
     """A device factory for fleet work: chip id -> RemoteDevice of that chip's server.

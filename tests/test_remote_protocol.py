@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from device_model import CurrentStep, DeviceError, Faults, SimulatedChip, TransientRunError
 from device_remote import RemoteDevice
-from device_remote.serve import open_device
+from device_remote.serve import open_device, parse_addresses
 from tests.remote_helpers import call_sequence, identical, served
 
 
@@ -119,3 +121,25 @@ def test_open_device_checks_the_served_chip_id() -> None:
             open_device(server.address, "other-chip")
         with open_device(server.address, "remote-0") as device:  # the lease was released
             assert device.chip_id == "remote-0"
+
+
+def test_a_device_spec_maps_chips_to_addresses() -> None:
+    assert parse_addresses("a=127.0.0.1:5001, b=[::1]:5002") == {
+        "a": "127.0.0.1:5001",
+        "b": "[::1]:5002",
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("", "device spec is empty"),
+        ("a", "must be CHIP=HOST:PORT"),
+        ("a=127.0.0.1", "address of chip 'a' '127.0.0.1' must be HOST:PORT with a port 1..65535"),
+        ("a=127.0.0.1:0", "port 1..65535"),
+        ("a=h:1,a=h:2", "names chip 'a' twice"),
+    ],
+)
+def test_a_bad_device_spec_is_refused(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_addresses(spec)
