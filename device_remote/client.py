@@ -193,6 +193,7 @@ class RemoteDevice:
         )
         self._stub = pb_grpc.DeviceServiceStub(self._channel)
         self._seq = 0
+        self._call_lock = threading.Lock()
         self._broken: DeviceError | None = None
         self._keeper: _LeaseKeeper | None = None
         try:
@@ -302,6 +303,10 @@ class RemoteDevice:
         raise AssertionError("unreachable")
 
     def _invoke(self, method: str, rpc: Callable[..., pb.Reply], request: Any) -> Any:
+        with self._call_lock:  # one call at a time: sequence numbers must not interleave
+            return self._invoke_locked(method, rpc, request)
+
+    def _invoke_locked(self, method: str, rpc: Callable[..., pb.Reply], request: Any) -> Any:
         for attempt in range(self.transient_retries + 1):
             if self._broken is not None:
                 raise type(self._broken)(str(self._broken))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, is_dataclass
@@ -335,6 +336,7 @@ class RecordingDevice:
         self.chip_id: str = device.chip_id
         self.n_neurons: int = device.n_neurons
         self._writer = _SessionWriter(path, device, flush_every, flush_bytes)
+        self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, self._writer.close)
 
     @property
@@ -346,6 +348,10 @@ class RecordingDevice:
         return self._writer.calls
 
     def _record(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:  # calls and their entries in one order, whichever thread calls
+            return self._record_locked(method, *args, **kwargs)
+
+    def _record_locked(self, method: str, *args: Any, **kwargs: Any) -> Any:
         if self._writer.closed:
             raise DeviceError(f"recording at {str(self.path)!r} is closed")
         arguments = bind_arguments(method, args, kwargs)

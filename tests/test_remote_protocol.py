@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -143,3 +144,25 @@ def test_a_device_spec_maps_chips_to_addresses() -> None:
 def test_a_bad_device_spec_is_refused(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_addresses(spec)
+
+
+def test_threads_sharing_a_remote_device_each_get_their_own_answers() -> None:
+    cells = ["v_leak", "v_reset", "v_threshold", "v_exp"]
+    wrong: list[str] = []
+
+    def work(device: RemoteDevice, cell: str, offset: int) -> None:
+        for code in range(offset, offset + 20):
+            device.write({cell: code})
+            if device.read_settings([cell])[cell][0] != code:
+                wrong.append(cell)
+
+    with served() as server, RemoteDevice(server.address) as device:
+        threads = [
+            threading.Thread(target=work, args=(device, cell, 100 * index))
+            for index, cell in enumerate(cells)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert wrong == []
