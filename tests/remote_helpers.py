@@ -3,7 +3,9 @@ touching every method of the device protocol."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -95,3 +97,71 @@ def identical(a: Any, b: Any) -> bool:
             float(a.hardware_time), float(b.hardware_time)
         )
     return same(canonical(a), canonical(b))
+
+
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 in front of `upstream` whose connections the test can cut:
+    `cut()` closes every open connection now, `cut_next_reply()` closes a connection instead
+    of passing on the next bytes the server sends (the request ran, its answer is lost)."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.lost_replies = 0
+        self._arm = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream, timeout=5)
+            with self._lock:
+                self._sockets += [client, server]
+            for source, target, replies in ((client, server, False), (server, client, True)):
+                threading.Thread(
+                    target=self._pump, args=(source, target, replies), daemon=True
+                ).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if replies and self._arm.is_set():
+                    self._arm.clear()
+                    self.lost_replies += 1
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def cut_next_reply(self) -> None:
+        self._arm.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+        self.cut()
+        self._thread.join(timeout=5)

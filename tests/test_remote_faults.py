@@ -24,7 +24,7 @@ from device_remote.schema import device_service_pb2 as pb
 from device_remote.schema import device_service_pb2_grpc as pb_grpc
 from device_remote.serve import RemoteFleet
 from results_store import ResultsStore
-from tests.remote_helpers import served, spawn_server, stop_process
+from tests.remote_helpers import CuttableProxy, served, spawn_server, stop_process
 
 FAST = {"retries": 3, "backoff": 0.02, "max_backoff": 0.1, "call_timeout": 5.0}
 
@@ -53,6 +53,24 @@ def test_a_restarted_server_is_detected_and_the_next_client_works() -> None:
         device.close()
         with RemoteDevice(restarted.address) as fresh:
             assert fresh.read_settings("v_leak")["v_leak"][0] == 400  # the default again
+
+
+def test_a_dropped_connection_is_retried_on_the_same_server() -> None:
+    chip = SimulatedChip("remote-0")
+    with served(chip) as server:
+        proxy = CuttableProxy(server.address)
+        try:
+            with RemoteDevice(proxy.address, **FAST) as device:
+                device.write({"v_leak": 300})
+                proxy.cut()
+                assert device.read_settings("v_leak")["v_leak"][0] == 300  # reconnected
+                runs = chip.stats.runs
+                proxy.cut_next_reply()
+                assert device.read_cadc(4).shape == (4, 512)
+                assert proxy.lost_replies == 1
+                assert chip.stats.runs == runs + 1  # the retry got the first answer
+        finally:
+            proxy.close()
 
 
 def test_a_retried_call_is_answered_without_running_twice() -> None:
