@@ -45,6 +45,7 @@ from device_remote.server import (
     REFUSED_LEASE,
     REFUSED_RESTARTED,
     REFUSED_TOKEN,
+    TOKEN_METADATA,
 )
 
 RETRIED_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -180,7 +181,7 @@ class RemoteDevice:
         self.retries, self.transient_retries = retries, transient_retries
         self.holder = holder or default_holder()
         token = resolve_token(token, token_file)
-        self._metadata: tuple[tuple[str, str], ...] = (("x-device-token", token),) if token else ()
+        self._metadata: tuple[tuple[str, str], ...] = ((TOKEN_METADATA, token),) if token else ()
         self._channel = grpc.insecure_channel(
             address,
             options=[
@@ -410,7 +411,7 @@ def server_info(
     timeout: float = 5.0,
 ) -> dict[str, Any]:
     """What the server at `address` serves and who holds it, without taking a lease."""
-    metadata = (("x-device-token", token),) if (token := resolve_token(token, token_file)) else ()
+    metadata = ((TOKEN_METADATA, token),) if (token := resolve_token(token, token_file)) else ()
     with grpc.insecure_channel(address) as channel:
         try:
             info = pb_grpc.DeviceServiceStub(channel).Info(
