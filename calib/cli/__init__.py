@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "calib.cli.commands",  # calibrate, targets, show, history, export, check, report, chips
     "calib.cli.fleet_commands",  # nightly, study
     "calib.cli.store_commands",  # store verify, store repair
+    "calib.cli.serve_commands",  # serve
 )
 """Modules whose import registers their commands on `app`."""
 

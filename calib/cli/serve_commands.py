@@ -1,0 +1,147 @@
+"""`calib serve`: one chip behind a device server (gRPC), for `RemoteDevice` clients.
+
+The server itself lives in the `device_remote` package; this module only parses options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from calib.cli.app import app, check_chip, error_console, output_console
+
+SERVER_PANEL = "Server"
+SIMULATION_PANEL = "Simulated chip"
+
+
+@app.command(rich_help_panel="Serve")
+def serve(
+    chip: Annotated[
+        str,
+        typer.Option(
+            "--chip",
+            metavar="CHIP",
+            callback=check_chip,
+            rich_help_panel="Chip",
+            help="Chip id of the served (simulated) chip; the same id is the same chip.",
+        ),
+    ],
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            metavar="ADDRESS",
+            rich_help_panel=SERVER_PANEL,
+            help="Address to listen on (default loopback); any other address needs a token.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port",
+            metavar="N",
+            min=0,
+            max=65535,
+            rich_help_panel=SERVER_PANEL,
+            help="Port to listen on (0..65535; 0 picks a free port, printed at start).",
+        ),
+    ] = 0,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            metavar="FILE",
+            rich_help_panel=SERVER_PANEL,
+            help="File whose first line is the shared token clients must send (default: "
+            "$CALIB_DEVICE_TOKEN; required for a non-loopback --host).",
+        ),
+    ] = None,
+    heartbeat_timeout: Annotated[
+        float,
+        typer.Option(
+            "--heartbeat-timeout",
+            metavar="SECONDS",
+            min=0.05,
+            max=3600.0,
+            rich_help_panel=SERVER_PANEL,
+            help="A client silent this long loses its lease (0.05..3600 s).",
+        ),
+    ] = 10.0,
+    mismatch_scale: Annotated[
+        float,
+        typer.Option(
+            "--mismatch-scale",
+            metavar="SCALE",
+            min=0.0,
+            rich_help_panel=SIMULATION_PANEL,
+            help="Multiplies every fixed-pattern spread (0: an ideal chip).",
+        ),
+    ] = 1.0,
+    noise_scale: Annotated[
+        float,
+        typer.Option(
+            "--noise-scale",
+            metavar="SCALE",
+            min=0.0,
+            rich_help_panel=SIMULATION_PANEL,
+            help="Multiplies every temporal noise (0: noiseless readouts).",
+        ),
+    ] = 1.0,
+    drift_hours: Annotated[
+        float,
+        typer.Option(
+            "--drift-hours",
+            metavar="HOURS",
+            min=0.0,
+            rich_help_panel=SIMULATION_PANEL,
+            help="Age of the chip in hours: its offsets random-walk with age.",
+        ),
+    ] = 0.0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            metavar="SEED",
+            rich_help_panel=SIMULATION_PANEL,
+            help="Seed of the chip's mismatch (default: derived from the chip id).",
+        ),
+    ] = None,
+    faults: Annotated[
+        bool,
+        typer.Option(
+            "--faults/--no-faults",
+            rich_help_panel=SIMULATION_PANEL,
+            help="Inject typical faults: dead and stuck neurons, transient run failures.",
+        ),
+    ] = False,
+) -> None:
+    """Serve a simulated chip over the network until stopped (Ctrl-C or SIGTERM).
+
+    One client holds the chip at a time; a client silent for --heartbeat-timeout loses it.
+    Prints 'serving chip CHIP at HOST:PORT ...' once it listens.
+    """
+    from device_remote.auth import resolve_token
+    from device_remote.serve import serve_forever, simulated_chip
+
+    token = resolve_token(None, token_file)
+    device = simulated_chip(
+        chip,
+        seed=seed,
+        mismatch_scale=mismatch_scale,
+        noise_scale=noise_scale,
+        drift_hours=drift_hours,
+        faults=faults,
+    )
+    out = output_console()
+    serve_forever(
+        device,
+        host,
+        port,
+        token=token,
+        heartbeat_timeout=heartbeat_timeout,
+        announce=lambda line: out.print(escape(line), soft_wrap=True),
+    )
+    error_console().print(f"stopped serving chip {escape(chip)}")
