@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from calib.fleet import dask_client, run_nightly
-from calib.results import NeuronResult
 
 from calib import calibrate
+from calib.core.results import NeuronResult
+from calib.operations.fleet import dask_client, run_nightly
 from device_model import SimulatedChip
 from device_remote import RemoteDevice
 from device_remote.serve import RemoteFleet

@@ -231,3 +231,18 @@ def test_nightly_gives_up_quickly_on_a_scheduler_that_does_not_answer(tmp_path: 
     assert_usage_error(result, "does not answer")
     assert elapsed < 15
     assert not store.exists()
+
+
+def test_a_chip_whose_newest_run_is_damaged_is_calibrated_again(
+        client: Any, store_path: Path, night_three: dict[str, ChipOutcome]) -> None:
+    from store_damage import edit_document
+
+    chip = GOOD[0]
+    store = ResultsStore(store_path)
+    runs = [info.run_id for info in store.history(chip)]
+    assert len(runs) == 2  # night one's, and night three's recalibration
+    edit_document(store, chip, runs[-1], lambda attributes: attributes.update(chip_id="x"))
+    (outcome,) = run_nightly([chip], store_path, client=client, device_factory=SimulatedFleet())
+    assert outcome.status == "calibrated", outcome.detail
+    assert "damaged" in outcome.detail
+    assert outcome.run_id not in runs

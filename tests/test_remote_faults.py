@@ -9,10 +9,10 @@ import time
 
 import grpc
 import pytest
-from calib.fleet import maintain_chip
 
 from calib import calibrate
 from calib.algorithms.base import RoutineFailed
+from calib.operations.fleet import maintain_chip
 from device_model import DeviceError, SimulatedChip, TransientRunError
 from device_remote import (
     DeviceServer,

@@ -23,6 +23,7 @@ import socket
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from calib.sequences.check import CheckReport, check_result
 from device_model import Faults, SimulatedChip
 from device_model.protocol import Device
 from results_store import ResultsStore, check_chip_id
+from results_store.errors import DamagedRunWarning
 
 DeviceFactory = Callable[[str], Device]
 """chip id -> Device; must be picklable (a top-level class or function) to reach the workers."""
@@ -395,11 +397,19 @@ def _maintain(
     device = device_factory(chip_id)
     if device.chip_id != chip_id:
         raise ValueError(f"the device factory made chip {device.chip_id!r} for chip id {chip_id!r}")
-    stored = store.latest(chip_id, target, decode=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DamagedRunWarning)
+        stored = store.latest(chip_id, target, decode=False)
+    damaged = [str(w.message) for w in caught if issubclass(w.category, DamagedRunWarning)]
     previous = None if stored is None else NeuronResult.from_record(stored.arrays, stored.attrs)
     check: dict[str, dict[str, float | bool]] = {}
     stale: list[str] = []
-    if previous is None:
+    if damaged:
+        # A newer run than the one found is unreadable: what the chip holds is not known, so
+        # it gets a whole calibration (stored as the newest intact run).
+        previous = None
+        why = f"stored run damaged ({damaged[0]})"
+    elif previous is None:
         why = "no stored result for this target"
     elif not check_first:
         why = "recalibration asked for (no check)"
