@@ -342,6 +342,7 @@ def calibrate(
         faults=bool(faults),
     )
     results = open_store(store, create=True)
+    results.check_writable()  # a read-only store found now, not after the calibration
     extra: dict[str, Any] = {"simulation": simulation.to_dict(), "target_source": choice.source}
     if choice.nir is not None:
         out.print(Text(choice.nir.summary()))
