@@ -119,6 +119,24 @@ class FiringRateTimeConstant(Routine):
             settings.update(leak_switches(self.target))
         return settings
 
+    def prelude(self, device: Device) -> None:
+        """The set-up, the nominal switches from the target, then one probe at the strongest
+        leak bias: a neuron still slower than its target there moves to the next stronger
+        switch setting (as the host mode's routine does)."""
+        super().prelude(device)
+        if not self.choose_switches:
+            return
+        device.write({self.parameter: self.parameter_range.high})
+        too_slow = ~(self.measure(device) <= self.target)
+        nominal = leak_switches(self.target)
+        divide = nominal["leak_divide"].astype(bool)
+        multiply = nominal["leak_multiply"].astype(bool)
+        device.write({
+            "leak_divide": (divide & ~too_slow).astype(np.int64),
+            "leak_multiply": (multiply | (too_slow & ~divide)).astype(np.int64),
+        })
+        self._close = False
+
     def _runs(self) -> int:
         if self.runs is not None:
             return self.runs

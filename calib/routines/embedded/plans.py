@@ -131,10 +131,6 @@ THRESHOLD_SAMPLE_FACTOR = 2
 FOLLOWER_DROP_CODES = round(0.70 / 1.76e-3)
 """The design's source-follower drop of the leak and reset potentials (0.70 V) in CapMem codes
 (1.76 mV each): the nominal codes of a leak or reset target sit this far above a threshold's."""
-GAIN_STEPS = 4
-NOMINAL_GAIN_CODE = 500
-GAIN_EXPONENT = 0.8
-"""The PSP amplitude grows about as the gm bias code ** 0.8 (the design's figure)."""
 
 
 def nominal_code(reading: np.ndarray, follower: bool) -> np.ndarray:
@@ -151,10 +147,6 @@ def _potential_search(quantity: str, follower: bool) -> Any:
     return search
 
 
-def _gain_search(target: NeuronTarget) -> SecantSearch:
-    return SecantSearch(NOMINAL_GAIN_CODE, steps=GAIN_STEPS, exponent=GAIN_EXPONENT)
-
-
 CADC_EMBEDDED = register_plan(twin(CADC))
 WORKING_POINT_EMBEDDED = register_plan(twin(WORKING_POINT))
 LEAK_EMBEDDED = register_plan(twin(LEAK, algorithm=_potential_search("leak", True)))
@@ -163,8 +155,8 @@ THRESHOLD_EMBEDDED = register_plan(twin(
     THRESHOLD, algorithm=_potential_search("threshold", False),
     routine=lambda context: CountingThreshold(
         THRESHOLD_SAMPLE_FACTOR * context.options.threshold_samples)))
-PSP_AMPLITUDE_EXC_EMBEDDED = register_plan(twin(PSP_AMPLITUDE_EXC, algorithm=_gain_search))
-PSP_AMPLITUDE_INH_EMBEDDED = register_plan(twin(PSP_AMPLITUDE_INH, algorithm=_gain_search))
+PSP_AMPLITUDE_EXC_EMBEDDED = register_plan(twin(PSP_AMPLITUDE_EXC))
+PSP_AMPLITUDE_INH_EMBEDDED = register_plan(twin(PSP_AMPLITUDE_INH))
 REFERENCE_EXC_EMBEDDED = register_plan(twin(REFERENCE_EXC))
 REFERENCE_INH_EMBEDDED = register_plan(twin(REFERENCE_INH))
 REFRACTORY_TIME_EMBEDDED = register_plan(twin(REFRACTORY_TIME))
