@@ -8,7 +8,8 @@ recomputed only downstream of cells that changed, or that are still settling.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -133,6 +134,7 @@ class SimulatedChip:
             name: codes.astype(float) for name, codes in self._codes.items()}
         evaluate(self._values, self.truth)
         self._changed: set[str] = set()
+        self._embedded = False
 
     # --- configuration ------------------------------------------------------------------
 
@@ -204,6 +206,28 @@ class SimulatedChip:
     def _membrane(self) -> Membrane:
         return Membrane.from_values(self._refresh(), self.truth.dead, self.truth.stuck)
 
+    # --- embedded processor: runs without the host (docs/embedded.md) --------------------
+
+    @contextmanager
+    def embedded_program(self) -> Iterator[None]:
+        """Operations inside run as a program on the chip's embedded processor: its runs have
+        no host round trip (`stats.embedded_runs`), writes still wait for CapMem settling.
+        Loading the program and fetching its results cost a host transfer each."""
+        if self._embedded:
+            raise RuntimeError(f"chip {self.chip_id!r} runs an embedded program already")
+        self._advance(p.EMBEDDED_PROGRAM_LOAD)
+        self._embedded = True
+        try:
+            yield
+        finally:
+            self._embedded = False
+            self._advance(p.EMBEDDED_PROGRAM_LOAD)
+
+    @property
+    def embedded(self) -> bool:
+        """Whether an embedded program is running (see `embedded_program`)."""
+        return self._embedded
+
     def _run(self, duration: float, runs: int = 1) -> None:
         """Account one device call of `runs` runs of `duration` each.
 
@@ -214,7 +238,11 @@ class SimulatedChip:
         failed = self._runs.uniform() < self.faults.run_failure_rate
         spent = int(self._runs.integers(runs)) + 1 if failed else runs
         self._stats.runs += spent
-        self._advance(spent * (p.RUN_OVERHEAD + duration))
+        overhead = p.RUN_OVERHEAD
+        if self._embedded:
+            self._stats.embedded_runs += spent
+            overhead = p.EMBEDDED_RUN_OVERHEAD
+        self._advance(spent * (overhead + duration))
         if failed:
             raise TransientRunError(
                 f"chip {self.chip_id!r}: run {self._stats.runs} failed (transient); retry")

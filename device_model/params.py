@@ -30,6 +30,11 @@ DIGITAL_WRITE_TIME = 50e-6
 """Emulated time of a write touching only digital cells. [E]"""
 RUN_OVERHEAD = 1e-3
 """Host round trip of one experiment run. [E]"""
+EMBEDDED_RUN_OVERHEAD = 5e-6
+"""A run started by the embedded processor: it triggers the playback and reads the CADC or the
+spike counters over its own bus, no host round trip. [E]"""
+EMBEDDED_PROGRAM_LOAD = 5e-3
+"""Host time to upload and start an embedded program, and to fetch its results (each). [E]"""
 CADC_SAMPLE_TIME = 4e-6
 """Emulated time of one CADC sample (a conversion and its readout). [E]"""
 CROSSTALK_COEFFICIENT = 0.005

@@ -230,20 +230,31 @@ class SpikeCounts:
 
 @dataclass
 class DeviceStats:
-    """What a sequence of operations cost: runs, writes and emulated hardware time (s)."""
+    """What a sequence of operations cost: runs, writes and emulated hardware time (s).
+
+    `runs` counts every run; `embedded_runs` those the chip's embedded processor started (no
+    host round trip), so `host_runs` = runs - embedded_runs.
+    """
 
     runs: int = 0
     writes: int = 0
     hardware_time: float = 0.0
+    # -- embedded processor (docs/embedded.md) --
+    embedded_runs: int = 0
+
+    @property
+    def host_runs(self) -> int:
+        return self.runs - self.embedded_runs
 
     def copy(self) -> DeviceStats:
-        return DeviceStats(self.runs, self.writes, self.hardware_time)
+        return DeviceStats(self.runs, self.writes, self.hardware_time, self.embedded_runs)
 
     def __sub__(self, other: DeviceStats) -> DeviceStats:
         return DeviceStats(
             self.runs - other.runs,
             self.writes - other.writes,
             self.hardware_time - other.hardware_time,
+            self.embedded_runs - other.embedded_runs,
         )
 
 

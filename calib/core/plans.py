@@ -10,6 +10,11 @@ units and exports are all derived from the registered plans.
 
 A plan with no quantities is an internal step (the CADC, the working point, the synaptic
 references): it runs in the sequence but is no target field.
+
+A plan belongs to one or more calibration modes (`Plan.modes`): "host" (the default: the host
+drives every step and may use every readout) and "embedded" (the chip's embedded processor
+drives it with the CADC and the spike counters only, docs/embedded.md). Two plans may declare
+the same quantity when they share no mode.
 """
 
 from __future__ import annotations
@@ -158,6 +163,19 @@ def always(target: NeuronTarget) -> bool:
     return True
 
 
+HOST = "host"
+EMBEDDED = "embedded"
+MODES = (HOST, EMBEDDED)
+"""Calibration modes: the host in the loop, or the embedded processor alone."""
+
+
+def check_mode(mode: str) -> str:
+    """`mode` if it is a known calibration mode, else ValueError naming the known ones."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
 @dataclass(frozen=True)
 class Plan:
     """One step of a calibration, and the target quantities it calibrates.
@@ -203,10 +221,16 @@ class Plan:
     display_rank: float | None = None
     """Position of its quantities in tables and target listings (default: `rank`)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    modes: tuple[str, ...] = (HOST,)
+    """Calibration modes the plan runs in (`MODES`)."""
 
     def __post_init__(self) -> None:
         if self.action is None and self.routine is None:
             raise ValueError(f"plan {self.name}: give a routine to search or an action")
+        for mode in self.modes:
+            if mode not in MODES:
+                raise ValueError(f"plan {self.name}: unknown mode {mode!r}; known: "
+                                 f"{', '.join(MODES)}")
 
     @property
     def quantity_names(self) -> tuple[str, ...]:
@@ -235,11 +259,17 @@ class PlanRegistry:
         if plan.name in self._plans and self._plans[plan.name] != plan:
             raise ValueError(f"a plan named {plan.name!r} is registered already")
         taken = {name: other.name for other in self._plans.values() if other.name != plan.name
-                 for name in other.quantity_names}
+                 and set(other.modes) & set(plan.modes) for name in other.quantity_names}
         for name in plan.quantity_names:
             if name in taken:
                 raise ValueError(f"quantity {name!r} of plan {plan.name!r} is declared by "
                                  f"plan {taken[name]!r} already")
+        known = {spec.name: spec for other in self._plans.values() if other.name != plan.name
+                 for spec in other.quantities}
+        for spec in plan.quantities:
+            if spec.name in known and known[spec.name] != spec:
+                raise ValueError(f"quantity {spec.name!r} of plan {plan.name!r} differs from "
+                                 "its declaration in another mode")
         self._plans[plan.name] = plan
         return plan
 
@@ -262,16 +292,20 @@ class PlanRegistry:
         """Every target field, in display order (potentials first, then times, ...)."""
         plans = sorted(self, key=lambda plan: (
             plan.rank if plan.display_rank is None else plan.display_rank))
-        return {spec.name: spec for plan in plans for spec in plan.quantities}
+        specs: dict[str, QuantitySpec] = {}
+        for plan in plans:
+            for spec in plan.quantities:
+                specs.setdefault(spec.name, spec)
+        return specs
 
     def settings(self) -> dict[str, SettingSpec]:
         """Every target field that is set, not calibrated."""
         return {spec.name: spec for plan in self for spec in plan.settings}
 
-    def plan_of(self, quantity: str) -> Plan:
-        """The plan that declares `quantity`."""
+    def plan_of(self, quantity: str, mode: str = HOST) -> Plan:
+        """The plan that declares `quantity` in `mode`."""
         for plan in self:
-            if quantity in plan.quantity_names:
+            if quantity in plan.quantity_names and mode in plan.modes:
                 return plan
         raise KeyError(f"no plan declares quantity {quantity!r}")
 

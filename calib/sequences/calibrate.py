@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from calib.algorithms.base import Algorithm
+from calib.core.plans import EMBEDDED, HOST
 from calib.core.results import NeuronResult, Provenance, ResultsStoreLike
 from calib.core.targets import NeuronTarget
 from calib.sequences.lif import NeuronCalibration, searched_routines
@@ -117,18 +119,25 @@ def calibrate(
     progress: ProgressCallback | None = None,
     options: CalibrationOptions | None = None,
     provenance_extra: Mapping[str, Any] | None = None,
+    mode: str = HOST,
 ) -> NeuronResult:
     """Calibrate every neuron of `device` to `target` (default: NeuronTarget()).
 
     `algorithm` replaces the default search for every routine (one Algorithm) or for the
-    routines named in a mapping. With `store`, the result is saved there as well.
+    routines named in a mapping. With `store`, the result is saved there as well. `mode`
+    "embedded" runs the plans the chip's embedded processor can drive alone (CADC and spike
+    counters only, docs/embedded.md) inside the device's `embedded_program()` where it has
+    one; the provenance's `extra["mode"]` records the mode.
     """
     target = NeuronTarget() if target is None else target
     if not isinstance(target, NeuronTarget):
         raise ValueError(f"target must be a NeuronTarget, got {type(target).__name__}")
     _check_device(device)
-    calibration = NeuronCalibration(device, target, _algorithms(algorithm), options)
-    result = _run(device, calibration, calibration.steps, progress, provenance_extra)
+    calibration = NeuronCalibration(device, target, _algorithms(algorithm), options, mode)
+    extra = {**(provenance_extra or {}), "mode": mode}
+    program = getattr(device, "embedded_program", None) if mode == EMBEDDED else None
+    with program() if program is not None else nullcontext():
+        result = _run(device, calibration, calibration.steps, progress, extra)
     if store is not None:
         store.save(result)
     return result

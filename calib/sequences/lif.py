@@ -13,7 +13,7 @@ import numpy as np
 
 from calib.algorithms.base import Algorithm, measure_range
 from calib.core.failures import Failure, FailureKind
-from calib.core.plans import PLANS, Plan
+from calib.core.plans import HOST, PLANS, Plan, check_mode
 from calib.core.retry import retrying
 from calib.core.routine import TargetedRoutine
 from calib.core.targets import NeuronTarget
@@ -24,15 +24,29 @@ from device_model.protocol import N_NEURONS, Device
 Step = tuple[str, Callable[[], None]]
 
 
-def selected_plans(target: NeuronTarget) -> list[Plan]:
-    """The plans this target needs, in dependency order (ties by rank)."""
-    plans = [plan for plan in PLANS if plan.applies(target)]
+def selected_plans(target: NeuronTarget, mode: str = HOST) -> list[Plan]:
+    """The plans this target needs in `mode`, in dependency order (ties by rank).
+
+    A quantity the target asks for that no plan of `mode` calibrates is a ValueError.
+    """
+    check_mode(mode)
+    applied = [plan for plan in PLANS if plan.applies(target)]
+    plans = [plan for plan in applied if mode in plan.modes]
+    covered = {name for plan in plans for name in plan.quantity_names}
+    missing = sorted({name for plan in applied for name in plan.quantity_names} - covered)
+    if missing:
+        raise ValueError(f"no {mode} plan calibrates {', '.join(missing)}; "
+                         f"calibrate them in another mode")
     return dependency_order(plans)
 
 
 def dependency_order(plans: list[Plan]) -> list[Plan]:
-    """`plans` sorted so that each comes after what it names in `after` (among `plans`)."""
-    names = {plan.name for plan in plans}
+    """`plans` sorted so that each comes after what it names in `after` (among `plans`).
+
+    A plan stands for the name it is recorded as as well (a mode's own plan of a quantity
+    satisfies what runs after that quantity's plan).
+    """
+    names = {plan.name for plan in plans} | {plan.recorded_as for plan in plans}
     for plan in plans:
         for needed in plan.after:
             if needed not in PLANS:
@@ -47,15 +61,15 @@ def dependency_order(plans: list[Plan]) -> list[Plan]:
             raise ValueError("plans depend on each other in a cycle: "
                              + ", ".join(plan.name for plan in pending))
         ordered.append(ready[0])
-        placed.add(ready[0].name)
+        placed.update((ready[0].name, ready[0].recorded_as))
         pending.remove(ready[0])
     return ordered
 
 
-def check_target(target: NeuronTarget) -> None:
+def check_target(target: NeuronTarget, mode: str = HOST) -> None:
     """What one field's range cannot say (fields that contradict each other, amplitudes the
     time constants cannot carry): a ValueError naming the fields, before any device run."""
-    for plan in selected_plans(target):
+    for plan in selected_plans(target, mode):
         check = plan.extra.get("check_before_run")
         if check is not None:
             check(target)
@@ -81,12 +95,14 @@ class NeuronCalibration:
         target: NeuronTarget,
         algorithms: Mapping[str, Algorithm] | None = None,
         options: CalibrationOptions | None = None,
+        mode: str = HOST,
     ) -> None:
         self.target = target
+        self.mode = check_mode(mode)
         self.session = CalibrationSession(
             retrying(device), target, options or CalibrationOptions(), dict(algorithms or {}))
-        check_target(target)
-        self.plans = selected_plans(target)
+        check_target(target, mode)
+        self.plans = selected_plans(target, mode)
         for plan in self.plans:
             prepare = plan.extra.get("prepare")
             if prepare is not None:
