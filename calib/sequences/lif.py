@@ -212,7 +212,7 @@ class NeuronCalibration:
         ranges = {}
         for name, values in achieved.items():
             record = session.bounds.get(name)
-            plan = PLANS.plan_of(name)
+            plan = PLANS.plan_of(name, self.mode)
             if (record is None or record.flags.shape != (N_NEURONS, 1) or plan.routine is None
                     or len(plan.quantities) != 1):
                 continue

@@ -30,7 +30,7 @@ from numpy.typing import ArrayLike
 
 from calib.core.routine import Routine
 from calib.routines.cadc import READ_AT_HIGH, READ_AT_LOW, REFERENCE_HIGH_CODE, REFERENCE_LOW_CODE
-from calib.routines.membrane import leak_switches, nominal_leak_bias
+from calib.routines.nominal import leak_switches, nominal_leak_bias
 from device_model.protocol import CAPMEM_MAX, Device
 
 CODES_PER_LSB = (REFERENCE_HIGH_CODE - REFERENCE_LOW_CODE) / (READ_AT_HIGH - READ_AT_LOW)

@@ -27,8 +27,9 @@ from calib.routines.cadc import CADC, READ_AT_LOW, REFERENCE_LOW_CODE
 from calib.routines.embedded.membrane import CODES_PER_LSB, FINE_RUNS, FiringRateTimeConstant
 from calib.routines.embedded.potentials import CountingThreshold
 from calib.routines.embedded.synaptic_input import FINE_SAMPLES, IntegratedInputTimeConstant
-from calib.routines.membrane import TAU_MEM, nominal_leak_bias
+from calib.routines.membrane import TAU_MEM
 from calib.routines.neuron_potentials import LEAK, LEAK_FINAL, RESET, THRESHOLD
+from calib.routines.nominal import nominal_leak_bias
 from calib.routines.refractory import REFRACTORY_TIME
 from calib.routines.synaptic_input import (
     PSP_AMPLITUDE_EXC,
