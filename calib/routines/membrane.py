@@ -17,6 +17,7 @@ from calib.routines.nominal import (
     leak_bias_code,
     leak_switches,
     per_neuron,
+    stronger_switches,
 )
 from device_model.protocol import MADC_INVALID_TIME, MADC_SAMPLE_RATE, N_NEURONS, Device
 from device_model.stimuli import ResetRelease
@@ -107,14 +108,7 @@ class MembraneTimeConstant(Routine):
         if not self.choose_switches:
             return
         device.write({self.parameter: self.parameter_range.high})
-        too_slow = ~(self.measure(device) <= self.target)
-        nominal = leak_switches(self.target)
-        divide = nominal["leak_divide"].astype(bool)
-        multiply = nominal["leak_multiply"].astype(bool)
-        device.write({
-            "leak_divide": (divide & ~too_slow).astype(np.int64),
-            "leak_multiply": (multiply | (too_slow & ~divide)).astype(np.int64),
-        })
+        device.write(stronger_switches(self.target, ~(self.measure(device) <= self.target)))
 
     def measure(self, device: Device) -> np.ndarray:
         # A search passes through codes far faster than the target: fit finely enough for them.

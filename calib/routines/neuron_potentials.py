@@ -119,8 +119,17 @@ def maxima_bias(codes: np.ndarray, maxima: np.ndarray) -> float:
     level = codes.max(axis=0) - BAND_WIDTH - 0.5  # a bin edge (a code k stands for k +- 0.5)
     half = BAND_WIDTH / 2
     above = (codes >= level).sum(axis=0)
-    far = ((codes >= level - BAND_WIDTH) & (codes < level - half)).sum(axis=0) / half
-    near = ((codes >= level - half) & (codes < level)).sum(axis=0) / half
+    far = ((codes >= level - BAND_WIDTH) & (codes < level - half)).sum(axis=0)
+    near = ((codes >= level - half) & (codes < level)).sum(axis=0)
+    return band_bias(maxima, level, above, near, far)
+
+
+def band_bias(maxima: np.ndarray, level: np.ndarray, above: np.ndarray, near: np.ndarray,
+              far: np.ndarray) -> float:
+    """`maxima_bias` from the sample counts: above the level, and in the two half-band bins
+    below it (the nearer and the farther)."""
+    half = BAND_WIDTH / 2
+    near, far = near / half, far / half
     slope = (near - far) / half
     at_level = near + slope * half / 2
     # above = at_level * x + slope * x**2 / 2 for the distance x from the level to the threshold

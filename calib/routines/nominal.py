@@ -47,6 +47,17 @@ def leak_switches(tau_mem: ArrayLike) -> dict[str, np.ndarray]:
     }
 
 
+def stronger_switches(tau_mem: ArrayLike, too_slow: ArrayLike) -> dict[str, np.ndarray]:
+    """The nominal switches for `tau_mem`, one step stronger where a neuron stayed `too_slow`
+    at the strongest bias (divide -> neither -> multiply)."""
+    nominal = leak_switches(tau_mem)
+    divide = nominal["leak_divide"].astype(bool)
+    multiply = nominal["leak_multiply"].astype(bool)
+    slow = np.asarray(too_slow, dtype=bool)
+    return {"leak_divide": (divide & ~slow).astype(np.int64),
+            "leak_multiply": (multiply | (slow & ~divide)).astype(np.int64)}
+
+
 def leak_bias_code(tau_mem: ArrayLike, capacitance: ArrayLike, divide: ArrayLike,
                    multiply: ArrayLike) -> np.ndarray:
     """The (continuous, unclipped) leak bias code giving `tau_mem` on a nominal neuron; +inf

@@ -30,7 +30,7 @@ from numpy.typing import ArrayLike
 
 from calib.core.routine import Routine
 from calib.routines.cadc import READ_AT_HIGH, READ_AT_LOW, REFERENCE_HIGH_CODE, REFERENCE_LOW_CODE
-from calib.routines.nominal import leak_switches, nominal_leak_bias
+from calib.routines.nominal import leak_switches, nominal_leak_bias, stronger_switches
 from device_model.protocol import CAPMEM_MAX, Device
 
 CODES_PER_LSB = (REFERENCE_HIGH_CODE - REFERENCE_LOW_CODE) / (READ_AT_HIGH - READ_AT_LOW)
@@ -127,14 +127,7 @@ class FiringRateTimeConstant(Routine):
         if not self.choose_switches:
             return
         device.write({self.parameter: self.parameter_range.high})
-        too_slow = ~(self.measure(device) <= self.target)
-        nominal = leak_switches(self.target)
-        divide = nominal["leak_divide"].astype(bool)
-        multiply = nominal["leak_multiply"].astype(bool)
-        device.write({
-            "leak_divide": (divide & ~too_slow).astype(np.int64),
-            "leak_multiply": (multiply | (too_slow & ~divide)).astype(np.int64),
-        })
+        device.write(stronger_switches(self.target, ~(self.measure(device) <= self.target)))
         self._close = False
 
     def _runs(self) -> int:

@@ -13,8 +13,8 @@ import numpy as np
 
 from calib.routines.neuron_potentials import (
     BAND_WIDTH,
-    MIN_BAND_SAMPLES,
     ThresholdPotential,
+    band_bias,
 )
 from device_model.protocol import CADC_MAX, Device
 
@@ -38,19 +38,9 @@ class CountingThreshold(ThresholdPotential):
         def count_from(level: np.ndarray) -> np.ndarray:
             return count_at_least(codes, level)
 
-        # Bands as the host estimator's: level = top - width - 0.5 on the codes' bin edges.
+        # Bands as the host estimator's: level = top - width - 0.5 on the codes' bin edges;
+        # the counts are compares and sums on the 8-bit codes.
         above = count_from(top - width)
-        near = (count_from(top - width - half) - above) / half
-        far = (count_from(top - 2 * width) - count_from(top - width - half)) / half
-        slope = (near - far) / half
-        at_level = near + slope * half / 2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            curved = np.abs(slope) > 1e-9 * np.abs(at_level)
-            root = np.sqrt(at_level**2 + 2 * slope * above)
-            distance = np.where(curved, (root - at_level) / np.where(curved, slope, 1.0),
-                                above / at_level)
-        usable = ((far + near) * half >= MIN_BAND_SAMPLES) & np.isfinite(distance) & (
-            distance > 0)
-        level = top - width - 0.5
-        bias = float(np.median((maxima - level - distance)[usable])) if usable.any() else 0.0
-        return maxima - bias
+        near = count_from(top - width - half) - above
+        far = count_from(top - 2 * width) - count_from(top - width - half)
+        return maxima - band_bias(maxima, top - width - 0.5, above, near, far)
