@@ -52,6 +52,14 @@ def test_potential_and_membrane_residuals_meet_the_floors(cells, name):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["fast", "slow", "heterogeneous (issue)"])
+def test_synaptic_time_constant_residuals_meet_the_floor(cells, name):
+    cell = cells[0][name]
+    for quantity in ("tau_syn_exc", "tau_syn_inh"):
+        assert cell.residual[quantity] <= 0.01, (quantity, cell.residual[quantity])
+
+
+@pytest.mark.slow
 def test_refractory_time_is_verified_wherever_a_neuron_fires(cells):
     for cell in cells[0].values():
         refractory = [r for r in cell.reasons.values() if "refractory_time" in r]

@@ -1,8 +1,11 @@
 """Synaptic inputs, excitatory and inhibitory: time constant, gain and reference.
 
-- Time constant: the membrane's response to a short burst of events, recorded with the MADC and
-  fitted as a post-synaptic potential with the membrane time constant known (measured once in
-  the prelude with the same settings). The high-resistance switch is chosen from the target.
+- Time constant: the membrane's response to short bursts of events, recorded with the MADC,
+  folded over the burst period and averaged, and fitted after the burst as two exponentials
+  (observables.two_decays), the membrane's measured once in the prelude with the same settings
+  and refitted where the sampling resolves it. The membrane is made faster than the target and
+  its capacitance is chosen from the target so the PSP is about equally high at every tau_syn.
+  The high-resistance switch is chosen from the target.
 - Gain: the PSP amplitude of a fixed event train, read on the CADC at the response's peak time.
 - Reference: enabling an input shifts the resting potential by an offset current; the input's
   shift cell cancels it, so the resting potential with the input on equals the leak target.
@@ -20,31 +23,67 @@ from calib.core.routine import Routine
 from calib.core.targets import NeuronTarget
 from calib.routines.membrane import RESET_BELOW_LEAK, bin_factor, record_decays
 from calib.routines.nominal import (
+    CAPACITANCE_UNIT,
     HIGH_RESISTANCE_ABOVE,
+    INTRINSIC_CAPACITANCE,
     MAX_MEMBRANE_CAPACITANCE,
+    leak_bias_code,
     leak_switches,
-    nominal_leak_bias,
+    membrane_capacitance,
     per_neuron,
     synapse_bias_code,
 )
-from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, N_NEURONS, Device
+from device_model.protocol import (
+    CAPMEM_MAX,
+    MADC_INVALID_TIME,
+    MADC_SAMPLE_RATE,
+    N_NEURONS,
+    Device,
+    Trace,
+)
 from device_model.stimuli import SynapticEvents
 from observables.cadc import cadc_mean
-from observables.time_constants import psp_time_constants
-from observables.traces import bin_trace
+from observables.traces import bin_trace, select_window
+from observables.two_decays import fit_known_and_free_decay
 
 EVENT_TIME = MADC_INVALID_TIME + 2e-6
 BURST_EVENTS = 8
 BURST_SPACING = 20e-9
-"""A short burst acts as one strong event and lifts the PSP well above the MADC noise."""
-RECORDED_TIME_CONSTANTS = 6.0
-MEMBRANE_FRACTION = 0.25
-"""The membrane is made this much faster than the tau_syn target: the PSP fit separates the
-two constants well, and the PSP stays several MADC LSB high."""
-
-MEMBRANE_CAPACITANCE = MAX_MEMBRANE_CAPACITANCE
+"""A short burst acts as one strong event and lifts the PSP well above the MADC noise. The fit
+starts after its last event, where the response is exactly two exponentials (the burst's
+shape only sets their amplitudes)."""
+BURST_PERIOD_TIME_CONSTANTS = 7.0
+"""Bursts repeat every this many of the longest target time constant; the recording is folded
+over the period and averaged (the earlier bursts' tails are exponentials of the same two time
+constants, so the average keeps the model exact)."""
+BURSTS_RECORDED_TIME = 200e-6
+"""Bursts are repeated to fill about this long a recording: a run's fixed cost dominates a
+short recording, so short time constants get many bursts averaged for the price of one."""
+MEMBRANE_FRACTION = 0.2
+"""The membrane is made this much faster than the tau_syn target: the PSP's tail then decays
+with tau_syn, and an error of the membrane constant hardly moves the fitted tau_syn."""
+PSP_GOAL = 100.0
+"""Nominal PSP height (MADC LSB) the membrane capacitance is chosen for: high above the noise,
+and with the neurons' spread still inside the MADC range (an inhibitory PSP goes down)."""
+NOMINAL_TAIL_PER_SECOND = 5.5e6
+"""Nominal PSP height (MADC LSB) per second of tau_syn with the full membrane capacitance, the
+strongest gm bias, the burst and MEMBRANE_FRACTION (design figure): the charge grows with
+tau_syn, the height falls with the capacitance."""
 MEMBRANE_RECORDINGS = 6.0
 """Recorded decay of the fast membrane, in its target time constants."""
+REFIT_MEMBRANE_SAMPLES = 3.0
+"""A membrane constant of at least this many MADC samples is fitted along with tau_syn (its
+measurement's error then drops out); a faster one is held at its measured value."""
+
+
+def membrane_capacitance_for(tau_syn: ArrayLike) -> np.ndarray:
+    """Capacitance units per neuron giving a PSP of about PSP_GOAL for its tau_syn target."""
+    full = NOMINAL_TAIL_PER_SECOND * per_neuron(tau_syn)
+    ratio = np.clip(full / PSP_GOAL, 0.0, 1.0)
+    farad = ratio * float(membrane_capacitance(MAX_MEMBRANE_CAPACITANCE))
+    units = (farad - INTRINSIC_CAPACITANCE) / CAPACITANCE_UNIT
+    return np.clip(np.rint(units), 0, MAX_MEMBRANE_CAPACITANCE).astype(np.int64)
+
 
 GAIN_TRAIN_START = 2e-6
 GAIN_TRAIN_EVENTS = 5
@@ -78,13 +117,23 @@ class SynapticTimeConstant(Routine):
         self.parameter = _bias(inhibitory, "tau")
         self.kept_settings = (f"{_prefix(inhibitory)}_high_resistance",)
         self.target = per_neuron(target)
-        self.duration = EVENT_TIME + RECORDED_TIME_CONSTANTS * float(self.target.max())
+        samples = max(1, round(BURST_PERIOD_TIME_CONSTANTS * float(self.target.max())
+                               * MADC_SAMPLE_RATE))
+        self.period_samples = samples
+        self.period = samples / MADC_SAMPLE_RATE
+        self.bursts = max(1, int(BURSTS_RECORDED_TIME // self.period))
+        self.duration = EVENT_TIME + self.bursts * self.period
         self.tau_mem: np.ndarray | None = None
         membrane_tau = MEMBRANE_FRACTION * self.target
+        capacitance = membrane_capacitance_for(self.target)
+        switches = leak_switches(membrane_tau)
+        code = leak_bias_code(membrane_tau, capacitance, switches["leak_divide"],
+                              switches["leak_multiply"])
         self.membrane = {
-            **leak_switches(membrane_tau),
-            "i_bias_leak": nominal_leak_bias(membrane_tau, MEMBRANE_CAPACITANCE),
-            "membrane_capacitance": MEMBRANE_CAPACITANCE,
+            **switches,
+            "i_bias_leak": np.clip(np.rint(np.minimum(code, CAPMEM_MAX)), 1,
+                                   CAPMEM_MAX).astype(np.int64),
+            "membrane_capacitance": capacitance,
         }
 
     HINT_SPREAD = (1.6, 1.0, 0.6)
@@ -128,11 +177,35 @@ class SynapticTimeConstant(Routine):
         self.tau_mem = np.where(np.isfinite(tau_mem), tau_mem, np.nanmedian(tau_mem))
 
     def measure(self, device: Device) -> np.ndarray:
-        times = EVENT_TIME + BURST_SPACING * np.arange(BURST_EVENTS)
-        stimulus = SynapticEvents(tuple(times), inhibitory=self.inhibitory)
+        burst = BURST_SPACING * np.arange(BURST_EVENTS)
+        starts = EVENT_TIME + self.period * np.arange(self.bursts)
+        stimulus = SynapticEvents(tuple((starts[:, None] + burst[None, :]).ravel()),
+                                  inhibitory=self.inhibitory)
         trace = device.record_madc(np.arange(device.n_neurons), self.duration, stimulus)
-        binned = bin_trace(trace, bin_factor(float(np.min(self.tau_mem))))
-        return psp_time_constants(binned, event_time=EVENT_TIME, tau_mem=self.tau_mem)["tau_syn"]
+        folded = fold_bursts(trace, EVENT_TIME, self.period_samples, self.bursts)
+        assert self.tau_mem is not None
+        binned = bin_trace(folded, bin_factor(float(np.min(self.tau_mem))))
+        end = EVENT_TIME + float(burst[-1])
+        interval = 1.0 / MADC_SAMPLE_RATE
+        refit = float(np.min(self.tau_mem)) >= REFIT_MEMBRANE_SAMPLES * interval
+        window = select_window(binned, EVENT_TIME)
+        return fit_known_and_free_decay(
+            window, end, self.tau_mem, start_time=EVENT_TIME, refit_known=refit,
+            tau_range=(0.5 * interval, 20 * self.period))["tau"]
+
+
+def fold_bursts(trace: Trace, start: float, period_samples: int, bursts: int) -> Trace:
+    """The recording from `start` on, cut into `bursts` periods of `period_samples` samples
+    and averaged: one period's response, at the times of the first."""
+    first = int(np.searchsorted(trace.times, start - 0.5 / MADC_SAMPLE_RATE))
+    used = first + bursts * period_samples
+    codes = np.asarray(trace.codes[:, first:used], dtype=float)
+    codes = codes.reshape(codes.shape[0], bursts, period_samples).mean(axis=1)
+    valid = np.asarray(trace.valid)
+    valid = (valid[first:used].reshape(bursts, period_samples).all(axis=0) if valid.ndim == 1
+             else valid[:, first:used].reshape(-1, bursts, period_samples).all(axis=1))
+    return Trace(neurons=trace.neurons, times=trace.times[first:first + period_samples],
+                 codes=codes, valid=valid)
 
 
 def train_curve(tau_mem: float, tau_syn: float) -> tuple[np.ndarray, np.ndarray]:
