@@ -244,7 +244,8 @@ class NeuronResult:
 # -- what each stored array means (dims, units, long name), for the results store ---------
 
 _ARRAY_GROUPS = {"achieved": "achieved", "before": "before calibration"}
-SCOPE_DIMS = {"neuron": ["neuron"], "quadrant": ["quadrant"], "synapse": ["row", "neuron"],
+SCOPE_DIMS = {"neuron": ["neuron"], "quadrant": ["quadrant"],
+              "synapse": ["hemisphere_row", "neuron"],
               "driver": ["driver"], "row": ["row"]}
 """Dimension names of a cell's codes, by the cell's scope."""
 _DIMS_BY_LENGTH = {N_NEURONS: "neuron", N_QUADRANTS: "quadrant", N_DRIVERS: "driver"}
