@@ -11,21 +11,12 @@ import warnings
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -42,21 +33,15 @@ from calib.cli.app import (
     open_store,
     output_console,
 )
-from calib.cli.target_file import (
-    CAPACITANCE_FIELD,
-    build_target,
-    cli_range,
-    cli_unit,
-    read_target_file,
-    target_as_cli_values,
-    target_fields,
-)
-from calib.cli.target_flags import TARGET_PANEL, with_target_flags
-from calib.core.plans import PLANS, quantity_spec
-from calib.core.results import NeuronResult
-from calib.core.targets import NeuronTarget
-from results_store import ResultsStore, RunInfo
-from results_store.ids import run_time
+from calib.cli.target_flags import TARGET_PANEL, TargetFlagsCommand, with_target_flags
+
+if TYPE_CHECKING:
+    from calib.core.results import NeuronResult
+    from calib.core.targets import NeuronTarget
+    from results_store import ResultsStore, RunInfo
+
+# numpy, the plans, the results and the store are imported inside the commands that use
+# them, so that building the command line (and every --help) stays quick.
 
 DEFAULT_MAX_FAILED = 0.03
 DEFAULT_HISTORY_IN_REPORT = 50
@@ -147,6 +132,8 @@ def neuron_runs(store: ResultsStore, chip: str) -> list[RunInfo]:
 
 def load_result(store: ResultsStore, chip: str, run: str | None) -> tuple[NeuronResult, str]:
     """The given run of `chip`, or its newest calibration, with its run id."""
+    from calib.core.results import NeuronResult  # registers its store kind before the load
+
     if run is None:
         run = neuron_runs(store, chip)[-1].run_id
     result = store.get(chip, run)
@@ -158,6 +145,8 @@ def load_result(store: ResultsStore, chip: str, run: str | None) -> tuple[Neuron
 def report_history(store: ResultsStore, chip: str, run_id: str, result: NeuronResult,
                    limit: int = DEFAULT_HISTORY_IN_REPORT) -> list[tuple[Any, NeuronResult]]:
     """Up to `limit` calibrations of the chip for the same target, ending with `run_id`."""
+    from results_store.ids import run_time
+
     fingerprint = result.target.fingerprint()
     earlier = [info for info in neuron_runs(store, chip)
                if info.target_fingerprint == fingerprint and info.run_id < run_id]
@@ -188,6 +177,8 @@ class TargetChoice:
 def choose_target(target_file: Path | None, flags: dict[str, Any], nir_file: Path | None,
                   speedup: float | None, clip: bool = False) -> TargetChoice:
     """The target from a NIR graph, or a TOML file with command-line flags on top."""
+    from calib.cli.target_file import build_target, read_target_file
+
     given = {name: value for name, value in flags.items() if value is not None}
     if nir_file is None:
         if speedup is not None or clip:
@@ -250,6 +241,15 @@ def nir_provenance(mapping: Any) -> dict[str, Any]:
 def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, Any],
                             console: Console) -> NeuronResult:
     """calibrate() with a progress bar over its steps (on stderr)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from calib.sequences.calibrate import calibrate
 
     columns = (SpinnerColumn(), TextColumn("[bold cyan]{task.fields[chip]}"),
@@ -284,7 +284,7 @@ def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, 
     return result
 
 
-@app.command(rich_help_panel="Calibrate")
+@app.command(rich_help_panel="Calibrate", cls=TargetFlagsCommand)
 @with_target_flags
 def calibrate(
     chip: Annotated[str, typer.Option(
@@ -329,6 +329,8 @@ def calibrate(
     the default LIF target, a TOML file (--target), single fields (--tau-mem 12 ...), or the
     neurons of a NIR graph (--nir). Exits 1 when more than --max-failed of the neurons failed.
     """
+    import numpy as np
+
     flags = {**(target_flags or {}), "membrane_capacitance": membrane_capacitance}
     out, err = output_console(), error_console()
     choice = choose_target(target_file, flags, nir_file, speedup, clip)
@@ -393,6 +395,15 @@ def show(chip: ChipArgument, run: RunOption = None, store: StoreOption = None) -
     render_summary(result, out)
 
 
+def failed_neurons(attrs: dict[str, Any]) -> set[int]:
+    """The neurons a stored run's metadata names as failed (records of version 2, or the text
+    reasons of version 1): every failed neuron has at least one."""
+    records = attrs.get("failures")
+    if records is not None:
+        return {int(record["neuron"]) for record in records if "neuron" in record}
+    return {int(neuron) for neuron in attrs.get("reasons") or {}}
+
+
 @dataclass(frozen=True)
 class RunRow:
     """What `calib history` shows of one run, read from its metadata alone (no arrays)."""
@@ -409,7 +420,7 @@ class RunRow:
         attrs = info.attrs
         spec = info.arrays.get("success")
         n_neurons = spec.shape[0] if spec is not None and spec.shape else 0
-        failed = len(attrs.get("reasons") or {})  # every failed neuron has a reason
+        failed = len(failed_neurons(attrs))
         provenance = attrs.get("provenance") or {}
         extra = provenance.get("extra") or {}
         nir = extra.get("nir") or {}
@@ -490,6 +501,9 @@ def export(
 
 
 def _check_table(report: Any) -> Table:
+    from calib.cli.target_file import cli_unit
+    from calib.core.plans import PLANS
+
     table = Table(header_style="bold", box=box.SIMPLE_HEAD)
     for column, justify in (("quantity", "left"), ("unit", "left"), ("checked", "right"),
                             ("median shift", "right"), ("tolerance", "right"),
@@ -596,6 +610,16 @@ def chips(store: StoreOption = None) -> None:
 @app.command(rich_help_panel="Calibrate")
 def targets() -> None:
     """The target fields: units on the command line and in target files, defaults, ranges."""
+    from calib.cli.target_file import (
+        CAPACITANCE_FIELD,
+        cli_range,
+        cli_unit,
+        target_as_cli_values,
+        target_fields,
+    )
+    from calib.core.plans import quantity_spec
+    from calib.core.targets import NeuronTarget
+
     table = Table(title="target fields (command line: --NAME with '-' for '_'; TOML: NAME = "
                   "value)", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     for column in ("field", "unit", "default", "allowed", "success tolerance"):

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich import box
 from rich.console import Console
@@ -29,27 +28,15 @@ from calib.cli.app import (
     output_console,
 )
 from calib.cli.app import store_location as resolve_store
-from calib.cli.target_file import build_target, read_target_file
-from calib.core.targets import NeuronTarget
-from calib.operations.fleet import (
-    CONNECT_TIMEOUT,
-    DEFAULT_WORKERS,
-    ChipOutcome,
-    SimulatedFleet,
-    dask_client,
-    parse_chip_spec,
-    run_nightly,
-)
-from calib.operations.study import (
-    DEFAULT_GRID,
-    MismatchStudy,
-    check_export_path,
-    parse_target_grid,
-    run_study,
-    study_chip_ids,
-)
-from reports.summary import ordered_quantities
-from reports.units import display_unit, format_number, quantity_label
+from calib.operations.defaults import CONNECT_TIMEOUT, DEFAULT_GRID, DEFAULT_WORKERS
+
+if TYPE_CHECKING:
+    from calib.core.targets import NeuronTarget
+    from calib.operations.fleet import ChipOutcome
+    from calib.operations.study import MismatchStudy
+
+# Dask, numpy, the calibration code and the reports are imported inside the commands, so that
+# building the command line (and every --help) stays quick.
 
 FLEET_PANEL = "Fleet"
 CLUSTER_PANEL = "Cluster"
@@ -73,6 +60,9 @@ TargetFileOption = Annotated[Path | None, typer.Option(
 
 
 def _target(target_file: Path | None) -> NeuronTarget:
+    from calib.cli.target_file import build_target, read_target_file
+    from calib.core.targets import NeuronTarget
+
     if target_file is None:
         return NeuronTarget()
     return build_target(read_target_file(target_file), str(target_file))
@@ -111,6 +101,10 @@ SHORT_NAMES = {
 
 
 def _drift_cell(name: str, value: float | None) -> str:
+    import numpy as np
+
+    from reports.units import display_unit
+
     if value is None or not np.isfinite(value):
         return "-"
     unit = display_unit(name)
@@ -119,6 +113,8 @@ def _drift_cell(name: str, value: float | None) -> str:
 
 def nightly_table(outcomes: Sequence[ChipOutcome]) -> Table:
     """Night-over-night comparison: one row per chip, drift per quantity in µs or LSB."""
+    from reports.summary import ordered_quantities
+
     quantities = ordered_quantities({name for outcome in outcomes for name in outcome.drift})
     table = Table(
         title="nightly calibration", title_justify="left", header_style="bold",
@@ -184,6 +180,8 @@ def nightly(
              "(--no-check recalibrates every chip).")] = True,
 ) -> None:
     """Maintain many chips in parallel (see NIGHTLY_HELP)."""
+    from calib.operations.fleet import SimulatedFleet, dask_client, parse_chip_spec, run_nightly
+
     ids = parse_chip_spec(chips)
     target = _target(target_file)
     _check_output_file(html, "--html")
@@ -222,6 +220,8 @@ def nightly(
 
 
 def _median(values: Sequence[float]) -> float:
+    import numpy as np
+
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     return float(np.median(finite)) if finite.size else float("nan")
@@ -229,7 +229,11 @@ def _median(values: Sequence[float]) -> float:
 
 def spread_table(study: MismatchStudy) -> Table:
     """Spread before/after calibration per quantity (median over chips of each chip's std)."""
+    import numpy as np
+
     from reports.study import study_data
+    from reports.summary import ordered_quantities
+    from reports.units import display_unit, format_number, quantity_label
 
     chips = study_data(study).chips
     names = ordered_quantities({name for chip in chips for name in chip.std_after})
@@ -249,6 +253,10 @@ def spread_table(study: MismatchStudy) -> Table:
 
 
 def yield_table(study: MismatchStudy) -> Table:
+    import numpy as np
+
+    from reports.units import display_unit, format_number, quantity_label
+
     table = Table(title="yield over the target grid (physical reachability, mean over chips)",
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False)
@@ -303,6 +311,14 @@ def study(
     workers: WorkersOption = DEFAULT_WORKERS,
 ) -> None:
     """Monte Carlo mismatch study (see STUDY_HELP)."""
+    from calib.operations.fleet import dask_client
+    from calib.operations.study import (
+        check_export_path,
+        parse_target_grid,
+        run_study,
+        study_chip_ids,
+    )
+
     grid = parse_target_grid(DEFAULT_GRID if target_grid is None else target_grid)
     target = _target(target_file)
     if output is not None:

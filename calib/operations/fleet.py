@@ -33,6 +33,7 @@ import numpy as np
 from calib.core.results import NeuronResult
 from calib.core.targets import NeuronTarget
 from calib.operations.compare import compare_results
+from calib.operations.defaults import CONNECT_TIMEOUT, DEFAULT_WORKERS
 from calib.sequences.calibrate import CalibrationOptions, calibrate, recalibrate
 from calib.sequences.check import CheckReport, check_result
 from device_model import Faults, SimulatedChip
@@ -44,9 +45,6 @@ DeviceFactory = Callable[[str], Device]
 
 MAX_CHIPS = 10_000
 """Most chips one spec may name (a typo such as chip[0-99999] should not start a cluster job)."""
-DEFAULT_WORKERS = 2
-CONNECT_TIMEOUT = 3.0
-"""Seconds to wait for a scheduler before giving up."""
 SINGLE_THREADED = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 """Each worker runs one chip at a time on one core; BLAS threads would only compete."""
 

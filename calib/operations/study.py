@@ -39,7 +39,8 @@ from calib.core.plans import PLANS
 from calib.core.results import NeuronResult
 from calib.core.routine import ParameterRange
 from calib.core.targets import NeuronTarget
-from calib.operations.fleet import CONNECT_TIMEOUT, DEFAULT_WORKERS, check_workers, dask_client
+from calib.operations.defaults import CONNECT_TIMEOUT, DEFAULT_GRID, DEFAULT_WORKERS
+from calib.operations.fleet import check_workers, dask_client
 from calib.routines.membrane import leak_switches
 from calib.routines.synaptic_input import HIGH_RESISTANCE_ABOVE
 from calib.sequences.calibrate import CalibrationOptions, calibrate
@@ -54,7 +55,6 @@ CELL_OF = {name: PLANS.plan_of(name).cells[0] for name in QUANTITY_CELLS
 CELL_RANGE = ParameterRange()
 MAX_GRID_POINTS = 100
 MAX_CHIPS = 10_000
-DEFAULT_GRID = "leak=50:160:12,tau_mem=2:40:8"
 YIELD_METHOD = (
     "physical reachability on the chip's ground truth: the best code per neuron is inside the "
     "cell range (not at a bound) and reaches the target within tolerance; an upper bound on "
