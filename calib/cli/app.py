@@ -282,3 +282,32 @@ def open_store(store: str | None, *, create: bool = False) -> ResultsStore:
         return ResultsStore(location, create=create)
     except StoreNotFoundError as error:
         raise CLIError(f"no results store at {location}: {error}") from None
+
+
+JSON_HELP = "Print one JSON document on stdout instead of tables (values in stored units)."
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+def plain_json(value: Any) -> Any:
+    """`value` with numpy numbers and arrays as Python ones, NaN and infinities as None."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(key): plain_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return [plain_json(item) for item in items]
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy scalars and arrays
+        return plain_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout (strict JSON: no NaN)."""
+    import json
+
+    typer.echo(json.dumps(plain_json(document), indent=2, ensure_ascii=False, allow_nan=False))

@@ -24,6 +24,7 @@ from calib.cli.app import (
     CLIError,
     CommandFailed,
     ExitCode,
+    JsonOption,
     RunOption,
     StoreOption,
     app,
@@ -32,7 +33,9 @@ from calib.cli.app import (
     one_line,
     open_store,
     output_console,
+    print_json,
 )
+from calib.cli.tables import ESSENTIAL, Column, fitted_table
 from calib.cli.target_flags import TARGET_PANEL, TargetFlagsCommand, with_target_flags
 
 if TYPE_CHECKING:
@@ -47,6 +50,9 @@ DEFAULT_MAX_FAILED = 0.03
 DEFAULT_HISTORY_IN_REPORT = 50
 """Runs of the same chip and target an HTML report loads for its drift plots."""
 NEURON_RESULT_KIND = "neuron_result"
+CHECK_KIND = "check_record"
+"""Store kinds (calib.core.results, calib.core.checks), named here so that building the
+command line does not import them."""
 
 SIMULATION_PANEL = "Simulated chip"
 OUTPUT_PANEL = "Store and output"
@@ -383,16 +389,60 @@ def provenance_lines(result: NeuronResult, run_id: str) -> list[str]:
 
 
 @app.command(rich_help_panel="Inspect")
-def show(chip: ChipArgument, run: RunOption = None, store: StoreOption = None) -> None:
+def show(chip: ChipArgument, run: RunOption = None, store: StoreOption = None,
+         as_json: JsonOption = False) -> None:
     """Summary of a chip's newest (or a given) calibration: targets, medians, spreads, failures."""
-    from reports import render_summary
-
     results = open_store(store)
     result, run_id = load_result(results, chip, run)
+    if as_json:
+        print_json(result_document(result, run_id))
+        return
+    from reports import render_summary
+
     out = output_console()
     for line in provenance_lines(result, run_id):
         out.print(Text(line, style="dim"))
     render_summary(result, out)
+
+
+def result_document(result: NeuronResult, run_id: str) -> dict[str, Any]:
+    """What `calib show` prints, as data: values in the quantities' stored units."""
+    from calib.core.plans import PLANS
+    from reports.summary import summarize
+
+    summary = summarize(result)
+    specs = PLANS.quantities()
+    extra = result.provenance.extra
+    return {
+        "chip": result.chip_id,
+        "run_id": run_id,
+        "kind": NEURON_RESULT_KIND,
+        "created": summary.created,
+        "target_fingerprint": result.target.fingerprint(),
+        "target_source": extra.get("target_source"),
+        "simulation": extra.get("simulation"),
+        "algorithm": summary.algorithm,
+        "neurons": summary.n_neurons,
+        "successful_neurons": summary.n_success,
+        "success_fraction": summary.success_fraction,
+        "device_runs": summary.device_runs,
+        "hardware_time_s": summary.hardware_time,
+        "host_time_s": summary.duration,
+        "quantities": {
+            row.name: {
+                "unit": specs[row.name].unit if row.name in specs else None,
+                "target_median": row.target_median,
+                "achieved_median": row.achieved_median,
+                "std_before": row.std_before,
+                "std_after": row.std_after,
+                "within_tolerance": row.within_tolerance,
+                "failed": row.failed,
+            }
+            for row in summary.rows
+        },
+        "failures": [{"neurons": list(group.neurons), "reason": group.label}
+                     for group in summary.failure_groups],
+    }
 
 
 def failed_neurons(attrs: dict[str, Any]) -> set[int]:
@@ -410,14 +460,34 @@ class RunRow:
 
     saved: str
     run_id: str
+    kind: str
+    """'calibration' or 'check'."""
     target: str
-    success: float
+    success: float | None
+    """Fraction of calibrated neurons (None for a check)."""
+    holds: bool | None
+    """Whether a check found the calibration holding (None for a calibration)."""
     hardware_time: float | None
     source: str
+    """Where the target came from; for a check, the run it checked and what moved."""
+    quantities: dict[str, Any]
+    """A check's per-quantity figures (median shift, spread, out of tolerance)."""
 
     @classmethod
     def of(cls, info: RunInfo) -> RunRow:
         attrs = info.attrs
+        saved = info.saved_at.strftime("%Y-%m-%d %H:%M")
+        if info.kind == CHECK_KIND:
+            quantities = dict(attrs.get("quantities") or {})
+            stale = [name for name, item in quantities.items() if item.get("stale")]
+            return cls(
+                saved=saved, run_id=info.run_id, kind="check",
+                target=str(attrs.get("checked_target_fingerprint") or "-"), success=None,
+                holds=bool(attrs.get("holds")), hardware_time=None,
+                source=(f"check of {attrs.get('checked_run') or '-'}"
+                        + (f"; stale: {', '.join(stale)}" if stale else "")),
+                quantities=quantities,
+            )
         spec = info.arrays.get("success")
         n_neurons = spec.shape[0] if spec is not None and spec.shape else 0
         failed = len(failed_neurons(attrs))
@@ -425,20 +495,58 @@ class RunRow:
         extra = provenance.get("extra") or {}
         nir = extra.get("nir") or {}
         return cls(
-            saved=info.saved_at.strftime("%Y-%m-%d %H:%M"),
+            saved=saved,
             run_id=info.run_id,
+            kind="calibration",
             target=str(info.target_fingerprint or "-"),
             success=(n_neurons - failed) / n_neurons if n_neurons else float("nan"),
+            holds=None,
             hardware_time=(provenance.get("device_stats") or {}).get("hardware_time"),
             source=(f"NIR {nir.get('graph_name')}" if nir
                     else str(extra.get("target_source", "-"))),
+            quantities={},
         )
+
+    def outcome(self) -> str:
+        if self.kind == "check":
+            return "holds" if self.holds else "drifted"
+        return "-" if self.success is None else f"{100 * self.success:.1f} %"
 
     def cells(self) -> tuple[str, ...]:
         from reports.units import format_duration
 
-        return (self.saved, self.run_id, self.target, f"{100 * self.success:.1f} %",
+        return (self.saved, self.run_id, self.kind, self.target, self.outcome(),
                 format_duration(self.hardware_time), self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "saved": self.saved, "run_id": self.run_id, "kind": self.kind,
+            "target_fingerprint": None if self.target == "-" else self.target,
+        }
+        if self.kind == "check":
+            document.update(holds=self.holds, quantities=self.quantities,
+                            detail=self.source)
+        else:
+            document.update(success_fraction=self.success, hardware_time_s=self.hardware_time,
+                            target_source=self.source)
+        return document
+
+
+HISTORY_COLUMNS = (
+    Column("saved (UTC)", priority=50), Column("run id", priority=ESSENTIAL),
+    Column("kind", priority=ESSENTIAL), Column("target", priority=40),
+    Column("success", justify="right", priority=ESSENTIAL),
+    Column("hw time", justify="right", priority=30),
+    Column("target from / checked", wrap=True, min_width=12, priority=20),
+)
+
+
+def history_runs(store: ResultsStore, chip: str) -> list[RunInfo]:
+    """The calibrations and checks of `chip`, oldest first; a usage error when it has no
+    calibration."""
+    neuron_runs(store, chip)  # the error naming the known chips when there is none
+    return [info for info in store.history(chip)
+            if info.kind in (NEURON_RESULT_KIND, CHECK_KIND)]
 
 
 @app.command(rich_help_panel="Inspect")
@@ -447,20 +555,25 @@ def history(
     limit: Annotated[int | None, typer.Option(
         "--limit", "-n", min=1, help="Show only the newest N runs.")] = None,
     store: StoreOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Table of a chip's stored calibrations, oldest first."""
+    """Table of a chip's stored calibrations and checks, oldest first."""
     results = open_store(store)
-    runs = neuron_runs(results, chip)
+    runs = history_runs(results, chip)
     shown = runs if limit is None else runs[-limit:]
-    table = Table(title=f"calibrations of chip {escape(chip)}: {len(runs)} "
-                  f"run{'s' if len(runs) != 1 else ''}", title_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("saved (UTC)", "run id", "target", "success", "hw time", "target from"):
-        table.add_column(column, justify="right" if column in ("success", "hw time") else "left",
-                         no_wrap=column != "target from")
-    for info in shown:
-        table.add_row(*(escape(cell) for cell in RunRow.of(info).cells()))
-    output_console().print(table)
+    rows = [RunRow.of(info) for info in shown]
+    if as_json:
+        print_json({"chip": chip, "store": results.location, "runs_stored": len(runs),
+                    "runs": [row.to_dict() for row in rows]})
+        return
+    out = output_console()
+    checks = sum(1 for info in runs if info.kind == CHECK_KIND)
+    title = (f"history of chip {escape(chip)}: {len(runs) - checks} calibration"
+             f"{'s' if len(runs) - checks != 1 else ''}, {checks} check"
+             f"{'s' if checks != 1 else ''}")
+    out.print(fitted_table(out, HISTORY_COLUMNS,
+                           [[escape(cell) for cell in row.cells()] for row in rows],
+                           title=title))
 
 
 class ExportFormat(StrEnum):
@@ -504,21 +617,53 @@ def _check_table(report: Any) -> Table:
     from calib.cli.target_file import cli_unit
     from calib.core.plans import PLANS
 
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD)
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for column, justify in (("quantity", "left"), ("unit", "left"), ("checked", "right"),
-                            ("median shift", "right"), ("tolerance", "right"),
-                            ("out of tolerance", "right"), ("", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+                            ("median shift", "right"), ("spread now", "right"),
+                            ("tolerance", "right"), ("out of tol.", "right"), ("", "left")):
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for check in report.quantities.values():
         unit = cli_unit(check.name) if check.name in PLANS.quantities() else None
         scale = unit.to_si if unit else 1.0
         table.add_row(
             check.name, unit.label if unit else "", str(check.checked_neurons),
-            f"{check.median_shift / scale:+.3g}", f"{check.tolerance / scale:.3g}",
-            f"{100 * check.out_of_tolerance:.1f} %",
+            f"{check.median_shift / scale:+.3g}", f"{check.spread / scale:.3g}",
+            f"{check.tolerance / scale:.3g}", f"{100 * check.out_of_tolerance:.1f} %",
             Text("STALE", style="bold red") if check.stale else Text("ok", style="green"),
         )
     return table
+
+
+def recalibrate_hint(chip: str, result: NeuronResult, store: str | None) -> str:
+    """The command that recalibrates `chip` to the checked result's target, in the same store."""
+    import shlex
+
+    words = ["calib", "calibrate", "--chip", chip]
+    source = str(result.provenance.extra.get("target_source") or "")
+    if source.endswith(".toml") and Path(source).is_file():
+        words += ["--target", source]
+    if store is not None and store.strip():
+        words += ["--store", store]
+    return shlex.join(words)
+
+
+def check_document(report: Any, record: Any, run_id: str, saved_as: str | None) -> dict[str, Any]:
+    """What `calib check` prints, as data (values in the quantities' stored units)."""
+    from calib.core.plans import PLANS
+
+    specs = PLANS.quantities()
+    _, attrs = record.to_record()
+    return {
+        "chip": report.chip_id,
+        "checked_run": run_id,
+        "holds": report.holds,
+        "stale": report.stale,
+        "device_runs": report.runs,
+        "saved_as": saved_as,
+        "simulation": record.extra.get("simulation"),
+        "quantities": {name: {"unit": specs[name].unit if name in specs else None, **item}
+                       for name, item in attrs["quantities"].items()},
+    }
 
 
 @app.command(rich_help_panel="Inspect")
@@ -531,11 +676,17 @@ def check(
     noise_scale: NoiseOption = None,
     seed: SeedOption = None,
     faults: FaultsOption = None,
+    save: Annotated[bool, typer.Option(
+        "--save/--no-save", rich_help_panel=OUTPUT_PANEL,
+        help="Store the check (per quantity: median shift, spread, out-of-tolerance "
+             "fraction) in the chip's history.")] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Quick check that a stored calibration still holds on the chip (a few device runs).
 
     The simulated chip is rebuilt as it was calibrated; --drift-hours sets its age now, so a
-    larger value shows an aged chip. Exits 0 when the calibration holds, 1 when it drifted.
+    larger value shows an aged chip. The check is stored in the chip's history (see 'calib
+    history'; --no-save does not). Exits 0 when the calibration holds, 1 when it drifted.
     """
     from calib.sequences.check import check_result
 
@@ -546,21 +697,33 @@ def check(
                  "noise_scale": noise_scale, "seed": seed, "faults": faults}
     simulation = replace(stored, **{k: v for k, v in overrides.items() if v is not None})
     out = output_console()
-    out.print(Text(f"checking run {run_id} of chip {chip} on a {simulation.describe()}",
-                   style="dim"))
+    if not as_json:
+        out.print(Text(f"checking run {run_id} of chip {chip} on a {simulation.describe()}",
+                       style="dim"))
     try:
         report = check_result(simulation.chip(chip), result)
     except (ValueError, LookupError) as error:
         raise CommandFailed(f"check of chip {chip!r} failed: {error}") from error
-    out.print(_check_table(report))
-    if report.holds:
-        out.print(f"[bold green]holds[/]: chip {escape(chip)} still matches run {run_id} "
-                  f"({report.runs} device runs)")
-        return
-    out.print(f"[bold red]drifted[/]: {', '.join(report.stale)} moved away from the target "
-              f"({report.runs} device runs); recalibrate with "
-              f"'calib calibrate --chip {escape(chip)}'")
-    raise typer.Exit(int(ExitCode.INCOMPLETE))
+    record = report.record(result, run_id, {"simulation": simulation.to_dict(),
+                                            "checked_by": "calib check"})
+    saved_as = results.save(record) if save else None
+    hint = recalibrate_hint(chip, result, store)
+    if as_json:
+        print_json({**check_document(report, record, run_id, saved_as),
+                    "recalibrate": None if report.holds else hint})
+    else:
+        out.print(_check_table(report))
+        if saved_as is not None:
+            out.print(Text(f"stored as check {saved_as}", style="dim"))
+        if report.holds:
+            out.print(f"[bold green]holds[/]: chip {escape(chip)} still matches run {run_id} "
+                      f"({report.runs} device runs)")
+        else:
+            out.print(f"[bold red]drifted[/]: {', '.join(report.stale)} moved away from the "
+                      f"target ({report.runs} device runs); recalibrate with "
+                      f"'{escape(hint)}'", soft_wrap=True)
+    if not report.holds:
+        raise typer.Exit(int(ExitCode.INCOMPLETE))
 
 
 @app.command(rich_help_panel="Inspect")
@@ -591,20 +754,33 @@ def report(
 
 
 @app.command(rich_help_panel="Inspect")
-def chips(store: StoreOption = None) -> None:
-    """The chips in the store, with their newest calibration."""
+def chips(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """The chips in the store, with their newest calibration and newest check."""
     results = open_store(store)
-    table = Table(title=f"chips in {escape(results.location)}", title_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD)
-    for column in ("chip", "runs", "newest (UTC)", "newest run", "success"):
-        table.add_column(column, justify="right" if column in ("runs", "success") else "left")
+    entries = []
     for chip_id in results.chips():
-        runs = [info for info in results.history(chip_id) if info.kind == NEURON_RESULT_KIND]
+        infos = results.history(chip_id)
+        runs = [info for info in infos if info.kind == NEURON_RESULT_KIND]
         if not runs:
             continue
-        row = RunRow.of(runs[-1]).cells()
-        table.add_row(escape(chip_id), str(len(runs)), row[0], row[1], row[3])
-    output_console().print(table)
+        checks = [info for info in infos if info.kind == CHECK_KIND]
+        entries.append((chip_id, len(runs), RunRow.of(runs[-1]),
+                        RunRow.of(checks[-1]) if checks else None))
+    if as_json:
+        print_json({"store": results.location, "chips": [
+            {"chip": chip_id, "calibrations": count, "newest": newest.to_dict(),
+             "newest_check": None if last_check is None else last_check.to_dict()}
+            for chip_id, count, newest, last_check in entries]})
+        return
+    out = output_console()
+    columns = (Column("chip", priority=ESSENTIAL), Column("runs", "right", priority=60),
+               Column("newest (UTC)", priority=50), Column("newest run", priority=ESSENTIAL),
+               Column("success", "right", priority=ESSENTIAL),
+               Column("last check", priority=40))
+    rows = [[escape(chip_id), str(count), newest.saved, newest.run_id, newest.outcome(),
+             "-" if last_check is None else f"{last_check.saved} {last_check.outcome()}"]
+            for chip_id, count, newest, last_check in entries]
+    out.print(fitted_table(out, columns, rows, title=f"chips in {escape(results.location)}"))
 
 
 @app.command(rich_help_panel="Calibrate")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -22,12 +22,15 @@ from calib.cli.app import (
     CLIError,
     CommandFailed,
     ExitCode,
+    JsonOption,
     StoreOption,
     app,
     error_console,
     output_console,
+    print_json,
 )
 from calib.cli.app import store_location as resolve_store
+from calib.cli.tables import ESSENTIAL, Column, fitted_table
 from calib.operations.defaults import CONNECT_TIMEOUT, DEFAULT_GRID, DEFAULT_WORKERS
 
 if TYPE_CHECKING:
@@ -108,37 +111,46 @@ def _drift_cell(name: str, value: float | None) -> str:
     if value is None or not np.isfinite(value):
         return "-"
     unit = display_unit(name)
-    return f"{unit(value):+.3f}" if unit.label == "us" else f"{unit(value):+.2f}"
+    return f"{unit(value):+.3f}" if unit.label == "µs" else f"{unit(value):+.2f}"
 
 
-def nightly_table(outcomes: Sequence[ChipOutcome]) -> Table:
-    """Night-over-night comparison: one row per chip, drift per quantity in µs or LSB."""
+def nightly_table(outcomes: Sequence[ChipOutcome], console: Console) -> Table:
+    """Night-over-night comparison: one row per chip, drift per quantity in µs or LSB; fits
+    the console (drift columns of the later quantities go first, chip ids are never cut)."""
     from reports.summary import ordered_quantities
 
     quantities = ordered_quantities({name for outcome in outcomes for name in outcome.drift})
-    table = Table(
-        title="nightly calibration", title_justify="left", header_style="bold",
-        box=box.SIMPLE_HEAD, pad_edge=False, caption_justify="left",
-        caption=("Δ: median shift since the previous stored result (potentials and PSP "
-                 "amplitudes in CADC LSB, times in µs): measured now minus stored for a "
-                 "checked chip, new minus previous calibration for a recalibrated one."
-                 if quantities else None),
-    )
-    table.add_column("chip", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("success", justify="right", no_wrap=True)
-    table.add_column("newly failed", justify="right")
-    for name in quantities:
-        table.add_column(f"Δ {SHORT_NAMES.get(name, name)}", justify="right", no_wrap=True)
-    for outcome in outcomes:
-        table.add_row(
-            escape(outcome.chip_id),
-            Text(outcome.status, style=STATUS_STYLES[outcome.status]),
-            "-" if outcome.success_fraction is None else f"{100 * outcome.success_fraction:.1f} %",
-            "-" if outcome.status in ("failed", "calibrated") else str(len(outcome.newly_failed)),
-            *(_drift_cell(name, outcome.drift.get(name)) for name in quantities),
-        )
-    return table
+    columns = [Column("chip", priority=ESSENTIAL), Column("status", priority=ESSENTIAL),
+               Column("success", "right", priority=ESSENTIAL),
+               Column("newly failed", "right", priority=500)]
+    columns += [Column(f"Δ {SHORT_NAMES.get(name, name)}", "right", priority=400 - index)
+                for index, name in enumerate(quantities)]
+    rows = [[
+        escape(outcome.chip_id),
+        Text(outcome.status, style=STATUS_STYLES[outcome.status]),
+        "-" if outcome.success_fraction is None else f"{100 * outcome.success_fraction:.1f} %",
+        "-" if outcome.status in ("failed", "calibrated") else str(len(outcome.newly_failed)),
+        *(_drift_cell(name, outcome.drift.get(name)) for name in quantities),
+    ] for outcome in outcomes]
+    caption = ("Δ: median shift since the previous stored result (potentials and PSP "
+               "amplitudes in CADC LSB, times in µs): measured now minus stored for a checked "
+               "chip, new minus previous calibration for a recalibrated one."
+               if quantities else None)
+    return fitted_table(console, columns, rows, caption=caption, title="nightly calibration",
+                        collapse_padding=True)
+
+
+def outcome_document(outcome: ChipOutcome) -> dict[str, Any]:
+    """One chip's night as data (drift in the quantities' stored units)."""
+    return {
+        "chip": outcome.chip_id, "status": outcome.status,
+        "report_status": outcome.report_status, "detail": outcome.detail,
+        "success_fraction": outcome.success_fraction, "run_id": outcome.run_id,
+        "drift": dict(outcome.drift), "check": dict(outcome.check),
+        "stale": list(outcome.stale), "newly_failed": list(outcome.newly_failed),
+        "recovered": list(outcome.recovered), "host_seconds": outcome.host_seconds,
+        "error": outcome.error,
+    }
 
 
 def print_notes(outcomes: Sequence[ChipOutcome], console: Console) -> None:
@@ -178,6 +190,7 @@ def nightly(
         "--check/--no-check", rich_help_panel=FLEET_PANEL,
         help="Check each chip's stored result first and recalibrate only when it is stale "
              "(--no-check recalibrates every chip).")] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Maintain many chips in parallel (see NIGHTLY_HELP)."""
     from calib.operations.fleet import SimulatedFleet, dask_client, parse_chip_spec, run_nightly
@@ -202,13 +215,19 @@ def nightly(
             device_factory=SimulatedFleet(drift_hours=drift_hours), check_first=check,
             on_outcome=report,
         )
-    out.print(nightly_table(outcomes))
-    print_notes(outcomes, out)
+    path = None
     if html is not None:
         from reports.fleet import write_nightly_report
 
         path = write_nightly_report(outcomes, html)
-        out.print(f"HTML report: {escape(str(path))}")
+    if as_json:
+        print_json({"store": location, "chips": [outcome_document(item) for item in outcomes],
+                    "html": None if path is None else str(path)})
+    else:
+        out.print(nightly_table(outcomes, out))
+        print_notes(outcomes, out)
+        if path is not None:
+            out.print(f"HTML report: {escape(str(path))}")
     bad = [outcome.chip_id for outcome in outcomes if outcome.report_status != "ok"]
     if bad:
         err.print(f"[bold red]{len(bad)} of {len(outcomes)} chips failed or degraded:[/] "
@@ -273,6 +292,26 @@ def yield_table(study: MismatchStudy) -> Table:
     return table
 
 
+def study_progress(console: Console) -> Any:
+    """A per-chip progress line on `console` (stderr) as each chip of a study finishes."""
+    import time
+
+    started = time.perf_counter()
+
+    def report(chip_id: str, error: str | None, done: int, total: int) -> None:
+        line = Text(f"[{done}/{total}] ")
+        line.append(chip_id, style="bold cyan")
+        if error is None:
+            line.append(" calibrated", style="green")
+        else:
+            last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+            line.append(f" failed: {last}", style="red")
+        line.append(f" ({time.perf_counter() - started:.0f} s since the start)")
+        console.print(line, soft_wrap=True)
+
+    return report
+
+
 STUDY_HELP = (
     "Monte Carlo mismatch study: calibrate N simulated chips; spread before and after, yield "
     "over a grid of targets.\n\n"
@@ -334,10 +373,7 @@ def study(
                   f"{'s' if chips != 1 else ''} (mismatch ×{mismatch_scale:g}) on "
                   f"{escape(_cluster_text(scheduler, workers))}")
         result = run_study(chips, name=name, mismatch_scale=mismatch_scale, target=target,
-                           grid=grid, client=client)
-    for chip_id, error in result.failures.items():
-        last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-        err.print(Text(f"chip {chip_id} failed: {last}", style="red"), soft_wrap=True)
+                           grid=grid, client=client, on_chip=study_progress(err))
     if not result.chips:
         raise CommandFailed(f"every chip of study {name!r} failed; see the errors above")
     for key, value in result.parameters().items():

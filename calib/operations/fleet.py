@@ -329,7 +329,8 @@ class ChipOutcome:
 
 def _check_summary(report: CheckReport) -> dict[str, dict[str, float | bool]]:
     return {
-        name: {"median_shift": check.median_shift, "out_of_tolerance": check.out_of_tolerance,
+        name: {"median_shift": check.median_shift, "spread": check.spread,
+               "out_of_tolerance": check.out_of_tolerance,
                "stale": check.stale}
         for name, check in report.quantities.items()
     }
@@ -353,6 +354,12 @@ def _recalibrate(
         return result, f"{why}; recalibrated {', '.join(redone)}, kept the rest"
     result = calibrate(device, target, options=options, provenance_extra=extra)
     return result, why if previous is None else f"{why}; recalibrated the whole chip"
+
+
+def _simulation_extra(device_factory: DeviceFactory, chip_id: str) -> dict[str, Any]:
+    """The simulated chip's settings, when the factory describes them."""
+    describe = getattr(device_factory, "simulation", None)
+    return {"simulation": describe(chip_id)} if callable(describe) else {}
 
 
 def maintain_chip(
@@ -408,6 +415,8 @@ def _maintain(
             why = f"check failed ({type(error).__name__}: {error})"
         else:
             check = _check_summary(report)
+            store.save(report.record(previous, stored.run_id, {  # the night's check, kept
+                "checked_by": "nightly", **_simulation_extra(device_factory, chip_id)}))
             if report.holds:
                 return ChipOutcome(
                     chip_id, "ok, checked",
@@ -420,9 +429,7 @@ def _maintain(
             stale = report.stale
             why = f"stale: {', '.join(stale)}"
     extra: dict[str, Any] = {"fleet": {"reason": why}, "target_source": "nightly"}
-    describe = getattr(device_factory, "simulation", None)
-    if callable(describe):
-        extra["simulation"] = describe(chip_id)
+    extra.update(_simulation_extra(device_factory, chip_id))
     result, detail = _recalibrate(device, target, previous, stale, why, options, extra)
     run_id = store.save(result)
     comparison = None if previous is None else compare_results(previous, result)
