@@ -163,10 +163,17 @@ def report_history(store: ResultsStore, chip: str, run_id: str, result: NeuronRe
 
 def write_report(store: ResultsStore, chip: str, run_id: str, result: NeuronResult,
                  path: Path, history_limit: int = DEFAULT_HISTORY_IN_REPORT) -> Path:
+    from calib.core.checks import CheckRecord  # registers the check kind before the loads
     from reports import write_html_report
 
     history = report_history(store, chip, run_id, result, history_limit)
-    return write_html_report(result, path, history=history if len(history) > 1 else None)
+    fingerprint = result.target.fingerprint()
+    infos = [info for info in store.history(chip) if info.kind == CHECK_KIND
+             and info.attrs.get("checked_target_fingerprint") == fingerprint]
+    checks = [(info.saved_at, store.get(chip, info.run_id)) for info in infos[-history_limit:]]
+    return write_html_report(result, path, history=history if len(history) > 1 else None,
+                             checks=[(time, check) for time, check in checks
+                                     if isinstance(check, CheckRecord)])
 
 
 # -- calibrate ----------------------------------------------------------------------------------
