@@ -479,6 +479,7 @@ class RunRow:
     """Where the target came from; for a check, the run it checked and what moved."""
     quantities: dict[str, Any]
     """A check's per-quantity figures (median shift, spread, out of tolerance)."""
+    checked_run: str | None = None
 
     @classmethod
     def of(cls, info: RunInfo) -> RunRow:
@@ -493,6 +494,7 @@ class RunRow:
                 holds=bool(attrs.get("holds")), hardware_time=None,
                 source=(f"check of {attrs.get('checked_run') or '-'}"
                         + (f"; stale: {', '.join(stale)}" if stale else "")),
+                checked_run=attrs.get("checked_run"),
                 quantities=quantities,
             )
         spec = info.arrays.get("success")
@@ -540,11 +542,11 @@ class RunRow:
 
 
 HISTORY_COLUMNS = (
-    Column("saved (UTC)", priority=50), Column("run id", priority=ESSENTIAL),
-    Column("kind", priority=ESSENTIAL), Column("target", priority=40),
-    Column("success", justify="right", priority=ESSENTIAL),
-    Column("hw time", justify="right", priority=30),
-    Column("target from / checked", wrap=True, min_width=12, priority=20),
+    Column("saved (UTC)", priority=10),  # the run id starts with the same time: dropped first
+    Column("run id", priority=ESSENTIAL), Column("kind", priority=ESSENTIAL),
+    Column("target", priority=40), Column("success", justify="right", priority=ESSENTIAL),
+    Column("hw time", justify="right", priority=20),
+    Column("target from / note", wrap=True, min_width=16, priority=30),
 )
 
 
@@ -574,18 +576,26 @@ def history(
                     "runs": [row.to_dict() for row in rows]})
         return
     out = output_console()
+    cells = []
+    calibration = None
+    for row in rows:
+        text = list(row.cells())
+        if row.kind == "calibration":
+            calibration = row.run_id
+        elif row.checked_run is not None and row.checked_run == calibration:
+            text[-1] = text[-1].replace(f"check of {calibration}", "checks the calibration above")
+        cells.append([escape(cell) for cell in text])
     checks = sum(1 for info in runs if info.kind == CHECK_KIND)
     title = (f"history of chip {escape(chip)}: {len(runs) - checks} calibration"
              f"{'s' if len(runs) - checks != 1 else ''}, {checks} check"
              f"{'s' if checks != 1 else ''}")
-    out.print(fitted_table(out, HISTORY_COLUMNS,
-                           [[escape(cell) for cell in row.cells()] for row in rows],
-                           title=title))
+    out.print(fitted_table(out, HISTORY_COLUMNS, cells, title=title, collapse_padding=True))
 
 
 class ExportFormat(StrEnum):
     json = "json"
     netcdf = "netcdf"
+    target = "target"
 
 
 @app.command(rich_help_panel="Inspect")
@@ -594,18 +604,32 @@ def export(
     export_format: Annotated[ExportFormat, typer.Option(
         "--format", "-f", case_sensitive=False,
         help="json: arrays as lists and all metadata; netcdf: an xarray dataset "
-             "(h5netcdf) with neuron and quadrant dimensions.")],
+             "(h5netcdf) with neuron and quadrant dimensions; target: the calibration's "
+             "target as a TOML target file (µs, CADC LSB) for --target.")],
     run: RunOption = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE",
-        help="Where to write. Default: JSON to stdout, netCDF to CHIP-RUN.nc here.")] = None,
+        help="Where to write. Default: JSON and target files to stdout, netCDF to "
+             "CHIP-RUN.nc here.")] = None,
     store: StoreOption = None,
 ) -> None:
     """Export a stored calibration as JSON or netCDF."""
+    if output is not None and output.is_dir():
+        raise CLIError(f"--output {output} is a directory")
     results = open_store(store)
-    _, run_id = load_result(results, chip, run)
+    result, run_id = load_result(results, chip, run)
     err = error_console()
-    if export_format is ExportFormat.json:
+    if export_format is ExportFormat.target:
+        from calib.cli.target_file import target_to_toml
+
+        text = target_to_toml(result.target, header=(
+            f"target of run {run_id} of chip {chip} (fingerprint "
+            f"{result.target.fingerprint()}); potentials in CADC LSB, times in µs"))
+        if output is None:
+            typer.echo(text, nl=False)
+            return
+        output.write_text(text, encoding="utf-8")
+    elif export_format is ExportFormat.json:
         text = results.export_json(chip, run_id)
         if output is None:
             typer.echo(text)
@@ -613,8 +637,6 @@ def export(
         output.write_text(text + "\n", encoding="utf-8")
     else:
         output = output or Path(f"{chip}-{run_id}.nc")
-        if output.exists() and output.is_dir():
-            raise CLIError(f"--output {output} is a directory")
         dataset = results.to_xarray(chip, run_id)
         dataset.to_netcdf(output, engine="h5netcdf")
     err.print(f"wrote run {run_id} of chip {escape(chip)} to {escape(str(output))}")

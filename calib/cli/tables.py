@@ -38,7 +38,9 @@ def _width(cell: Any) -> int:
 
 
 def _build(columns: Sequence[Column], rows: Sequence[Sequence[Any]], keep: Sequence[int],
-           caption: str | None, **table_options: Any) -> Table:
+           caption: str | None, measuring: bool = False, **table_options: Any) -> Table:
+    """The table of the `keep` columns; `measuring`: free-text cells cut to their column's
+    minimum width, since rich measures a cell by its longest word, which folds anyway."""
     options = {"header_style": "bold", "box": box.SIMPLE_HEAD, "pad_edge": False,
                "title_justify": "left", "caption_justify": "left", **table_options}
     table = Table(caption=caption, **options)
@@ -51,8 +53,16 @@ def _build(columns: Sequence[Column], rows: Sequence[Sequence[Any]], keep: Seque
                          min_width=column.min_width if column.wrap else natural,
                          overflow="fold" if column.wrap else "ignore")
     for row in rows:
-        table.add_row(*(row[index] for index in keep))
+        table.add_row(*(_measured(row[index], columns[index]) if measuring else row[index]
+                        for index in keep))
     return table
+
+
+def _measured(cell: Any, column: Column) -> Any:
+    if not column.wrap or column.min_width is None:
+        return cell
+    text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+    return text[:column.min_width]
 
 
 def fitted_table(console: Console, columns: Sequence[Column], rows: Sequence[Sequence[Any]],
@@ -63,7 +73,7 @@ def fitted_table(console: Console, columns: Sequence[Column], rows: Sequence[Seq
     # lowest priority first; among equals the rightmost first
     order = sorted(keep, key=lambda index: (columns[index].priority, -index))
     while True:
-        table = _build(columns, rows, keep, caption, **table_options)
+        table = _build(columns, rows, keep, caption, measuring=True, **table_options)
         minimum = Measurement.get(console, console.options.update_width(100_000), table).minimum
         if minimum <= console.width or len(keep) <= 1:
             break
@@ -76,8 +86,7 @@ def fitted_table(console: Console, columns: Sequence[Column], rows: Sequence[Seq
         note = (f"left out for the width of {console.width} columns: "
                 f"{', '.join(reversed(dropped))} (see --json)")
         caption = f"{caption}\n{note}" if caption else note
-        table = _build(columns, rows, keep, caption, **table_options)
-    return table
+    return _build(columns, rows, keep, caption, **table_options)
 
 
 ESSENTIAL = 1000
