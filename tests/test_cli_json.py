@@ -136,3 +136,62 @@ def test_the_nightly_table_fits_100_columns_and_keeps_chip_ids_whole() -> None:
     wide_text = wide.export_text()
     assert "left out" not in wide_text
     assert "Δ t_ref" in wide_text
+
+
+def test_nightly_json_is_one_document_with_a_line_per_chip_on_stderr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fleet run is replaced by one that returns outcomes at once (test_fleet.py runs the
+    real one); what is checked is the command's output."""
+    from contextlib import contextmanager
+
+    import calib.operations.fleet as fleet
+
+    ids = ["rack1-chip0", "rack1-chip1"]
+    outcomes = [outcome(ids[0], "recalibrated"), outcome(ids[1], "ok, checked")]
+
+    @contextmanager
+    def no_cluster(scheduler, workers):
+        yield None
+
+    def fake_run(chip_ids, location, *, on_outcome, **kwargs):
+        assert list(chip_ids) == ids
+        for item in outcomes:
+            on_outcome(item)
+        return outcomes
+
+    monkeypatch.setattr(fleet, "dask_client", no_cluster)
+    monkeypatch.setattr(fleet, "run_nightly", fake_run)
+    shown = CliRunner().invoke(app, ["nightly", "--chips", "rack1-chip[0-1]", "--store",
+                                     str(tmp_path / "store"), "--json"])
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.stdout)
+    assert [chip["chip"] for chip in document["chips"]] == ids
+    assert document["chips"][0]["drift"]["tau_mem"] == pytest.approx(2e-7)
+    assert "[1/2] rack1-chip0 recalibrated" in shown.stderr
+    assert "[2/2] rack1-chip1 ok, checked" in shown.stderr
+
+
+def test_study_prints_a_line_per_chip_as_it_finishes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextlib import contextmanager
+
+    import calib.operations.fleet as fleet
+    import calib.operations.study as study
+    from calib.core.targets import NeuronTarget
+
+    @contextmanager
+    def no_cluster(scheduler, workers):
+        yield None
+
+    def fake_study(chips, *, name, mismatch_scale, target, grid, client, on_chip):
+        on_chip("s-000", None, 1, 2)
+        on_chip("s-001", "Traceback ...\nRuntimeError: the chip broke", 2, 2)
+        return study.MismatchStudy(name, mismatch_scale, NeuronTarget(), grid, [],
+                                   {"s-001": "RuntimeError: the chip broke"}, host_seconds=1.0)
+
+    monkeypatch.setattr(fleet, "dask_client", no_cluster)
+    monkeypatch.setattr(study, "run_study", fake_study)
+    shown = CliRunner().invoke(app, ["study", "--chips", "2", "--name", "s"])
+    assert "[1/2] s-000 calibrated" in shown.stderr
+    assert "[2/2] s-001 failed: RuntimeError: the chip broke" in shown.stderr
+    assert shown.exit_code == 3  # no chip left to report on
