@@ -257,7 +257,7 @@ def test_report_plots_drift_over_the_chip_history_of_the_same_target(
     assert reported.exit_code == 0, reported.output
     text = path.read_text(encoding="utf-8")
     assert "Drift over time" in text
-    assert "2 results" in text  # the calibrated run and the later one of the same target
+    assert "2 calibrations" in text  # the calibrated run and the later one of the same target
 
 
 # -- the installed script -----------------------------------------------------------------------
