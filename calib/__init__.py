@@ -10,20 +10,70 @@ run, checks, ensure), `calib.frontends` (NIR graphs, model units) and `calib.ope
 (fleets, studies), and on top `calib.cli`, the only user of `reports`.
 """
 
-import calib.routines  # noqa: F401  (registers every plan before a target is made)
-from calib.core.failures import Failure, FailureKind
-from calib.core.plans import PLANS, Plan, QuantitySpec, register_plan
-from calib.core.results import NeuronResult, Provenance
-from calib.core.routine import ParameterRange, Routine
-from calib.core.targets import NeuronTarget
-from calib.frontends.model_units import VoltageMap, map_model_units
-from calib.frontends.nir import NirMapping, NirMappingError, targets_from_nir
-from calib.sequences.calibrate import CalibrationOptions, calibrate, recalibrate
-from calib.sequences.check import CheckReport, check_result
-from calib.sequences.ensure import ensure
+from __future__ import annotations
 
-QUANTITIES = PLANS.quantities()
-"""Every target field's spec, by name (a snapshot; `PLANS.quantities()` is live)."""
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from calib.core.plans import PLANS
+
+PLANS.add_source("calib.routines")  # registers every plan when the registry is first read
+
+_EXPORTS = {
+    "Failure": "calib.core.failures",
+    "FailureKind": "calib.core.failures",
+    "Plan": "calib.core.plans",
+    "QuantitySpec": "calib.core.plans",
+    "register_plan": "calib.core.plans",
+    "NeuronResult": "calib.core.results",
+    "Provenance": "calib.core.results",
+    "ParameterRange": "calib.core.routine",
+    "Routine": "calib.core.routine",
+    "NeuronTarget": "calib.core.targets",
+    "VoltageMap": "calib.frontends.model_units",
+    "map_model_units": "calib.frontends.model_units",
+    "NirMapping": "calib.frontends.nir",
+    "NirMappingError": "calib.frontends.nir",
+    "targets_from_nir": "calib.frontends.nir",
+    "CalibrationOptions": "calib.sequences.calibrate",
+    "calibrate": "calib.sequences.calibrate",
+    "recalibrate": "calib.sequences.calibrate",
+    "CheckReport": "calib.sequences.check",
+    "check_result": "calib.sequences.check",
+    "ensure": "calib.sequences.ensure",
+}
+"""Public names, imported on first use (so that `import calib` and the command line start at
+once; the numerical and fitting libraries load with the first calibration)."""
+
+if TYPE_CHECKING:
+    from calib.core.failures import Failure, FailureKind
+    from calib.core.plans import Plan, QuantitySpec, register_plan
+    from calib.core.results import NeuronResult, Provenance
+    from calib.core.routine import ParameterRange, Routine
+    from calib.core.targets import NeuronTarget
+    from calib.frontends.model_units import VoltageMap, map_model_units
+    from calib.frontends.nir import NirMapping, NirMappingError, targets_from_nir
+    from calib.sequences.calibrate import CalibrationOptions, calibrate, recalibrate
+    from calib.sequences.check import CheckReport, check_result
+    from calib.sequences.ensure import ensure
+
+    QUANTITIES: dict[str, QuantitySpec]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "QUANTITIES":
+        return PLANS.quantities()  # every target field's spec, by name (a snapshot)
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'calib' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS) | {"QUANTITIES"})
+
 
 __all__ = [
     "PLANS",

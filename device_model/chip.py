@@ -28,6 +28,7 @@ from device_model.dynamics import (
     phase_potential,
     steady_potential,
 )
+from device_model.limits import MAX_DRIFT_HOURS, MAX_SCALE
 from device_model.mismatch import (
     STREAM_NOISE,
     STREAM_RUNS,
@@ -75,13 +76,6 @@ def _grid(end: float, step: float) -> np.ndarray:
     """Regular grid from 0 with at most MAX_GRID_POINTS points, ending exactly at `end`."""
     count = min(max(math.ceil(end / step), 1), p.MAX_GRID_POINTS)
     return np.linspace(0.0, end, count + 1)
-
-
-MAX_SCALE = 10.0
-"""Largest mismatch or noise scale a simulated chip takes (beyond it the model leaves the
-regime it describes)."""
-MAX_DRIFT_HOURS = 1e5
-"""Largest age (h, about 11 years) a simulated chip takes."""
 
 
 class SimulatedChip:

@@ -27,17 +27,15 @@ Spikes (observables.spikes): spike_rate(counts, duration) -> SpikeRates (NaN + r
     isi_summary(trace, *, start_time, stop_time, ...) -> IsiSummary (first/last/mean ISI, rate,
     adaptation index).
 Synthetic traces with known parameters for tests and studies: observables.synthetic.
+
+The lmfit names (observables.fitting) are imported on first use: lmfit is slow to import and
+only the reference fits need it.
 """
+
+from typing import Any
 
 from observables.batch_fit import fit_exponential_batch, fit_psp_batch
 from observables.cadc import cadc_max, cadc_mean, cadc_standard_error
-from observables.fitting import (
-    ExponentialDecayModel,
-    PostSynapticPotentialModel,
-    fit_exponential_lmfit,
-    fit_psp_lmfit,
-    fit_with_lmfit,
-)
 from observables.outcome import FitOutcome
 from observables.spikes import (
     IsiSummary,
@@ -75,3 +73,14 @@ __all__ = [
     "spike_times",
     "volts_to_madc",
 ]
+
+_LMFIT_NAMES = frozenset({"ExponentialDecayModel", "PostSynapticPotentialModel",
+                          "fit_exponential_lmfit", "fit_psp_lmfit", "fit_with_lmfit"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LMFIT_NAMES:
+        from observables import fitting
+
+        return getattr(fitting, name)
+    raise AttributeError(f"module 'observables' has no attribute {name!r}")

@@ -13,7 +13,6 @@ import numpy as np
 
 from device_model.protocol import Trace
 from observables.batch_fit import fit_exponential_batch, fit_psp_batch, per_row, psp_peak
-from observables.fitting import fit_exponential_lmfit, fit_psp_lmfit
 from observables.outcome import MAX_REDUCED_CHI_SQUARE, FitOutcome
 from observables.traces import MIN_FIT_SAMPLES, TraceWindow, recording_start, select_window
 
@@ -49,6 +48,8 @@ def decay_time_constants(
     window = select_window(trace, start_time, stop_time, min_samples=min_samples)
     if method == "batch":
         return fit_exponential_batch(window, start_time, max_redchi=max_redchi)
+    from observables.fitting import fit_exponential_lmfit  # lmfit: imported when asked for
+
     return fit_exponential_lmfit(window, start_time, max_redchi=max_redchi)
 
 
@@ -93,11 +94,15 @@ def psp_time_constants(
         if method == "batch":
             outcome = fit_exponential_batch(tail, event_time, max_redchi=max_redchi)
         else:
+            from observables.fitting import fit_exponential_lmfit
+
             outcome = fit_exponential_lmfit(tail, event_time, max_redchi=max_redchi)
         return _renamed(outcome, "tau", "tau_syn")
     fixed = per_row("tau_mem", tau_mem, window.n_rows)
     if method == "batch":
         return fit_psp_batch(window, event_time, tau_mem=fixed, max_redchi=max_redchi)
+    from observables.fitting import fit_psp_lmfit
+
     return fit_psp_lmfit(window, event_time, tau_mem=fixed, max_redchi=max_redchi)
 
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from reports import multichip_plots, plots
 from reports.htmlkit import (
-    Markup,
+    Block,
+    heading,
     image,
     join,
     key_value_table,
@@ -22,7 +23,6 @@ from reports.htmlkit import (
     section,
     status_badge,
     table,
-    tag,
     write_page,
 )
 from reports.summary import ordered_quantities
@@ -123,7 +123,7 @@ def _drift_text(value: float | None, quantity: str) -> str:
     return f"{display_unit(quantity)(value):+.3g}"
 
 
-def _chip_table(rows: Sequence[FleetRow], quantities: Sequence[str]) -> Markup:
+def _chip_table(rows: Sequence[FleetRow], quantities: Sequence[str]) -> Block:
     body = []
     for row in rows:
         fraction = "-" if row.success_fraction is None else f"{100 * row.success_fraction:.1f} %"
@@ -144,11 +144,11 @@ def _chip_table(rows: Sequence[FleetRow], quantities: Sequence[str]) -> Markup:
     ))
 
 
-def _error_list(rows: Sequence[FleetRow]) -> Markup:
+def _error_list(rows: Sequence[FleetRow]) -> Block | list[Block]:
     failed = [row for row in rows if row.error]
     if not failed:
         return paragraph("No chip reported an error.")
-    return join(join([tag("h3", row.chip_id), preformatted(row.error)]) for row in failed)
+    return join([heading(row.chip_id), preformatted(row.error)] for row in failed)
 
 
 def write_fleet_report(

@@ -1,4 +1,8 @@
-"""HTML report of one calibration: one self-contained file with tables and embedded plots."""
+"""HTML report of one calibration: one self-contained file with tables and embedded plots.
+
+The page is the template `calibration.html.j2` (see `reports.templating`); this module computes
+what it shows: tables, plots and notes, as data.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +12,43 @@ from pathlib import Path
 
 import numpy as np
 
+from calib.core.checks import CheckRecord
 from calib.core.results import NeuronResult
 from device_model.protocol import CELLS, NEURONS_PER_QUADRANT
 from reports import plots
 from reports.htmlkit import (
-    Markup,
-    esc,
+    Block,
+    Grid,
+    Image,
+    KeyValues,
+    Page,
+    Paragraph,
+    Table,
+    grid,
+    heading,
     image,
-    join,
     key_value_table,
-    page,
     paragraph,
     preformatted,
-    section,
     status_badge,
     table,
-    tag,
     write_page,
 )
 from reports.summary import RunSummary, success_level, summarize
+from reports.templating import render
 from reports.units import display_unit, format_duration, format_number
 
 HistoryEntry = tuple[object, NeuronResult]
 """(time, result): time a datetime, an ISO 8601 string or a number (e.g. hours)."""
+CheckEntry = tuple[object, CheckRecord]
+"""(time, check record) of a stored check of the chip."""
 
-def overview_table(summary: RunSummary) -> Markup:
+def overview_table(summary: RunSummary) -> KeyValues:
     fraction = summary.success_fraction
     runs = "-" if summary.device_runs is None else f"{summary.device_runs:.0f}"
     writes = "-" if summary.device_writes is None else f"{summary.device_writes:.0f}"
-    success = join([
-        status_badge(f"{100 * fraction:.1f} %", success_level(fraction)),
-        esc(f"  {summary.n_success} of {summary.n_neurons} neurons"),
-    ])
+    success = status_badge(f"{100 * fraction:.1f} %", success_level(fraction),
+                           f"{summary.n_success} of {summary.n_neurons} neurons")
     return key_value_table({
         "chip": summary.chip_id,
         "finished": summary.created,
@@ -52,7 +61,7 @@ def overview_table(summary: RunSummary) -> Markup:
     })
 
 
-def quantity_table(summary: RunSummary) -> Markup:
+def quantity_table(summary: RunSummary) -> Table:
     rows = []
     for row in summary.rows:
         unit = display_unit(row.name)
@@ -75,7 +84,7 @@ def quantity_table(summary: RunSummary) -> Markup:
     )
 
 
-def failure_group_table(summary: RunSummary) -> Markup:
+def failure_group_table(summary: RunSummary) -> Table | Paragraph:
     if not summary.failure_groups:
         return paragraph("No neuron failed.")
     rows = []
@@ -92,7 +101,7 @@ def failure_group_table(summary: RunSummary) -> Markup:
     )
 
 
-def failed_neuron_table(result: NeuronResult) -> Markup:
+def failed_neuron_table(result: NeuronResult) -> Table | Paragraph:
     failed = np.flatnonzero(~np.asarray(result.success, dtype=bool))
     listed = sorted(set(failed.tolist()) | set(result.reasons))
     if not listed:
@@ -115,7 +124,7 @@ def _ordered_cells(names: Sequence[str]) -> list[str]:
     return known + sorted(set(names) - set(CELLS))
 
 
-def code_section(result: NeuronResult) -> Markup:
+def code_section(result: NeuronResult) -> list[Block]:
     """Histograms of varying per-neuron cells; tables of per-quadrant and constant cells."""
     n_neurons = np.asarray(result.success).size
     varying, constant, per_quadrant = [], [], []
@@ -127,7 +136,7 @@ def code_section(result: NeuronResult) -> Markup:
             constant.append([cell, str(int(codes[0]))])
         else:
             varying.append(cell)
-    parts: list[Markup] = []
+    parts: list[Block] = []
     if varying:
         figure = plots.code_histograms(result, varying)
         parts.append(image(plots.png_base64(figure), "code distributions per cell"))
@@ -139,12 +148,12 @@ def code_section(result: NeuronResult) -> Markup:
         parts.append(table(["cell", "code"], constant, caption="Cells at one code on every neuron"))
     if not parts:
         parts.append(paragraph("The result holds no codes."))
-    return join(parts)
+    return parts
 
 
-def provenance_section(result: NeuronResult) -> Markup:
+def provenance_section(result: NeuronResult) -> list[Block]:
     provenance = result.provenance
-    parts = [
+    parts: list[Block] = [
         key_value_table({
             "chip": provenance.chip_id,
             "finished": provenance.created,
@@ -162,14 +171,14 @@ def provenance_section(result: NeuronResult) -> Markup:
     if steps:
         parts.append(_step_table(steps))
     if provenance.extra:
-        parts.append(tag("h3", "Extra"))
+        parts.append(heading("Extra"))
         parts.append(preformatted(provenance.extra))
-    parts.append(tag("h3", "Target"))
+    parts.append(heading("Target"))
     parts.append(preformatted(_compact_target(result)))
-    return join(parts)
+    return parts
 
 
-def _step_table(steps: dict[str, dict[str, float]]) -> Markup:
+def _step_table(steps: dict[str, dict[str, float]]) -> Table:
     """Cost of each calibration step (as the calibration recorded it, in its order)."""
     rows = []
     for name, cost in steps.items():
@@ -202,13 +211,12 @@ def _compact_target(result: NeuronResult) -> dict[str, object]:
     return out
 
 
-def _histogram_grid(result: NeuronResult, summary: RunSummary) -> Markup:
-    images = [
+def _histogram_grid(result: NeuronResult, summary: RunSummary) -> Grid:
+    return grid(
         image(plots.png_base64(plots.quantity_histograms(result, row.name)),
               f"{row.name} before and after calibration")
         for row in summary.rows
-    ]
-    return tag("div", join(images), class_="grid2")
+    )
 
 
 def _normalise_history(
@@ -234,49 +242,53 @@ def write_html_report(
     *,
     title: str | None = None,
     history: Sequence[HistoryEntry] | Sequence[NeuronResult] | None = None,
+    checks: Sequence[CheckEntry] | None = None,
 ) -> Path:
     """Write the report of `result` to `path` as one self-contained HTML file.
 
     `history`, earlier results of the same chip as (time, result) pairs or results (timed by
     their provenance), adds a drift-over-time plot per quantity; include `result` itself to
-    see it as the last point.
+    see it as the last point. `checks`, (time, CheckRecord) pairs of the chip's stored checks,
+    add what the chip measured between calibrations. Without either, the page says there is
+    nothing earlier to compare with.
     """
     summary = summarize(result)
     entries = _normalise_history(history) if history else []
+    check_entries = list(checks or [])
     title = title or f"Calibration report: chip {summary.chip_id}"
-    links = [("summary", "Summary"), ("histograms", "Before / after"),
-             ("maps", "Residual maps"), ("codes", "Codes")]
-    if entries:
-        links.append(("drift", "Drift"))
-    links += [("failures", "Failed neurons"), ("provenance", "Provenance")]
-    sections = [
-        tag("nav", join(tag("a", label, href=f"#{anchor}") for anchor, label in links)),
-        section("Summary", overview_table(summary), quantity_table(summary),
-                failure_group_table(summary), anchor="summary"),
-        section("Before and after calibration", _histogram_grid(result, summary),
-                anchor="histograms"),
-        section(
-            "Residuals per neuron",
-            paragraph("Achieved minus target. Neuron n is in quadrant n // 128, drawn as 8 rows "
-                      "of 16 (row-major); failed neurons are crossed, missing values grey. "
-                      "The colour range covers 99 % of the successful neurons.", "note"),
-            image(plots.png_base64(plots.residual_maps(result), tight=True), "residual maps"),
-            anchor="maps",
-        ),
-        section("Code distributions", code_section(result), anchor="codes"),
-    ]
-    if entries:
-        sections.append(section(
-            "Drift over time",
-            paragraph(f"{len(entries)} results; median and 10th..90th percentile over the "
-                      "successful neurons of each.", "note"),
-            image(plots.png_base64(plots.drift_figure(entries)), "drift over time"),
-            anchor="drift",
-        ))
-    sections += [
-        section("Failed neurons", failed_neuron_table(result), anchor="failures"),
-        section("Provenance", provenance_section(result), anchor="provenance"),
-    ]
+    drift: Image | None = None
+    if len(entries) > 1 or check_entries:
+        entries = entries or [(result.provenance.created, result)]
+        drift = image(plots.png_base64(plots.drift_figure(entries, checks=check_entries)),
+                      "drift over time")
+        checks_text = f" and {len(check_entries)} checks" if check_entries else ""
+        squares = ", checks as squares (median of the checked neurons)" if check_entries else ""
+        drift_note = (f"{len(entries)} calibration{'s' if len(entries) != 1 else ''}"
+                      f"{checks_text} of this chip for this target; median and 10th..90th "
+                      f"percentile over the successful neurons of each calibration{squares}.")
+    else:
+        drift_note = ("No earlier calibration or check of this chip for this target is stored: "
+                      "there is nothing to compare with yet ('calib check CHIP' stores one).")
     subtitle = (f"{summary.created} · {summary.n_success}/{summary.n_neurons} neurons "
                 f"calibrated · {summary.algorithm}")
-    return write_page(path, page(title, join(sections), subtitle=subtitle))
+    report = {
+        "overview": overview_table(summary),
+        "quantities": quantity_table(summary),
+        "failure_groups": failure_group_table(summary),
+        "histograms": _histogram_grid(result, summary),
+        "histogram_note": (
+            "Left: every neuron at one code before calibration. Right: the successful neurons "
+            "after, on an axis zoomed to the tolerance band (shaded; at least ± 1.25 "
+            "tolerances, at most ± 6): the title counts the neurons inside it, σ says how much "
+            "of the tolerance the spread uses, neurons beyond the zoomed axis are counted at "
+            "its edges."),
+        "residual_maps": image(plots.png_base64(plots.residual_maps(result), tight=True),
+                               "residual maps"),
+        "codes": code_section(result),
+        "drift": drift,
+        "drift_note": drift_note,
+        "failed_neurons": failed_neuron_table(result),
+        "provenance": provenance_section(result),
+    }
+    text = render("calibration.html.j2", page=Page(title, (), subtitle), report=report)
+    return write_page(path, text)

@@ -1,150 +1,188 @@
-"""A few HTML building blocks for self-contained report pages.
+"""The parts of a report page as data; Jinja2 templates turn them into HTML.
 
-Every string that comes from a result goes through `esc`; only `Markup` (built here from
-escaped parts) is inserted verbatim. Pages carry their CSS inline and their images as data
-URIs, so one file is the whole report.
+A page is a list of `Section`s, each a list of blocks (tables, key-value tables, images,
+notes, preformatted text, headings, grids). The report modules build these from results; the
+templates in `reports/templates` (see `reports.templating`) render them, escaping every
+string, with the page's CSS inline and images as data URIs, so one file is the whole report.
+A lab restyles the reports by putting its own `report.css` or templates in a directory named
+by $CALIB_REPORT_TEMPLATES.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-
-class Markup(str):
-    """Text that is already safe HTML."""
-
-    __slots__ = ()
-
-
-def esc(value: object) -> Markup:
-    return Markup(html.escape(str(value), quote=True))
-
-
-def join(parts: Iterable[str]) -> Markup:
-    return Markup("".join(part if isinstance(part, Markup) else esc(part) for part in parts))
-
-
-def tag(name: str, content: object = "", **attributes: str) -> Markup:
-    """<name attr="...">content</name>; content is escaped unless it is Markup."""
-    attrs = "".join(
-        f' {key.rstrip("_").replace("_", "-")}="{esc(value)}"' for key, value in attributes.items()
-    )
-    body = content if isinstance(content, Markup) else esc(content)
-    return Markup(f"<{name}{attrs}>{body}</{name}>")
-
-
-def table(
-    headers: Sequence[object],
-    rows: Iterable[Sequence[object]],
-    *,
-    caption: str | None = None,
-    class_: str = "data",
-    numeric_from: int = 1,
-) -> Markup:
-    """A table; columns from `numeric_from` on are right-aligned (class 'num')."""
-    head = join(tag("th", header) for header in headers)
-    body = []
-    for row in rows:
-        cells = [
-            tag("td", value, class_="num") if index >= numeric_from
-            else tag("td", value, class_="name") if index == 0 else tag("td", value)
-            for index, value in enumerate(row)
-        ]
-        body.append(tag("tr", join(cells)))
-    caption_html = tag("caption", caption) if caption else Markup("")
-    return tag(
-        "table",
-        join([caption_html, tag("thead", tag("tr", head)), tag("tbody", join(body))]),
-        class_=class_,
-    )
-
-
-def scrolling(content: Markup) -> Markup:
-    """Content (a wide table) that scrolls sideways instead of overflowing the page."""
-    return tag("div", content, class_="scroll")
-
-
-def key_value_table(pairs: Mapping[str, object], *, caption: str | None = None) -> Markup:
-    return table(["", ""], pairs.items(), caption=caption, class_="kv", numeric_from=99)
-
-
-def image(png_base64: str, alt: str) -> Markup:
-    return Markup(f'<img src="data:image/png;base64,{png_base64}" alt="{esc(alt)}">')
-
-
-def section(title: str, *content: Markup, anchor: str | None = None) -> Markup:
-    heading = tag("h2", title, id=anchor) if anchor else tag("h2", title)
-    return tag("section", join([heading, *content]))
-
-
-def paragraph(text: object, class_: str | None = None) -> Markup:
-    return tag("p", text, class_=class_) if class_ else tag("p", text)
-
-
-def preformatted(value: Any) -> Markup:
-    """JSON-like data shown verbatim (escaped)."""
-    text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
-    return tag("pre", text)
-
 
 BADGE_LEVELS = ("good", "fair", "poor")
 
 
-def status_badge(text: str, level: str) -> Markup:
+@dataclass(frozen=True)
+class Badge:
+    """A coloured label in a table cell; `level` is 'good', 'fair' or 'poor'."""
+
+    text: str
+    level: str
+    detail: str = ""
+    """Plain text shown after the badge."""
+
+    kind = "badge"
+
+    def __post_init__(self) -> None:
+        if self.level not in BADGE_LEVELS:
+            raise ValueError(f"badge level = {self.level!r} is not one of "
+                             f"{', '.join(BADGE_LEVELS)}")
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    caption: str | None = None
+    class_: str = "data"
+    numeric_from: int = 1
+    """Columns from this one on are right-aligned numbers."""
+    scroll: bool = False
+    """Scroll sideways instead of overflowing the page (wide tables)."""
+
+    kind = "table"
+
+
+@dataclass(frozen=True)
+class KeyValues:
+    pairs: tuple[tuple[str, Any], ...]
+    caption: str | None = None
+
+    kind = "key_values"
+
+
+@dataclass(frozen=True)
+class Image:
+    png_base64: str
+    alt: str
+
+    kind = "image"
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    class_: str | None = None
+
+    kind = "paragraph"
+
+
+@dataclass(frozen=True)
+class Preformatted:
+    text: str
+
+    kind = "preformatted"
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+
+    kind = "heading"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Blocks side by side (two columns on a wide screen)."""
+
+    blocks: tuple[Any, ...]
+
+    kind = "grid"
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: tuple[Any, ...] = ()
+    anchor: str | None = None
+
+    kind = "section"
+
+
+Block = Table | KeyValues | Image | Paragraph | Preformatted | Heading | Grid | Section
+
+
+@dataclass(frozen=True)
+class Page:
+    title: str
+    sections: tuple[Section, ...]
+    subtitle: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def join(parts: Iterable[Any]) -> list[Any]:
+    """The blocks of `parts`, lists flattened."""
+    blocks: list[Any] = []
+    for part in parts:
+        if isinstance(part, list | tuple):
+            blocks.extend(join(part))
+        else:
+            blocks.append(part)
+    return blocks
+
+
+def table(headers: Sequence[object], rows: Iterable[Sequence[object]], *,
+          caption: str | None = None, class_: str = "data", numeric_from: int = 1) -> Table:
+    return Table(tuple(str(header) for header in headers),
+                 tuple(tuple(row) for row in rows), caption, class_, numeric_from)
+
+
+def scrolling(content: Table) -> Table:
+    """A wide table that scrolls sideways instead of overflowing the page."""
+    return Table(content.headers, content.rows, content.caption, content.class_,
+                 content.numeric_from, scroll=True)
+
+
+def key_value_table(pairs: Mapping[str, object], *, caption: str | None = None) -> KeyValues:
+    return KeyValues(tuple(pairs.items()), caption)
+
+
+def image(png_base64: str, alt: str) -> Image:
+    return Image(png_base64, alt)
+
+
+def section(title: str, *content: Any, anchor: str | None = None) -> Section:
+    return Section(title, tuple(join(content)), anchor)
+
+
+def paragraph(text: object, class_: str | None = None) -> Paragraph:
+    return Paragraph(str(text), class_)
+
+
+def heading(text: object) -> Heading:
+    return Heading(str(text))
+
+
+def grid(blocks: Iterable[Any]) -> Grid:
+    return Grid(tuple(join(blocks)))
+
+
+def preformatted(value: Any) -> Preformatted:
+    """JSON-like data shown verbatim (escaped)."""
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+    return Preformatted(text)
+
+
+def status_badge(text: str, level: str, detail: str = "") -> Badge:
     """A coloured label; `level` is 'good' (green), 'fair' (amber) or 'poor' (red)."""
-    if level not in BADGE_LEVELS:
-        raise ValueError(f"badge level = {level!r} is not one of {', '.join(BADGE_LEVELS)}")
-    return tag("span", text, class_=f"badge {level}")
+    return Badge(text, level, detail)
 
 
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
-       color: #222; background: #fafafa; }
-main { max-width: 1240px; margin: 0 auto; padding: 16px 24px 48px; background: #fff; }
-h1 { font-size: 1.5em; margin: 0.2em 0 0.1em; }
-h2 { font-size: 1.2em; border-bottom: 2px solid #e0e0e0; padding-bottom: 4px;
-     margin-top: 1.8em; }
-p.sub { color: #666; margin-top: 0; }
-table { border-collapse: collapse; margin: 8px 0 12px; font-size: 0.9em; }
-caption { text-align: left; color: #555; padding-bottom: 4px; white-space: nowrap; }
-h3 { font-size: 1.0em; margin: 1.2em 0 0.3em; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; vertical-align: top; }
-th { background: #f0f0f0; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-table.kv th { display: none; }
-table.kv td:first-child { font-weight: 600; background: #f7f7f7; }
-img { max-width: 100%; height: auto; display: block; margin: 6px 0; }
-.grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr));
-         gap: 4px 16px; }
-.badge { padding: 1px 8px; border-radius: 8px; font-weight: 600; font-size: 0.9em; }
-.badge.good { background: #e3f4e3; color: #1b5e20; }
-.badge.fair { background: #fff3d6; color: #8a5a00; }
-.badge.poor { background: #fde4e4; color: #b71c1c; }
-pre { background: #f5f5f5; padding: 8px; overflow-x: auto; font-size: 0.85em;
-      white-space: pre-wrap; word-break: break-word; }
-.note { color: #666; font-size: 0.9em; }
-nav a { margin-right: 12px; }
-.scroll { overflow-x: auto; max-width: 100%; }
-table.wide { font-size: 0.82em; }
-table.wide th { white-space: normal; }
-td.name { white-space: nowrap; }
-"""
+def page(title: str, body: Iterable[Any], *, subtitle: str | None = None,
+         template: str = "page.html.j2", **context: Any) -> str:
+    """The HTML text of a page of `body`'s sections (rendered by `template`)."""
+    from reports.templating import render
 
-
-def page(title: str, body: Markup, *, subtitle: str | None = None) -> str:
-    header = join([tag("h1", title), paragraph(subtitle, "sub") if subtitle else Markup("")])
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n"
-        f"<body>\n<main>\n{header}\n{body}\n</main>\n</body>\n</html>\n"
-    )
+    sections = tuple(join(body))
+    return render(template, page=Page(title, sections, subtitle), **context)
 
 
 def write_page(path: str | os.PathLike[str], text: str) -> Path:

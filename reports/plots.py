@@ -20,6 +20,7 @@ from matplotlib import dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from calib.core.checks import CheckRecord
 from calib.core.plans import quantity_spec
 from calib.core.results import NeuronResult
 from device_model.protocol import CELLS, N_NEURONS, N_QUADRANTS, NEURONS_PER_QUADRANT
@@ -40,6 +41,7 @@ STYLE = {
 BEFORE_COLOR = "#9e9e9e"
 AFTER_COLOR = "#1f77b4"
 TARGET_COLOR = "#d62728"
+CHECK_COLOR = "#ff7f0e"
 FAILED_COLOR = "#000000"
 RESIDUAL_CMAP = colormaps["RdBu_r"].with_extremes(bad="#d0d0d0")
 """Diverging around zero residual; grey where a neuron has no value."""
@@ -128,11 +130,7 @@ def quantity_histograms(result: NeuronResult, name: str) -> Figure:
                            transform=before_ax.transAxes)
         before_ax.set_title("before calibration")
         good = _finite(achieved[success])
-        if good.size:
-            after_ax.hist(good, bins=_bins(good, target), color=AFTER_COLOR,
-                          histtype="stepfilled")
         failed = int((~success).sum())
-        after_ax.set_title(f"after ({failed} failed not shown)" if failed else "after")
         for ax in (before_ax, after_ax):
             ax.set_xlabel(quantity_label(name))
             ax.set_ylabel("neurons")
@@ -140,12 +138,63 @@ def quantity_histograms(result: NeuronResult, name: str) -> Figure:
                 ax.axvline(target, color=TARGET_COLOR, linestyle="--", linewidth=1,
                            label="target")
         if target is not None:
-            tolerance = quantity_spec(name).tolerance_for(np.array([target]))[0]
-            after_ax.axvspan(target - tolerance, target + tolerance, color=TARGET_COLOR,
-                             alpha=0.06, label="tolerance")
-            after_ax.legend(loc="upper right", frameon=False)
+            tolerance = float(quantity_spec(name).tolerance_for(np.array([target]))[0])
+            _zoomed_after(after_ax, good, target, tolerance, failed)
+        else:
+            if good.size:
+                after_ax.hist(good, bins=_bins(good, None), color=AFTER_COLOR,
+                              histtype="stepfilled")
+            after_ax.set_title(f"after ({failed} failed not shown)" if failed else "after")
         figure.suptitle(name, fontweight="bold")
     return figure
+
+
+ZOOM_TOLERANCES = 3.0
+"""The "after" histogram spans the target ± this many tolerances when no neuron was measured."""
+ZOOM_MIN_TOLERANCES = 1.25
+"""... else ± 1.2 times the 1..99 % extent of the data, at least this many tolerances (the band
+fills most of the axis, its edges visible) and at most ZOOM_LIMIT (neurons further out are
+counted at the edges)."""
+ZOOM_LIMIT = 6.0
+ZOOM_BINS = 48
+
+
+def _zoomed_after(ax: Axes, good: np.ndarray, target: float, tolerance: float,
+                  failed: int) -> None:
+    """The successful neurons on an axis zoomed to the tolerance band: the band, how many
+    neurons it holds, and how many lie off the axis (drawn as arrows at its edges)."""
+    if not np.isfinite(tolerance) or tolerance <= 0:
+        tolerance = abs(target) * 0.01 or 1.0
+    inside = int(np.sum(np.abs(good - target) <= tolerance))
+    reach = ZOOM_TOLERANCES
+    if good.size:
+        extent = float(np.max(np.abs(np.percentile(good, [1, 99]) - target))) / tolerance
+        reach = min(max(ZOOM_MIN_TOLERANCES, 1.2 * extent), ZOOM_LIMIT)
+    low, high = target - reach * tolerance, target + reach * tolerance
+    ax.axvspan(target - tolerance, target + tolerance, color=TARGET_COLOR, alpha=0.12,
+               label=f"tolerance ±{tolerance:.3g}")
+    below, above = int(np.sum(good < low)), int(np.sum(good > high))
+    shown = good[(good >= low) & (good <= high)]
+    if shown.size:
+        ax.hist(shown, bins=np.linspace(low, high, ZOOM_BINS + 1), color=AFTER_COLOR,
+                histtype="stepfilled")
+    ax.set_xlim(low, high)
+    for count, edge, align in ((below, low, "left"), (above, high, "right")):
+        if count:
+            ax.annotate(f"{'← ' if align == 'left' else ''}{count} off axis"
+                        f"{' →' if align == 'right' else ''}",
+                        xy=(edge, 0), xycoords=("data", "axes fraction"),
+                        xytext=(4 if align == "left" else -4, 18), textcoords="offset points",
+                        ha=align, fontsize=7, color="#b71c1c")
+    title = f"after: {inside}/{good.size} in tolerance"
+    if failed:
+        title += f", {failed} failed not shown"
+    ax.set_title(title, fontsize=8)
+    if good.size > 1:
+        sigma = float(np.std(good))
+        ax.text(0.02, 0.95, f"σ {sigma:.3g}\n= {100 * sigma / tolerance:.0f} % of tol.",
+                transform=ax.transAxes, ha="left", va="top", fontsize=7, color=AFTER_COLOR)
+    ax.legend(loc="upper right", frameon=False, fontsize=7)
 
 
 def neuron_grid(values: np.ndarray) -> np.ndarray:
@@ -279,10 +328,22 @@ def _successful_percentiles(result: NeuronResult, name: str) -> tuple[float, flo
     return float(low), float(median), float(high)
 
 
-def drift_figure(history: Sequence[tuple[object, NeuronResult]]) -> Figure:
-    """Median (band: 10th..90th percentile) of each quantity over time, and success."""
+def _check_percentiles(check: CheckRecord, name: str) -> tuple[float, float, float]:
+    values = check.measured.get(name)
+    good = _finite(np.asarray(values, dtype=float)) if values is not None else np.array([])
+    if not good.size:
+        return (float("nan"),) * 3
+    low, median, high = np.percentile(good, [10, 50, 90])
+    return float(low), float(median), float(high)
+
+
+def drift_figure(history: Sequence[tuple[object, NeuronResult]], *,
+                 checks: Sequence[tuple[object, CheckRecord]] = ()) -> Figure:
+    """Median (band: 10th..90th percentile) of each quantity over time, and success; the
+    stored checks between calibrations as squares with their 10..90 % range."""
     times = [_plottable_time(time) for time, _ in history]
-    if len({type(time) for time in times}) > 1:
+    check_times = [_plottable_time(time) for time, _ in checks]
+    if len({type(time) for time in [*times, *check_times]}) > 1:
         raise ValueError("history times mix datetimes and numbers")
     order = sorted(range(len(times)), key=lambda index: times[index])
     times = [times[index] for index in order]
@@ -305,6 +366,15 @@ def drift_figure(history: Sequence[tuple[object, NeuronResult]]) -> Figure:
                             label="10..90 %")
             ax.plot(times, rows[:, 1], marker="o", markersize=3, color=AFTER_COLOR,
                     label="median")
+            checked = [(time, _check_percentiles(record, name))
+                       for time, record in zip(check_times, (c for _, c in checks), strict=True)
+                       if name in record.measured]
+            if checked:
+                values = unit(np.array([row for _, row in checked]))
+                ax.errorbar([time for time, _ in checked], values[:, 1],
+                            yerr=[values[:, 1] - values[:, 0], values[:, 2] - values[:, 1]],
+                            fmt="s", markersize=4, color=CHECK_COLOR, ecolor=CHECK_COLOR,
+                            elinewidth=0.8, capsize=2, label="check")
             if all(name in r.goals() for r in results):
                 targets = unit(np.array([np.median(r.goals()[name])
                                          for r in results]))
@@ -315,7 +385,22 @@ def drift_figure(history: Sequence[tuple[object, NeuronResult]]) -> Figure:
         fractions = [100 * float(np.mean(result.success)) for result in results]
         success_ax.plot(times, fractions, marker="o", markersize=3, color="#2ca02c")
         success_ax.set_title("successful neurons [%]")
-        axes[0].legend(loc="best", frameon=False)
+        handles: dict[str, object] = {}
+        for ax in axes[: len(names)]:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(label, handle)
+        # one legend for every panel, in the grid's empty corner (or beside the first panel)
+        if len(panels) % columns:
+            figure.legend(list(handles.values()), list(handles), loc="lower right",
+                          frameon=False, bbox_to_anchor=(0.95, 0.08))
+        else:
+            axes[0].legend(list(handles.values()), list(handles), loc="best", frameon=False)
+        every_time = [*times, *check_times]
+        if len(set(every_time)) > 1:  # one time axis for every panel
+            first, last = min(every_time), max(every_time)
+            margin = (last - first) * 0.04
+            for ax in axes[: len(panels)]:
+                ax.set_xlim(first - margin, last + margin)
         for ax in axes[: len(panels)]:
             if isinstance(times[0], datetime):
                 locator = mdates.AutoDateLocator()

@@ -14,7 +14,7 @@ from calib.core.results import NeuronResult
 from calib.operations.study import MismatchStudy
 from reports import multichip_plots, plots
 from reports.htmlkit import (
-    Markup,
+    Block,
     image,
     join,
     key_value_table,
@@ -156,7 +156,7 @@ def _nanmax(values: Sequence[float]) -> float:
     return float(array.max()) if array.size else float("nan")
 
 
-def spread_table(chips: Sequence[ChipSpread], quantities: Sequence[str]) -> Markup:
+def spread_table(chips: Sequence[ChipSpread], quantities: Sequence[str]) -> Block:
     rows = []
     for name in quantities:
         unit = display_unit(name)
@@ -181,7 +181,7 @@ def spread_table(chips: Sequence[ChipSpread], quantities: Sequence[str]) -> Mark
     )
 
 
-def _yield_table(curves: Sequence[YieldCurve]) -> Markup:
+def _yield_table(curves: Sequence[YieldCurve]) -> Block:
     rows = []
     for curve in curves:
         unit = display_unit(curve.quantity)

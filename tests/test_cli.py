@@ -37,7 +37,8 @@ class Calibrated:
 
     @property
     def run_id(self) -> str:
-        (info,) = ResultsStore(self.store).history(CHIP)
+        (info,) = [info for info in ResultsStore(self.store).history(CHIP)
+                   if info.kind == "neuron_result"]  # the checks of this module add records
         return info.run_id
 
     def result(self) -> NeuronResult:
@@ -192,6 +193,40 @@ def test_check_of_the_aged_chip_finds_drift_and_exits_1(calibrated: Calibrated) 
     assert f"aged {AGED_HOURS} h" in checked.stdout
 
 
+def test_a_check_is_stored_and_listed_by_history(calibrated: Calibrated,
+                                                 tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(calibrated.store, store)
+    before = len(ResultsStore(store).history(CHIP))
+    checked = invoke("check", CHIP, "--drift-hours", AGED_HOURS, "--store", str(store))
+    assert checked.exit_code == 1, checked.output
+    listed = invoke("history", CHIP, "--json", "--store", str(store))
+    assert listed.exit_code == 0, listed.output
+    runs = json.loads(listed.stdout)["runs"]
+    assert len(runs) == before + 1
+    check = runs[-1]
+    assert check["kind"] == "check"
+    assert f"stored as check {check['run_id']}" in checked.stdout
+    assert check["holds"] is False
+    leak = check["quantities"]["leak"]
+    assert {"median_shift", "spread", "out_of_tolerance"} <= set(leak)
+    assert leak["spread"] > 0
+
+
+def test_check_json_is_one_document_and_its_hint_keeps_the_store(calibrated: Calibrated) -> None:
+    checked = invoke("check", CHIP, "--drift-hours", AGED_HOURS, "--no-save", "--json",
+                     *store_args(calibrated))
+    assert checked.exit_code == 1, checked.output
+    document = json.loads(checked.stdout)
+    assert document["holds"] is False and document["stale"]
+    assert document["saved_as"] is None
+    assert document["quantities"]["leak"]["unit"] == "CADC LSB"
+    assert f"--store {calibrated.store}" in document["recalibrate"]
+    text = invoke("check", CHIP, "--drift-hours", AGED_HOURS, "--no-save",
+                  *store_args(calibrated))
+    assert f"--store {calibrated.store}" in " ".join(text.stdout.split())
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -222,7 +257,7 @@ def test_report_plots_drift_over_the_chip_history_of_the_same_target(
     assert reported.exit_code == 0, reported.output
     text = path.read_text(encoding="utf-8")
     assert "Drift over time" in text
-    assert "2 results" in text  # the calibrated run and the later one of the same target
+    assert "2 calibrations" in text  # the calibrated run and the later one of the same target
 
 
 # -- the installed script -----------------------------------------------------------------------

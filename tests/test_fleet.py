@@ -108,6 +108,14 @@ def test_worker_count_below_one_is_refused_before_anything_is_written(tmp_path: 
 # -- nights ---------------------------------------------------------------------------------------
 
 
+def calibrations(store: ResultsStore, chip: str) -> list[Any]:
+    return [info for info in store.history(chip) if info.kind == "neuron_result"]
+
+
+def checks(store: ResultsStore, chip: str) -> list[Any]:
+    return [info for info in store.history(chip) if info.kind == "check_record"]
+
+
 def test_first_night_calibrates_and_stores_every_good_chip(
         night_one: list[ChipOutcome], store_path: Path) -> None:
     by_chip = {outcome.chip_id: outcome for outcome in night_one}
@@ -138,7 +146,10 @@ def test_second_night_checks_unchanged_chips_instead_of_recalibrating(
     for first, second in zip(night_one[:3], night_two[:3], strict=True):
         assert second.status == "ok, checked", second.detail
         assert second.run_id == first.run_id
-        assert len(store.history(second.chip_id)) == 1
+        assert len(calibrations(store, second.chip_id)) == 1
+        (check,) = checks(store, second.chip_id)  # the night's check is kept
+        assert check.attrs["checked_run"] == first.run_id and check.attrs["holds"]
+        assert check.attrs["extra"]["checked_by"] == "nightly"
         # The drift column: measured now minus stored, small for an unchanged chip.
         assert set(second.drift) >= {"leak", "reset", "threshold", "tau_mem"}
         assert abs(second.drift["leak"]) < 1.0
@@ -155,8 +166,11 @@ def test_aged_chip_is_recalibrated_and_fresh_chip_is_not(
     assert "kept the rest" in aged.detail
     assert fresh.status == "ok, checked", fresh.detail
     store = ResultsStore(store_path)
-    assert len(store.history(GOOD[0])) == 2
-    assert len(store.history(GOOD[1])) == 1
+    assert len(calibrations(store, GOOD[0])) == 2
+    assert len(calibrations(store, GOOD[1])) == 1
+    # night two and night three checked both chips; the aged one's check found it stale
+    assert [info.attrs["holds"] for info in checks(store, GOOD[0])] == [True, False]
+    assert len(checks(store, GOOD[1])) == 2
 
 
 def test_recalibration_is_compared_with_the_previous_result(

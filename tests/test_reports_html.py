@@ -244,3 +244,42 @@ def test_history_entries_of_the_wrong_kind_are_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"history\[1\]"):
         write_html_report(make_result(quantities=["leak"]), tmp_path / "r.html",
                           history=[make_result(quantities=["leak"]), ("yesterday", 3)])
+
+
+def test_report_without_history_says_there_is_nothing_to_compare_with(tmp_path):
+    parsed = parse_report(write_html_report(make_result(), tmp_path / "alone.html"))
+    text = " ".join("".join(parsed.text).split())
+    assert "nothing to compare with" in text
+
+
+def test_report_plots_stored_checks_in_the_drift(tmp_path, result):
+    from calib.core.checks import CheckRecord, QuantityDrift
+
+    measured = np.asarray(result.achieved["leak"]) + 0.7
+    check = CheckRecord(
+        chip_id=result.chip_id, checked_run=None, target_fingerprint=result.target.fingerprint(),
+        created="2025-03-03T02:00:00+00:00", runs=5,
+        quantities={"leak": QuantityDrift(0.7, 0.8, 0.01, 2.0, 500, False)},
+        measured={"leak": measured})
+    created = result.provenance.created
+    path = write_html_report(result, tmp_path / "checked.html",
+                             checks=[("2025-03-03T02:00:00+00:00", check)],
+                             history=[(created, result)])
+    parsed = parse_report(path)
+    assert "drift over time" in [image["alt"] for image in parsed.images]
+    assert "1 checks" in " ".join("".join(parsed.text).split())
+
+
+def test_after_histogram_zooms_to_the_tolerance_band(result):
+    from reports.plots import ZOOM_LIMIT, quantity_histograms
+
+    figure = quantity_histograms(result, "leak")
+    after = figure.axes[1]
+    low, high = after.get_xlim()
+    target = float(np.median(result.target.quantities()["leak"]))
+    tolerance = float(QUANTITIES["leak"].tolerance_for(np.array([target]))[0])
+    assert low < target < high
+    assert high - target <= ZOOM_LIMIT * tolerance + 1e-9
+    good = result.achieved["leak"][result.success]
+    inside = int(np.sum(np.abs(good - target) <= tolerance))
+    assert f"{inside}/{good.size} in tolerance" in after.get_title()

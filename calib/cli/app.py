@@ -16,21 +16,23 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from collections.abc import Sequence
 from enum import IntEnum
 from importlib import import_module
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import platformdirs
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from results_store import ResultsStore, StoreError, StoreNotFoundError, check_chip_id
-from results_store.ids import CHIP_ID_MAX_LENGTH
+if TYPE_CHECKING:
+    from results_store import ResultsStore
+
+# Only typer and rich are imported here: `calib --help`, `calib --version` and every
+# `calib COMMAND --help` start at once. The store, numpy and the calibration code are
+# imported by the commands that use them.
 
 APP_NAME = "analog-calib"
 STORE_ENV = "CALIB_STORE"
@@ -70,12 +72,16 @@ class CommandFailed(CLIError):
         super().__init__(message, ExitCode.FAILED)
 
 
-USAGE_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,  # bad chip ids, targets out of range, malformed TOML and NIR files
-    StoreError,  # missing store, unknown run, damaged or unreadable runs
-    LookupError,
-    OSError,  # files that cannot be read or written
-)
+def usage_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are the user's to fix (exit 2)."""
+    from results_store.errors import StoreError
+
+    return (
+        ValueError,  # bad chip ids, targets out of range, malformed TOML and NIR files
+        StoreError,  # missing store, unknown run, damaged or unreadable runs
+        LookupError,
+        OSError,  # files that cannot be read or written
+    )
 
 
 def _console(stderr: bool) -> Console:
@@ -108,6 +114,10 @@ def print_error(message: str) -> None:
 
 def describe(error: BaseException) -> tuple[str, ExitCode]:
     """The one line shown for `error`, and the exit code it ends the command with."""
+    import tomllib
+
+    from results_store.errors import StoreError
+
     if isinstance(error, CLIError):
         return str(error), error.code
     if isinstance(error, tomllib.TOMLDecodeError):
@@ -117,7 +127,7 @@ def describe(error: BaseException) -> tuple[str, ExitCode]:
         return f"no such file: {error.filename}", ExitCode.USAGE
     if isinstance(error, OSError) and error.filename and error.strerror:
         return f"{error.filename}: {error.strerror}", ExitCode.USAGE
-    if isinstance(error, USAGE_ERRORS):
+    if isinstance(error, usage_errors()):
         return str(error) or type(error).__name__, ExitCode.USAGE
     return (f"{type(error).__name__}: {error} (run 'calib --debug ...' for the traceback)",
             ExitCode.FAILED)
@@ -125,6 +135,14 @@ def describe(error: BaseException) -> tuple[str, ExitCode]:
 
 class CalibGroup(TyperGroup):
     """The root command group: one-line errors and the exit codes of this CLI."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        """The --help option, defaulting to False: typer would otherwise build a pydantic
+        validator for its missing value on every `calib COMMAND ...` (a tenth of a second)."""
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -216,6 +234,8 @@ def root(
 
 def default_store_location() -> Path:
     """The per-user default store: <user data dir of 'analog-calib'>/store."""
+    import platformdirs
+
     return Path(platformdirs.user_data_dir(APP_NAME)) / "store"
 
 
@@ -231,6 +251,8 @@ RunOption = Annotated[str | None, typer.Option(
 
 def check_chip(value: str) -> str:
     """A chip id the store accepts (checked before anything is simulated or stored)."""
+    from results_store.ids import CHIP_ID_MAX_LENGTH, check_chip_id
+
     try:
         return check_chip_id(value)
     except ValueError:
@@ -268,6 +290,8 @@ def store_location(store: str | None) -> str:
 
 def open_store(store: str | None, *, create: bool = False) -> ResultsStore:
     """The results store; reading commands (create=False) never make one."""
+    from results_store import ResultsStore, StoreNotFoundError
+
     location = store_location(store)
     if not create and "://" not in location and not Path(location).exists():
         raise CLIError(f"no results store at {location} (calibrate a chip first, or point "
@@ -276,3 +300,32 @@ def open_store(store: str | None, *, create: bool = False) -> ResultsStore:
         return ResultsStore(location, create=create)
     except StoreNotFoundError as error:
         raise CLIError(f"no results store at {location}: {error}") from None
+
+
+JSON_HELP = "Print one JSON document on stdout instead of tables (values in stored units)."
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+def plain_json(value: Any) -> Any:
+    """`value` with numpy numbers and arrays as Python ones, NaN and infinities as None."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(key): plain_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return [plain_json(item) for item in items]
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy scalars and arrays
+        return plain_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout (strict JSON: no NaN)."""
+    import json
+
+    typer.echo(json.dumps(plain_json(document), indent=2, ensure_ascii=False, allow_nan=False))

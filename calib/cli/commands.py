@@ -11,21 +11,12 @@ import warnings
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -33,6 +24,7 @@ from calib.cli.app import (
     CLIError,
     CommandFailed,
     ExitCode,
+    JsonOption,
     RunOption,
     StoreOption,
     app,
@@ -42,29 +34,28 @@ from calib.cli.app import (
     one_line,
     open_store,
     output_console,
+    print_json,
 )
-from calib.cli.target_file import (
-    build_target,
-    cli_range,
-    cli_unit,
-    read_target_file,
-    setting_spec,
-    target_as_cli_values,
-    target_fields,
-)
-from calib.cli.target_flags import TARGET_PANEL, with_target_flags
-from calib.core.plans import PLANS, quantity_spec
-from calib.core.results import NeuronResult
-from calib.core.targets import NeuronTarget
-from calib.sequences.lif import check_target
-from device_model.chip import MAX_DRIFT_HOURS, MAX_SCALE
-from results_store import ResultsStore, RunInfo
-from results_store.ids import run_time
+from calib.cli.tables import ESSENTIAL, Column, fitted_table
+from calib.cli.target_flags import TARGET_PANEL, TargetFlagsCommand, with_target_flags
+from device_model.limits import MAX_DRIFT_HOURS, MAX_SCALE
+
+if TYPE_CHECKING:
+    from calib.core.results import NeuronResult
+    from calib.core.targets import NeuronTarget
+    from results_store import ResultsStore, RunInfo
+
+# numpy, the plans, the results and the store are imported inside the commands that use
+# them, so that building the command line (and every --help) stays quick.
+
 
 DEFAULT_MAX_FAILED = 0.03
 DEFAULT_HISTORY_IN_REPORT = 50
 """Runs of the same chip and target an HTML report loads for its drift plots."""
 NEURON_RESULT_KIND = "neuron_result"
+CHECK_KIND = "check_record"
+"""Store kinds (calib.core.results, calib.core.checks), named here so that building the
+command line does not import them."""
 
 SIMULATION_PANEL = "Simulated chip"
 OUTPUT_PANEL = "Store and output"
@@ -151,6 +142,8 @@ def neuron_runs(store: ResultsStore, chip: str) -> list[RunInfo]:
 
 def load_result(store: ResultsStore, chip: str, run: str | None) -> tuple[NeuronResult, str]:
     """The given run of `chip`, or its newest calibration, with its run id."""
+    from calib.core.results import NeuronResult  # registers its store kind before the load
+
     if run is None:
         run = neuron_runs(store, chip)[-1].run_id
     result = store.get(chip, run)
@@ -162,6 +155,8 @@ def load_result(store: ResultsStore, chip: str, run: str | None) -> tuple[Neuron
 def report_history(store: ResultsStore, chip: str, run_id: str, result: NeuronResult,
                    limit: int = DEFAULT_HISTORY_IN_REPORT) -> list[tuple[Any, NeuronResult]]:
     """Up to `limit` calibrations of the chip for the same target, ending with `run_id`."""
+    from results_store.ids import run_time
+
     fingerprint = result.target.fingerprint()
     earlier = [info for info in neuron_runs(store, chip)
                if info.target_fingerprint == fingerprint and info.run_id < run_id]
@@ -172,10 +167,17 @@ def report_history(store: ResultsStore, chip: str, run_id: str, result: NeuronRe
 
 def write_report(store: ResultsStore, chip: str, run_id: str, result: NeuronResult,
                  path: Path, history_limit: int = DEFAULT_HISTORY_IN_REPORT) -> Path:
+    from calib.core.checks import CheckRecord  # registers the check kind before the loads
     from reports import write_html_report
 
     history = report_history(store, chip, run_id, result, history_limit)
-    return write_html_report(result, path, history=history if len(history) > 1 else None)
+    fingerprint = result.target.fingerprint()
+    infos = [info for info in store.history(chip) if info.kind == CHECK_KIND
+             and info.attrs.get("checked_target_fingerprint") == fingerprint]
+    checks = [(info.saved_at, store.get(chip, info.run_id)) for info in infos[-history_limit:]]
+    return write_html_report(result, path, history=history if len(history) > 1 else None,
+                             checks=[(time, check) for time, check in checks
+                                     if isinstance(check, CheckRecord)])
 
 
 # -- calibrate ----------------------------------------------------------------------------------
@@ -192,6 +194,8 @@ class TargetChoice:
 def choose_target(target_file: Path | None, flags: dict[str, Any], nir_file: Path | None,
                   speedup: float | None, clip: bool = False) -> TargetChoice:
     """The target from a NIR graph, or a TOML file with command-line flags on top."""
+    from calib.cli.target_file import build_target, read_target_file
+
     given = {name: value for name, value in flags.items() if value is not None}
     if nir_file is None:
         if speedup is not None or clip:
@@ -254,6 +258,15 @@ def nir_provenance(mapping: Any) -> dict[str, Any]:
 def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, Any],
                             console: Console) -> NeuronResult:
     """calibrate() with a progress bar over its steps (on stderr)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from calib.sequences.calibrate import calibrate
 
     columns = (SpinnerColumn(), TextColumn("[bold cyan]{task.fields[chip]}"),
@@ -288,7 +301,7 @@ def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, 
     return result
 
 
-@app.command(rich_help_panel="Calibrate")
+@app.command(rich_help_panel="Calibrate", cls=TargetFlagsCommand)
 @with_target_flags
 def calibrate(
     chip: Annotated[str, typer.Option(
@@ -329,9 +342,13 @@ def calibrate(
     the default LIF target, a TOML file (--target), single fields (--tau-mem 12 ...), or the
     neurons of a NIR graph (--nir). Exits 1 when more than --max-failed of the neurons failed.
     """
+    import numpy as np
+
     flags = dict(target_flags or {})
     out, err = output_console(), error_console()
     choice = choose_target(target_file, flags, nir_file, speedup, clip)
+    from calib.sequences.lif import check_target
+
     check_target(choice.target)  # contradicting fields: before anything is made or run
     check_output_file(html, "--html")
     simulation = Simulation(
@@ -384,16 +401,69 @@ def provenance_lines(result: NeuronResult, run_id: str) -> list[str]:
 
 
 @app.command(rich_help_panel="Inspect")
-def show(chip: ChipArgument, run: RunOption = None, store: StoreOption = None) -> None:
+def show(chip: ChipArgument, run: RunOption = None, store: StoreOption = None,
+         as_json: JsonOption = False) -> None:
     """Summary of a chip's newest (or a given) calibration: targets, medians, spreads, failures."""
-    from reports import render_summary
-
     results = open_store(store)
     result, run_id = load_result(results, chip, run)
+    if as_json:
+        print_json(result_document(result, run_id))
+        return
+    from reports import render_summary
+
     out = output_console()
     for line in provenance_lines(result, run_id):
         out.print(Text(line, style="dim"))
     render_summary(result, out)
+
+
+def result_document(result: NeuronResult, run_id: str) -> dict[str, Any]:
+    """What `calib show` prints, as data: values in the quantities' stored units."""
+    from calib.core.plans import PLANS
+    from reports.summary import summarize
+
+    summary = summarize(result)
+    specs = PLANS.quantities()
+    extra = result.provenance.extra
+    return {
+        "chip": result.chip_id,
+        "run_id": run_id,
+        "kind": NEURON_RESULT_KIND,
+        "created": summary.created,
+        "target_fingerprint": result.target.fingerprint(),
+        "target_source": extra.get("target_source"),
+        "simulation": extra.get("simulation"),
+        "algorithm": summary.algorithm,
+        "neurons": summary.n_neurons,
+        "successful_neurons": summary.n_success,
+        "success_fraction": summary.success_fraction,
+        "device_runs": summary.device_runs,
+        "hardware_time_s": summary.hardware_time,
+        "host_time_s": summary.duration,
+        "quantities": {
+            row.name: {
+                "unit": specs[row.name].unit if row.name in specs else None,
+                "target_median": row.target_median,
+                "achieved_median": row.achieved_median,
+                "std_before": row.std_before,
+                "std_after": row.std_after,
+                "within_tolerance": row.within_tolerance,
+                "failed": row.failed,
+            }
+            for row in summary.rows
+        },
+        "failures": [{"neurons": list(group.neurons), "reason": group.label}
+                     for group in summary.failure_groups],
+    }
+
+
+def failed_neurons(attrs: dict[str, Any]) -> set[int]:
+    """The neurons a stored run's metadata names as failed (records of version 2, or the text
+    reasons of version 1): every failed neuron has at least one."""
+    records = attrs.get("failures")
+    if records is not None:
+        return {int(record["neuron"]) for record in records if "neuron" in record}
+    return {int(neuron) for neuron in attrs.get("reasons") or {}}
 
 
 @dataclass(frozen=True)
@@ -402,35 +472,95 @@ class RunRow:
 
     saved: str
     run_id: str
+    kind: str
+    """'calibration' or 'check'."""
     target: str
-    success: float
+    success: float | None
+    """Fraction of calibrated neurons (None for a check)."""
+    holds: bool | None
+    """Whether a check found the calibration holding (None for a calibration)."""
     hardware_time: float | None
     source: str
+    """Where the target came from; for a check, the run it checked and what moved."""
+    quantities: dict[str, Any]
+    """A check's per-quantity figures (median shift, spread, out of tolerance)."""
+    checked_run: str | None = None
 
     @classmethod
     def of(cls, info: RunInfo) -> RunRow:
         attrs = info.attrs
+        saved = info.saved_at.strftime("%Y-%m-%d %H:%M")
+        if info.kind == CHECK_KIND:
+            quantities = dict(attrs.get("quantities") or {})
+            stale = [name for name, item in quantities.items() if item.get("stale")]
+            return cls(
+                saved=saved, run_id=info.run_id, kind="check",
+                target=str(attrs.get("checked_target_fingerprint") or "-"), success=None,
+                holds=bool(attrs.get("holds")), hardware_time=None,
+                source=(f"check of {attrs.get('checked_run') or '-'}"
+                        + (f"; stale: {', '.join(stale)}" if stale else "")),
+                checked_run=attrs.get("checked_run"),
+                quantities=quantities,
+            )
         spec = info.arrays.get("success")
         n_neurons = spec.shape[0] if spec is not None and spec.shape else 0
-        failed = len(attrs.get("reasons") or {})  # every failed neuron has a reason
+        failed = len(failed_neurons(attrs))
         provenance = attrs.get("provenance") or {}
         extra = provenance.get("extra") or {}
         nir = extra.get("nir") or {}
         return cls(
-            saved=info.saved_at.strftime("%Y-%m-%d %H:%M"),
+            saved=saved,
             run_id=info.run_id,
+            kind="calibration",
             target=str(info.target_fingerprint or "-"),
             success=(n_neurons - failed) / n_neurons if n_neurons else float("nan"),
+            holds=None,
             hardware_time=(provenance.get("device_stats") or {}).get("hardware_time"),
             source=(f"NIR {nir.get('graph_name')}" if nir
                     else str(extra.get("target_source", "-"))),
+            quantities={},
         )
+
+    def outcome(self) -> str:
+        if self.kind == "check":
+            return "holds" if self.holds else "drifted"
+        return "-" if self.success is None else f"{100 * self.success:.1f} %"
 
     def cells(self) -> tuple[str, ...]:
         from reports.units import format_duration
 
-        return (self.saved, self.run_id, self.target, f"{100 * self.success:.1f} %",
+        return (self.saved, self.run_id, self.kind, self.target, self.outcome(),
                 format_duration(self.hardware_time), self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "saved": self.saved, "run_id": self.run_id, "kind": self.kind,
+            "target_fingerprint": None if self.target == "-" else self.target,
+        }
+        if self.kind == "check":
+            document.update(holds=self.holds, quantities=self.quantities,
+                            detail=self.source)
+        else:
+            document.update(success_fraction=self.success, hardware_time_s=self.hardware_time,
+                            target_source=self.source)
+        return document
+
+
+HISTORY_COLUMNS = (
+    Column("saved (UTC)", priority=10),  # the run id starts with the same time: dropped first
+    Column("run id", priority=ESSENTIAL), Column("kind", priority=ESSENTIAL),
+    Column("target", priority=40), Column("success", justify="right", priority=ESSENTIAL),
+    Column("hw time", justify="right", priority=20),
+    Column("target from / note", wrap=True, min_width=16, priority=30),
+)
+
+
+def history_runs(store: ResultsStore, chip: str) -> list[RunInfo]:
+    """The calibrations and checks of `chip`, oldest first; a usage error when it has no
+    calibration."""
+    neuron_runs(store, chip)  # the error naming the known chips when there is none
+    return [info for info in store.history(chip)
+            if info.kind in (NEURON_RESULT_KIND, CHECK_KIND)]
 
 
 @app.command(rich_help_panel="Inspect")
@@ -439,26 +569,40 @@ def history(
     limit: Annotated[int | None, typer.Option(
         "--limit", "-n", min=1, help="Show only the newest N runs.")] = None,
     store: StoreOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Table of a chip's stored calibrations, oldest first."""
+    """Table of a chip's stored calibrations and checks, oldest first."""
     results = open_store(store)
-    runs = neuron_runs(results, chip)
+    runs = history_runs(results, chip)
     shown = runs if limit is None else runs[-limit:]
-    table = Table(title=f"calibrations of chip {escape(chip)}: {len(runs)} "
-                  f"run{'s' if len(runs) != 1 else ''}", title_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("saved (UTC)", "run id", "target", "success", "hw time", "target from"):
-        table.add_column(column, justify="right" if column in ("success", "hw time") else "left",
-                         no_wrap=column != "target from")
-    for info in shown:
-        table.add_row(*(escape(cell) for cell in RunRow.of(info).cells()))
-    output_console().print(table)
+    rows = [RunRow.of(info) for info in shown]
+    if as_json:
+        print_json({"chip": chip, "store": results.location, "runs_stored": len(runs),
+                    "runs": [row.to_dict() for row in rows]})
+        return
+    out = output_console()
+    cells = []
+    calibration = None
+    for row in rows:
+        text = list(row.cells())
+        if row.kind == "calibration":
+            calibration = row.run_id
+        elif row.checked_run is not None and row.checked_run == calibration:
+            text[-1] = text[-1].replace(f"check of {calibration}", "checks the calibration above")
+        cells.append([escape(cell) for cell in text])
+    checks = sum(1 for info in runs if info.kind == CHECK_KIND)
+    title = (f"history of chip {escape(chip)}: {len(runs) - checks} calibration"
+             f"{'s' if len(runs) - checks != 1 else ''}, {checks} check"
+             f"{'s' if checks != 1 else ''}")
+    out.print(fitted_table(out, HISTORY_COLUMNS, cells, title=title, collapse_padding=True))
 
 
 class ExportFormat(StrEnum):
     json = "json"
     netcdf = "netcdf"
     zarr = "zarr"
+    target = "target"
+
 
 
 @app.command(rich_help_panel="Inspect")
@@ -468,17 +612,23 @@ def export(
         "--format", "-f", case_sensitive=False,
         help="json: arrays as lists and all metadata; netcdf: an xarray dataset "
              "(h5netcdf) with neuron and quadrant dimensions; zarr (with --history): a zarr "
-             "v3 store.")],
+             "v3 store; target: the calibration's target as a TOML target file (µs, CADC "
+             "LSB) for --target.")],
+
     run: RunOption = None,
     history_export: Annotated[bool, typer.Option(
         "--history", help="Every calibration of the chip as one dataset with dimensions "
                           "(run, neuron); --format netcdf or zarr.")] = False,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE",
-        help="Where to write. Default: JSON to stdout, netCDF to CHIP-RUN.nc here.")] = None,
+        help="Where to write. Default: JSON and target files to stdout, netCDF to "
+             "CHIP-RUN.nc here.")] = None,
     store: StoreOption = None,
 ) -> None:
-    """Export a stored calibration as JSON or netCDF, or the chip's history (--history)."""
+    """Export a stored calibration as JSON, netCDF or a target file, or the chip's history
+    (--history)."""
+    if output is not None and output.is_dir():
+        raise CLIError(f"--output {output} is a directory")
     results = open_store(store)
     # -- the history of the chip (--history) --
     if history_export:
@@ -489,9 +639,19 @@ def export(
         return
     if export_format is ExportFormat.zarr:
         raise CLIError("--format zarr exports a history: add --history")
-    _, run_id = load_result(results, chip, run)
+    result, run_id = load_result(results, chip, run)
     err = error_console()
-    if export_format is ExportFormat.json:
+    if export_format is ExportFormat.target:
+        from calib.cli.target_file import target_to_toml
+
+        text = target_to_toml(result.target, header=(
+            f"target of run {run_id} of chip {chip} (fingerprint "
+            f"{result.target.fingerprint()}); potentials in CADC LSB, times in µs"))
+        if output is None:
+            typer.echo(text, nl=False)
+            return
+        output.write_text(text, encoding="utf-8")
+    elif export_format is ExportFormat.json:
         text = results.export_json(chip, run_id)
         if output is None:
             typer.echo(text)
@@ -499,29 +659,62 @@ def export(
         output.write_text(text + "\n", encoding="utf-8")
     else:
         output = output or Path(f"{chip}-{run_id}.nc")
-        if output.exists() and output.is_dir():
-            raise CLIError(f"--output {output} is a directory")
         dataset = results.to_xarray(chip, run_id)
         dataset.to_netcdf(output, engine="h5netcdf")
     err.print(f"wrote run {run_id} of chip {escape(chip)} to {escape(str(output))}")
 
 
 def _check_table(report: Any) -> Table:
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD)
+    from calib.cli.target_file import cli_unit
+    from calib.core.plans import PLANS
+
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for column, justify in (("quantity", "left"), ("unit", "left"), ("checked", "right"),
-                            ("median shift", "right"), ("tolerance", "right"),
-                            ("out of tolerance", "right"), ("", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+                            ("median shift", "right"), ("spread now", "right"),
+                            ("tolerance", "right"), ("out of tol.", "right"), ("", "left")):
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for check in report.quantities.values():
         unit = cli_unit(check.name) if check.name in PLANS.quantities() else None
         scale = unit.to_si if unit else 1.0
         table.add_row(
             check.name, unit.label if unit else "", str(check.checked_neurons),
-            f"{check.median_shift / scale:+.3g}", f"{check.tolerance / scale:.3g}",
-            f"{100 * check.out_of_tolerance:.1f} %",
+            f"{check.median_shift / scale:+.3g}", f"{check.spread / scale:.3g}",
+            f"{check.tolerance / scale:.3g}", f"{100 * check.out_of_tolerance:.1f} %",
             Text("STALE", style="bold red") if check.stale else Text("ok", style="green"),
         )
     return table
+
+
+def recalibrate_hint(chip: str, result: NeuronResult, store: str | None) -> str:
+    """The command that recalibrates `chip` to the checked result's target, in the same store."""
+    import shlex
+
+    words = ["calib", "calibrate", "--chip", chip]
+    source = str(result.provenance.extra.get("target_source") or "")
+    if source.endswith(".toml") and Path(source).is_file():
+        words += ["--target", source]
+    if store is not None and store.strip():
+        words += ["--store", store]
+    return shlex.join(words)
+
+
+def check_document(report: Any, record: Any, run_id: str, saved_as: str | None) -> dict[str, Any]:
+    """What `calib check` prints, as data (values in the quantities' stored units)."""
+    from calib.core.plans import PLANS
+
+    specs = PLANS.quantities()
+    _, attrs = record.to_record()
+    return {
+        "chip": report.chip_id,
+        "checked_run": run_id,
+        "holds": report.holds,
+        "stale": report.stale,
+        "device_runs": report.runs,
+        "saved_as": saved_as,
+        "simulation": record.extra.get("simulation"),
+        "quantities": {name: {"unit": specs[name].unit if name in specs else None, **item}
+                       for name, item in attrs["quantities"].items()},
+    }
 
 
 @app.command(rich_help_panel="Inspect")
@@ -534,11 +727,17 @@ def check(
     noise_scale: NoiseOption = None,
     seed: SeedOption = None,
     faults: FaultsOption = None,
+    save: Annotated[bool, typer.Option(
+        "--save/--no-save", rich_help_panel=OUTPUT_PANEL,
+        help="Store the check (per quantity: median shift, spread, out-of-tolerance "
+             "fraction) in the chip's history.")] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Quick check that a stored calibration still holds on the chip (a few device runs).
 
     The simulated chip is rebuilt as it was calibrated; --drift-hours sets its age now, so a
-    larger value shows an aged chip. Exits 0 when the calibration holds, 1 when it drifted.
+    larger value shows an aged chip. The check is stored in the chip's history (see 'calib
+    history'; --no-save does not). Exits 0 when the calibration holds, 1 when it drifted.
     """
     from calib.sequences.check import check_result
 
@@ -549,21 +748,33 @@ def check(
                  "noise_scale": noise_scale, "seed": seed, "faults": faults}
     simulation = replace(stored, **{k: v for k, v in overrides.items() if v is not None})
     out = output_console()
-    out.print(Text(f"checking run {run_id} of chip {chip} on a {simulation.describe()}",
-                   style="dim"))
+    if not as_json:
+        out.print(Text(f"checking run {run_id} of chip {chip} on a {simulation.describe()}",
+                       style="dim"))
     try:
         report = check_result(simulation.chip(chip), result)
     except (ValueError, LookupError) as error:
         raise CommandFailed(f"check of chip {chip!r} failed: {error}") from error
-    out.print(_check_table(report))
-    if report.holds:
-        out.print(f"[bold green]holds[/]: chip {escape(chip)} still matches run {run_id} "
-                  f"({report.runs} device runs)")
-        return
-    out.print(f"[bold red]drifted[/]: {', '.join(report.stale)} moved away from the target "
-              f"({report.runs} device runs); recalibrate with "
-              f"'calib calibrate --chip {escape(chip)}'")
-    raise typer.Exit(int(ExitCode.INCOMPLETE))
+    record = report.record(result, run_id, {"simulation": simulation.to_dict(),
+                                            "checked_by": "calib check"})
+    saved_as = results.save(record) if save else None
+    hint = recalibrate_hint(chip, result, store)
+    if as_json:
+        print_json({**check_document(report, record, run_id, saved_as),
+                    "recalibrate": None if report.holds else hint})
+    else:
+        out.print(_check_table(report))
+        if saved_as is not None:
+            out.print(Text(f"stored as check {saved_as}", style="dim"))
+        if report.holds:
+            out.print(f"[bold green]holds[/]: chip {escape(chip)} still matches run {run_id} "
+                      f"({report.runs} device runs)")
+        else:
+            out.print(f"[bold red]drifted[/]: {', '.join(report.stale)} moved away from the "
+                      f"target ({report.runs} device runs); recalibrate with "
+                      f"'{escape(hint)}'", soft_wrap=True)
+    if not report.holds:
+        raise typer.Exit(int(ExitCode.INCOMPLETE))
 
 
 @app.command(rich_help_panel="Inspect")
@@ -594,25 +805,48 @@ def report(
 
 
 @app.command(rich_help_panel="Inspect")
-def chips(store: StoreOption = None) -> None:
-    """The chips in the store, with their newest calibration."""
+def chips(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """The chips in the store, with their newest calibration and newest check."""
     results = open_store(store)
-    table = Table(title=f"chips in {escape(results.location)}", title_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD)
-    for column in ("chip", "runs", "newest (UTC)", "newest run", "success"):
-        table.add_column(column, justify="right" if column in ("runs", "success") else "left")
+    entries = []
     for chip_id in results.chips():
-        runs = [info for info in results.history(chip_id) if info.kind == NEURON_RESULT_KIND]
+        infos = results.history(chip_id)
+        runs = [info for info in infos if info.kind == NEURON_RESULT_KIND]
         if not runs:
             continue
-        row = RunRow.of(runs[-1]).cells()
-        table.add_row(escape(chip_id), str(len(runs)), row[0], row[1], row[3])
-    output_console().print(table)
+        checks = [info for info in infos if info.kind == CHECK_KIND]
+        entries.append((chip_id, len(runs), RunRow.of(runs[-1]),
+                        RunRow.of(checks[-1]) if checks else None))
+    if as_json:
+        print_json({"store": results.location, "chips": [
+            {"chip": chip_id, "calibrations": count, "newest": newest.to_dict(),
+             "newest_check": None if last_check is None else last_check.to_dict()}
+            for chip_id, count, newest, last_check in entries]})
+        return
+    out = output_console()
+    columns = (Column("chip", priority=ESSENTIAL), Column("runs", "right", priority=60),
+               Column("newest (UTC)", priority=50), Column("newest run", priority=ESSENTIAL),
+               Column("success", "right", priority=ESSENTIAL),
+               Column("last check", priority=40))
+    rows = [[escape(chip_id), str(count), newest.saved, newest.run_id, newest.outcome(),
+             "-" if last_check is None else f"{last_check.saved} {last_check.outcome()}"]
+            for chip_id, count, newest, last_check in entries]
+    out.print(fitted_table(out, columns, rows, title=f"chips in {escape(results.location)}"))
 
 
 @app.command(rich_help_panel="Calibrate")
 def targets() -> None:
     """The target fields: units on the command line and in target files, defaults, ranges."""
+    from calib.cli.target_file import (
+        cli_range,
+        cli_unit,
+        setting_spec,
+        target_as_cli_values,
+        target_fields,
+    )
+    from calib.core.plans import quantity_spec
+    from calib.core.targets import NeuronTarget
+
     table = Table(title="target fields (command line: --NAME with '-' for '_'; TOML: NAME = "
                   "value)", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     for column in ("field", "unit", "default", "allowed", "success tolerance"):

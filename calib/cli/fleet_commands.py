@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich import box
 from rich.console import Console
@@ -23,34 +22,25 @@ from calib.cli.app import (
     CLIError,
     CommandFailed,
     ExitCode,
+    JsonOption,
     StoreOption,
     app,
     check_output_file,
     error_console,
     output_console,
+    print_json,
 )
 from calib.cli.app import store_location as resolve_store
-from calib.cli.target_file import build_target, read_target_file
-from calib.core.targets import NeuronTarget
-from calib.operations.fleet import (
-    CONNECT_TIMEOUT,
-    DEFAULT_WORKERS,
-    ChipOutcome,
-    SimulatedFleet,
-    dask_client,
-    parse_chip_spec,
-    run_nightly,
-)
-from calib.operations.study import (
-    DEFAULT_GRID,
-    MismatchStudy,
-    check_export_path,
-    parse_target_grid,
-    run_study,
-    study_chip_ids,
-)
-from reports.summary import ordered_quantities
-from reports.units import display_unit, format_number, quantity_label
+from calib.cli.tables import ESSENTIAL, Column, fitted_table
+from calib.operations.defaults import CONNECT_TIMEOUT, DEFAULT_GRID, DEFAULT_WORKERS
+
+if TYPE_CHECKING:
+    from calib.core.targets import NeuronTarget
+    from calib.operations.fleet import ChipOutcome
+    from calib.operations.study import MismatchStudy
+
+# Dask, numpy, the calibration code and the reports are imported inside the commands, so that
+# building the command line (and every --help) stays quick.
 
 FLEET_PANEL = "Fleet"
 CLUSTER_PANEL = "Cluster"
@@ -74,6 +64,9 @@ TargetFileOption = Annotated[Path | None, typer.Option(
 
 
 def _target(target_file: Path | None) -> NeuronTarget:
+    from calib.cli.target_file import build_target, read_target_file
+    from calib.core.targets import NeuronTarget
+
     if target_file is None:
         return NeuronTarget()
     return build_target(read_target_file(target_file), str(target_file))
@@ -106,38 +99,53 @@ SHORT_NAMES = {
 
 
 def _drift_cell(name: str, value: float | None) -> str:
+    import numpy as np
+
+    from reports.units import display_unit
+
     if value is None or not np.isfinite(value):
         return "-"
     unit = display_unit(name)
-    return f"{unit(value):+.3f}" if unit.label == "us" else f"{unit(value):+.2f}"
+    return f"{unit(value):+.3f}" if unit.label == "µs" else f"{unit(value):+.2f}"
 
 
-def nightly_table(outcomes: Sequence[ChipOutcome]) -> Table:
-    """Night-over-night comparison: one row per chip, drift per quantity in µs or LSB."""
+def nightly_table(outcomes: Sequence[ChipOutcome], console: Console) -> Table:
+    """Night-over-night comparison: one row per chip, drift per quantity in µs or LSB; fits
+    the console (drift columns of the later quantities go first, chip ids are never cut)."""
+    from reports.summary import ordered_quantities
+
     quantities = ordered_quantities({name for outcome in outcomes for name in outcome.drift})
-    table = Table(
-        title="nightly calibration", title_justify="left", header_style="bold",
-        box=box.SIMPLE_HEAD, pad_edge=False, caption_justify="left",
-        caption=("Δ: median shift since the previous stored result (potentials and PSP "
-                 "amplitudes in CADC LSB, times in µs): measured now minus stored for a "
-                 "checked chip, new minus previous calibration for a recalibrated one."
-                 if quantities else None),
-    )
-    table.add_column("chip", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("success", justify="right", no_wrap=True)
-    table.add_column("newly failed", justify="right")
-    for name in quantities:
-        table.add_column(f"Δ {SHORT_NAMES.get(name, name)}", justify="right", no_wrap=True)
-    for outcome in outcomes:
-        table.add_row(
-            escape(outcome.chip_id),
-            Text(outcome.status, style=STATUS_STYLES[outcome.status]),
-            "-" if outcome.success_fraction is None else f"{100 * outcome.success_fraction:.1f} %",
-            "-" if outcome.status in ("failed", "calibrated") else str(len(outcome.newly_failed)),
-            *(_drift_cell(name, outcome.drift.get(name)) for name in quantities),
-        )
-    return table
+    columns = [Column("chip", priority=ESSENTIAL), Column("status", priority=ESSENTIAL),
+               Column("success", "right", priority=ESSENTIAL),
+               Column("newly failed", "right", priority=500)]
+    columns += [Column(f"Δ {SHORT_NAMES.get(name, name)}", "right", priority=400 - index)
+                for index, name in enumerate(quantities)]
+    rows = [[
+        escape(outcome.chip_id),
+        Text(outcome.status, style=STATUS_STYLES[outcome.status]),
+        "-" if outcome.success_fraction is None else f"{100 * outcome.success_fraction:.1f} %",
+        "-" if outcome.status in ("failed", "calibrated") else str(len(outcome.newly_failed)),
+        *(_drift_cell(name, outcome.drift.get(name)) for name in quantities),
+    ] for outcome in outcomes]
+    caption = ("Δ: median shift since the previous stored result (potentials and PSP "
+               "amplitudes in CADC LSB, times in µs): measured now minus stored for a checked "
+               "chip, new minus previous calibration for a recalibrated one."
+               if quantities else None)
+    return fitted_table(console, columns, rows, caption=caption, title="nightly calibration",
+                        collapse_padding=True)
+
+
+def outcome_document(outcome: ChipOutcome) -> dict[str, Any]:
+    """One chip's night as data (drift in the quantities' stored units)."""
+    return {
+        "chip": outcome.chip_id, "status": outcome.status,
+        "report_status": outcome.report_status, "detail": outcome.detail,
+        "success_fraction": outcome.success_fraction, "run_id": outcome.run_id,
+        "drift": dict(outcome.drift), "check": dict(outcome.check),
+        "stale": list(outcome.stale), "newly_failed": list(outcome.newly_failed),
+        "recovered": list(outcome.recovered), "host_seconds": outcome.host_seconds,
+        "error": outcome.error,
+    }
 
 
 def print_notes(outcomes: Sequence[ChipOutcome], console: Console) -> None:
@@ -177,8 +185,11 @@ def nightly(
         "--check/--no-check", rich_help_panel=FLEET_PANEL,
         help="Check each chip's stored result first and recalibrate only when it is stale "
              "(--no-check recalibrates every chip).")] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Maintain many chips in parallel (see NIGHTLY_HELP)."""
+    from calib.operations.fleet import SimulatedFleet, dask_client, parse_chip_spec, run_nightly
+
     ids = parse_chip_spec(chips)
     target = _target(target_file)
     check_output_file(html, "--html")
@@ -199,13 +210,19 @@ def nightly(
             device_factory=SimulatedFleet(drift_hours=drift_hours), check_first=check,
             on_outcome=report,
         )
-    out.print(nightly_table(outcomes))
-    print_notes(outcomes, out)
+    path = None
     if html is not None:
         from reports.fleet import write_nightly_report
 
         path = write_nightly_report(outcomes, html)
-        out.print(f"HTML report: {escape(str(path))}")
+    if as_json:
+        print_json({"store": location, "chips": [outcome_document(item) for item in outcomes],
+                    "html": None if path is None else str(path)})
+    else:
+        out.print(nightly_table(outcomes, out))
+        print_notes(outcomes, out)
+        if path is not None:
+            out.print(f"HTML report: {escape(str(path))}")
     bad = [outcome.chip_id for outcome in outcomes if outcome.report_status != "ok"]
     if bad:
         err.print(f"[bold red]{len(bad)} of {len(outcomes)} chips failed or degraded:[/] "
@@ -217,6 +234,8 @@ def nightly(
 
 
 def _median(values: Sequence[float]) -> float:
+    import numpy as np
+
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     return float(np.median(finite)) if finite.size else float("nan")
@@ -224,7 +243,11 @@ def _median(values: Sequence[float]) -> float:
 
 def spread_table(study: MismatchStudy) -> Table:
     """Spread before/after calibration per quantity (median over chips of each chip's std)."""
+    import numpy as np
+
     from reports.study import study_data
+    from reports.summary import ordered_quantities
+    from reports.units import display_unit, format_number, quantity_label
 
     chips = study_data(study).chips
     names = ordered_quantities({name for chip in chips for name in chip.std_after})
@@ -244,6 +267,10 @@ def spread_table(study: MismatchStudy) -> Table:
 
 
 def yield_table(study: MismatchStudy) -> Table:
+    import numpy as np
+
+    from reports.units import display_unit, format_number, quantity_label
+
     table = Table(title="yield over the target grid (physical reachability, mean over chips)",
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False)
@@ -258,6 +285,26 @@ def yield_table(study: MismatchStudy) -> Table:
                           for value, fraction in zip(curve.targets, mean, strict=True))
         table.add_row(escape(quantity_label(curve.quantity)), cells)
     return table
+
+
+def study_progress(console: Console) -> Any:
+    """A per-chip progress line on `console` (stderr) as each chip of a study finishes."""
+    import time
+
+    started = time.perf_counter()
+
+    def report(chip_id: str, error: str | None, done: int, total: int) -> None:
+        line = Text(f"[{done}/{total}] ")
+        line.append(chip_id, style="bold cyan")
+        if error is None:
+            line.append(" calibrated", style="green")
+        else:
+            last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+            line.append(f" failed: {last}", style="red")
+        line.append(f" ({time.perf_counter() - started:.0f} s since the start)")
+        console.print(line, soft_wrap=True)
+
+    return report
 
 
 STUDY_HELP = (
@@ -298,6 +345,14 @@ def study(
     workers: WorkersOption = DEFAULT_WORKERS,
 ) -> None:
     """Monte Carlo mismatch study (see STUDY_HELP)."""
+    from calib.operations.fleet import dask_client
+    from calib.operations.study import (
+        check_export_path,
+        parse_target_grid,
+        run_study,
+        study_chip_ids,
+    )
+
     grid = parse_target_grid(DEFAULT_GRID if target_grid is None else target_grid)
     target = _target(target_file)
     if output is not None:
@@ -313,10 +368,7 @@ def study(
                   f"{'s' if chips != 1 else ''} (mismatch ×{mismatch_scale:g}) on "
                   f"{escape(_cluster_text(scheduler, workers))}")
         result = run_study(chips, name=name, mismatch_scale=mismatch_scale, target=target,
-                           grid=grid, client=client)
-    for chip_id, error in result.failures.items():
-        last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-        err.print(Text(f"chip {chip_id} failed: {last}", style="red"), soft_wrap=True)
+                           grid=grid, client=client, on_chip=study_progress(err))
     if not result.chips:
         raise CommandFailed(f"every chip of study {name!r} failed; see the errors above")
     for key, value in result.parameters().items():

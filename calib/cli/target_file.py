@@ -21,6 +21,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -138,9 +139,34 @@ def build_target(values: Mapping[str, Any], source: str | None = None) -> Neuron
         checked = _checked(name, f"{prefix}{name}", value)
         if setting_spec(name) is not None:
             converted[name] = checked
+        elif isinstance(value, list | tuple | np.ndarray):
+            unit = cli_unit(name)
+            converted[name] = np.array([to_stored(item, unit) for item in value])
         else:
-            converted[name] = checked * cli_unit(name).to_si
+            converted[name] = to_stored(value, cli_unit(name))
     return NeuronTarget(**converted)
+
+
+class _FileNumber(float):
+    """A number read from a TOML file that remembers how it was written."""
+
+    text: str
+
+
+def _parse_float(text: str) -> float:
+    number = _FileNumber(text.replace("_", ""))
+    number.text = text.replace("_", "")
+    return number
+
+
+def to_stored(value: float, unit: CliUnit) -> float:
+    """`value` (command-line units) in the stored unit, correctly rounded: the decimal the
+    user wrote (or the shortest one of a float) is scaled exactly, then rounded once, so a
+    target file written by `target_to_toml` loads back bit for bit."""
+    if unit.to_si == 1.0:
+        return float(value)
+    text = getattr(value, "text", None) or repr(float(value))
+    return float(Decimal(text) * Decimal(repr(unit.to_si)))
 
 
 def read_target_file(path: str | Path) -> dict[str, Any]:
@@ -160,7 +186,7 @@ def read_target_file(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: values nested {depth} deep; a target file holds numbers and "
                          f"lists of numbers (at most {MAX_TARGET_FILE_NESTING} levels)")
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(text, parse_float=_parse_float)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not a valid TOML target file: {error}") from None
     for key, value in data.items():
@@ -216,3 +242,37 @@ def target_as_cli_values(target: NeuronTarget) -> dict[str, float | str]:
         else:
             shown[name] = float(f"{value / scale:.6g}")
     return shown
+
+
+def _exact_cli_text(value: float, to_si: float) -> str:
+    """`value` (stored unit) as a TOML number in command-line units that `to_stored` turns
+    back into `value` exactly: its shortest decimal, shifted by the unit."""
+    number = Decimal(repr(float(value)))
+    if to_si != 1.0:
+        number = number / Decimal(repr(to_si))
+    text = str(number)
+    return text if any(mark in text for mark in ".eE") or "inf" in text or "nan" in text \
+        else f"{text}.0"
+
+
+def target_to_toml(target: NeuronTarget, *, header: str | None = None) -> str:
+    """`target` as a TOML target file (command-line units: µs, CADC LSB) that
+    `load_target_file` reads back as an equal target, per-neuron arrays included."""
+    lines = [f"# {line}" for line in (header or "").splitlines()]
+    for name in target_fields():
+        value = getattr(target, name)
+        if value is None:
+            continue
+        if name == CAPACITANCE_FIELD:
+            lines.append(f"{name} = {int(value)}  # capacitance units, not calibrated")
+            continue
+        unit = cli_unit(name)
+        if isinstance(value, np.ndarray):
+            items = [_exact_cli_text(float(item), unit.to_si) for item in value]
+            rows = [", ".join(items[start:start + 8]) for start in range(0, len(items), 8)]
+            lines.append(f"{name} = [  # {unit.label}, one value per neuron")
+            lines.extend(f"    {row}," for row in rows)
+            lines.append("]")
+        else:
+            lines.append(f"{name} = {_exact_cli_text(float(value), unit.to_si)}  # {unit.label}")
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,11 @@ imports every routine module); the target fields, the calibration sequence, part
 recalibration, verification, judging, the command line's flags and target-file keys, report
 units and exports are all derived from the registered plans.
 
+The registry fills itself on first use: a package names the modules that register its plans
+with `PLANS.add_source(module)` (the `calib` package names `calib.routines`), and the first
+read of the registry imports them. Importing `calib` therefore costs nothing until a plan, a
+target field or a unit is asked for (the command line starts at once).
+
 A plan with no quantities is an internal step (the CADC, the working point, the synaptic
 references): it runs in the sequence but is no target field.
 
@@ -22,11 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from calib.algorithms.base import Algorithm, SearchOutcome
     from calib.core.failures import Failure
     from calib.core.routine import Routine
@@ -96,6 +102,8 @@ class QuantitySpec:
         return f"{self.name} [{self.display.label}]" if self.display.label else self.name
 
     def tolerance_for(self, target: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         target = np.asarray(target, dtype=float)
         if self.relative:
             return self.tolerance * np.abs(target)
@@ -114,6 +122,8 @@ class SettingSpec:
     description: str = ""
 
     def check(self, value: Any) -> int:
+        import numpy as np  # building the command line does not load numpy
+
         if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or not (
                 self.low <= int(value) <= self.high):
             raise ValueError(f"{self.name} = {value!r} is outside the allowed range "
@@ -153,10 +163,10 @@ class CalibrationContext(Protocol):
 
 
 RoutineFactory = Callable[["CalibrationContext"], "Routine"]
-GoalFunction = Callable[["CalibrationContext"], np.ndarray]
+GoalFunction = Callable[["CalibrationContext"], "np.ndarray"]
 StepAction = Callable[["CalibrationContext", "Plan"], None]
-Verifier = Callable[["CalibrationContext"], dict[str, np.ndarray]]
-Judge = Callable[["CalibrationContext", dict[str, np.ndarray]], list["Failure"]]
+Verifier = Callable[["CalibrationContext"], "dict[str, np.ndarray]"]
+Judge = Callable[["CalibrationContext", "dict[str, np.ndarray]"], list["Failure"]]
 
 
 def always(target: NeuronTarget) -> bool:
@@ -253,9 +263,29 @@ class PlanRegistry:
 
     def __init__(self) -> None:
         self._plans: dict[str, Plan] = {}
+        self._sources: list[str] = []
+        self._loading = False
+
+    def add_source(self, module: str) -> None:
+        """Import `module` (which registers plans) before the registry is first read."""
+        if module not in self._sources:
+            self._sources.append(module)
+
+    def _load(self) -> None:
+        """Import every source module not imported yet (each registers its plans)."""
+        if self._loading or not self._sources:
+            return
+        self._loading = True
+        try:
+            while self._sources:
+                import_module(self._sources[0])
+                self._sources.pop(0)
+        finally:
+            self._loading = False
 
     def register(self, plan: Plan) -> Plan:
         """Add `plan`; a second plan of the same name or quantity is a ValueError."""
+        self._load()
         if plan.name in self._plans and self._plans[plan.name] != plan:
             raise ValueError(f"a plan named {plan.name!r} is registered already")
         taken = {name: other.name for other in self._plans.values() if other.name != plan.name
@@ -277,15 +307,18 @@ class PlanRegistry:
         self._plans.pop(name, None)
 
     def __getitem__(self, name: str) -> Plan:
+        self._load()
         try:
             return self._plans[name]
         except KeyError:
             raise KeyError(f"no plan named {name!r}; known: {', '.join(self._plans)}") from None
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._plans
 
     def __iter__(self) -> Iterator[Plan]:
+        self._load()
         return iter(sorted(self._plans.values(), key=lambda plan: plan.rank))
 
     def quantities(self) -> dict[str, QuantitySpec]:
@@ -322,7 +355,7 @@ class PlanRegistry:
 
 
 PLANS = PlanRegistry()
-"""Every plan of this installation; `calib.routines` fills it on import."""
+"""Every plan of this installation; `calib.routines` fills it, imported on first use."""
 
 
 def register_plan(plan: Plan) -> Plan:

@@ -20,7 +20,15 @@ from calib.core.failures import (
 )
 from calib.core.plans import PLANS
 from calib.core.targets import NeuronTarget
-from device_model.protocol import CELLS, N_DRIVERS, N_NEURONS, N_QUADRANTS, Device, DeviceStats
+from device_model.protocol import (
+    CELLS,
+    N_DRIVERS,
+    N_NEURONS,
+    N_QUADRANTS,
+    NEURONS_PER_QUADRANT,
+    Device,
+    DeviceStats,
+)
 
 
 class ResultsStoreLike(Protocol):
@@ -172,6 +180,96 @@ class NeuronResult:
             )
         return "\n".join(lines)
 
+    # -- notebooks ---------------------------------------------------------------------------
+
+    def _repr_html_(self) -> str:
+        """A compact summary table (Jupyter shows it for a result at the end of a cell)."""
+        from html import escape
+
+        targets = self.target.quantities()
+        ok = np.asarray(self.success, dtype=bool)
+        failed = self.failed_quantities()
+        specs = PLANS.quantities()
+        rows = []
+        for name, values in self.achieved.items():
+            spec = specs.get(name)
+            unit = spec.display if spec is not None else None
+            scale = unit.scale if unit is not None else 1.0
+            good = np.asarray(values, dtype=float)[ok] if ok.any() else np.asarray(values)
+            target = targets.get(name)
+            cells = [
+                escape(name), escape(unit.label if unit is not None else ""),
+                "-" if target is None else f"{np.median(target) * scale:.4g}",
+                _html_number(np.nanmedian(good) * scale if np.isfinite(good).any() else np.nan),
+                _html_number(np.nanstd(good) * scale if np.isfinite(good).sum() > 1 else np.nan),
+                str(len(failed.get(name, ()))),
+            ]
+            rows.append("<tr>" + "".join(
+                f'<td style="text-align:{"left" if index < 2 else "right"}">{cell}</td>'
+                for index, cell in enumerate(cells)) + "</tr>")
+        header = "".join(f"<th>{title}</th>" for title in (
+            "quantity", "unit", "target", "median", "σ", "failed"))
+        caption = (f"chip {escape(self.chip_id)}: {int(ok.sum())}/{ok.size} neurons calibrated "
+                   f"({100 * ok.mean():.1f} %) · {escape(str(self.provenance.created))} · "
+                   f"median and σ over the successful neurons")
+        return (f'<table class="calib-result"><caption style="text-align:left">{caption}'
+                f"</caption><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}"
+                "</tbody></table>")
+
+    def to_xarray(self) -> Any:
+        """The result as an xarray Dataset: dimensions `neuron` and `quadrant`, variables named
+        as the store's export names them ('achieved.tau_mem', 'codes.v_leak', 'target.leak',
+        'success'), each with `units` (the stored unit) and `long_name` from its plan."""
+        import xarray
+
+        from results_store.export import variable_name
+
+        n_neurons = int(np.asarray(self.success).size)
+        n_quadrants = N_QUADRANTS if n_neurons == N_NEURONS else None
+        specs = PLANS.quantities()
+
+        def dims(values: np.ndarray) -> tuple[str, ...]:
+            if values.ndim == 1 and values.shape[0] == n_neurons:
+                return ("neuron",)
+            if values.ndim == 1 and values.shape[0] == n_quadrants:
+                return ("quadrant",)
+            return tuple(f"length_{length}" for length in values.shape)
+
+        def quantity_attrs(name: str, what: str) -> dict[str, str]:
+            spec = specs.get(name)
+            if spec is None:
+                return {"long_name": f"{name} ({what})"}
+            return {"units": spec.unit,
+                    "long_name": f"{spec.long_name or spec.description or name} ({what})"}
+
+        variables: dict[str, Any] = {"success": xarray.Variable(
+            ("neuron",), np.asarray(self.success, dtype=bool),
+            {"long_name": "neuron calibrated within tolerance"})}
+        targets = self.target.quantities()
+        for group, data, what in (("achieved", self.achieved, "achieved"),
+                                  ("before", self.before, "before calibration")):
+            for name, values in data.items():
+                array = np.asarray(values, dtype=float)
+                variables[variable_name(f"{group}/{name}")] = xarray.Variable(
+                    dims(array), array, quantity_attrs(name, what))
+        for name, values in targets.items():
+            array = np.broadcast_to(np.asarray(values, dtype=float), (n_neurons,))
+            variables[variable_name(f"target/{name}")] = xarray.Variable(
+                ("neuron",), np.array(array), quantity_attrs(name, "target"))
+        for cell, codes in self.codes.items():
+            array = np.asarray(codes, dtype=np.int64)
+            variables[variable_name(f"codes/{cell}")] = xarray.Variable(
+                dims(array), array, {"long_name": f"code of cell {cell}", "units": "1"})
+        coords: dict[str, Any] = {"neuron": np.arange(n_neurons)}
+        if n_quadrants is not None:
+            coords["quadrant"] = np.arange(n_quadrants)
+            coords["neuron_quadrant"] = ("neuron", np.arange(n_neurons) // NEURONS_PER_QUADRANT)
+        dataset = xarray.Dataset(variables, coords=coords, attrs={
+            "chip_id": self.chip_id, "created": str(self.provenance.created),
+            "algorithm": str(self.provenance.algorithm),
+            "target_fingerprint": self.target.fingerprint(), "origin": self.origin})
+        return dataset
+
     # -- plain-data form for storage -------------------------------------------------------
 
     def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -239,6 +337,10 @@ class NeuronResult:
                    for step, notes in (attrs.get("notes") or {}).items()},
             origin="stored",
         )
+
+
+def _html_number(value: float) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.4g}"
 
 
 # -- what each stored array means (dims, units, long name), for the results store ---------

@@ -80,7 +80,7 @@ class MacResult:
             f"{'quantity':<22}{'median':>10}{'spread':>10}{'before':>10}",
         ]
         for name, values in self.achieved.items():
-            scale, unit = (1e6, " [us]") if name.startswith("tau") else (1.0, "")
+            scale, unit = (1e6, " [µs]") if name.startswith("tau") else (1.0, "")
             before = self.before.get(name)
             spread_before = f"{np.nanstd(before) * scale:10.3g}" if before is not None else ""
             lines.append(

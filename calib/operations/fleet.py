@@ -34,6 +34,7 @@ import numpy as np
 from calib.core.results import NeuronResult
 from calib.core.targets import NeuronTarget
 from calib.operations.compare import compare_results
+from calib.operations.defaults import CONNECT_TIMEOUT, DEFAULT_WORKERS
 from calib.sequences.calibrate import CalibrationOptions, calibrate, recalibrate
 from calib.sequences.check import CheckReport, check_result
 from device_model import Faults, SimulatedChip
@@ -46,9 +47,6 @@ DeviceFactory = Callable[[str], Device]
 
 MAX_CHIPS = 10_000
 """Most chips one spec may name (a typo such as chip[0-99999] should not start a cluster job)."""
-DEFAULT_WORKERS = 2
-CONNECT_TIMEOUT = 3.0
-"""Seconds to wait for a scheduler before giving up."""
 SINGLE_THREADED = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 """Each worker runs one chip at a time on one core; BLAS threads would only compete."""
 
@@ -333,7 +331,8 @@ class ChipOutcome:
 
 def _check_summary(report: CheckReport) -> dict[str, dict[str, float | bool]]:
     return {
-        name: {"median_shift": check.median_shift, "out_of_tolerance": check.out_of_tolerance,
+        name: {"median_shift": check.median_shift, "spread": check.spread,
+               "out_of_tolerance": check.out_of_tolerance,
                "stale": check.stale}
         for name, check in report.quantities.items()
     }
@@ -357,6 +356,12 @@ def _recalibrate(
         return result, f"{why}; recalibrated {', '.join(redone)}, kept the rest"
     result = calibrate(device, target, options=options, provenance_extra=extra)
     return result, why if previous is None else f"{why}; recalibrated the whole chip"
+
+
+def _simulation_extra(device_factory: DeviceFactory, chip_id: str) -> dict[str, Any]:
+    """The simulated chip's settings, when the factory describes them."""
+    describe = getattr(device_factory, "simulation", None)
+    return {"simulation": describe(chip_id)} if callable(describe) else {}
 
 
 def maintain_chip(
@@ -420,6 +425,8 @@ def _maintain(
             why = f"check failed ({type(error).__name__}: {error})"
         else:
             check = _check_summary(report)
+            store.save(report.record(previous, stored.run_id, {  # the night's check, kept
+                "checked_by": "nightly", **_simulation_extra(device_factory, chip_id)}))
             if report.holds:
                 return ChipOutcome(
                     chip_id, "ok, checked",
@@ -432,9 +439,7 @@ def _maintain(
             stale = report.stale
             why = f"stale: {', '.join(stale)}"
     extra: dict[str, Any] = {"fleet": {"reason": why}, "target_source": "nightly"}
-    describe = getattr(device_factory, "simulation", None)
-    if callable(describe):
-        extra["simulation"] = describe(chip_id)
+    extra.update(_simulation_extra(device_factory, chip_id))
     result, detail = _recalibrate(device, target, previous, stale, why, options, extra)
     run_id = store.save(result)
     comparison = None if previous is None else compare_results(previous, result)

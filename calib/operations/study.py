@@ -27,7 +27,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +39,8 @@ from calib.core.plans import PLANS
 from calib.core.results import NeuronResult
 from calib.core.routine import ParameterRange
 from calib.core.targets import NeuronTarget
-from calib.operations.fleet import CONNECT_TIMEOUT, DEFAULT_WORKERS, check_workers, dask_client
+from calib.operations.defaults import CONNECT_TIMEOUT, DEFAULT_GRID, DEFAULT_WORKERS
+from calib.operations.fleet import check_workers, dask_client
 from calib.routines.nominal import HIGH_RESISTANCE_ABOVE, leak_switches
 from calib.sequences.calibrate import CalibrationOptions, calibrate
 from device_model import SimulatedChip
@@ -53,7 +54,6 @@ CELL_OF = {name: PLANS.plan_of(name).cells[0] for name in QUANTITY_CELLS
 CELL_RANGE = ParameterRange()
 MAX_GRID_POINTS = 100
 MAX_CHIPS = 10_000
-DEFAULT_GRID = "leak=50:160:12,tau_mem=2:40:8"
 YIELD_METHOD = (
     "physical reachability on the chip's ground truth: the best code per neuron is inside the "
     "cell range (not at a bound) and reaches the target within tolerance; an upper bound on "
@@ -351,8 +351,12 @@ def run_study(
     workers: int = DEFAULT_WORKERS,
     options: CalibrationOptions | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
+    on_chip: ChipProgress | None = None,
 ) -> MismatchStudy:
     """Calibrate `n_chips` simulated chips (one Dask task each) and gather the study.
+
+    `on_chip(chip_id, error, done, total)` is called as each chip finishes (error: None, or
+    the traceback of a chip that failed).
 
     `grid` is a quantity -> targets mapping (stored units) or a spec string (see the module
     doc); default DEFAULT_GRID. The cluster is `client`, else the scheduler at `scheduler`,
@@ -380,9 +384,9 @@ def run_study(
     if client is None:
         check_workers(workers)
         with dask_client(scheduler, workers=workers, connect_timeout=connect_timeout) as made:
-            parts = _gather(made, ids, mismatch_scale, target, grid, options)
+            parts = _gather(made, ids, mismatch_scale, target, grid, options, on_chip)
     else:
-        parts = _gather(client, ids, mismatch_scale, target, grid, options)
+        parts = _gather(client, ids, mismatch_scale, target, grid, options, on_chip)
     chips, failures = [], {}
     for part in parts:
         if "error" in part:
@@ -395,20 +399,29 @@ def run_study(
                          host_seconds=time.perf_counter() - started)
 
 
+ChipProgress = Callable[[str, str | None, int, int], None]
+"""(chip id, error or None, chips done, chips in all): called as each chip finishes."""
+
+
 def _gather(client: Any, ids: list[str], mismatch_scale: float, target: NeuronTarget,
-            grid: Mapping[str, np.ndarray], options: CalibrationOptions | None
-            ) -> list[dict[str, Any]]:
+            grid: Mapping[str, np.ndarray], options: CalibrationOptions | None,
+            on_chip: ChipProgress | None = None) -> list[dict[str, Any]]:
+    from distributed import as_completed
+
     plain_grid = {name: values.tolist() for name, values in grid.items()}
-    futures = [
+    futures = {
         client.submit(study_chip, chip_id, mismatch_scale, target.to_dict(), plain_grid,
-                      options, key=f"study-{chip_id}-{time.time_ns()}", pure=False)
+                      options, key=f"study-{chip_id}-{time.time_ns()}", pure=False): chip_id
         for chip_id in ids
-    ]
-    parts = []
-    for chip_id, future in zip(ids, futures, strict=True):
+    }
+    parts: dict[str, dict[str, Any]] = {}
+    for done, future in enumerate(as_completed(futures), start=1):
+        chip_id = futures[future]
         try:
-            parts.append(future.result())
+            parts[chip_id] = future.result()
         except Exception as error:  # the task itself died (e.g. its worker was killed)
-            parts.append({"chip_id": chip_id,
-                          "error": "".join(traceback.format_exception(error))})
-    return parts
+            parts[chip_id] = {"chip_id": chip_id,
+                              "error": "".join(traceback.format_exception(error))}
+        if on_chip is not None:
+            on_chip(chip_id, parts[chip_id].get("error"), done, len(ids))
+    return [parts[chip_id] for chip_id in ids]

@@ -6,11 +6,14 @@ sample of neurons; a quantity is stale when its calibrated neurons moved away fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from calib.algorithms.base import measure_once
+from calib.core.checks import CheckRecord, QuantityDrift
 from calib.core.plans import PLANS
 from calib.core.results import NeuronResult
 from calib.core.retry import retrying
@@ -45,6 +48,10 @@ class QuantityCheck:
     """Median of (now - stored achieved value), in the quantity's unit."""
     tolerance: float
     """Median tolerance, in the quantity's unit."""
+    spread: float = float("nan")
+    """Standard deviation of the checked neurons' values now, in the quantity's unit."""
+    measured: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """Per-neuron value now (NaN where the neuron was not checked)."""
 
     @property
     def stale(self) -> bool:
@@ -67,6 +74,23 @@ class CheckReport:
     @property
     def stale(self) -> list[str]:
         return [name for name, check in self.quantities.items() if check.stale]
+
+    def record(self, result: NeuronResult, checked_run: str | None = None,
+               extra: dict[str, Any] | None = None) -> CheckRecord:
+        """The check as a record for the results store (its own kind, `check_record`)."""
+        quantities = {
+            name: QuantityDrift(
+                median_shift=check.median_shift, spread=check.spread,
+                out_of_tolerance=check.out_of_tolerance, tolerance=check.tolerance,
+                checked_neurons=check.checked_neurons, stale=check.stale)
+            for name, check in self.quantities.items()}
+        measured = {name: np.asarray(check.measured, dtype=float)
+                    for name, check in self.quantities.items() if check.measured is not None}
+        return CheckRecord(
+            chip_id=self.chip_id, checked_run=checked_run,
+            target_fingerprint=result.target.fingerprint(),
+            created=datetime.now(UTC).isoformat(timespec="seconds"), runs=self.runs,
+            quantities=quantities, measured=measured, extra=dict(extra or {}))
 
     def summary(self) -> str:
         lines = [f"chip {self.chip_id}: {'holds' if self.holds else 'drifted'} "
@@ -129,5 +153,7 @@ def check_result(device: Device, result: NeuronResult, *, apply: bool = True) ->
             out_of_tolerance=float(missing[considered].mean()),
             median_shift=float(np.median((values - stored)[considered])),
             tolerance=float(np.median(tolerance)),
+            spread=float(np.std(values[considered])) if considered.sum() >= 2 else float("nan"),
+            measured=np.where(considered, values, np.nan),
         )
     return CheckReport(result.chip_id, checks, device.stats.runs - runs_before)
