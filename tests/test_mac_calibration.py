@@ -109,3 +109,35 @@ def test_summary_names_neurons_and_drivers(calibrated):
     _, result = calibrated
     text = result.summary()
     assert "neurons" in text and "drivers" in text and "driver_offset" in text
+
+
+def test_measured_tau_syn_agrees_with_the_ground_truth(calibrated):
+    chip, result = calibrated
+    truth = chip.true_quantities(result.to_settings())
+    for kind in ("exc", "inh"):
+        name = f"tau_syn_{kind}"
+        ok = np.isfinite(result.achieved[name]) & np.isfinite(truth[name])
+        assert ok.mean() > 0.95
+        ratio = result.achieved[name][ok] / truth[name][ok]
+        assert abs(np.median(ratio) - 1) < 0.03
+        assert np.mean(np.abs(ratio - 1) < 0.08) > 0.9
+
+
+@pytest.fixture(scope="module")
+def strict_tau():
+    chip = SimulatedChip("mac-test-0")
+    return chip, calibrate_mac(chip, MacTarget(max_tau_syn=0.3e-6))
+
+
+def test_tau_syn_verdicts_follow_the_ground_truth(strict_tau):
+    chip, result = strict_tau
+    truth = chip.true_quantities(result.to_settings())
+    for kind in ("exc", "inh"):
+        name = f"tau_syn_{kind}"
+        flagged = np.array([name in result.neuron_reasons.get(n, "") for n in range(512)])
+        clearly_slow = truth[name] > 1.1 * 0.3e-6
+        clearly_fast = truth[name] < 0.9 * 0.3e-6
+        assert clearly_slow.sum() > 20 and clearly_fast.sum() > 20
+        assert np.all(flagged[clearly_slow])
+        assert not np.any(flagged[clearly_fast])
+        assert not np.any(result.neuron_success[clearly_slow])

@@ -2,7 +2,9 @@
 
 CADC (as for spiking) -> integration mode -> baseline (reset) -> driver offsets (gain-free
 intercepts) -> STP ramp per driver block -> synapse DAC bias per quadrant -> excitatory and
-inhibitory input strength per neuron -> baseline again -> verification and judgement.
+inhibitory input strength per neuron -> baseline again -> verification and judgement (the
+synaptic time constants, kept at their shortest setting, are measured there and judged
+against the target's bound).
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from calib.routines.cadc import (
     CADCRampSlope,
     channel_offsets,
 )
-from calib.routines.mac_integration import IntegrationBaseline, MacInputStrength, SynapseDacBias
+from calib.routines.mac_integration import (
+    IntegrationBaseline,
+    MacInputStrength,
+    MacSynapticTimeConstant,
+    SynapseDacBias,
+)
 from calib.routines.mac_patterns import clean_pattern, mac_mode_settings
 from calib.routines.synapse_driver import DriverOffset, StpRamp
 from device_model.protocol import N_DRIVERS, N_NEURONS, N_QUADRANTS, Device
@@ -76,6 +83,8 @@ class MacCalibration:
             "synapse_dac_bias": SynapseDacBias(),
             "amplitude_exc": MacInputStrength(inhibitory=False),
             "amplitude_inh": MacInputStrength(inhibitory=True),
+            "tau_syn_exc": MacSynapticTimeConstant(inhibitory=False),
+            "tau_syn_inh": MacSynapticTimeConstant(inhibitory=True),
         }
         self.amplitude_target = np.nan
 
@@ -168,6 +177,8 @@ class MacCalibration:
                 "amplitude_inh",
                 "driver_offset",
                 "synapse_dac_bias",
+                "tau_syn_exc",
+                "tau_syn_inh",
             )
         }
         achieved["quadrant_amplitude"] = achieved.pop("synapse_dac_bias")
@@ -221,6 +232,21 @@ class MacCalibration:
                 lambda n, v=values, k=kind, g=goal: (
                     f"amplitude_{k}: reached {v[n]:.3g} LSB, target {g:.3g} "
                     f"± {100 * t.amplitude_tolerance:.3g} %"
+                ),
+            )
+        for kind in ("exc", "inh"):
+            tau = achieved[f"tau_syn_{kind}"]
+            flag(
+                neuron_problems,
+                ~np.isfinite(tau),
+                lambda n, k=kind: f"tau_syn_{k}: measurement failed (no response to the probe)",
+            )
+            flag(
+                neuron_problems,
+                np.isfinite(tau) & (tau > t.max_tau_syn),
+                lambda n, v=tau, k=kind: (
+                    f"tau_syn_{k}: {v[n] * 1e6:.3g} us at the shortest setting, above the "
+                    f"{t.max_tau_syn * 1e6:.3g} us this mode allows"
                 ),
             )
         for name, bound in self.at_bound.items():
