@@ -189,3 +189,17 @@ def test_psp_per_weight_verdicts_agree_with_the_ground_truth(calibrated):
         # missed ones are failed.
         assert np.all(true_error[judged_ok] < 0.13)
         assert not np.any(judged_ok & ~(true_error < 0.2))
+
+
+def test_oracle_psp_per_weight_is_the_height_a_nominal_synapse_passes():
+    chip = spiking_chip(mismatch_scale=0.0, noise_scale=0.0)
+    chip.write({"synapse_weight": rows_at(63, rows=32)})
+    truth = chip.true_quantities()
+    tau_m, tau_s = truth["tau_mem"][0], truth["tau_syn_exc"][0]
+    peak_time = tau_m * tau_s / (tau_m - tau_s) * np.log(tau_m / tau_s)
+    base = chip.read_cadc(1)[0].astype(float)
+    volley = RowEvents.volley(VOLLEY, np.r_[0:32, 256:288])
+    peak = chip.read_cadc(1, stimulus=volley, read_time=VOLLEY + peak_time)[0].astype(float)
+    height = (peak - base) / (32 * 63)
+    assert np.median(peak - base) > 30
+    assert np.allclose(height, truth["psp_per_weight_exc"], rtol=0.03)
