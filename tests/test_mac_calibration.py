@@ -126,11 +126,22 @@ def test_measured_tau_syn_agrees_with_the_ground_truth(calibrated):
 @pytest.fixture(scope="module")
 def strict_tau():
     chip = SimulatedChip("mac-test-0")
-    return chip, calibrate_mac(chip, MacTarget(max_tau_syn=0.3e-6))
+    calls: list[tuple[str, int, int]] = []
+    result = calibrate_mac(chip, MacTarget(max_tau_syn=0.3e-6),
+                           progress=lambda *call: calls.append(call))
+    return chip, result, calls
+
+
+def test_progress_reports_every_step_then_the_verification(strict_tau):
+    _, _, calls = strict_tau
+    assert [index for _, index, _ in calls] == list(range(len(calls)))
+    assert {total for _, _, total in calls} == {len(calls)}
+    assert calls[0][0] == "cadc" and calls[-1][0] == "verify"
+    assert "baseline" in [name for name, _, _ in calls]
 
 
 def test_tau_syn_verdicts_follow_the_ground_truth(strict_tau):
-    chip, result = strict_tau
+    chip, result, _ = strict_tau
     truth = chip.true_quantities(result.to_settings())
     for kind in ("exc", "inh"):
         name = f"tau_syn_{kind}"

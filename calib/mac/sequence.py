@@ -299,9 +299,12 @@ def calibrate_mac(
     target: MacTarget | None = None,
     *,
     algorithms: dict[str, Algorithm] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> MacResult:
-    """Calibrate `device` for MAC mode; returns a MacResult (apply it to use it)."""
+    """Calibrate `device` for MAC mode; returns a MacResult (apply it to use it).
+
+    `progress(step, index, total)` is called before each step and before the verification
+    (named "verify"), as `calibrate` calls it: index from 0, total = steps + 1."""
     target = target or MacTarget()
     if not isinstance(target, MacTarget):
         raise ValueError(f"target must be a MacTarget, got {type(target).__name__}")
@@ -310,9 +313,11 @@ def calibrate_mac(
     device = retrying(device)
     calibration = MacCalibration(device, target, algorithms)
     steps: dict[str, dict[str, float]] = {}
-    for name, action in calibration.steps:
+    sequence = calibration.steps
+    total = len(sequence) + 1
+    for index, (name, action) in enumerate(sequence):
         if progress is not None:
-            progress(name)
+            progress(name, index, total)
         before_stats, before_time = device.stats, time.perf_counter()
         action()
         spent, host = device.stats - before_stats, time.perf_counter() - before_time
@@ -325,6 +330,8 @@ def calibrate_mac(
         cost["host_time"] += host
     calibration_stats = device.stats - stats_start
     calibration_host = time.perf_counter() - started
+    if progress is not None:
+        progress("verify", total - 1, total)
     achieved = calibration.measure_all()
     before = calibration.measure_before()
     neuron_ok, driver_ok, neuron_reasons, driver_reasons = calibration.judge(achieved)
