@@ -128,7 +128,8 @@ def strict_tau():
     chip = SimulatedChip("mac-test-0")
     calls: list[tuple[str, int, int]] = []
     result = calibrate_mac(chip, MacTarget(max_tau_syn=0.3e-6),
-                           progress=lambda *call: calls.append(call))
+                           progress=lambda *call: calls.append(call),
+                           provenance_extra={"simulation": {"seed": None}})
     return chip, result, calls
 
 
@@ -138,6 +139,14 @@ def test_progress_reports_every_step_then_the_verification(strict_tau):
     assert {total for _, _, total in calls} == {len(calls)}
     assert calls[0][0] == "cadc" and calls[-1][0] == "verify"
     assert "baseline" in [name for name, _, _ in calls]
+
+
+def test_provenance_keeps_the_callers_extra(strict_tau, tmp_path):
+    _, result, _ = strict_tau
+    assert result.provenance["extra"] == {"simulation": {"seed": None}}
+    store = ResultsStore(tmp_path / "store.zarr", create=True)
+    run_id = store.save(result)
+    assert store.get(result.chip_id, run_id).provenance["extra"] == {"simulation": {"seed": None}}
 
 
 def test_tau_syn_verdicts_follow_the_ground_truth(strict_tau):

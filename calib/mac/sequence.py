@@ -10,8 +10,9 @@ against the target's bound).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -300,11 +301,14 @@ def calibrate_mac(
     *,
     algorithms: dict[str, Algorithm] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    provenance_extra: Mapping[str, Any] | None = None,
 ) -> MacResult:
     """Calibrate `device` for MAC mode; returns a MacResult (apply it to use it).
 
     `progress(step, index, total)` is called before each step and before the verification
-    (named "verify"), as `calibrate` calls it: index from 0, total = steps + 1."""
+    (named "verify"), as `calibrate` calls it: index from 0, total = steps + 1.
+    `provenance_extra` is kept as the result's provenance["extra"] (JSON-able values, e.g.
+    how the chip was made)."""
     target = target or MacTarget()
     if not isinstance(target, MacTarget):
         raise ValueError(f"target must be a MacTarget, got {type(target).__name__}")
@@ -346,6 +350,7 @@ def calibrate_mac(
         },
         "amplitude_target": float(calibration.amplitude_target),
         "steps": steps,
+        "extra": dict(provenance_extra or {}),
     }
     return MacResult(
         target=target,
