@@ -53,12 +53,13 @@ from device_model.protocol import (
     validate_settings,
 )
 from device_model.readout import cadc_codes, cadc_continuous, madc_codes, madc_times
-from device_model.stimuli import MacActivations, as_stimulus_tuple
+from device_model.stimuli import MacActivations, RowEvents, as_stimulus_tuple
 from device_model.synapses import (
     ideal_driver_offsets,
     ideal_ramp_codes,
     integrated_potential,
     row_activations,
+    row_event_trains,
     run_time,
 )
 
@@ -276,7 +277,7 @@ class SimulatedChip:
         stimuli = as_stimulus_tuple(stimulus)
         if any(isinstance(s, MacActivations) for s in stimuli):
             return self._read_mac(stimuli, samples, read_time)
-        drive = Drive.from_stimuli(stimuli)
+        drive = self._drive(stimuli)
         m = self._membrane()
         values = self._values
         if read_time is None:
@@ -320,6 +321,15 @@ class SimulatedChip:
         return cadc_codes(volts, values, self.truth.cadc_channel_offset, samples,
                           p.CADC_READ_NOISE * self.noise_scale, self._noise)
 
+    def _drive(self, stimuli: tuple) -> Drive:
+        """The run's drive; addressed row events become per-neuron weighted trains through
+        the synapse array as configured now (device_model/synapses.py)."""
+        rows = [s for s in stimuli if isinstance(s, RowEvents)]
+        if not rows:
+            return Drive.from_stimuli(stimuli)
+        return Drive.from_stimuli(stimuli, row_event_trains(rows, self._refresh(),
+                                                            self.truth.synapses))
+
     def _unrelated_potentials(self, m: Membrane, drive: Drive, samples: int) -> np.ndarray:
         v_inf = steady_potential(m, drive.steady_current)
         firing = fires(m, v_inf)
@@ -340,18 +350,18 @@ class SimulatedChip:
         nonlinear = m.nonlinear
         linear = np.flatnonzero(~nonlinear)
         if linear.size:
-            sub = m.take(linear)
+            sub, sub_drive = m.take(linear), drive.take(linear)
             spiking = bool(np.any(sub.threshold_on & ~sub.clamped))
             times = _grid(read_time, p.SPIKE_GRID_STEP) if spiking else np.array([read_time])
-            trace, _ = linear_response(sub, drive, times, sub.v_threshold,
-                                       initial_state(sub, drive, phase[linear]))
+            trace, _ = linear_response(sub, sub_drive, times, sub.v_threshold,
+                                       initial_state(sub, sub_drive, phase[linear]))
             volts[linear] = trace[-1]
         index = np.flatnonzero(nonlinear)
         if index.size:
-            sub = m.take(index)
-            _, _, final = integrate(sub, drive, _grid(read_time, p.INTEGRATION_STEP),
+            sub, sub_drive = m.take(index), drive.take(index)
+            _, _, final = integrate(sub, sub_drive, _grid(read_time, p.INTEGRATION_STEP),
                                     sub.v_threshold, record=False,
-                                    initial=initial_state(sub, drive, phase[index]))
+                                    initial=initial_state(sub, sub_drive, phase[index]))
             volts[index] = final
         return volts
 
@@ -369,7 +379,7 @@ class SimulatedChip:
             raise ValueError(f"neurons: index {bad} is outside the allowed range "
                              f"0..{N_NEURONS - 1}")
         duration = _check_duration("duration", duration, p.MAX_MADC_DURATION)
-        drive = Drive.from_stimuli(as_stimulus_tuple(stimulus))
+        drive = self._drive(as_stimulus_tuple(stimulus))
         m = self._membrane()
         self._run(duration, runs=math.ceil(index.size / MADC_NEURONS_PER_RUN))
         times = madc_times(duration)
@@ -379,8 +389,8 @@ class SimulatedChip:
         per_batch = max(p.MAX_BATCH_ELEMENTS // times.size, 1)
         for begin in range(0, index.size, per_batch):
             batch = index[begin:begin + per_batch]
-            volts[begin:begin + batch.size] = self._traces(m.take(batch), drive, times,
-                                                           threshold[batch], phase[batch])
+            volts[begin:begin + batch.size] = self._traces(
+                m.take(batch), drive.take(batch), times, threshold[batch], phase[batch])
         codes = madc_codes(volts, times, p.MADC_NOISE * self.noise_scale, self._noise)
         return Trace(neurons=index.astype(np.int64), times=times, codes=codes,
                      valid=times >= MADC_INVALID_TIME)
@@ -394,12 +404,12 @@ class SimulatedChip:
             chosen = np.flatnonzero(mask)
             if chosen.size == 0:
                 continue
-            sub = m.take(chosen)
-            initial = initial_state(sub, drive, phase[chosen])
+            sub, sub_drive = m.take(chosen), drive.take(chosen)
+            initial = initial_state(sub, sub_drive, phase[chosen])
             if linear:
-                trace, _ = linear_response(sub, drive, times, threshold[chosen], initial)
+                trace, _ = linear_response(sub, sub_drive, times, threshold[chosen], initial)
             else:
-                trace, _, _ = integrate(sub, drive, times, threshold[chosen], record=True,
+                trace, _, _ = integrate(sub, sub_drive, times, threshold[chosen], record=True,
                                         initial=initial)
             out[chosen] = trace.T
         return out
@@ -407,7 +417,7 @@ class SimulatedChip:
     def count_spikes(self, duration: float, stimulus: StimulusArg = None) -> SpikeCounts:
         """Spikes of every neuron within `duration` s: 8-bit counts and an overflow flag."""
         duration = _check_duration("duration", duration, p.MAX_RUN_DURATION)
-        drive = Drive.from_stimuli(as_stimulus_tuple(stimulus))
+        drive = self._drive(as_stimulus_tuple(stimulus))
         m = self._membrane()
         self._run(duration)
         threshold = self._threshold(m)
@@ -428,17 +438,17 @@ class SimulatedChip:
             per_batch = max(p.MAX_BATCH_ELEMENTS // times.size, 1)
             for begin in range(0, linear.size, per_batch):
                 batch = linear[begin:begin + per_batch]
-                sub = m.take(batch)
-                _, found = linear_response(sub, drive, times, threshold[batch],
-                                           initial_state(sub, drive, phase[batch]),
+                sub, sub_drive = m.take(batch), drive.take(batch)
+                _, found = linear_response(sub, sub_drive, times, threshold[batch],
+                                           initial_state(sub, sub_drive, phase[batch]),
                                            max_spikes=SPIKE_COUNTER_MAX + 1)
                 counts[batch] = found
         index = np.flatnonzero(nonlinear)
         if index.size:
-            sub = m.take(index)
-            _, found, _ = integrate(sub, drive, _grid(duration, p.INTEGRATION_STEP),
+            sub, sub_drive = m.take(index), drive.take(index)
+            _, found, _ = integrate(sub, sub_drive, _grid(duration, p.INTEGRATION_STEP),
                                     threshold[index], record=False,
-                                    initial=initial_state(sub, drive, phase[index]))
+                                    initial=initial_state(sub, sub_drive, phase[index]))
             counts[index] = found
         counts = np.where(m.threshold_on & ~m.clamped, counts, 0)
         return SpikeCounts(counts=np.minimum(counts, SPIKE_COUNTER_MAX).astype(np.int64),
@@ -450,7 +460,9 @@ class SimulatedChip:
                         ) -> dict[str, np.ndarray]:
         """Noise-free per-neuron leak, reset, threshold (CADC LSB, continuous, through the
         present CADC configuration), tau_mem, tau_syn_exc, tau_syn_inh, refractory_time (s),
-        for the present codes (fully settled) overridden by `settings`."""
+        psp_per_weight_exc, psp_per_weight_inh (CADC LSB per weight unit of an event through a
+        nominal synapse, the input connected), for the present codes (fully settled)
+        overridden by `settings`."""
         return true_quantities(self._settled_codes(settings), self.truth)
 
     def ideal_codes(self, quantity: str, target: ArrayLike,

@@ -17,7 +17,7 @@ a (V - E_l) - w, w += b per spike; after a spike V is held at V_hold for the ref
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -83,8 +83,23 @@ class Membrane:
 
 
 @dataclass(frozen=True)
+class NeuronEvents:
+    """Events whose weight differs per neuron (addressed events through synapse rows): weights
+    (events, neurons), 0 where a neuron does not receive the event."""
+
+    times: np.ndarray
+    weights: np.ndarray
+    inhibitory: bool
+
+
+@dataclass(frozen=True)
 class Drive:
-    """The stimuli of one run, shared by every neuron."""
+    """The stimuli of one run, shared by every neuron.
+
+    Event weights are (events,) when every neuron receives the same weight, (events, neurons)
+    when some train's weights differ per neuron (`NeuronEvents`); `take` subsets the neurons
+    like `Membrane.take`.
+    """
 
     release_time: float | None
     steps: tuple[CurrentStep, ...]
@@ -94,7 +109,8 @@ class Drive:
     inh_weights: np.ndarray
 
     @classmethod
-    def from_stimuli(cls, stimuli: Sequence[Stimulus]) -> Drive:
+    def from_stimuli(cls, stimuli: Sequence[Stimulus],
+                     neuron_events: Sequence[NeuronEvents] = ()) -> Drive:
         releases = [s.release_time for s in stimuli if isinstance(s, ResetRelease)]
         steps = tuple(s for s in stimuli if isinstance(s, CurrentStep))
         trains = [s for s in stimuli if isinstance(s, SynapticEvents)]
@@ -103,6 +119,12 @@ class Drive:
             chosen = [s for s in trains if s.inhibitory == inhibitory]
             times = np.array([t for s in chosen for t in s.times], dtype=float)
             weights = np.array([s.weight for s in chosen for _ in s.times], dtype=float)
+            own = [e for e in neuron_events if e.inhibitory == inhibitory and len(e.times)]
+            if own:
+                n = own[0].weights.shape[1]
+                weights = np.concatenate([np.broadcast_to(weights[:, None], (len(times), n))]
+                                         + [e.weights for e in own])
+                times = np.concatenate([times] + [e.times for e in own])
             order = np.argsort(times, kind="stable")
             return times[order], weights[order]
 
@@ -110,6 +132,14 @@ class Drive:
         inh_times, inh_weights = events(True)
         return cls(max(releases) if releases else None, steps,
                    exc_times, exc_weights, inh_times, inh_weights)
+
+    def take(self, index: np.ndarray) -> Drive:
+        """The drive of a subset of neurons (per-neuron weights subset, shared ones kept)."""
+        if self.exc_weights.ndim == 1 and self.inh_weights.ndim == 1:
+            return self
+        return replace(self, **{name: getattr(self, name)[:, index]
+                                for name in ("exc_weights", "inh_weights")
+                                if getattr(self, name).ndim == 2})
 
     @property
     def event_count(self) -> int:
@@ -405,7 +435,7 @@ def linear_response(
             counts[index] += 1
             start[index] = spike + m.refractory[index]
             deviation[index] = m.v_hold[index] - free_potential(
-                m.take(index), drive, start[index][None, :])[0]
+                m.take(index), drive.take(index), start[index][None, :])[0]
             v_at_start[index] = m.v_hold[index]
             restarted = _segment(free[low:last, index], tt, m.tau_mem[index], m.v_hold[index],
                                  start[index], deviation[index])
@@ -426,6 +456,16 @@ def _segment(free: np.ndarray, tt: np.ndarray, tau: np.ndarray, v_hold: np.ndarr
 
 
 # --- Numerical integration (adaptation, exponential term) -------------------------------------
+
+def _event_sums(index: np.ndarray, weights: np.ndarray, count: int) -> np.ndarray:
+    """Summed event weights per grid step: (count,) for shared weights, (count, neurons) for
+    per-neuron ones."""
+    if weights.ndim == 1:
+        return np.bincount(index, weights, minlength=count)
+    sums = np.zeros((count, weights.shape[1]))
+    np.add.at(sums, index, weights)
+    return sums
+
 
 def integrate(
     m: Membrane, drive: Drive, times: np.ndarray, v_threshold: np.ndarray, record: bool,
@@ -448,8 +488,10 @@ def integrate(
     trace = np.empty((len(times), n)) if record else None
     exc_index = np.searchsorted(times, drive.exc_times, side="left")
     inh_index = np.searchsorted(times, drive.inh_times, side="left")
-    exc_add = np.bincount(exc_index, drive.exc_weights, minlength=len(times) + 1)
-    inh_add = np.bincount(inh_index, drive.inh_weights, minlength=len(times) + 1)
+    exc_add = _event_sums(exc_index, drive.exc_weights, len(times) + 1)
+    inh_add = _event_sums(inh_index, drive.inh_weights, len(times) + 1)
+    exc_at = np.any(exc_add.reshape(len(times) + 1, -1) != 0, axis=1)
+    inh_at = np.any(inh_add.reshape(len(times) + 1, -1) != 0, axis=1)
     adaptive = bool(np.any(m.adapt_a) or np.any(m.adapt_b))
     exponential = bool(m.exponential.any())
     cache: dict[float, tuple[np.ndarray, ...]] = {}
@@ -488,9 +530,9 @@ def integrate(
             w = w + np.where(spike, m.adapt_b, 0.0)
             free_at = np.where(spike, time + m.refractory, free_at)
             v = np.where(spike, m.v_hold, v)
-        if exc_add[k]:
+        if exc_at[k]:
             i_exc = i_exc + exc_add[k] * m.jump_exc
-        if inh_add[k]:
+        if inh_at[k]:
             i_inh = i_inh + inh_add[k] * m.jump_inh
         if record:
             trace[k] = v

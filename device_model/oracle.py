@@ -54,12 +54,50 @@ def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.
 
 TRUE_QUANTITIES = ("leak", "reset", "threshold", "tau_mem", "tau_syn_exc", "tau_syn_inh",
                    "refractory_time")
+PSP_PER_WEIGHT = ("psp_per_weight_exc", "psp_per_weight_inh")
+"""Spiking-mode PSP height (CADC LSB) per weight unit of one event through a synapse of
+nominal current (device_model/synapses.py), with the input connected."""
+
+
+def psp_peak(tau_mem: np.ndarray, tau_syn: np.ndarray) -> np.ndarray:
+    """Peak (s) of the membrane response (exp(-s/tau_s) - exp(-s/tau_m)) / (1/tau_m - 1/tau_s)
+    to a unit current jump per capacitance: at s* = ln(tau_m / tau_s) / (1/tau_s - 1/tau_m);
+    tau / e where the two constants coincide."""
+    tau_mem, tau_syn = np.asarray(tau_mem, float), np.asarray(tau_syn, float)
+    near = np.abs(tau_mem - tau_syn) < 1e-6 * tau_mem
+    m = np.where(near, 1.0, tau_mem)
+    s = np.where(near, 2.0, tau_syn)
+    rate = 1.0 / m - 1.0 / s
+    peak_time = np.log(m / s) / (1.0 / s - 1.0 / m)
+    peak = (np.exp(-peak_time / s) - np.exp(-peak_time / m)) / rate
+    return np.where(near, 0.5 * (tau_mem + tau_syn) / np.e, peak)
+
+
+def psp_per_weight(codes: dict[str, np.ndarray], truth: ChipTruth) -> dict[str, np.ndarray]:
+    """PSP_PER_WEIGHT for fully settled `codes`: each input connected (as its calibration
+    measures it), its current jump per weight unit times the peak of the membrane response,
+    read through the CADC from the resting potential."""
+    out = {}
+    for name, kind in zip(PSP_PER_WEIGHT, ("exc", "inh"), strict=True):
+        values = evaluate({**codes, f"syn_{kind}_enable": np.ones(N_NEURONS)}, truth)
+        jump = np.abs(values[f"jump_{kind}"])
+        volts = jump / values["capacitance"] * psp_peak(values["tau_mem"],
+                                                       values[f"tau_syn_{kind}"])
+        rest = np.clip(values["e_rest"], *p.MEMBRANE_RAILS)
+        height = np.abs(cadc_continuous(np.clip(rest + np.sign(values[f"jump_{kind}"]) * volts,
+                                                *p.MEMBRANE_RAILS), values,
+                                        truth.cadc_channel_offset)
+                        - cadc_continuous(rest, values, truth.cadc_channel_offset))
+        out[name] = np.where(truth.dead | truth.stuck, np.nan, height)
+    return out
 
 
 def true_quantities(codes: dict[str, np.ndarray], truth: ChipTruth) -> dict[str, np.ndarray]:
-    """Every quantity of TRUE_QUANTITIES for fully settled `codes` (cell -> float codes)."""
+    """Every quantity of TRUE_QUANTITIES and PSP_PER_WEIGHT for fully settled `codes` (cell ->
+    float codes)."""
     values = evaluate(dict(codes), truth)
-    return {name: _quantity(name, values, truth) for name in TRUE_QUANTITIES}
+    return {**{name: _quantity(name, values, truth) for name in TRUE_QUANTITIES},
+            **psp_per_weight(codes, truth)}
 
 
 def ideal_codes(quantity: str, target: ArrayLike, codes: dict[str, np.ndarray],

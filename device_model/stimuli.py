@@ -120,7 +120,61 @@ class MacActivations:
         object.__setattr__(self, "activations", frozen)
 
 
-Stimulus = ResetRelease | CurrentStep | SynapticEvents | MacActivations
+# --- Addressed events through synapse rows (device_model/synapses.py) ------------------------
+N_ROWS = 2 * MAC_ROWS
+"""Rows of the whole chip: global row h * 256 + r (hemisphere h, row r of its array)."""
+MAX_ADDRESS = 63
+
+
+@dataclass(frozen=True, eq=False)
+class RowEvents:
+    """Spike events sent through synapse rows (spiking mode): event k reaches global row
+    `rows[k]` (h * 256 + r) at `times[k]` carrying the 6-bit address `addresses[k]`. Every
+    synapse of that row whose address matches passes the event to its neuron (the columns of
+    hemisphere h) with the synapse's weight, onto the input the row drives (`row_mode`).
+    `addresses` may be one address for every event."""
+
+    times: np.ndarray
+    rows: np.ndarray
+    addresses: np.ndarray | int = 0
+
+    def __post_init__(self) -> None:
+        times = np.asarray(self.times, dtype=float).reshape(-1)
+        rows = np.asarray(self.rows)
+        if rows.ndim == 0:
+            rows = np.full(times.shape, rows)
+        addresses = np.asarray(self.addresses)
+        if addresses.ndim == 0:
+            addresses = np.full(times.shape, addresses)
+        for name, array, high in (("rows", rows, N_ROWS - 1), ("addresses", addresses,
+                                                                MAX_ADDRESS)):
+            if array.shape != times.shape:
+                raise ValueError(f"{name}: got shape {array.shape}; allowed: one per event, "
+                                 f"shape {times.shape} (or a single value)")
+            if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
+                raise ValueError(f"{name}: got dtype {array.dtype}; allowed: integers 0..{high}")
+            bad = np.flatnonzero((array < 0) | (array > high))
+            if bad.size:
+                raise ValueError(f"{name}: value {array[bad[0]]} at event {int(bad[0])} outside "
+                                 f"0..{high}")
+        if times.size and not (np.all(np.isfinite(times)) and times.min() >= 0):
+            raise ValueError("event times must be finite times >= 0 s")
+        if np.any(np.diff(times) < 0):
+            raise ValueError("event times must be sorted in increasing order")
+        for name, array in (("times", times), ("rows", rows.astype(np.int64)),
+                            ("addresses", addresses.astype(np.int64))):
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+
+    @classmethod
+    def volley(cls, time: float, rows: Sequence[int] | np.ndarray, address: int = 0
+               ) -> RowEvents:
+        """One event on each of `rows` at `time`, all with `address`."""
+        rows = np.asarray(rows)
+        return cls(np.full(rows.shape, float(time)), rows, address)
+
+
+Stimulus = ResetRelease | CurrentStep | SynapticEvents | MacActivations | RowEvents
 
 
 def as_stimulus_tuple(stimulus: Stimulus | Sequence[Stimulus] | None) -> tuple[Stimulus, ...]:
@@ -129,9 +183,11 @@ def as_stimulus_tuple(stimulus: Stimulus | Sequence[Stimulus] | None) -> tuple[S
         return ()
     items = (stimulus,) if not isinstance(stimulus, list | tuple) else tuple(stimulus)
     for item in items:
-        if not isinstance(item, ResetRelease | CurrentStep | SynapticEvents | MacActivations):
+        if not isinstance(item, ResetRelease | CurrentStep | SynapticEvents | MacActivations
+                                  | RowEvents):
             raise ValueError(
-                "stimulus must be ResetRelease, CurrentStep, SynapticEvents or MacActivations, "
+                "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations or "
+                "RowEvents, "
                 f"got {type(item).__name__}"
             )
     return items

@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from device_model import params as p
-from device_model.dynamics import Membrane, clip_rails, fast_exp
+from device_model.dynamics import Membrane, NeuronEvents, clip_rails, fast_exp
 from device_model.protocol import (
     COLUMNS_PER_HEMISPHERE,
     DRIVERS_PER_HEMISPHERE,
@@ -42,6 +42,7 @@ from device_model.protocol import (
     ROWS_PER_DRIVER,
     ROWS_PER_HEMISPHERE,
 )
+from device_model.stimuli import RowEvents
 
 STREAM_SYNAPSES = 5
 """Random stream of the synapse and driver mismatch (apart from the neurons', so adding these
@@ -117,6 +118,35 @@ def row_pulses(
     enabled = values["driver_enable"][ROW_DRIVER] > 0
     pulse = slope * np.maximum(activations - threshold, 0.0)
     return np.where(enabled & (activations > 0), pulse, 0.0)
+
+
+# --- Spiking mode: addressed events through rows ---------------------------------------------
+
+COLUMN_HEMISPHERE = np.arange(N_NEURONS) // COLUMNS_PER_HEMISPHERE
+"""(512,) hemisphere of every neuron column."""
+
+
+def row_event_trains(stimuli: list[RowEvents], values: Mapping[str, np.ndarray],
+                     truth: SynapseTruth) -> list[NeuronEvents]:
+    """Per-neuron weighted event trains (excitatory, inhibitory) of addressed row events.
+
+    An event on global row R = h * 256 + r reaches the neurons of hemisphere h through the
+    synapses of row r whose address matches; each passes weight x (1 + its current mismatch)
+    onto the input the row drives. A disabled driver or a row of mode 0 passes nothing. In
+    spiking mode the driver's pulse is the fixed one of a spiking event (no activation).
+    """
+    times = np.concatenate([s.times for s in stimuli])
+    rows = np.concatenate([s.rows for s in stimuli])
+    addresses = np.concatenate([s.addresses for s in stimuli])
+    local = rows % ROWS_PER_HEMISPHERE
+    matches = values["synapse_address"][local] == addresses[:, None]
+    here = COLUMN_HEMISPHERE[None, :] == (rows // ROWS_PER_HEMISPHERE)[:, None]
+    passes = values["driver_enable"][ROW_DRIVER[rows]] > 0
+    weights = np.where(matches & here & passes[:, None],
+                       values["synapse_weight"][local] * truth.synapse_gain[local], 0.0)
+    modes = values["row_mode"][rows]
+    return [NeuronEvents(times[modes == kind], weights[modes == kind], kind == ROW_INHIBITORY)
+            for kind in (ROW_EXCITATORY, ROW_INHIBITORY) if np.any(modes == kind)]
 
 
 # --- Integration ------------------------------------------------------------------------------

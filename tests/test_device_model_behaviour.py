@@ -419,4 +419,5 @@ def test_true_quantities_follow_overrides_without_writing():
     after = chip.read_settings()
     assert all(np.array_equal(before[name], after[name]) for name in before)
     assert set(chip.true_quantities()) == {"leak", "reset", "threshold", "tau_mem",
-                                            "tau_syn_exc", "tau_syn_inh", "refractory_time"}
+                                            "tau_syn_exc", "tau_syn_inh", "refractory_time",
+                                            "psp_per_weight_exc", "psp_per_weight_inh"}

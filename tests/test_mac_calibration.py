@@ -109,3 +109,55 @@ def test_summary_names_neurons_and_drivers(calibrated):
     _, result = calibrated
     text = result.summary()
     assert "neurons" in text and "drivers" in text and "driver_offset" in text
+
+
+def test_measured_tau_syn_agrees_with_the_ground_truth(calibrated):
+    chip, result = calibrated
+    truth = chip.true_quantities(result.to_settings())
+    for kind in ("exc", "inh"):
+        name = f"tau_syn_{kind}"
+        ok = np.isfinite(result.achieved[name]) & np.isfinite(truth[name])
+        assert ok.mean() > 0.95
+        ratio = result.achieved[name][ok] / truth[name][ok]
+        assert abs(np.median(ratio) - 1) < 0.03
+        assert np.mean(np.abs(ratio - 1) < 0.08) > 0.9
+
+
+@pytest.fixture(scope="module")
+def strict_tau():
+    chip = SimulatedChip("mac-test-0")
+    calls: list[tuple[str, int, int]] = []
+    result = calibrate_mac(chip, MacTarget(max_tau_syn=0.3e-6),
+                           progress=lambda *call: calls.append(call),
+                           provenance_extra={"simulation": {"seed": None}})
+    return chip, result, calls
+
+
+def test_progress_reports_every_step_then_the_verification(strict_tau):
+    _, _, calls = strict_tau
+    assert [index for _, index, _ in calls] == list(range(len(calls)))
+    assert {total for _, _, total in calls} == {len(calls)}
+    assert calls[0][0] == "cadc" and calls[-1][0] == "verify"
+    assert "baseline" in [name for name, _, _ in calls]
+
+
+def test_provenance_keeps_the_callers_extra(strict_tau, tmp_path):
+    _, result, _ = strict_tau
+    assert result.provenance["extra"] == {"simulation": {"seed": None}}
+    store = ResultsStore(tmp_path / "store.zarr", create=True)
+    run_id = store.save(result)
+    assert store.get(result.chip_id, run_id).provenance["extra"] == {"simulation": {"seed": None}}
+
+
+def test_tau_syn_verdicts_follow_the_ground_truth(strict_tau):
+    chip, result, _ = strict_tau
+    truth = chip.true_quantities(result.to_settings())
+    for kind in ("exc", "inh"):
+        name = f"tau_syn_{kind}"
+        flagged = np.array([name in result.neuron_reasons.get(n, "") for n in range(512)])
+        clearly_slow = truth[name] > 1.1 * 0.3e-6
+        clearly_fast = truth[name] < 0.9 * 0.3e-6
+        assert clearly_slow.sum() > 20 and clearly_fast.sum() > 20
+        assert np.all(flagged[clearly_slow])
+        assert not np.any(flagged[clearly_fast])
+        assert not np.any(result.neuron_success[clearly_slow])

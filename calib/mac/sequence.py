@@ -2,14 +2,17 @@
 
 CADC (as for spiking) -> integration mode -> baseline (reset) -> driver offsets (gain-free
 intercepts) -> STP ramp per driver block -> synapse DAC bias per quadrant -> excitatory and
-inhibitory input strength per neuron -> baseline again -> verification and judgement.
+inhibitory input strength per neuron -> baseline again -> verification and judgement (the
+synaptic time constants, kept at their shortest setting, are measured there and judged
+against the target's bound).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +29,12 @@ from calib.routines.cadc import (
     CADCRampSlope,
     channel_offsets,
 )
-from calib.routines.mac_integration import IntegrationBaseline, MacInputStrength, SynapseDacBias
+from calib.routines.mac_integration import (
+    IntegrationBaseline,
+    MacInputStrength,
+    MacSynapticTimeConstant,
+    SynapseDacBias,
+)
 from calib.routines.mac_patterns import clean_pattern, mac_mode_settings
 from calib.routines.synapse_driver import DriverOffset, StpRamp
 from device_model.protocol import N_DRIVERS, N_NEURONS, N_QUADRANTS, Device
@@ -76,6 +84,8 @@ class MacCalibration:
             "synapse_dac_bias": SynapseDacBias(),
             "amplitude_exc": MacInputStrength(inhibitory=False),
             "amplitude_inh": MacInputStrength(inhibitory=True),
+            "tau_syn_exc": MacSynapticTimeConstant(inhibitory=False),
+            "tau_syn_inh": MacSynapticTimeConstant(inhibitory=True),
         }
         self.amplitude_target = np.nan
 
@@ -168,6 +178,8 @@ class MacCalibration:
                 "amplitude_inh",
                 "driver_offset",
                 "synapse_dac_bias",
+                "tau_syn_exc",
+                "tau_syn_inh",
             )
         }
         achieved["quadrant_amplitude"] = achieved.pop("synapse_dac_bias")
@@ -223,6 +235,21 @@ class MacCalibration:
                     f"± {100 * t.amplitude_tolerance:.3g} %"
                 ),
             )
+        for kind in ("exc", "inh"):
+            tau = achieved[f"tau_syn_{kind}"]
+            flag(
+                neuron_problems,
+                ~np.isfinite(tau),
+                lambda n, k=kind: f"tau_syn_{k}: measurement failed (no response to the probe)",
+            )
+            flag(
+                neuron_problems,
+                np.isfinite(tau) & (tau > t.max_tau_syn),
+                lambda n, v=tau, k=kind: (
+                    f"tau_syn_{k}: {v[n] * 1e6:.3g} us at the shortest setting, above the "
+                    f"{t.max_tau_syn * 1e6:.3g} us this mode allows"
+                ),
+            )
         for name, bound in self.at_bound.items():
             if bound.shape != (N_NEURONS,):
                 continue
@@ -273,9 +300,15 @@ def calibrate_mac(
     target: MacTarget | None = None,
     *,
     algorithms: dict[str, Algorithm] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    provenance_extra: Mapping[str, Any] | None = None,
 ) -> MacResult:
-    """Calibrate `device` for MAC mode; returns a MacResult (apply it to use it)."""
+    """Calibrate `device` for MAC mode; returns a MacResult (apply it to use it).
+
+    `progress(step, index, total)` is called before each step and before the verification
+    (named "verify"), as `calibrate` calls it: index from 0, total = steps + 1.
+    `provenance_extra` is kept as the result's provenance["extra"] (JSON-able values, e.g.
+    how the chip was made)."""
     target = target or MacTarget()
     if not isinstance(target, MacTarget):
         raise ValueError(f"target must be a MacTarget, got {type(target).__name__}")
@@ -284,9 +317,11 @@ def calibrate_mac(
     device = retrying(device)
     calibration = MacCalibration(device, target, algorithms)
     steps: dict[str, dict[str, float]] = {}
-    for name, action in calibration.steps:
+    sequence = calibration.steps
+    total = len(sequence) + 1
+    for index, (name, action) in enumerate(sequence):
         if progress is not None:
-            progress(name)
+            progress(name, index, total)
         before_stats, before_time = device.stats, time.perf_counter()
         action()
         spent, host = device.stats - before_stats, time.perf_counter() - before_time
@@ -299,6 +334,8 @@ def calibrate_mac(
         cost["host_time"] += host
     calibration_stats = device.stats - stats_start
     calibration_host = time.perf_counter() - started
+    if progress is not None:
+        progress("verify", total - 1, total)
     achieved = calibration.measure_all()
     before = calibration.measure_before()
     neuron_ok, driver_ok, neuron_reasons, driver_reasons = calibration.judge(achieved)
@@ -313,6 +350,7 @@ def calibrate_mac(
         },
         "amplitude_target": float(calibration.amplitude_target),
         "steps": steps,
+        "extra": dict(provenance_extra or {}),
     }
     return MacResult(
         target=target,

@@ -19,8 +19,8 @@ class MacTarget:
     activation 16) that every neuron's excitatory and inhibitory input is matched to (LSB); None
     takes the median of all neurons at the gm code `i_synin_gm` (calix: 450) after the synapse
     DAC calibration. The synaptic time constants are set to their shortest (calix hagen aims at
-    0.32 µs); `max_tau_syn` states the bound this mode assumes (not yet measured). Tolerances
-    judge success on measured values.
+    0.32 µs); each neuron's measured tau_syn must not exceed `max_tau_syn`. Tolerances judge
+    success on measured values.
     """
 
     baseline: float = 120.0

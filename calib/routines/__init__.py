@@ -27,6 +27,7 @@ from calib.routines import (  # noqa: F401  (each module registers its plans on 
     membrane,
     neuron_potentials,
     refractory,
+    synapse_weight,
     synaptic_input,
     working_point,
 )

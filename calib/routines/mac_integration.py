@@ -23,6 +23,7 @@ from calib.routines.mac_patterns import (
     zero_activations,
 )
 from device_model.protocol import N_QUADRANTS, NEURONS_PER_QUADRANT, Device
+from device_model.stimuli import ResetRelease, SynapticEvents
 from observables.cadc import cadc_mean
 
 
@@ -79,3 +80,64 @@ class SynapseDacBias(Routine):
     def measure(self, device: Device) -> np.ndarray:
         amplitude = integrated_amplitude(device, strength_activations(), self.samples)
         return np.median(amplitude.reshape(N_QUADRANTS, NEURONS_PER_QUADRANT), axis=1)
+
+
+# -- the short synaptic time constant, measured (CADC only) ------------------------------------
+
+TAU_RELEASE = 0.5e-6
+"""The neurons leave their reset this long after the run starts, as a MAC integration does."""
+TAU_EVENT = 1.0e-6
+"""The probe's events arrive then (the reset released half a microsecond earlier)."""
+TAU_PROBE_EVENTS = 192
+"""Coincident events of full weight: a response of about 50 LSB at the calibrated strength,
+inside the CADC's range from the baseline in either direction."""
+TAU_EARLY_READ = 0.3e-6
+"""Early read after the events: near the shortest time constant, where the rise is steepest."""
+TAU_PLATEAU_READS = (3e-6, 6e-6)
+"""Two late reads: the charge fully integrated, the slow leak's droop extrapolated back
+linearly (2 V(3 us) - V(6 us)); first-order exact in delay / tau_mem."""
+TAU_LARGEST_FRACTION = 1 - 1e-3
+"""Rise fractions above this read as tau = early delay / ln(1000) (faster than resolved)."""
+
+
+class MacSynapticTimeConstant(Routine):
+    """tau_syn of one input in MAC mode, from timed CADC reads of its response to a volley.
+
+    With the leak off the membrane integrates the input current: V(s) = Q (1 - exp(-s/tau_syn))
+    after the events, so the fraction reached at an early read gives tau_syn =
+    -s / ln(1 - V(s) / Q). Each read is taken with and without the events (the same release
+    from reset), so the membrane's own relaxation cancels. Set by the input's tau bias; MAC
+    mode keeps the bias at its top and judges the measured value against a bound.
+    """
+
+    inverted = True
+
+    def __init__(self, inhibitory: bool, samples: int = SAMPLES) -> None:
+        self.inhibitory = inhibitory
+        self.samples = samples
+        self.name = f"tau_syn_{_prefix(inhibitory)}"
+        self.parameter = f"i_bias_syn_{_prefix(inhibitory)}_tau"
+        self.release = ResetRelease(TAU_RELEASE)
+        self.events = SynapticEvents((TAU_EVENT,) * TAU_PROBE_EVENTS, inhibitory=inhibitory)
+
+    def response(self, device: Device, delay: float) -> np.ndarray:
+        """Mean reading `delay` after the events minus the reading without them."""
+        read_time = TAU_EVENT + delay
+        with_events = device.read_cadc(self.samples, stimulus=(self.release, self.events),
+                                       read_time=read_time)
+        without = device.read_cadc(self.samples, stimulus=self.release, read_time=read_time)
+        return with_events.astype(float).mean(axis=0) - without.astype(float).mean(axis=0)
+
+    def measure(self, device: Device) -> np.ndarray:
+        early = self.response(device, TAU_EARLY_READ)
+        late, later = (self.response(device, delay) for delay in TAU_PLATEAU_READS)
+        plateau = 2 * late - later
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fraction = early / plateau
+        usable = np.isfinite(fraction) & (fraction > 0) & (np.abs(plateau) >= MIN_PROBE_HEIGHT)
+        fraction = np.clip(np.where(usable, fraction, 0.5), None, TAU_LARGEST_FRACTION)
+        return np.where(usable, -TAU_EARLY_READ / np.log1p(-fraction), np.nan)
+
+
+MIN_PROBE_HEIGHT = 5.0
+"""A plateau lower than this (LSB) gives no time constant (a dead or saturated neuron)."""
