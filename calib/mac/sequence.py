@@ -246,8 +246,8 @@ class MacCalibration:
                 neuron_problems,
                 np.isfinite(tau) & (tau > t.max_tau_syn),
                 lambda n, v=tau, k=kind: (
-                    f"tau_syn_{k}: {v[n] * 1e6:.3g} us at the shortest setting, above the "
-                    f"{t.max_tau_syn * 1e6:.3g} us this mode allows"
+                    f"tau_syn_{k}: {v[n] * 1e6:.3g} µs at the shortest setting, above the "
+                    f"{t.max_tau_syn * 1e6:.3g} µs this mode allows"
                 ),
             )
         for name, bound in self.at_bound.items():
