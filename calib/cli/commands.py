@@ -42,7 +42,6 @@ from device_model.limits import MAX_DRIFT_HOURS, MAX_SCALE
 
 if TYPE_CHECKING:
     from calib.core.results import NeuronResult
-    from calib.core.targets import NeuronTarget
     from results_store import ResultsStore, RunInfo
 
 # numpy, the plans, the results and the store are imported inside the commands that use
@@ -53,12 +52,55 @@ DEFAULT_MAX_FAILED = 0.03
 DEFAULT_HISTORY_IN_REPORT = 50
 """Runs of the same chip and target an HTML report loads for its drift plots."""
 NEURON_RESULT_KIND = "neuron_result"
+MAC_RESULT_KIND = "mac_result"
 CHECK_KIND = "check_record"
 """Store kinds (calib.core.results, calib.core.checks), named here so that building the
 command line does not import them."""
 
 SIMULATION_PANEL = "Simulated chip"
 OUTPUT_PANEL = "Store and output"
+DEVICE_PANEL = "Chip"
+MAC_PANEL = "MAC mode (--mode mac)"
+
+
+class CalibrationMode(StrEnum):
+    host = "host"
+    embedded = "embedded"
+    mac = "mac"
+
+
+DeviceOption = Annotated[str | None, typer.Option(
+    "--device", metavar="HOST:PORT", rich_help_panel=DEVICE_PANEL,
+    help="Work on the chip served at this address ('calib serve') instead of a simulated "
+         "chip; the simulation options then do not apply.")]
+TokenFileOption = Annotated[Path | None, typer.Option(
+    "--token-file", metavar="FILE", rich_help_panel=DEVICE_PANEL,
+    help="With --device: the shared token a server on a non-loopback address asks for "
+         "(default: $CALIB_DEVICE_TOKEN).")]
+
+
+def open_chip(chip: str, simulation: Simulation, address: str | None,
+              token_file: Path | None) -> tuple[Any, dict[str, Any]]:
+    """The device to work on and how to describe it in the result's provenance: the chip
+    served at `address`, else the simulated chip."""
+    if address is None:
+        if token_file is not None:
+            raise CLIError("--token-file applies only with --device HOST:PORT")
+        return simulation.chip(chip), {"simulation": simulation.to_dict()}
+    if simulation != Simulation(seed=simulation.seed) or simulation.seed is not None:
+        raise CLIError("--mismatch-scale, --noise-scale, --drift-hours, --seed and --faults "
+                       "describe a simulated chip; with --device they apply where the chip is "
+                       "served ('calib serve')")
+    from device_remote import open_device
+
+    return (open_device(address, chip, token_file=token_file),
+            {"device": {"backend": "remote", "address": address}})
+
+
+def close_device(device: Any) -> None:
+    close = getattr(device, "close", None)
+    if callable(close):
+        close()
 
 
 # -- shared arguments ---------------------------------------------------------------------------
@@ -185,7 +227,8 @@ def write_report(store: ResultsStore, chip: str, run_id: str, result: NeuronResu
 
 @dataclass(frozen=True)
 class TargetChoice:
-    target: NeuronTarget
+    target: Any
+    """A NeuronTarget, or a MacTarget in MAC mode."""
     source: str
     nir: Any = None
     """The NirMapping when the target came from a NIR graph."""
@@ -215,6 +258,34 @@ def choose_target(target_file: Path | None, flags: dict[str, Any], nir_file: Pat
         raise CLIError("--nir sets the whole target: leave out --target and the target flags")
     mapping = map_nir_graph(nir_file, speedup, clip)
     return TargetChoice(mapping.target, f"NIR graph {mapping.graph_name!r}", mapping)
+
+
+def mac_target_choice(target_file: Path | None, flags: dict[str, Any], nir_file: Path | None,
+                      speedup: float | None, clip: bool,
+                      mac_flags: dict[str, float | int | None]) -> TargetChoice:
+    """The MAC-mode target from its flags; the neuron-target options are errors here."""
+    given = [name for name, value in (("--target", target_file), ("--nir", nir_file),
+                                      ("--speedup", speedup)) if value is not None]
+    given += ["--clip"] if clip else []
+    given += [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
+    if given:
+        raise CLIError(f"{', '.join(given)} set a neuron target; --mode mac takes the "
+                       "--mac-* options")
+    from calib.mac import MacTarget
+
+    values: dict[str, Any] = {}
+    for flag, field, scale in (("--mac-baseline", "baseline", 1.0),
+                               ("--mac-amplitude", "amplitude", 1.0),
+                               ("--mac-gm-bias", "i_synin_gm", None),
+                               ("--mac-max-tau-syn", "max_tau_syn", 1e-6)):
+        value = mac_flags[flag]
+        if value is not None:
+            values[field] = value if scale is None else value * scale
+    try:
+        target = MacTarget(**values)
+    except ValueError as error:
+        raise CLIError(f"--mode mac: {error}") from None
+    return TargetChoice(target, "MAC flags" if values else "MAC defaults")
 
 
 def map_nir_graph(path: Path, speedup: float | None, clip: bool) -> Any:
@@ -255,9 +326,10 @@ def nir_provenance(mapping: Any) -> dict[str, Any]:
     }
 
 
-def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, Any],
-                            console: Console) -> NeuronResult:
-    """calibrate() with a progress bar over its steps (on stderr)."""
+def calibrate_with_progress(device: Any, target: Any, extra: dict[str, Any],
+                            console: Console, mode: str = "host") -> Any:
+    """calibrate() (or, in MAC mode, calibrate_mac()) with a progress bar over its steps (on
+    stderr)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -285,7 +357,14 @@ def calibrate_with_progress(device: Any, target: NeuronTarget, extra: dict[str, 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
             try:
-                result = calibrate(device, target, progress=on_step, provenance_extra=extra)
+                if mode == CalibrationMode.mac:
+                    from calib.mac import calibrate_mac
+
+                    result = calibrate_mac(device, target, progress=on_step,
+                                           provenance_extra=extra)
+                else:
+                    result = calibrate(device, target, progress=on_step,
+                                       provenance_extra=extra, mode=mode)
             except Exception as error:
                 raise CommandFailed(
                     f"calibration of chip {device.chip_id!r} stopped in step {step!r}: "
@@ -321,6 +400,29 @@ def calibrate(
         "--clip", rich_help_panel="Target from a NIR graph",
         help="With --nir: clip values that do not fit the chip into range (with a warning) "
              "instead of refusing the graph.")] = False,
+    mode: Annotated[CalibrationMode, typer.Option(
+        "--mode", rich_help_panel=DEVICE_PANEL,
+        help="host: the spiking neuron calibration driven from the host; embedded: the same "
+             "on the chip's embedded processors (CADC and spike counters only, no host in "
+             "the loop); mac: the non-spiking matrix-multiply mode.")] = CalibrationMode.host,
+    embedded: Annotated[bool, typer.Option(
+        "--embedded", rich_help_panel=DEVICE_PANEL,
+        help="Short for --mode embedded.")] = False,
+    device_address: DeviceOption = None,
+    token_file: TokenFileOption = None,
+    mac_baseline: Annotated[float | None, typer.Option(
+        "--mac-baseline", metavar="LSB", rich_help_panel=MAC_PANEL,
+        help="Membrane reading before integration, CADC LSB (default 120).")] = None,
+    mac_amplitude: Annotated[float | None, typer.Option(
+        "--mac-amplitude", metavar="LSB", rich_help_panel=MAC_PANEL,
+        help="Integrated reading of the reference pattern, CADC LSB (default: the chip's "
+             "median).")] = None,
+    mac_gm_bias: Annotated[int | None, typer.Option(
+        "--mac-gm-bias", metavar="CODE", rich_help_panel=MAC_PANEL,
+        help="Synaptic input transconductance bias (default 450).")] = None,
+    mac_max_tau_syn: Annotated[float | None, typer.Option(
+        "--mac-max-tau-syn", metavar="µs", rich_help_panel=MAC_PANEL,
+        help="Longest synaptic time constant the mode accepts, µs (default 0.6).")] = None,
     store: StoreOption = None,
     max_failed: Annotated[float, typer.Option(
         "--max-failed", metavar="FRACTION", min=0.0, max=1.0, rich_help_panel=OUTPUT_PANEL,
@@ -346,10 +448,25 @@ def calibrate(
 
     flags = dict(target_flags or {})
     out, err = output_console(), error_console()
-    choice = choose_target(target_file, flags, nir_file, speedup, clip)
-    from calib.sequences.lif import check_target
+    if embedded:
+        if mode is not CalibrationMode.host and mode is not CalibrationMode.embedded:
+            raise CLIError(f"--embedded is --mode embedded; it contradicts --mode {mode.value}")
+        mode = CalibrationMode.embedded
+    mac_flags = {"--mac-baseline": mac_baseline, "--mac-amplitude": mac_amplitude,
+                 "--mac-gm-bias": mac_gm_bias, "--mac-max-tau-syn": mac_max_tau_syn}
+    if mode is CalibrationMode.mac:
+        choice = mac_target_choice(target_file, flags, nir_file, speedup, clip, mac_flags)
+        if html is not None:
+            raise CLIError("--html: the HTML report covers neuron calibrations; a MAC "
+                           "calibration prints its summary")
+    else:
+        given = [flag for flag, value in mac_flags.items() if value is not None]
+        if given:
+            raise CLIError(f"{', '.join(given)} apply only with --mode mac")
+        choice = choose_target(target_file, flags, nir_file, speedup, clip)
+        from calib.sequences.lif import check_target
 
-    check_target(choice.target)  # contradicting fields: before anything is made or run
+        check_target(choice.target, mode.value)  # contradicting fields: before anything runs
     check_output_file(html, "--html")
     simulation = Simulation(
         seed=seed,
@@ -360,15 +477,29 @@ def calibrate(
     )
     results = open_store(store, create=True)
     results.check_writable()  # a read-only store found now, not after the calibration
-    extra: dict[str, Any] = {"simulation": simulation.to_dict(), "target_source": choice.source}
+    device, described = open_chip(chip, simulation, device_address, token_file)
+    extra: dict[str, Any] = {**described, "target_source": choice.source, "mode": mode.value}
     if choice.nir is not None:
         out.print(Text(choice.nir.summary()))
         extra["nir"] = nir_provenance(choice.nir)
-    device = simulation.chip(chip)
-    err.print(f"calibrating chip [bold cyan]{escape(chip)}[/] on a {simulation.describe()}, "
+    where = (f"the chip served at {escape(device_address)}" if device_address is not None
+             else f"a {simulation.describe()}")
+    err.print(f"calibrating chip [bold cyan]{escape(chip)}[/] ({mode.value} mode) on {where}, "
               f"target from {escape(choice.source)}")
-    result = calibrate_with_progress(device, choice.target, extra, err)
+    try:
+        result = calibrate_with_progress(device, choice.target, extra, err, mode.value)
+    finally:
+        close_device(device)
     run_id = results.save(result)
+    if mode is CalibrationMode.mac:
+        out.print(Text(result.summary()))
+        out.print(f"stored as run [bold]{run_id}[/] in {escape(results.location)}")
+        failed = 1.0 - float(np.mean(result.neuron_success))
+        if failed > max_failed:
+            err.print(f"[bold red]calibration incomplete:[/] {100 * failed:.1f} % of the "
+                      f"neurons failed (allowed: {100 * max_failed:.1f} %, see --max-failed)")
+            raise typer.Exit(int(ExitCode.INCOMPLETE))
+        return
 
     from reports import render_summary
 
@@ -405,6 +536,14 @@ def show(chip: ChipArgument, run: RunOption = None, store: StoreOption = None,
          as_json: JsonOption = False) -> None:
     """Summary of a chip's newest (or a given) calibration: targets, medians, spreads, failures."""
     results = open_store(store)
+    if run is None:
+        newest = [info for info in results.history(chip) if info.kind == MAC_RESULT_KIND]
+        neuron = [info for info in results.history(chip) if info.kind == NEURON_RESULT_KIND]
+        if newest and (not neuron or newest[-1].run_id > neuron[-1].run_id):
+            run = newest[-1].run_id
+    if run is not None and results.info(chip, run).kind == MAC_RESULT_KIND:
+        show_mac(results, chip, run, as_json)
+        return
     result, run_id = load_result(results, chip, run)
     if as_json:
         print_json(result_document(result, run_id))
@@ -415,6 +554,33 @@ def show(chip: ChipArgument, run: RunOption = None, store: StoreOption = None,
     for line in provenance_lines(result, run_id):
         out.print(Text(line, style="dim"))
     render_summary(result, out)
+
+
+def show_mac(results: ResultsStore, chip: str, run_id: str, as_json: bool) -> None:
+    """`calib show` of a MAC-mode calibration."""
+    import numpy as np
+
+    from calib.mac import MacResult
+
+    result = results.get(chip, run_id)
+    if not isinstance(result, MacResult):
+        raise CLIError(f"run {run_id} of chip {chip!r} is not a MAC calibration")
+    if as_json:
+        print_json({
+            "chip": result.chip_id, "run_id": run_id, "kind": MAC_RESULT_KIND,
+            "target_fingerprint": result.target.fingerprint(),
+            "neuron_success_fraction": float(np.mean(result.neuron_success)),
+            "driver_success_fraction": float(np.mean(result.driver_success)),
+            "failures": {str(key): value for key, value in result.failures().items()},
+        })
+        return
+    out = output_console()
+    out.print(Text(f"run {run_id} · MAC target {result.target.fingerprint()}", style="dim"))
+    out.print(Text(result.summary()))
+    failures = result.failures()
+    if failures:
+        out.print(Text(f"{len(failures)} failures, the first: "
+                       + "; ".join(f"{key}: {why}" for key, why in list(failures.items())[:3])))
 
 
 def result_document(result: NeuronResult, run_id: str) -> dict[str, Any]:
@@ -732,6 +898,8 @@ def check(
         help="Store the check (per quantity: median shift, spread, out-of-tolerance "
              "fraction) in the chip's history.")] = True,
     as_json: JsonOption = False,
+    device_address: DeviceOption = None,
+    token_file: TokenFileOption = None,
 ) -> None:
     """Quick check that a stored calibration still holds on the chip (a few device runs).
 
@@ -743,20 +911,36 @@ def check(
 
     results = open_store(store)
     result, run_id = load_result(results, chip, run)
-    stored = Simulation.stored_with(result)
     overrides = {"drift_hours": drift_hours, "mismatch_scale": mismatch_scale,
                  "noise_scale": noise_scale, "seed": seed, "faults": faults}
-    simulation = replace(stored, **{k: v for k, v in overrides.items() if v is not None})
     out = output_console()
+    if device_address is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+        if given:
+            raise CLIError(f"{', '.join(given)} describe a simulated chip; with --device they "
+                           "apply where the chip is served ('calib serve')")
+        from device_remote import open_device
+
+        device = open_device(device_address, chip, token_file=token_file)
+        described: dict[str, Any] = {"device": {"backend": "remote",
+                                                "address": device_address}}
+        where = f"the chip served at {device_address}"
+    else:
+        if token_file is not None:
+            raise CLIError("--token-file applies only with --device HOST:PORT")
+        stored = Simulation.stored_with(result)
+        simulation = replace(stored, **{k: v for k, v in overrides.items() if v is not None})
+        device, described = simulation.chip(chip), {"simulation": simulation.to_dict()}
+        where = f"a {simulation.describe()}"
     if not as_json:
-        out.print(Text(f"checking run {run_id} of chip {chip} on a {simulation.describe()}",
-                       style="dim"))
+        out.print(Text(f"checking run {run_id} of chip {chip} on {where}", style="dim"))
     try:
-        report = check_result(simulation.chip(chip), result)
+        report = check_result(device, result)
     except (ValueError, LookupError) as error:
         raise CommandFailed(f"check of chip {chip!r} failed: {error}") from error
-    record = report.record(result, run_id, {"simulation": simulation.to_dict(),
-                                            "checked_by": "calib check"})
+    finally:
+        close_device(device)
+    record = report.record(result, run_id, {**described, "checked_by": "calib check"})
     saved_as = results.save(record) if save else None
     hint = recalibrate_hint(chip, result, store)
     if as_json:

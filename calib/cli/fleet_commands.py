@@ -186,11 +186,36 @@ def nightly(
         help="Check each chip's stored result first and recalibrate only when it is stale "
              "(--no-check recalibrates every chip).")] = True,
     as_json: JsonOption = False,
+    devices: Annotated[str | None, typer.Option(
+        "--devices", metavar="CHIP=HOST:PORT,...", rich_help_panel=FLEET_PANEL,
+        help="Work on chips served at these addresses ('calib serve', one server per chip) "
+             "instead of simulated chips; every chip of --chips needs one.")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", metavar="FILE", rich_help_panel=FLEET_PANEL,
+        help="With --devices: the shared token servers on non-loopback addresses ask for.")
+    ] = None,
 ) -> None:
     """Maintain many chips in parallel (see NIGHTLY_HELP)."""
     from calib.operations.fleet import SimulatedFleet, dask_client, parse_chip_spec, run_nightly
 
     ids = parse_chip_spec(chips)
+    factory: Any
+    if devices is not None:
+        from device_remote import RemoteFleet, parse_addresses
+
+        addresses = parse_addresses(devices)
+        missing = [chip for chip in ids if chip not in addresses]
+        if missing:
+            raise CLIError(f"--devices names no server for {', '.join(missing)}")
+        if drift_hours:
+            raise CLIError("--drift-hours ages simulated chips; with --devices it applies where "
+                           "the chips are served")
+        factory = RemoteFleet(addresses, token_file=None if token_file is None
+                              else str(token_file))
+    else:
+        if token_file is not None:
+            raise CLIError("--token-file applies only with --devices")
+        factory = SimulatedFleet(drift_hours=drift_hours)
     target = _target(target_file)
     check_output_file(html, "--html")
     location = resolve_store(store)
@@ -207,7 +232,7 @@ def nightly(
                   f"{escape(_cluster_text(scheduler, workers))}, store {escape(location)}")
         outcomes = run_nightly(
             ids, location, client=client, target=target,
-            device_factory=SimulatedFleet(drift_hours=drift_hours), check_first=check,
+            device_factory=factory, check_first=check,
             on_outcome=report,
         )
     path = None
