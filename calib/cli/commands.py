@@ -79,18 +79,26 @@ TokenFileOption = Annotated[Path | None, typer.Option(
          "(default: $CALIB_DEVICE_TOKEN).")]
 
 
+def check_device_options(simulation: Simulation, address: str | None,
+                         token_file: Path | None) -> None:
+    """--device and the simulation options exclude each other (checked before anything is
+    made)."""
+    if address is None:
+        if token_file is not None:
+            raise CLIError("--token-file applies only with --device HOST:PORT")
+    elif simulation != Simulation():
+        raise CLIError("--mismatch-scale, --noise-scale, --drift-hours, --seed and --faults "
+                       "describe a simulated chip; with --device they apply where the chip is "
+                       "served ('calib serve')")
+
+
 def open_chip(chip: str, simulation: Simulation, address: str | None,
               token_file: Path | None) -> tuple[Any, dict[str, Any]]:
     """The device to work on and how to describe it in the result's provenance: the chip
     served at `address`, else the simulated chip."""
+    check_device_options(simulation, address, token_file)
     if address is None:
-        if token_file is not None:
-            raise CLIError("--token-file applies only with --device HOST:PORT")
         return simulation.chip(chip), {"simulation": simulation.to_dict()}
-    if simulation != Simulation(seed=simulation.seed) or simulation.seed is not None:
-        raise CLIError("--mismatch-scale, --noise-scale, --drift-hours, --seed and --faults "
-                       "describe a simulated chip; with --device they apply where the chip is "
-                       "served ('calib serve')")
     from device_remote import open_device
 
     return (open_device(address, chip, token_file=token_file),
@@ -475,6 +483,7 @@ def calibrate(
         drift_hours=drift_hours or 0.0,
         faults=bool(faults),
     )
+    check_device_options(simulation, device_address, token_file)
     results = open_store(store, create=True)
     results.check_writable()  # a read-only store found now, not after the calibration
     device, described = open_chip(chip, simulation, device_address, token_file)
