@@ -15,7 +15,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from device_model.protocol import DeviceError, DeviceStats, SpikeCounts, Trace, TransientRunError
-from device_model.stimuli import CurrentStep, ResetRelease, Stimulus, SynapticEvents
+from device_model.stimuli import (
+    CurrentStep,
+    MacActivations,
+    ResetRelease,
+    RowEvents,
+    Stimulus,
+    SynapticEvents,
+)
 from device_remote.schema import device_service_pb2 as pb
 
 ALLOWED_KINDS = "biufU"
@@ -141,8 +148,18 @@ def encode_stimulus(item: Stimulus) -> pb.Stimulus:
                 times=item.times, weight=item.weight, inhibitory=item.inhibitory
             )
         )
+    if isinstance(item, MacActivations):
+        return pb.Stimulus(mac_activations=pb.MacActivations(
+            activations=encode_array(item.activations, "stimulus.activations"),
+            sends=item.sends))
+    if isinstance(item, RowEvents):
+        return pb.Stimulus(row_events=pb.RowEvents(
+            times=encode_array(item.times, "stimulus.times"),
+            rows=encode_array(item.rows, "stimulus.rows"),
+            addresses=encode_array(item.addresses, "stimulus.addresses")))
     raise ValueError(
-        f"stimulus must be ResetRelease, CurrentStep or SynapticEvents, got {type(item).__name__}"
+        "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations or "
+        f"RowEvents, got {type(item).__name__}"
     )
 
 
@@ -166,6 +183,15 @@ def decode_stimulus(message: pb.Stimulus, field: str) -> Stimulus:
         if kind == "synaptic_events":
             events = message.synaptic_events
             return SynapticEvents(tuple(events.times), int(events.weight), events.inhibitory)
+        if kind == "mac_activations":
+            mac = message.mac_activations
+            return MacActivations(decode_array(mac.activations, f"{field}.activations"),
+                                  int(mac.sends))
+        if kind == "row_events":
+            rows = message.row_events
+            return RowEvents(decode_array(rows.times, f"{field}.times"),
+                             decode_array(rows.rows, f"{field}.rows"),
+                             decode_array(rows.addresses, f"{field}.addresses"))
     except ValueError as error:
         raise MalformedMessage(f"{field}: {error}") from error
     raise MalformedMessage(f"{field}: missing stimulus kind")

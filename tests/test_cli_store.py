@@ -36,7 +36,7 @@ def test_verify_of_an_intact_store_exits_0(store: ResultsStore) -> None:
 
 def test_verify_names_a_damaged_run_and_exits_1_and_repair_quarantines_it(store) -> None:
     damaged = store.history(CHIP)[1].run_id
-    edit_document(store, CHIP, damaged, lambda attrs: attrs["record"]["reasons"].clear())
+    edit_document(store, CHIP, damaged, lambda attrs: attrs["record"]["failures"].clear())
     result = invoke("store", "verify", "--store", store.location)
     assert result.exit_code == 1
     assert f"damaged  {CHIP}/{damaged}" in result.output

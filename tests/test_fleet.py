@@ -136,7 +136,7 @@ def test_a_chip_failing_every_run_is_reported_with_its_error(
     assert faulty.chip_id == FAULTY
     assert faulty.status == "failed"
     assert faulty.report_status == "failed"
-    assert "RoutineFailed" in faulty.detail and "Traceback" in faulty.error
+    assert "DeviceRunFailed" in faulty.detail and "Traceback" in faulty.error
     assert FAULTY not in ResultsStore(store_path).chips()
 
 
@@ -200,7 +200,7 @@ def test_fleet_report_lists_every_chip_and_the_error(
     html = Path(path).read_text(encoding="utf-8")
     for chip in CHIPS:
         assert chip in html
-    assert "RoutineFailed" in html
+    assert "DeviceRunFailed" in html
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ time constants (2-4 us) carry about a third of the default PSP's charge, so ask 
 @pytest.fixture(scope="module")
 def calibrated():
     mapping = targets_from_nir(BRAILLE, speedup=SPEEDUP)
-    target = replace(mapping.target, psp_amplitude_exc=PSP_HEIGHT, psp_amplitude_inh=PSP_HEIGHT)
+    target = mapping.target.replace(psp_amplitude_exc=PSP_HEIGHT, psp_amplitude_inh=PSP_HEIGHT)
     chip = SimulatedChip("nir-chip")
     return mapping, chip, calibrate(chip, target)
 

@@ -169,3 +169,18 @@ def test_threads_sharing_a_remote_device_each_get_their_own_answers() -> None:
         for thread in threads:
             thread.join(timeout=60)
     assert wrong == []
+
+
+def test_mac_activations_and_row_events_travel_and_read_as_in_process() -> None:
+    from device_model.stimuli import MacActivations, RowEvents
+
+    activations = MacActivations(np.arange(256) % 32)
+    events = RowEvents.volley(12e-6, np.arange(8), address=0)
+    local = SimulatedChip("remote-mac-0")
+    with served(SimulatedChip("remote-mac-0")) as server, RemoteDevice(server.address) as device:
+        for chip in (local, device):
+            chip.write({"synapse_weight": 40})
+        for stimulus in (activations, events):
+            np.testing.assert_array_equal(
+                device.read_cadc(samples=2, stimulus=stimulus),
+                local.read_cadc(samples=2, stimulus=stimulus))

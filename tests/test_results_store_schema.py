@@ -156,7 +156,7 @@ def test_a_neuron_result_describes_every_array(tmp_path: Path) -> None:
     assert meta["achieved/tau_mem"] == {
         "dims": ["neuron"],
         "units": "s",
-        "long_name": "tau_mem, achieved",
+        "long_name": "membrane time constant, achieved",
     }
     assert meta["achieved/leak"]["units"] == "CADC LSB"
     assert meta["codes/cadc_ramp_offset"]["dims"] == ["quadrant"]

@@ -802,8 +802,6 @@ def export(
 ) -> None:
     """Export a stored calibration as JSON, netCDF or a target file, or the chip's history
     (--history)."""
-    if output is not None and output.is_dir():
-        raise CLIError(f"--output {output} is a directory")
     results = open_store(store)
     # -- the history of the chip (--history) --
     if history_export:
@@ -814,6 +812,8 @@ def export(
         return
     if export_format is ExportFormat.zarr:
         raise CLIError("--format zarr exports a history: add --history")
+    if output is not None and output.is_dir():
+        raise CLIError(f"--output {output} is a directory")
     result, run_id = load_result(results, chip, run)
     err = error_console()
     if export_format is ExportFormat.target:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -23,7 +23,9 @@ from calib.cli.app import (
     open_store,
     output_console,
 )
-from results_store import ResultsStore
+
+if TYPE_CHECKING:
+    from results_store import ResultsStore
 
 store_app = typer.Typer(
     name="store",

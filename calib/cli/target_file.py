@@ -263,8 +263,8 @@ def target_to_toml(target: NeuronTarget, *, header: str | None = None) -> str:
         value = getattr(target, name)
         if value is None:
             continue
-        if name == CAPACITANCE_FIELD:
-            lines.append(f"{name} = {int(value)}  # capacitance units, not calibrated")
+        if (setting := setting_spec(name)) is not None:
+            lines.append(f"{name} = {int(value)}  # {setting.unit}, not calibrated")
             continue
         unit = cli_unit(name)
         if isinstance(value, np.ndarray):

@@ -63,15 +63,37 @@ class SynapticEvents(_message.Message):
     inhibitory: bool
     def __init__(self, times: _Optional[_Iterable[float]] = ..., weight: _Optional[int] = ..., inhibitory: _Optional[bool] = ...) -> None: ...
 
+class MacActivations(_message.Message):
+    __slots__ = ("activations", "sends")
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    SENDS_FIELD_NUMBER: _ClassVar[int]
+    activations: NDArray
+    sends: int
+    def __init__(self, activations: _Optional[_Union[NDArray, _Mapping]] = ..., sends: _Optional[int] = ...) -> None: ...
+
+class RowEvents(_message.Message):
+    __slots__ = ("times", "rows", "addresses")
+    TIMES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    times: NDArray
+    rows: NDArray
+    addresses: NDArray
+    def __init__(self, times: _Optional[_Union[NDArray, _Mapping]] = ..., rows: _Optional[_Union[NDArray, _Mapping]] = ..., addresses: _Optional[_Union[NDArray, _Mapping]] = ...) -> None: ...
+
 class Stimulus(_message.Message):
-    __slots__ = ("reset_release", "current_step", "synaptic_events")
+    __slots__ = ("reset_release", "current_step", "synaptic_events", "mac_activations", "row_events")
     RESET_RELEASE_FIELD_NUMBER: _ClassVar[int]
     CURRENT_STEP_FIELD_NUMBER: _ClassVar[int]
     SYNAPTIC_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MAC_ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    ROW_EVENTS_FIELD_NUMBER: _ClassVar[int]
     reset_release: ResetRelease
     current_step: CurrentStep
     synaptic_events: SynapticEvents
-    def __init__(self, reset_release: _Optional[_Union[ResetRelease, _Mapping]] = ..., current_step: _Optional[_Union[CurrentStep, _Mapping]] = ..., synaptic_events: _Optional[_Union[SynapticEvents, _Mapping]] = ...) -> None: ...
+    mac_activations: MacActivations
+    row_events: RowEvents
+    def __init__(self, reset_release: _Optional[_Union[ResetRelease, _Mapping]] = ..., current_step: _Optional[_Union[CurrentStep, _Mapping]] = ..., synaptic_events: _Optional[_Union[SynapticEvents, _Mapping]] = ..., mac_activations: _Optional[_Union[MacActivations, _Mapping]] = ..., row_events: _Optional[_Union[RowEvents, _Mapping]] = ...) -> None: ...
 
 class Stimuli(_message.Message):
     __slots__ = ("given", "single", "items")
