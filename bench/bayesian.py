@@ -80,8 +80,10 @@ def main() -> None:
     print("within%: units within tolerance; med.tri/p90: trials those units needed; s/step: host")
     print("seconds per batched step (wall, and CPU of this process); full: CPU s/step while every")
     print("study still runs the model-based sampler; setup: creating the studies")
-    print(f"{'sampler':<8}{'tol':>6}{'steps':>7}{'within%':>9}{'med.tri':>9}{'p90':>7}"
-          f"{'s/step':>10}{'cpu s':>9}{'full cpu':>10}{'setup s':>9}")
+    print(
+        f"{'sampler':<8}{'tol':>6}{'steps':>7}{'within%':>9}{'med.tri':>9}{'p90':>7}"
+        f"{'s/step':>10}{'cpu s':>9}{'full cpu':>10}{'setup s':>9}"
+    )
     for sampler in args.samplers.split(","):
         try:
             check_sampler(sampler)

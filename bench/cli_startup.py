@@ -18,10 +18,30 @@ import time
 
 REPEATS = 7
 GOAL_SECONDS = 0.5
-HEAVY = ("numpy", "scipy", "lmfit", "optuna", "matplotlib", "zarr", "xarray", "pandas",
-         "dask", "distributed")
-COMMANDS = ("calibrate", "targets", "show", "history", "export", "check", "report", "chips",
-            "nightly", "study")
+HEAVY = (
+    "numpy",
+    "scipy",
+    "lmfit",
+    "optuna",
+    "matplotlib",
+    "zarr",
+    "xarray",
+    "pandas",
+    "dask",
+    "distributed",
+)
+COMMANDS = (
+    "calibrate",
+    "targets",
+    "show",
+    "history",
+    "export",
+    "check",
+    "report",
+    "chips",
+    "nightly",
+    "study",
+)
 ENTRY = "from calib.cli import main; main()"
 
 
@@ -29,8 +49,12 @@ def run_once(args: list[str]) -> tuple[float, float]:
     """(wall seconds, child CPU seconds) of one `calib ARGS` in a new interpreter."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", ENTRY, *args], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "COLUMNS": "100"})
+    subprocess.run(
+        [sys.executable, "-c", ENTRY, *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "100"},
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -45,18 +69,20 @@ def bare_start() -> float:
 
 
 def heavy_imports() -> list[str]:
-    code = ("import sys, calib.cli; "
-            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
-    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                            text=True).stdout
+    code = f"import sys, calib.cli; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    output = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
     return output.split()
 
 
 def main() -> None:
     lines = [["--help"], ["--version"], *([command, "--help"] for command in COMMANDS)]
     python = statistics.median(bare_start() for _ in range(REPEATS))
-    print(f"calib start-up, {REPEATS} runs each (goal <= {GOAL_SECONDS} s wall); "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"calib start-up, {REPEATS} runs each (goal <= {GOAL_SECONDS} s wall); "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(f"bare interpreter start: {python:.3f} s wall")
     print(f"{'command line':<28}{'median wall':>12}{'best wall':>11}{'median cpu':>12}  goal")
     worst = 0.0
@@ -65,13 +91,17 @@ def main() -> None:
         walls = [wall for wall, _ in times]
         median = statistics.median(walls)
         worst = max(worst, median)
-        print(f"{'calib ' + ' '.join(args):<28}{median:>11.3f}s{min(walls):>10.3f}s"
-              f"{statistics.median(cpu for _, cpu in times):>11.3f}s  "
-              f"{'ok' if median <= GOAL_SECONDS else 'over'}")
+        print(
+            f"{'calib ' + ' '.join(args):<28}{median:>11.3f}s{min(walls):>10.3f}s"
+            f"{statistics.median(cpu for _, cpu in times):>11.3f}s  "
+            f"{'ok' if median <= GOAL_SECONDS else 'over'}"
+        )
     heavy = heavy_imports()
     print(f"heavy modules after 'import calib.cli': {', '.join(heavy) if heavy else 'none'}")
-    print(f"slowest median: {worst:.3f} s ({'within' if worst <= GOAL_SECONDS else 'over'} "
-          f"the goal of {GOAL_SECONDS} s)")
+    print(
+        f"slowest median: {worst:.3f} s ({'within' if worst <= GOAL_SECONDS else 'over'} "
+        f"the goal of {GOAL_SECONDS} s)"
+    )
 
 
 if __name__ == "__main__":

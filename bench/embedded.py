@@ -45,6 +45,7 @@ class TimedDevice:
                 return method(*args, **kwargs)
             finally:
                 self.inside += time.process_time() - started
+
         return call
 
     @property
@@ -74,9 +75,14 @@ def one(chip_id: str, mode: str) -> dict[str, Any]:
         residuals[quantity] = float(np.sqrt(np.nanmean(miss**2)))
     stats = chip.stats
     return {
-        "runs": stats.runs, "host_runs": stats.host_runs, "embedded_runs": stats.embedded_runs,
-        "writes": stats.writes, "hardware": stats.hardware_time, "host_cpu": total - device.inside,
-        "success": float(ok.mean()), "residuals": residuals,
+        "runs": stats.runs,
+        "host_runs": stats.host_runs,
+        "embedded_runs": stats.embedded_runs,
+        "writes": stats.writes,
+        "hardware": stats.hardware_time,
+        "host_cpu": total - device.inside,
+        "success": float(ok.mean()),
+        "residuals": residuals,
         "mode": result.provenance.extra.get("mode"),
     }
 
@@ -102,8 +108,10 @@ def main() -> None:
     args = parser.parse_args()
     chip_ids = [f"bench-embedded-{i}" for i in range(args.chips)]
     rows: dict[str, list[dict[str, Any]]] = {"host": [], "embedded": []}
-    header = (f"{'mode':<9}{'chip':<18}{'runs':>6}{'host':>6}{'emb':>6}{'writes':>7}"
-              f"{'hw s':>7}{'cpu s':>7}{'ok %':>7}  residual RMS (LSB; tau in ns)")
+    header = (
+        f"{'mode':<9}{'chip':<18}{'runs':>6}{'host':>6}{'emb':>6}{'writes':>7}"
+        f"{'hw s':>7}{'cpu s':>7}{'ok %':>7}  residual RMS (LSB; tau in ns)"
+    )
     print(header)
     for chip_id in chip_ids:
         for mode in ("host", "embedded"):
@@ -111,26 +119,37 @@ def main() -> None:
             rows[mode].append(row)
             res = "  ".join(
                 f"{q}={row['residuals'][q] * (1e9 if q.startswith('tau') else 1):.3g}"
-                for q in QUANTITIES)
-            print(f"{mode:<9}{chip_id:<18}{row['runs']:>6}{row['host_runs']:>6}"
-                  f"{row['embedded_runs']:>6}{row['writes']:>7}{row['hardware']:>7.2f}"
-                  f"{row['host_cpu']:>7.2f}{100 * row['success']:>7.1f}  {res}")
+                for q in QUANTITIES
+            )
+            print(
+                f"{mode:<9}{chip_id:<18}{row['runs']:>6}{row['host_runs']:>6}"
+                f"{row['embedded_runs']:>6}{row['writes']:>7}{row['hardware']:>7.2f}"
+                f"{row['host_cpu']:>7.2f}{100 * row['success']:>7.1f}  {res}"
+            )
     print("\nmean over chips         hw s   cpu s   ok %   residual ratio embedded / host")
     for mode in ("host", "embedded"):
         chosen = rows[mode]
-        ratios = "  ".join(
-            f"{q}={np.mean([e['residuals'][q] for e in rows['embedded']]) / np.mean([h['residuals'][q] for h in rows['host']]):.2f}"  # noqa: E501
-            for q in QUANTITIES) if mode == "embedded" else ""
-        print(f"{mode:<22}{np.mean([r['hardware'] for r in chosen]):>7.2f}"
-              f"{np.mean([r['host_cpu'] for r in chosen]):>8.2f}"
-              f"{100 * np.mean([r['success'] for r in chosen]):>7.1f}   {ratios}")
+        ratios = (
+            "  ".join(
+                f"{q}={np.mean([e['residuals'][q] for e in rows['embedded']]) / np.mean([h['residuals'][q] for h in rows['host']]):.2f}"  # noqa: E501
+                for q in QUANTITIES
+            )
+            if mode == "embedded"
+            else ""
+        )
+        print(
+            f"{mode:<22}{np.mean([r['hardware'] for r in chosen]):>7.2f}"
+            f"{np.mean([r['host_cpu'] for r in chosen]):>8.2f}"
+            f"{100 * np.mean([r['success'] for r in chosen]):>7.1f}   {ratios}"
+        )
     print("\nfleet: emulated hardware time per chip (s) with N chips calibrated at once")
     print(f"{'N':>4}{'host':>10}{'embedded':>10}")
     for count in (int(n) for n in args.fleet.split(",")):
-        picked = {mode: [rows[mode][i % len(rows[mode])] for i in range(count)]
-                  for mode in rows}
-        print(f"{count:>4}{fleet_time(picked['host'], 'host'):>10.2f}"
-              f"{fleet_time(picked['embedded'], 'embedded'):>10.2f}")
+        picked = {mode: [rows[mode][i % len(rows[mode])] for i in range(count)] for mode in rows}
+        print(
+            f"{count:>4}{fleet_time(picked['host'], 'host'):>10.2f}"
+            f"{fleet_time(picked['embedded'], 'embedded'):>10.2f}"
+        )
 
 
 if __name__ == "__main__":

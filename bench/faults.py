@@ -26,11 +26,18 @@ def run(chip_id: str, rate: float) -> dict[str, float | str]:
     try:
         result = calibrate(SimulatedChip(chip_id, faults=faults))
     except Exception as error:  # a lost calibration: the figure this benchmark counts
-        return {"chip": chip_id, "lost": f"{type(error).__name__}: {error}",
-                "host": time.perf_counter() - started}
-    return {"chip": chip_id, "lost": "", "host": time.perf_counter() - started,
-            "retries": float(sum(result.provenance.retries.values())),
-            "success": float(result.success.mean())}
+        return {
+            "chip": chip_id,
+            "lost": f"{type(error).__name__}: {error}",
+            "host": time.perf_counter() - started,
+        }
+    return {
+        "chip": chip_id,
+        "lost": "",
+        "host": time.perf_counter() - started,
+        "retries": float(sum(result.provenance.retries.values())),
+        "success": float(result.success.mean()),
+    }
 
 
 def main() -> None:
@@ -46,8 +53,10 @@ def main() -> None:
         wall = time.perf_counter() - started
     lost = [outcome for outcome in outcomes if outcome["lost"]]
     kept = [outcome for outcome in outcomes if not outcome["lost"]]
-    print(f"{args.chips} chips, transient failure rate {args.rate:g} per device call, "
-          f"{args.workers} workers, {wall:.0f} s wall")
+    print(
+        f"{args.chips} chips, transient failure rate {args.rate:g} per device call, "
+        f"{args.workers} workers, {wall:.0f} s wall"
+    )
     print(f"calibrations lost to a failure: {len(lost)} (goal: 0)")
     for outcome in lost:
         print(f"  {outcome['chip']}: {outcome['lost']}")
@@ -55,10 +64,11 @@ def main() -> None:
         retries = np.array([outcome["retries"] for outcome in kept])
         success = np.array([outcome["success"] for outcome in kept])
         host = np.array([outcome["host"] for outcome in kept])
-        print(f"retries per calibration: median {np.median(retries):.0f}, "
-              f"max {retries.max():.0f}")
-        print(f"neurons calibrated: median {100 * np.median(success):.1f} %, "
-              f"min {100 * success.min():.1f} %")
+        print(f"retries per calibration: median {np.median(retries):.0f}, max {retries.max():.0f}")
+        print(
+            f"neurons calibrated: median {100 * np.median(success):.1f} %, "
+            f"min {100 * success.min():.1f} %"
+        )
         print(f"host time per calibration: median {np.median(host):.1f} s")
 
 

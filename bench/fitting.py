@@ -45,9 +45,7 @@ def compare(label: str, taus: np.ndarray, window: float, seed: int) -> None:
     )
     decay_time_constants(trace, RELEASE_TIME)  # warm-up (imports, caches)
     batch, batch_seconds = timed(5, decay_time_constants, trace, RELEASE_TIME)
-    reference, lmfit_seconds = timed(
-        2, decay_time_constants, trace, RELEASE_TIME, method="lmfit"
-    )
+    reference, lmfit_seconds = timed(2, decay_time_constants, trace, RELEASE_TIME, method="lmfit")
     both = batch.success & reference.success
     disagreement = np.abs(batch["tau"][both] / reference["tau"][both] - 1.0)
     batch_error = np.abs(batch["tau"] / taus - 1.0)
@@ -81,8 +79,10 @@ def compare_psp(tau_mem: float, tau_syn: np.ndarray, seed: int) -> None:
     both = batch.success & reference.success
     disagreement = np.abs(batch["tau_syn"][both] / reference["tau_syn"][both] - 1.0)
     error = np.abs(batch["tau_syn"] / tau_syn - 1.0)
-    print(f"PSP, tau_mem {tau_mem * 1e6:.2g} us known: {tau_syn.size} neurons x "
-          f"{trace.times.size} samples")
+    print(
+        f"PSP, tau_mem {tau_mem * 1e6:.2g} us known: {tau_syn.size} neurons x "
+        f"{trace.times.size} samples"
+    )
     print(f"  batch fitter       {batch_seconds:8.3f} s   ({int(batch.success.sum())} fitted)")
     print(f"  lmfit, per neuron  {lmfit_seconds:8.3f} s   ({int(reference.success.sum())} fitted)")
     print(f"  speed-up           {lmfit_seconds / batch_seconds:8.1f} x")

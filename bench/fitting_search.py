@@ -42,26 +42,33 @@ def rms(values: np.ndarray) -> float:
 
 def compare(chip_id: str, second_targets: list[float]) -> None:
     print(f"\n== chip {chip_id}, default target (tau_mem = tau_syn = 10 us)")
-    print(f"{'search':<38}{'quantity':<13}{'meas':>5}{'runs':>7}{'hw s':>7}{'host s':>8}"
-          f"{'resid RMS':>11}{'failed':>7}")
+    print(
+        f"{'search':<38}{'quantity':<13}{'meas':>5}{'runs':>7}{'hw s':>7}{'host s':>8}"
+        f"{'resid RMS':>11}{'failed':>7}"
+    )
     kept = {}
     for label, make in SEARCHES.items():
         chip = SimulatedChip(chip_id)
-        result = calibrate(chip, NeuronTarget(),
-                           algorithm={quantity: make() for quantity in TIME_CONSTANTS})
+        result = calibrate(
+            chip, NeuronTarget(), algorithm={quantity: make() for quantity in TIME_CONSTANTS}
+        )
         truth = chip.true_quantities()
         goals = result.target.quantities()
         for quantity in TIME_CONSTANTS:
             cost = result.provenance.steps[quantity]
             relative = (truth[quantity] / goals[quantity] - 1.0)[result.success]
             failed = sum(f"{quantity}:" in reason for reason in result.reasons.values())
-            print(f"{label:<38}{quantity:<13}{cost['runs'] / RUNS_PER_MEASUREMENT:>5.0f}"
-                  f"{cost['runs']:>7.0f}{cost['hardware_time']:>7.2f}{cost['host_time']:>8.2f}"
-                  f"{100 * rms(relative):>10.3f}%{failed:>7d}")
+            print(
+                f"{label:<38}{quantity:<13}{cost['runs'] / RUNS_PER_MEASUREMENT:>5.0f}"
+                f"{cost['runs']:>7.0f}{cost['hardware_time']:>7.2f}{cost['host_time']:>8.2f}"
+                f"{100 * rms(relative):>10.3f}%{failed:>7d}"
+            )
         if result.models:
             kept[label] = (chip, result)
-    print("residual RMS: relative, over successful neurons; meas: all-neuron MADC "
-          "measurements (256 runs each)")
+    print(
+        "residual RMS: relative, over successful neurons; meas: all-neuron MADC "
+        "measurements (256 runs each)"
+    )
     for label, (chip, result) in kept.items():
         print(f"\n-- {label}: kept curves, codes for other targets without a sweep")
         print(f"{'quantity':<13}{'target us':>10}{'RMS':>8}{'median':>8}{'p90':>8}")
@@ -71,16 +78,23 @@ def compare(chip_id: str, second_targets: list[float]) -> None:
                 codes = curves.predict(np.full(chip.n_neurons, second * 1e-6))
                 reached = chip.true_quantities({QUANTITY_CELLS[quantity]: codes})[quantity]
                 miss = (reached / (second * 1e-6) - 1.0)[result.success]
-                print(f"{quantity:<13}{second:>10.1f}{100 * rms(miss):>7.2f}%"
-                      f"{100 * np.median(np.abs(miss)):>7.2f}%"
-                      f"{100 * np.percentile(np.abs(miss), 90):>7.2f}%")
+                print(
+                    f"{quantity:<13}{second:>10.1f}{100 * rms(miss):>7.2f}%"
+                    f"{100 * np.median(np.abs(miss)):>7.2f}%"
+                    f"{100 * np.percentile(np.abs(miss), 90):>7.2f}%"
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chips", nargs="+", default=["chip-a"])
-    parser.add_argument("--targets", nargs="+", type=float, default=[8.0, 12.0, 15.0],
-                        help="second targets (us) served from the kept curves")
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        type=float,
+        default=[8.0, 12.0, 15.0],
+        help="second targets (us) served from the kept curves",
+    )
     args = parser.parse_args()
     for chip_id in args.chips:
         compare(chip_id, args.targets)

@@ -46,8 +46,9 @@ def throughput(chip_ids: list[str], workers: int, root: Path) -> tuple[float, fl
     with dask_client(workers=workers) as client:
         client.run(_warm_up)
         ready = time.perf_counter()
-        outcomes: list[ChipOutcome] = run_nightly(chip_ids, root / f"store-{workers}",
-                                                  client=client)
+        outcomes: list[ChipOutcome] = run_nightly(
+            chip_ids, root / f"store-{workers}", client=client
+        )
         wall = time.perf_counter() - ready
     failed = [outcome for outcome in outcomes if outcome.status != "calibrated"]
     if failed:
@@ -67,9 +68,11 @@ def drift_detection(store: ResultsStore, chip_ids: list[str]) -> None:
             stale_chips += not report.holds
             names |= set(report.stale)
             fractions.append(max(check.out_of_tolerance for check in report.quantities.values()))
-        print(f"{hours:>8}{stale_chips:>9} of {len(results)}"
-              f"{100 * statistics.median(fractions):>19.1f}%"
-              f"{', '.join(sorted(names)) or '-':>40}")
+        print(
+            f"{hours:>8}{stale_chips:>9} of {len(results)}"
+            f"{100 * statistics.median(fractions):>19.1f}%"
+            f"{', '.join(sorted(names)) or '-':>40}"
+        )
 
 
 def main() -> None:
@@ -78,8 +81,9 @@ def main() -> None:
     parser.add_argument("--prefix", default="bench-fleet", help="chip id prefix")
     args = parser.parse_args()
     chip_ids = [f"{args.prefix}-{index}" for index in range(args.chips)]
-    print(f"{args.chips} chips, {os.cpu_count()} CPUs, load average before "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"{args.chips} chips, {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rates = {}
@@ -87,11 +91,15 @@ def main() -> None:
         for workers in (1, 2):
             start, wall, host = throughput(chip_ids, workers, root)
             rates[workers] = 60 * len(chip_ids) / wall
-            print(f"{workers:>8}{start:>9.1f}{wall:>9.1f}{np.mean(host):>13.2f}"
-                  f"{rates[workers]:>11.2f}")
+            print(
+                f"{workers:>8}{start:>9.1f}{wall:>9.1f}{np.mean(host):>13.2f}"
+                f"{rates[workers]:>11.2f}"
+            )
         efficiency = rates[2] / (2 * rates[1])
-        print(f"parallel efficiency 1 -> 2 workers: {100 * efficiency:.0f} % (goal >= 80 %); "
-              f"load average after {os.getloadavg()[0]:.2f}")
+        print(
+            f"parallel efficiency 1 -> 2 workers: {100 * efficiency:.0f} % (goal >= 80 %); "
+            f"load average after {os.getloadavg()[0]:.2f}"
+        )
         drift_detection(ResultsStore(root / "store-1"), chip_ids)
 
 

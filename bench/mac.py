@@ -117,8 +117,10 @@ def main() -> None:
         f"uncalibrated / calibrated = {errors['uncalibrated'] / errors['calibrated']:.2f} "
         "(floor >= 3)"
     )
-    print(f"uncalibrated gains and offsets only / calibrated = "
-          f"{errors['uncal. gains'] / errors['calibrated']:.2f}")
+    print(
+        f"uncalibrated gains and offsets only / calibrated = "
+        f"{errors['uncal. gains'] / errors['calibrated']:.2f}"
+    )
 
     full = MacActivations(rng.integers(0, 32, 256))
     chip.write({"synapse_weight": rng.integers(0, 64, (256, 512))})

@@ -7,8 +7,20 @@ _EXPORTS = {
     "SimulatedChip": "device_model.chip",
     "ChipTruth": "device_model.mismatch",
     "Faults": "device_model.mismatch",
-    **dict.fromkeys(("CELLS", "N_NEURONS", "CellSpec", "Device", "DeviceError", "DeviceStats",
-                     "SpikeCounts", "Trace", "TransientRunError"), "device_model.protocol"),
+    **dict.fromkeys(
+        (
+            "CELLS",
+            "N_NEURONS",
+            "CellSpec",
+            "Device",
+            "DeviceError",
+            "DeviceStats",
+            "SpikeCounts",
+            "Trace",
+            "TransientRunError",
+        ),
+        "device_model.protocol",
+    ),
     **dict.fromkeys(("CurrentStep", "ResetRelease", "SynapticEvents"), "device_model.stimuli"),
 }
 """Public names and their modules, imported on first use: a light module of the package (the

@@ -91,22 +91,33 @@ class SimulatedChip:
     n_neurons: int = N_NEURONS
 
     def __init__(
-        self, chip_id: str, seed: int | None = None, mismatch_scale: float = 1.0,
-        noise_scale: float = 1.0, drift_hours: float = 0.0, faults: Faults | None = None,
+        self,
+        chip_id: str,
+        seed: int | None = None,
+        mismatch_scale: float = 1.0,
+        noise_scale: float = 1.0,
+        drift_hours: float = 0.0,
+        faults: Faults | None = None,
     ) -> None:
         if not isinstance(chip_id, str) or not chip_id:
             raise ValueError(f"chip_id must be a non-empty string, got {chip_id!r}")
-        for name, value, high in (("mismatch_scale", mismatch_scale, MAX_SCALE),
-                                  ("noise_scale", noise_scale, MAX_SCALE),
-                                  ("drift_hours", drift_hours, MAX_DRIFT_HOURS)):
+        for name, value, high in (
+            ("mismatch_scale", mismatch_scale, MAX_SCALE),
+            ("noise_scale", noise_scale, MAX_SCALE),
+            ("drift_hours", drift_hours, MAX_DRIFT_HOURS),
+        ):
             if isinstance(value, bool) or not (
-                    isinstance(value, int | float) and math.isfinite(value)
-                    and 0 <= value <= high):
+                isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= high
+            ):
                 raise ValueError(f"{name} = {value!r} is outside the allowed range 0..{high:g}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(
-                seed, int | np.integer) or not 0 <= seed < 2**64):
-            raise ValueError(f"seed = {seed!r} must be an integer 0..2**64-1 (or None: from the "
-                             "chip id)")
+        if seed is not None and (
+            isinstance(seed, bool)
+            or not isinstance(seed, int | np.integer)
+            or not 0 <= seed < 2**64
+        ):
+            raise ValueError(
+                f"seed = {seed!r} must be an integer 0..2**64-1 (or None: from the chip id)"
+            )
         if faults is not None and not isinstance(faults, Faults):
             raise ValueError(f"faults must be a Faults instance or None, got {faults!r}")
         self.chip_id = chip_id
@@ -115,18 +126,19 @@ class SimulatedChip:
         self.noise_scale = float(noise_scale)
         self.drift_hours = float(drift_hours)
         self.faults = faults or Faults()
-        self.truth: ChipTruth = draw_truth(self.seed, self.mismatch_scale, self.drift_hours,
-                                           faults)
+        self.truth: ChipTruth = draw_truth(self.seed, self.mismatch_scale, self.drift_hours, faults)
         self._noise = stream(self.seed, STREAM_NOISE)
         self._runs = stream(self.seed, STREAM_RUNS)
         self._stats = DeviceStats()
         self._clock = 0.0
-        self._codes = {name: np.full(spec.shape, spec.default, dtype=np.int64)
-                       for name, spec in CELLS.items()}
+        self._codes = {
+            name: np.full(spec.shape, spec.default, dtype=np.int64) for name, spec in CELLS.items()
+        }
         self._settling: dict[str, tuple[np.ndarray, float]] = {}
         """Analog cells still approaching their code: (value at write, clock at write)."""
         self._values: dict[str, np.ndarray] = {
-            name: codes.astype(float) for name, codes in self._codes.items()}
+            name: codes.astype(float) for name, codes in self._codes.items()
+        }
         evaluate(self._values, self.truth)
         self._changed: set[str] = set()
         self._embedded = False
@@ -177,8 +189,9 @@ class SimulatedChip:
         if name not in self._settling:
             return target
         start, written_at = self._settling[name]
-        return target + (start - target) * math.exp(-(self._clock - written_at)
-                                                    / p.CAPMEM_SETTLING_TAU)
+        return target + (start - target) * math.exp(
+            -(self._clock - written_at) / p.CAPMEM_SETTLING_TAU
+        )
 
     def _advance(self, seconds: float) -> None:
         self._clock += seconds
@@ -240,7 +253,8 @@ class SimulatedChip:
         self._advance(spent * (overhead + duration))
         if failed:
             raise TransientRunError(
-                f"chip {self.chip_id!r}: run {self._stats.runs} failed (transient); retry")
+                f"chip {self.chip_id!r}: run {self._stats.runs} failed (transient); retry"
+            )
 
     def _phase(self) -> np.ndarray:
         """Phase of each neuron's firing cycle when a run opens (0.5 without noise)."""
@@ -257,8 +271,9 @@ class SimulatedChip:
 
     # --- readouts -------------------------------------------------------------------------
 
-    def read_cadc(self, samples: int = 1, stimulus: StimulusArg = None,
-                  read_time: float | None = None) -> np.ndarray:
+    def read_cadc(
+        self, samples: int = 1, stimulus: StimulusArg = None, read_time: float | None = None
+    ) -> np.ndarray:
         """CADC codes, uint8 (samples, 512).
 
         Without `read_time` each sample is an unrelated moment: the resting potential of a quiet
@@ -267,10 +282,14 @@ class SimulatedChip:
         With `read_time` every sample converts that long after the stimulus starts, each in a
         repetition of the stimulus (independent read noise, same membrane trajectory).
         """
-        if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or not (
-                1 <= samples <= p.MAX_CADC_SAMPLES):
-            raise ValueError(f"samples = {samples!r} is outside the allowed range "
-                             f"1..{p.MAX_CADC_SAMPLES}")
+        if (
+            isinstance(samples, bool)
+            or not isinstance(samples, int | np.integer)
+            or not (1 <= samples <= p.MAX_CADC_SAMPLES)
+        ):
+            raise ValueError(
+                f"samples = {samples!r} is outside the allowed range 1..{p.MAX_CADC_SAMPLES}"
+            )
         samples = int(samples)
         if read_time is not None:
             read_time = _check_duration("read_time", read_time, p.MAX_RUN_DURATION)
@@ -292,8 +311,14 @@ class SimulatedChip:
         reference = values["cadc_connect_reference"] > 0
         if reference.any():
             volts = np.where(reference, values["v_reference"], volts)
-        return cadc_codes(volts, values, self.truth.cadc_channel_offset, samples,
-                          p.CADC_READ_NOISE * self.noise_scale, self._noise)
+        return cadc_codes(
+            volts,
+            values,
+            self.truth.cadc_channel_offset,
+            samples,
+            p.CADC_READ_NOISE * self.noise_scale,
+            self._noise,
+        )
 
     # --- MAC mode (device_model/synapses.py) -----------------------------------------------
 
@@ -301,25 +326,35 @@ class SimulatedChip:
         """`samples` MAC integrations of one activation vector, each converted by the CADC."""
         if len(stimuli) != 1:
             kinds = ", ".join(type(s).__name__ for s in stimuli)
-            raise ValueError(f"a MacActivations stimulus runs alone: got {len(stimuli)} "
-                             f"stimuli ({kinds})")
+            raise ValueError(
+                f"a MacActivations stimulus runs alone: got {len(stimuli)} stimuli ({kinds})"
+            )
         if read_time is not None:
-            raise ValueError("read_time does not apply to MacActivations: the CADC converts "
-                             "after the integration")
+            raise ValueError(
+                "read_time does not apply to MacActivations: the CADC converts "
+                "after the integration"
+            )
         m = self._membrane()
         values = self._values
         mac = stimuli[0]
         self._run(samples * (run_time(mac.sends) + p.CADC_SAMPLE_TIME))
-        volts = integrated_potential(row_activations(mac.activations), values,
-                                     self.truth.synapses, m, mac.sends)
+        volts = integrated_potential(
+            row_activations(mac.activations), values, self.truth.synapses, m, mac.sends
+        )
         noise = p.MAC_INTEGRATION_NOISE * self.noise_scale
         if noise > 0:
             volts = clip_rails(volts + noise * self._noise.standard_normal((samples, N_NEURONS)))
         reference = values["cadc_connect_reference"] > 0
         if reference.any():
             volts = np.where(reference, values["v_reference"], volts)
-        return cadc_codes(volts, values, self.truth.cadc_channel_offset, samples,
-                          p.CADC_READ_NOISE * self.noise_scale, self._noise)
+        return cadc_codes(
+            volts,
+            values,
+            self.truth.cadc_channel_offset,
+            samples,
+            p.CADC_READ_NOISE * self.noise_scale,
+            self._noise,
+        )
 
     def _drive(self, stimuli: tuple) -> Drive:
         """The run's drive; addressed row events become per-neuron weighted trains through
@@ -327,8 +362,9 @@ class SimulatedChip:
         rows = [s for s in stimuli if isinstance(s, RowEvents)]
         if not rows:
             return Drive.from_stimuli(stimuli)
-        return Drive.from_stimuli(stimuli, row_event_trains(rows, self._refresh(),
-                                                            self.truth.synapses))
+        return Drive.from_stimuli(
+            stimuli, row_event_trains(rows, self._refresh(), self.truth.synapses)
+        )
 
     def _unrelated_potentials(self, m: Membrane, drive: Drive, samples: int) -> np.ndarray:
         v_inf = steady_potential(m, drive.steady_current)
@@ -338,8 +374,9 @@ class SimulatedChip:
         if self.noise_scale > 0:
             phase = self._noise.uniform(size=(samples, N_NEURONS))
         else:
-            phase = np.broadcast_to(((np.arange(samples) + 0.5) / samples)[:, None],
-                                    (samples, N_NEURONS))
+            phase = np.broadcast_to(
+                ((np.arange(samples) + 0.5) / samples)[:, None], (samples, N_NEURONS)
+            )
         cycling = phase_potential(m, v_inf, phase)
         return clip_rails(np.where(firing, cycling, v_inf))
 
@@ -353,31 +390,41 @@ class SimulatedChip:
             sub, sub_drive = m.take(linear), drive.take(linear)
             spiking = bool(np.any(sub.threshold_on & ~sub.clamped))
             times = _grid(read_time, p.SPIKE_GRID_STEP) if spiking else np.array([read_time])
-            trace, _ = linear_response(sub, sub_drive, times, sub.v_threshold,
-                                       initial_state(sub, sub_drive, phase[linear]))
+            trace, _ = linear_response(
+                sub, sub_drive, times, sub.v_threshold, initial_state(sub, sub_drive, phase[linear])
+            )
             volts[linear] = trace[-1]
         index = np.flatnonzero(nonlinear)
         if index.size:
             sub, sub_drive = m.take(index), drive.take(index)
-            _, _, final = integrate(sub, sub_drive, _grid(read_time, p.INTEGRATION_STEP),
-                                    sub.v_threshold, record=False,
-                                    initial=initial_state(sub, sub_drive, phase[index]))
+            _, _, final = integrate(
+                sub,
+                sub_drive,
+                _grid(read_time, p.INTEGRATION_STEP),
+                sub.v_threshold,
+                record=False,
+                initial=initial_state(sub, sub_drive, phase[index]),
+            )
             volts[index] = final
         return volts
 
-    def record_madc(self, neurons: Sequence[int], duration: float,
-                    stimulus: StimulusArg = None) -> Trace:
+    def record_madc(
+        self, neurons: Sequence[int], duration: float, stimulus: StimulusArg = None
+    ) -> Trace:
         """MADC traces of `neurons` (two per run, so ceil(n / 2) runs) over `duration` s."""
         index = np.asarray(neurons)
         if index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer):
-            raise ValueError(f"neurons must be a non-empty sequence of neuron indices "
-                             f"0..{N_NEURONS - 1}, got {neurons!r}")
+            raise ValueError(
+                f"neurons must be a non-empty sequence of neuron indices "
+                f"0..{N_NEURONS - 1}, got {neurons!r}"
+            )
         if index.size > N_NEURONS:
             raise ValueError(f"neurons: {index.size} indices, at most {N_NEURONS} per recording")
         if index.min() < 0 or index.max() >= N_NEURONS:
             bad = int(index[(index < 0) | (index >= N_NEURONS)][0])
-            raise ValueError(f"neurons: index {bad} is outside the allowed range "
-                             f"0..{N_NEURONS - 1}")
+            raise ValueError(
+                f"neurons: index {bad} is outside the allowed range 0..{N_NEURONS - 1}"
+            )
         duration = _check_duration("duration", duration, p.MAX_MADC_DURATION)
         drive = self._drive(as_stimulus_tuple(stimulus))
         m = self._membrane()
@@ -388,15 +435,21 @@ class SimulatedChip:
         phase = self._phase()
         per_batch = max(p.MAX_BATCH_ELEMENTS // times.size, 1)
         for begin in range(0, index.size, per_batch):
-            batch = index[begin:begin + per_batch]
-            volts[begin:begin + batch.size] = self._traces(
-                m.take(batch), drive.take(batch), times, threshold[batch], phase[batch])
+            batch = index[begin : begin + per_batch]
+            volts[begin : begin + batch.size] = self._traces(
+                m.take(batch), drive.take(batch), times, threshold[batch], phase[batch]
+            )
         codes = madc_codes(volts, times, p.MADC_NOISE * self.noise_scale, self._noise)
-        return Trace(neurons=index.astype(np.int64), times=times, codes=codes,
-                     valid=times >= MADC_INVALID_TIME)
+        return Trace(
+            neurons=index.astype(np.int64),
+            times=times,
+            codes=codes,
+            valid=times >= MADC_INVALID_TIME,
+        )
 
-    def _traces(self, m: Membrane, drive: Drive, times: np.ndarray,
-                threshold: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    def _traces(
+        self, m: Membrane, drive: Drive, times: np.ndarray, threshold: np.ndarray, phase: np.ndarray
+    ) -> np.ndarray:
         """(n, T) noise-free potentials of a few neurons on the MADC's sample times."""
         out = np.empty((m.e_rest.size, times.size))
         nonlinear = m.nonlinear
@@ -409,8 +462,9 @@ class SimulatedChip:
             if linear:
                 trace, _ = linear_response(sub, sub_drive, times, threshold[chosen], initial)
             else:
-                trace, _, _ = integrate(sub, sub_drive, times, threshold[chosen], record=True,
-                                        initial=initial)
+                trace, _, _ = integrate(
+                    sub, sub_drive, times, threshold[chosen], record=True, initial=initial
+                )
             out[chosen] = trace.T
         return out
 
@@ -425,39 +479,53 @@ class SimulatedChip:
         nonlinear = m.nonlinear
         linear = np.flatnonzero(~nonlinear)
         analytic = drive.event_count == 0 and all(
-            s.on_time <= (drive.release_time or 0.0) and s.off_time >= duration
-            for s in drive.steps)
+            s.on_time <= (drive.release_time or 0.0) and s.off_time >= duration for s in drive.steps
+        )
         phase = self._phase()
         if linear.size and analytic:
             sub = m.take(linear)
             v_inf = steady_potential(sub, drive.steady_current)
-            counts[linear] = count_constant(sub, v_inf, duration, phase[linear],
-                                            threshold[linear], drive.release_time)
+            counts[linear] = count_constant(
+                sub, v_inf, duration, phase[linear], threshold[linear], drive.release_time
+            )
         elif linear.size:
             times = _grid(duration, p.SPIKE_GRID_STEP)
             per_batch = max(p.MAX_BATCH_ELEMENTS // times.size, 1)
             for begin in range(0, linear.size, per_batch):
-                batch = linear[begin:begin + per_batch]
+                batch = linear[begin : begin + per_batch]
                 sub, sub_drive = m.take(batch), drive.take(batch)
-                _, found = linear_response(sub, sub_drive, times, threshold[batch],
-                                           initial_state(sub, sub_drive, phase[batch]),
-                                           max_spikes=SPIKE_COUNTER_MAX + 1)
+                _, found = linear_response(
+                    sub,
+                    sub_drive,
+                    times,
+                    threshold[batch],
+                    initial_state(sub, sub_drive, phase[batch]),
+                    max_spikes=SPIKE_COUNTER_MAX + 1,
+                )
                 counts[batch] = found
         index = np.flatnonzero(nonlinear)
         if index.size:
             sub, sub_drive = m.take(index), drive.take(index)
-            _, found, _ = integrate(sub, sub_drive, _grid(duration, p.INTEGRATION_STEP),
-                                    threshold[index], record=False,
-                                    initial=initial_state(sub, sub_drive, phase[index]))
+            _, found, _ = integrate(
+                sub,
+                sub_drive,
+                _grid(duration, p.INTEGRATION_STEP),
+                threshold[index],
+                record=False,
+                initial=initial_state(sub, sub_drive, phase[index]),
+            )
             counts[index] = found
         counts = np.where(m.threshold_on & ~m.clamped, counts, 0)
-        return SpikeCounts(counts=np.minimum(counts, SPIKE_COUNTER_MAX).astype(np.int64),
-                           overflow=counts > SPIKE_COUNTER_MAX)
+        return SpikeCounts(
+            counts=np.minimum(counts, SPIKE_COUNTER_MAX).astype(np.int64),
+            overflow=counts > SPIKE_COUNTER_MAX,
+        )
 
     # --- ground truth (studies and benchmarks only) ---------------------------------------
 
-    def true_quantities(self, settings: Mapping[str, ArrayLike] | None = None
-                        ) -> dict[str, np.ndarray]:
+    def true_quantities(
+        self, settings: Mapping[str, ArrayLike] | None = None
+    ) -> dict[str, np.ndarray]:
         """Noise-free per-neuron leak, reset, threshold (CADC LSB, continuous, through the
         present CADC configuration), tau_mem, tau_syn_exc, tau_syn_inh, refractory_time (s),
         psp_per_weight_exc, psp_per_weight_inh (CADC LSB per weight unit of an event through a
@@ -465,28 +533,36 @@ class SimulatedChip:
         overridden by `settings`."""
         return true_quantities(self._settled_codes(settings), self.truth)
 
-    def ideal_codes(self, quantity: str, target: ArrayLike,
-                    settings: Mapping[str, ArrayLike] | None = None) -> np.ndarray:
+    def ideal_codes(
+        self, quantity: str, target: ArrayLike, settings: Mapping[str, ArrayLike] | None = None
+    ) -> np.ndarray:
         """The best code of `quantity`'s cell for each neuron on the ground truth (all 1023
         codes evaluated at once), every other cell as it is (or as `settings` says)."""
         if quantity not in ALL_QUANTITY_CELLS:
-            raise ValueError(f"unknown quantity {quantity!r}; known: "
-                             f"{', '.join(ALL_QUANTITY_CELLS)}")
+            raise ValueError(
+                f"unknown quantity {quantity!r}; known: {', '.join(ALL_QUANTITY_CELLS)}"
+            )
         return ideal_codes(quantity, target, self._settled_codes(settings), self.truth)
 
-    def true_mac(self, activations: ArrayLike, settings: Mapping[str, ArrayLike] | None = None,
-                 sends: int = 1) -> np.ndarray:
+    def true_mac(
+        self,
+        activations: ArrayLike,
+        settings: Mapping[str, ArrayLike] | None = None,
+        sends: int = 1,
+    ) -> np.ndarray:
         """Noise-free (512,) CADC reading (LSB, continuous) after a MAC integration of
         `activations` ((256,) or (2, 256)), for the present codes (settled) or `settings`."""
         stimulus = MacActivations(np.asarray(activations), sends)
         values = evaluate(self._settled_codes(settings), self.truth)
         m = Membrane.from_values(values, self.truth.dead, self.truth.stuck)
-        volts = integrated_potential(row_activations(stimulus.activations), values,
-                                     self.truth.synapses, m, sends)
+        volts = integrated_potential(
+            row_activations(stimulus.activations), values, self.truth.synapses, m, sends
+        )
         return cadc_continuous(volts, values, self.truth.cadc_channel_offset)
 
-    def true_mac_gains(self, settings: Mapping[str, ArrayLike] | None = None
-                       ) -> dict[str, np.ndarray]:
+    def true_mac_gains(
+        self, settings: Mapping[str, ArrayLike] | None = None
+    ) -> dict[str, np.ndarray]:
         """Per neuron, the noise-free charge gain of each synaptic input in MAC mode (V per
         weight unit and unit pulse): 'mac_gain_exc', 'mac_gain_inh'."""
         values = evaluate(self._settled_codes(settings), self.truth)
@@ -506,11 +582,14 @@ class SimulatedChip:
     def _settled_codes(self, settings: Mapping[str, ArrayLike] | None) -> dict[str, np.ndarray]:
         codes = {name: value.astype(float) for name, value in self._codes.items()}
         if settings:
-            codes.update({name: value.astype(float)
-                          for name, value in validate_settings(settings).items()})
+            codes.update(
+                {name: value.astype(float) for name, value in validate_settings(settings).items()}
+            )
         return codes
 
     def __repr__(self) -> str:
-        return (f"SimulatedChip({self.chip_id!r}, seed={self.seed}, "
-                f"mismatch_scale={self.mismatch_scale}, noise_scale={self.noise_scale}, "
-                f"drift_hours={self.drift_hours}, faults={self.faults})")
+        return (
+            f"SimulatedChip({self.chip_id!r}, seed={self.seed}, "
+            f"mismatch_scale={self.mismatch_scale}, noise_scale={self.noise_scale}, "
+            f"drift_hours={self.drift_hours}, faults={self.faults})"
+        )

@@ -45,8 +45,12 @@ def quadrant_mean(codes: np.ndarray) -> np.ndarray:
 
 
 def conductance(
-    code: np.ndarray, per_code: float, gain: np.ndarray, dead_zone: np.ndarray,
-    saturation: float, parallel: np.ndarray | float,
+    code: np.ndarray,
+    per_code: float,
+    gain: np.ndarray,
+    dead_zone: np.ndarray,
+    saturation: float,
+    parallel: np.ndarray | float,
 ) -> np.ndarray:
     """g(c) = G * gain * max(c - c0, 0) / (1 + c / saturation) + g_parallel."""
     return per_code * gain * np.maximum(code - dead_zone, 0.0) / (1 + code / saturation) + parallel
@@ -73,10 +77,18 @@ def g_leak(v: Values, t: ChipTruth) -> np.ndarray:
         v["leak_multiply"] > 0, t.leak_multiply, 1.0
     )
     # The switches scale the bias-controlled part; the parasitic conductance stays.
-    return factor * conductance(
-        v["i_bias_leak"], p.LEAK_CONDUCTANCE_PER_CODE, t.leak_gain, t.leak_dead_zone,
-        p.LEAK_SATURATION_CODE, 0.0,
-    ) + t.leak_parallel
+    return (
+        factor
+        * conductance(
+            v["i_bias_leak"],
+            p.LEAK_CONDUCTANCE_PER_CODE,
+            t.leak_gain,
+            t.leak_dead_zone,
+            p.LEAK_SATURATION_CODE,
+            0.0,
+        )
+        + t.leak_parallel
+    )
 
 
 @node("membrane_capacitance")
@@ -92,7 +104,9 @@ def tau_mem(v: Values, t: ChipTruth) -> np.ndarray:
 @node("v_leak", "mean_v_leak", "g_leak")
 def e_leak(v: Values, t: ChipTruth) -> np.ndarray:
     return (
-        capmem_voltage("v_leak", v, t) - t.leak_drop + t.leak_offset
+        capmem_voltage("v_leak", v, t)
+        - t.leak_drop
+        + t.leak_offset
         + t.leak_beta * np.log(v["g_leak"] / p.LEAK_REFERENCE_CONDUCTANCE)
     )
 
@@ -102,8 +116,10 @@ def i_offset(v: Values, t: ChipTruth) -> np.ndarray:
     """Offset current of the enabled synaptic inputs (A); zero at each input's cancel code."""
     total = 0.0
     for kind in ("exc", "inh"):
-        current = p.SYN_OFFSET_CURRENT_PER_CODE * getattr(t, f"syn_{kind}_offset_gain") * (
-            v[f"i_bias_syn_{kind}_shift"] - getattr(t, f"syn_{kind}_cancel_code")
+        current = (
+            p.SYN_OFFSET_CURRENT_PER_CODE
+            * getattr(t, f"syn_{kind}_offset_gain")
+            * (v[f"i_bias_syn_{kind}_shift"] - getattr(t, f"syn_{kind}_cancel_code"))
         )
         total = total + np.where(v[f"syn_{kind}_enable"] > 0, current, 0.0)
     return total
@@ -122,8 +138,14 @@ def v_reset_target(v: Values, t: ChipTruth) -> np.ndarray:
 
 @node("i_bias_reset")
 def g_reset(v: Values, t: ChipTruth) -> np.ndarray:
-    return conductance(v["i_bias_reset"], p.RESET_CONDUCTANCE_PER_CODE, t.reset_gain, 0.0,
-                       p.RESET_SATURATION_CODE, 0.0)
+    return conductance(
+        v["i_bias_reset"],
+        p.RESET_CONDUCTANCE_PER_CODE,
+        t.reset_gain,
+        0.0,
+        p.RESET_SATURATION_CODE,
+        0.0,
+    )
 
 
 @node("e_rest", "v_reset_target", "g_leak", "g_reset")
@@ -140,12 +162,16 @@ def v_threshold_volts(v: Values, t: ChipTruth) -> np.ndarray:
 
 def _tau_syn(kind: str, v: Values, t: ChipTruth) -> np.ndarray:
     g = conductance(
-        v[f"i_bias_syn_{kind}_tau"], p.SYN_CONDUCTANCE_PER_CODE,
-        getattr(t, f"syn_{kind}_tau_gain"), getattr(t, f"syn_{kind}_dead_zone"),
-        p.SYN_SATURATION_CODE, getattr(t, f"syn_{kind}_parallel"),
+        v[f"i_bias_syn_{kind}_tau"],
+        p.SYN_CONDUCTANCE_PER_CODE,
+        getattr(t, f"syn_{kind}_tau_gain"),
+        getattr(t, f"syn_{kind}_dead_zone"),
+        p.SYN_SATURATION_CODE,
+        getattr(t, f"syn_{kind}_parallel"),
     )
-    high = np.where(v[f"syn_{kind}_high_resistance"] > 0,
-                    getattr(t, f"syn_{kind}_high_resistance"), 1.0)
+    high = np.where(
+        v[f"syn_{kind}_high_resistance"] > 0, getattr(t, f"syn_{kind}_high_resistance"), 1.0
+    )
     return high * p.SYN_CAPACITANCE / g
 
 
@@ -163,8 +189,12 @@ def _jump(kind: str, v: Values, t: ChipTruth) -> np.ndarray:
     gm = (np.maximum(v[f"i_bias_syn_{kind}_gm"], 0.0) / p.SYN_GM_REFERENCE_CODE) ** (
         p.SYN_GM_EXPONENT
     )
-    jump = p.SYN_CURRENT_PER_WEIGHT * t.per_neuron(t.syn_dac_gain) * getattr(
-        t, f"syn_{kind}_gm_gain") * gm
+    jump = (
+        p.SYN_CURRENT_PER_WEIGHT
+        * t.per_neuron(t.syn_dac_gain)
+        * getattr(t, f"syn_{kind}_gm_gain")
+        * gm
+    )
     # The quadrant's synapse DAC bias scales the current of every synapse (1 at its default).
     jump = jump * t.per_neuron(np.asarray(v["syn_i_bias_dac"]) / p.SYN_DAC_REFERENCE_CODE)
     return np.where(v[f"syn_{kind}_enable"] > 0, jump, 0.0)
@@ -215,8 +245,14 @@ def adapt_b(v: Values, t: ChipTruth) -> np.ndarray:
 
 @node("i_bias_adapt_tau")
 def tau_w(v: Values, t: ChipTruth) -> np.ndarray:
-    g = conductance(v["i_bias_adapt_tau"], p.ADAPT_CONDUCTANCE_PER_CODE, t.adapt_tau_gain, 0.0,
-                    p.ADAPT_SATURATION_CODE, p.ADAPT_PARALLEL_CONDUCTANCE)
+    g = conductance(
+        v["i_bias_adapt_tau"],
+        p.ADAPT_CONDUCTANCE_PER_CODE,
+        t.adapt_tau_gain,
+        0.0,
+        p.ADAPT_SATURATION_CODE,
+        p.ADAPT_PARALLEL_CONDUCTANCE,
+    )
     return p.ADAPT_CAPACITANCE / g
 
 
@@ -240,8 +276,10 @@ def cadc_v0(v: Values, t: ChipTruth) -> np.ndarray:
 @node("cadc_ramp_slope")
 def cadc_lsb(v: Values, t: ChipTruth) -> np.ndarray:
     """(..., 512) volts per LSB of each channel (higher slope code: steeper ramp, more V/LSB)."""
-    lsb = p.CADC_NOMINAL_LSB * (v["cadc_ramp_slope"] + p.CADC_SLOPE_CODE_OFFSET) / (
-        500 + p.CADC_SLOPE_CODE_OFFSET
+    lsb = (
+        p.CADC_NOMINAL_LSB
+        * (v["cadc_ramp_slope"] + p.CADC_SLOPE_CODE_OFFSET)
+        / (500 + p.CADC_SLOPE_CODE_OFFSET)
     )
     return t.per_neuron(lsb * t.cadc_ramp_slope_gain)
 

@@ -54,23 +54,32 @@ class Membrane:
     v_t: np.ndarray
 
     @classmethod
-    def from_values(cls, values: dict[str, np.ndarray], dead: np.ndarray,
-                    stuck: np.ndarray) -> Membrane:
+    def from_values(
+        cls, values: dict[str, np.ndarray], dead: np.ndarray, stuck: np.ndarray
+    ) -> Membrane:
         adaptation = values["adaptation_enable"] > 0
         return cls(
-            e_rest=values["e_rest"], e_leak=values["e_leak"], v_hold=values["v_hold"],
+            e_rest=values["e_rest"],
+            e_leak=values["e_leak"],
+            v_hold=values["v_hold"],
             v_threshold=values["v_threshold_volts"],
             threshold_on=(values["threshold_enable"] > 0) & ~dead & ~stuck,
-            clamped=(values["reset_hold"] > 0) | stuck, dead=dead,
-            capacitance=values["capacitance"], g_leak=values["g_leak"],
-            tau_mem=values["tau_mem"], tau_syn_exc=values["tau_syn_exc"],
-            tau_syn_inh=values["tau_syn_inh"], jump_exc=values["jump_exc"],
+            clamped=(values["reset_hold"] > 0) | stuck,
+            dead=dead,
+            capacitance=values["capacitance"],
+            g_leak=values["g_leak"],
+            tau_mem=values["tau_mem"],
+            tau_syn_exc=values["tau_syn_exc"],
+            tau_syn_inh=values["tau_syn_inh"],
+            jump_exc=values["jump_exc"],
             jump_inh=values["jump_inh"],
             refractory=values["refractory_time"] + p.RESET_PULSE,
             adapt_a=np.where(adaptation, values["adapt_a"], 0.0),
             adapt_b=np.where(adaptation, values["adapt_b"], 0.0),
-            tau_w=values["tau_w"], exponential=values["exponential_enable"] > 0,
-            delta_t=values["delta_t"], v_t=values["v_t"],
+            tau_w=values["tau_w"],
+            exponential=values["exponential_enable"] > 0,
+            delta_t=values["delta_t"],
+            v_t=values["v_t"],
         )
 
     def take(self, index: np.ndarray) -> Membrane:
@@ -109,8 +118,9 @@ class Drive:
     inh_weights: np.ndarray
 
     @classmethod
-    def from_stimuli(cls, stimuli: Sequence[Stimulus],
-                     neuron_events: Sequence[NeuronEvents] = ()) -> Drive:
+    def from_stimuli(
+        cls, stimuli: Sequence[Stimulus], neuron_events: Sequence[NeuronEvents] = ()
+    ) -> Drive:
         releases = [s.release_time for s in stimuli if isinstance(s, ResetRelease)]
         steps = tuple(s for s in stimuli if isinstance(s, CurrentStep))
         trains = [s for s in stimuli if isinstance(s, SynapticEvents)]
@@ -122,24 +132,36 @@ class Drive:
             own = [e for e in neuron_events if e.inhibitory == inhibitory and len(e.times)]
             if own:
                 n = own[0].weights.shape[1]
-                weights = np.concatenate([np.broadcast_to(weights[:, None], (len(times), n))]
-                                         + [e.weights for e in own])
+                weights = np.concatenate(
+                    [np.broadcast_to(weights[:, None], (len(times), n))] + [e.weights for e in own]
+                )
                 times = np.concatenate([times] + [e.times for e in own])
             order = np.argsort(times, kind="stable")
             return times[order], weights[order]
 
         exc_times, exc_weights = events(False)
         inh_times, inh_weights = events(True)
-        return cls(max(releases) if releases else None, steps,
-                   exc_times, exc_weights, inh_times, inh_weights)
+        return cls(
+            max(releases) if releases else None,
+            steps,
+            exc_times,
+            exc_weights,
+            inh_times,
+            inh_weights,
+        )
 
     def take(self, index: np.ndarray) -> Drive:
         """The drive of a subset of neurons (per-neuron weights subset, shared ones kept)."""
         if self.exc_weights.ndim == 1 and self.inh_weights.ndim == 1:
             return self
-        return replace(self, **{name: getattr(self, name)[:, index]
-                                for name in ("exc_weights", "inh_weights")
-                                if getattr(self, name).ndim == 2})
+        return replace(
+            self,
+            **{
+                name: getattr(self, name)[:, index]
+                for name in ("exc_weights", "inh_weights")
+                if getattr(self, name).ndim == 2
+            },
+        )
 
     @property
     def event_count(self) -> int:
@@ -171,6 +193,7 @@ def clip_rails(volts: np.ndarray) -> np.ndarray:
 
 # --- Closed forms for constant input ---------------------------------------------------------
 
+
 def steady_potential(m: Membrane, current: float | np.ndarray = 0.0) -> np.ndarray:
     """Fixed point of the membrane under a constant current; +inf where there is none (the
     exponential term runs away). Clamped neurons sit at V_hold, dead ones at their level."""
@@ -183,9 +206,12 @@ def steady_potential(m: Membrane, current: float | np.ndarray = 0.0) -> np.ndarr
         # V* = V_T + dT ln((g + a) / g). Positive there: no fixed point. Otherwise Newton from
         # the linear rest converges monotonically to the lower (stable) root.
         v_star = m.v_t + dt * np.log((g + a) / g)
+
         def f(x: np.ndarray) -> np.ndarray:
             return -(g + a) * (x - linear) + g * dt * np.exp(
-                np.minimum((x - m.v_t) / dt, p.EXP_MAX_EXPONENT))
+                np.minimum((x - m.v_t) / dt, p.EXP_MAX_EXPONENT)
+            )
+
         runaway = m.exponential & (f(v_star) > 0)
         v = linear.copy()
         for _ in range(40):
@@ -205,8 +231,9 @@ def fires(m: Membrane, v_inf: np.ndarray, v_threshold: np.ndarray | None = None)
     return m.threshold_on & ~m.clamped & (v_inf > threshold)
 
 
-def interspike_interval(m: Membrane, v_inf: np.ndarray,
-                        v_threshold: np.ndarray | None = None) -> np.ndarray:
+def interspike_interval(
+    m: Membrane, v_inf: np.ndarray, v_threshold: np.ndarray | None = None
+) -> np.ndarray:
     """LIF interval t_ref + tau ln((V_inf - V_hold) / (V_inf - V_th)); inf where quiet."""
     threshold = m.v_threshold if v_threshold is None else v_threshold
     firing = fires(m, v_inf, threshold)
@@ -226,8 +253,14 @@ def phase_potential(m: Membrane, v_inf: np.ndarray, phase: np.ndarray) -> np.nda
     return np.where(t < m.refractory, m.v_hold, np.minimum(rising, m.v_threshold))
 
 
-def count_constant(m: Membrane, v_inf: np.ndarray, duration: float, phase: np.ndarray,
-                   v_threshold: np.ndarray, start: float | None) -> np.ndarray:
+def count_constant(
+    m: Membrane,
+    v_inf: np.ndarray,
+    duration: float,
+    phase: np.ndarray,
+    v_threshold: np.ndarray,
+    start: float | None,
+) -> np.ndarray:
     """Spikes within `duration` under constant input (float counts, not yet clipped).
 
     Without `start` a neuron is free-running and the window opens at `phase` (0..1) of its
@@ -258,8 +291,9 @@ def initial_state(m: Membrane, drive: Drive, phase: np.ndarray) -> tuple[np.ndar
     elapsed = phase * np.where(np.isfinite(isi), isi, 0.0)
     in_hold = firing & (elapsed < m.refractory)
     free_from = np.where(in_hold, m.refractory - elapsed, 0.0)
-    v_start = np.where(firing, phase_potential(m, v_inf, phase),
-                       np.where(np.isfinite(v_inf), v_inf, m.v_hold))
+    v_start = np.where(
+        firing, phase_potential(m, v_inf, phase), np.where(np.isfinite(v_inf), v_inf, m.v_hold)
+    )
     if drive.release_time is not None:
         free_from = np.full_like(free_from, drive.release_time)
         v_start = m.v_hold
@@ -267,6 +301,7 @@ def initial_state(m: Membrane, drive: Drive, phase: np.ndarray) -> tuple[np.ndar
 
 
 # --- Superposition for linear neurons --------------------------------------------------------
+
 
 def _psc_kernel(s: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray) -> np.ndarray:
     """Membrane response (s, per unit charge rate) to a current jump decaying with tau_s:
@@ -276,8 +311,9 @@ def _psc_kernel(s: np.ndarray, tau_m: np.ndarray, tau_s: np.ndarray) -> np.ndarr
     near = np.abs(rate) * tau_m < 1e-6
     safe = np.where(near, 1.0, rate)
     mean_rate = 0.5 * (1.0 / tau_m + 1.0 / tau_s)
-    return np.where(near, s * np.exp(-s * mean_rate),
-                    (np.exp(-s / tau_s) - np.exp(-s / tau_m)) / safe)
+    return np.where(
+        near, s * np.exp(-s * mean_rate), (np.exp(-s / tau_s) - np.exp(-s / tau_m)) / safe
+    )
 
 
 def _uniform_step(times: np.ndarray) -> float | None:
@@ -354,7 +390,7 @@ def free_potential(m: Membrane, drive: Drive, times: np.ndarray) -> np.ndarray:
     grid = times[:, 0]
     count = grid.size
     for edge, level in steps:
-        v[np.searchsorted(grid, edge, side="right"):] += level
+        v[np.searchsorted(grid, edge, side="right") :] += level
     for tau, terms in decays:
         if not terms:
             continue
@@ -380,8 +416,12 @@ def free_potential(m: Membrane, drive: Drive, times: np.ndarray) -> np.ndarray:
 
 
 def linear_response(
-    m: Membrane, drive: Drive, times: np.ndarray, v_threshold: np.ndarray,
-    initial: tuple[np.ndarray, np.ndarray] | None = None, max_spikes: int = p.MAX_TRACE_SPIKES,
+    m: Membrane,
+    drive: Drive,
+    times: np.ndarray,
+    v_threshold: np.ndarray,
+    initial: tuple[np.ndarray, np.ndarray] | None = None,
+    max_spikes: int = p.MAX_TRACE_SPIKES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Potential on the time grid `times` (T,) and spike counts of linear neurons.
 
@@ -402,8 +442,9 @@ def linear_response(
     counts = np.zeros(n, dtype=np.int64)
     # Below threshold everywhere (free response, start and reset potentials): never fires,
     # since the potential always lies between the free response and a restart value.
-    reachable = (free.max(axis=0) >= v_threshold) | (v_start >= v_threshold) | (
-        m.v_hold >= v_threshold)
+    reachable = (
+        (free.max(axis=0) >= v_threshold) | (v_start >= v_threshold) | (m.v_hold >= v_threshold)
+    )
     can_fire = m.threshold_on & ~m.clamped & reachable
     out = np.empty_like(free)
     total = times.size
@@ -416,8 +457,8 @@ def linear_response(
             index = np.flatnonzero(can_fire & (counts < max_spikes))
             if index.size == 0:
                 break
-            own = tt[first - low:]
-            crossed = (own >= start[index]) & (seg[first - low:, index] >= v_threshold[index])
+            own = tt[first - low :]
+            crossed = (own >= start[index]) & (seg[first - low :, index] >= v_threshold[index])
             has = crossed.any(axis=0)
             if not has.any():
                 break
@@ -430,24 +471,41 @@ def linear_response(
             v_prev = np.where(use_previous, seg[previous, index], v_at_start[index])
             with np.errstate(divide="ignore", invalid="ignore"):
                 fraction = np.clip((v_threshold[index] - v_prev) / (v_k - v_prev), 0.0, 1.0)
-            spike = np.where(v_prev >= v_threshold[index], t_prev,
-                             t_prev + np.nan_to_num(fraction) * (t_k - t_prev))
+            spike = np.where(
+                v_prev >= v_threshold[index],
+                t_prev,
+                t_prev + np.nan_to_num(fraction) * (t_k - t_prev),
+            )
             counts[index] += 1
             start[index] = spike + m.refractory[index]
-            deviation[index] = m.v_hold[index] - free_potential(
-                m.take(index), drive.take(index), start[index][None, :])[0]
+            deviation[index] = (
+                m.v_hold[index]
+                - free_potential(m.take(index), drive.take(index), start[index][None, :])[0]
+            )
             v_at_start[index] = m.v_hold[index]
-            restarted = _segment(free[low:last, index], tt, m.tau_mem[index], m.v_hold[index],
-                                 start[index], deviation[index])
+            restarted = _segment(
+                free[low:last, index],
+                tt,
+                m.tau_mem[index],
+                m.v_hold[index],
+                start[index],
+                deviation[index],
+            )
             seg[:, index] = np.where(tt >= spike, restarted, seg[:, index])
-        out[first:last] = seg[first - low:]
+        out[first:last] = seg[first - low :]
     out = np.where(m.clamped, m.v_hold, out)
     out = np.where(m.dead, p.DEAD_NEURON_POTENTIAL, out)
     return clip_rails(out), counts
 
 
-def _segment(free: np.ndarray, tt: np.ndarray, tau: np.ndarray, v_hold: np.ndarray,
-             start: np.ndarray, deviation: np.ndarray) -> np.ndarray:
+def _segment(
+    free: np.ndarray,
+    tt: np.ndarray,
+    tau: np.ndarray,
+    v_hold: np.ndarray,
+    start: np.ndarray,
+    deviation: np.ndarray,
+) -> np.ndarray:
     """Potential on `tt` of neurons last restarted at `start`: held at V_hold before it, the
     free response plus a decaying deviation after it."""
     since = tt - start
@@ -456,6 +514,7 @@ def _segment(free: np.ndarray, tt: np.ndarray, tau: np.ndarray, v_hold: np.ndarr
 
 
 # --- Numerical integration (adaptation, exponential term) -------------------------------------
+
 
 def _event_sums(index: np.ndarray, weights: np.ndarray, count: int) -> np.ndarray:
     """Summed event weights per grid step: (count,) for shared weights, (count, neurons) for
@@ -468,7 +527,11 @@ def _event_sums(index: np.ndarray, weights: np.ndarray, count: int) -> np.ndarra
 
 
 def integrate(
-    m: Membrane, drive: Drive, times: np.ndarray, v_threshold: np.ndarray, record: bool,
+    m: Membrane,
+    drive: Drive,
+    times: np.ndarray,
+    v_threshold: np.ndarray,
+    record: bool,
     initial: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Exponential-Euler integration on the grid `times` (from 0); returns the potential at
@@ -501,18 +564,27 @@ def integrate(
             dt = time - previous_time
             key = round(dt, 15)
             if key not in cache:
-                cache[key] = (np.exp(-dt / m.tau_mem),
-                              _psc_kernel(np.full(n, dt), m.tau_mem, m.tau_syn_exc) / m.capacitance,
-                              _psc_kernel(np.full(n, dt), m.tau_mem, m.tau_syn_inh) / m.capacitance,
-                              np.exp(-dt / m.tau_syn_exc), np.exp(-dt / m.tau_syn_inh),
-                              np.exp(-dt / m.tau_w))
+                cache[key] = (
+                    np.exp(-dt / m.tau_mem),
+                    _psc_kernel(np.full(n, dt), m.tau_mem, m.tau_syn_exc) / m.capacitance,
+                    _psc_kernel(np.full(n, dt), m.tau_mem, m.tau_syn_inh) / m.capacitance,
+                    np.exp(-dt / m.tau_syn_exc),
+                    np.exp(-dt / m.tau_syn_inh),
+                    np.exp(-dt / m.tau_w),
+                )
             decay, gain_exc, gain_inh, decay_exc, decay_inh, decay_w = cache[key]
-            current = sum(s.amplitude for s in drive.steps
-                          if s.on_time <= previous_time < s.off_time)
+            current = sum(
+                s.amplitude for s in drive.steps if s.on_time <= previous_time < s.off_time
+            )
             extra = current - w
             if exponential:
-                extra = extra + np.where(m.exponential, m.g_leak * m.delta_t * np.exp(
-                    np.minimum((v - m.v_t) / m.delta_t, p.EXP_MAX_EXPONENT)), 0.0)
+                extra = extra + np.where(
+                    m.exponential,
+                    m.g_leak
+                    * m.delta_t
+                    * np.exp(np.minimum((v - m.v_t) / m.delta_t, p.EXP_MAX_EXPONENT)),
+                    0.0,
+                )
             target = m.e_rest + extra / m.g_leak
             v_new = target + (v - target) * decay + i_exc * gain_exc + i_inh * gain_inh
             i_exc = i_exc * decay_exc

@@ -166,10 +166,9 @@ def draw_truth(
 
     capmem_gain = normal(p.CAPMEM_QUADRANT_GAIN_SPREAD, q)
     leak_drop_std = rng.standard_normal(n)
-    reset_drop_std = (
-        p.RESET_DROP_CORRELATION * leak_drop_std
-        + np.sqrt(1 - p.RESET_DROP_CORRELATION**2) * rng.standard_normal(n)
-    )
+    reset_drop_std = p.RESET_DROP_CORRELATION * leak_drop_std + np.sqrt(
+        1 - p.RESET_DROP_CORRELATION**2
+    ) * rng.standard_normal(n)
     leak_drop = p.LEAK_DROP_MEAN + p.LEAK_DROP_SPREAD * s * leak_drop_std
     reset_drop = p.LEAK_DROP_MEAN + p.RESET_DROP_SPREAD * s * reset_drop_std
     leak_offset = normal(p.LEAK_OFFSET_SPREAD)
@@ -220,8 +219,9 @@ def draw_truth(
     leak_offset = leak_offset + np.where(outlier_kind == 0, potential_defect, 0.0)
     reset_offset = reset_offset + np.where(outlier_kind == 1, potential_defect, 0.0)
     threshold_offset = threshold_offset + np.where(outlier_kind == 2, threshold_defect, 0.0)
-    leak_gain = np.where(outlier_kind == 3, leak_gain * p.OUTLIER_LEAK_GAIN ** min(s, 1.0),
-                         leak_gain)
+    leak_gain = np.where(
+        outlier_kind == 3, leak_gain * p.OUTLIER_LEAK_GAIN ** min(s, 1.0), leak_gain
+    )
 
     drift = drift_offsets(seed, drift_hours, 4)
     leak_offset = leak_offset + drift[0]
@@ -231,16 +231,33 @@ def draw_truth(
 
     dead, stuck = draw_faulty_neurons(seed, faults)
     return ChipTruth(
-        capmem_gain=capmem_gain, leak_drop=leak_drop, leak_offset=leak_offset,
-        leak_beta=leak_beta, reset_drop=reset_drop, reset_offset=reset_offset,
-        threshold_offset=threshold_offset, leak_gain=leak_gain, leak_dead_zone=leak_dead_zone,
-        leak_parallel=leak_parallel, leak_divide=leak_divide, leak_multiply=leak_multiply,
-        membrane_intrinsic=membrane_intrinsic, reset_gain=reset_gain, **syn,
-        syn_dac_gain=syn_dac_gain, adapt_a_gain=adapt_a_gain, adapt_b_gain=adapt_b_gain,
-        adapt_tau_gain=adapt_tau_gain, exp_slope_gain=exp_slope_gain,
-        exp_onset_offset=exp_onset_offset, cadc_ramp_offset_error=cadc_ramp_offset_error,
-        cadc_ramp_slope_gain=cadc_ramp_slope_gain, cadc_channel_offset=cadc_channel_offset,
-        outlier_kind=outlier_kind, dead=dead, stuck=stuck,
+        capmem_gain=capmem_gain,
+        leak_drop=leak_drop,
+        leak_offset=leak_offset,
+        leak_beta=leak_beta,
+        reset_drop=reset_drop,
+        reset_offset=reset_offset,
+        threshold_offset=threshold_offset,
+        leak_gain=leak_gain,
+        leak_dead_zone=leak_dead_zone,
+        leak_parallel=leak_parallel,
+        leak_divide=leak_divide,
+        leak_multiply=leak_multiply,
+        membrane_intrinsic=membrane_intrinsic,
+        reset_gain=reset_gain,
+        **syn,
+        syn_dac_gain=syn_dac_gain,
+        adapt_a_gain=adapt_a_gain,
+        adapt_b_gain=adapt_b_gain,
+        adapt_tau_gain=adapt_tau_gain,
+        exp_slope_gain=exp_slope_gain,
+        exp_onset_offset=exp_onset_offset,
+        cadc_ramp_offset_error=cadc_ramp_offset_error,
+        cadc_ramp_slope_gain=cadc_ramp_slope_gain,
+        cadc_channel_offset=cadc_channel_offset,
+        outlier_kind=outlier_kind,
+        dead=dead,
+        stuck=stuck,
         synapses=draw_synapse_truth(seed, mismatch_scale),
     )
 

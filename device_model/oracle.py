@@ -52,8 +52,15 @@ def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.
     return np.where(dead, np.nan, values[name])
 
 
-TRUE_QUANTITIES = ("leak", "reset", "threshold", "tau_mem", "tau_syn_exc", "tau_syn_inh",
-                   "refractory_time")
+TRUE_QUANTITIES = (
+    "leak",
+    "reset",
+    "threshold",
+    "tau_mem",
+    "tau_syn_exc",
+    "tau_syn_inh",
+    "refractory_time",
+)
 PSP_PER_WEIGHT = ("psp_per_weight_exc", "psp_per_weight_inh")
 """Spiking-mode PSP height (CADC LSB) per weight unit of one event through a synapse of
 nominal current (device_model/synapses.py), with the input connected."""
@@ -81,13 +88,18 @@ def psp_per_weight(codes: dict[str, np.ndarray], truth: ChipTruth) -> dict[str, 
     for name, kind in zip(PSP_PER_WEIGHT, ("exc", "inh"), strict=True):
         values = evaluate({**codes, f"syn_{kind}_enable": np.ones(N_NEURONS)}, truth)
         jump = np.abs(values[f"jump_{kind}"])
-        volts = jump / values["capacitance"] * psp_peak(values["tau_mem"],
-                                                       values[f"tau_syn_{kind}"])
+        volts = (
+            jump / values["capacitance"] * psp_peak(values["tau_mem"], values[f"tau_syn_{kind}"])
+        )
         rest = np.clip(values["e_rest"], *p.MEMBRANE_RAILS)
-        height = np.abs(cadc_continuous(np.clip(rest + np.sign(values[f"jump_{kind}"]) * volts,
-                                                *p.MEMBRANE_RAILS), values,
-                                        truth.cadc_channel_offset)
-                        - cadc_continuous(rest, values, truth.cadc_channel_offset))
+        height = np.abs(
+            cadc_continuous(
+                np.clip(rest + np.sign(values[f"jump_{kind}"]) * volts, *p.MEMBRANE_RAILS),
+                values,
+                truth.cadc_channel_offset,
+            )
+            - cadc_continuous(rest, values, truth.cadc_channel_offset)
+        )
         out[name] = np.where(truth.dead | truth.stuck, np.nan, height)
     return out
 
@@ -96,12 +108,15 @@ def true_quantities(codes: dict[str, np.ndarray], truth: ChipTruth) -> dict[str,
     """Every quantity of TRUE_QUANTITIES and PSP_PER_WEIGHT for fully settled `codes` (cell ->
     float codes)."""
     values = evaluate(dict(codes), truth)
-    return {**{name: _quantity(name, values, truth) for name in TRUE_QUANTITIES},
-            **psp_per_weight(codes, truth)}
+    return {
+        **{name: _quantity(name, values, truth) for name in TRUE_QUANTITIES},
+        **psp_per_weight(codes, truth),
+    }
 
 
-def ideal_codes(quantity: str, target: ArrayLike, codes: dict[str, np.ndarray],
-                truth: ChipTruth) -> np.ndarray:
+def ideal_codes(
+    quantity: str, target: ArrayLike, codes: dict[str, np.ndarray], truth: ChipTruth
+) -> np.ndarray:
     """Per neuron, the code of `quantity`'s cell whose noise-free value lies closest to
     `target`, every other cell at `codes`. All 1023 codes of all neurons are evaluated at once.
 
@@ -111,8 +126,9 @@ def ideal_codes(quantity: str, target: ArrayLike, codes: dict[str, np.ndarray],
     """
     cell = ALL_QUANTITY_CELLS[quantity]
     target = np.broadcast_to(np.asarray(target, dtype=float), (N_NEURONS,))
-    candidates = np.broadcast_to(np.arange(CAPMEM_MAX + 1, dtype=float)[:, None],
-                                 (CAPMEM_MAX + 1, N_NEURONS))
+    candidates = np.broadcast_to(
+        np.arange(CAPMEM_MAX + 1, dtype=float)[:, None], (CAPMEM_MAX + 1, N_NEURONS)
+    )
     best = codes[cell]
     rounds = 3 if cell in CROSSTALK_CELLS else 1
     for _ in range(rounds):

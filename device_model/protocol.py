@@ -142,19 +142,49 @@ CELLS: dict[str, CellSpec] = {
         _switch("adaptation_enable", "adaptation current enabled"),
         _switch("exponential_enable", "exponential term enabled"),
         # --- Synapse array, synapse drivers and their biases (device_model/synapses.py) ---
-        CellSpec("synapse_weight", 0, SYNAPSE_WEIGHT_MAX, "synapse", "digital", 0,
-                 "6-bit synapse weight"),
-        CellSpec("synapse_address", 0, SYNAPSE_ADDRESS_MAX, "synapse", "digital", 0,
-                 "6-bit synapse address: the synapse answers events with this address"),
-        CellSpec("row_mode", 0, 2, "row", "digital", ROW_EXCITATORY,
-                 "row drives the excitatory (1) or inhibitory (2) input, or nothing (0)"),
+        CellSpec(
+            "synapse_weight", 0, SYNAPSE_WEIGHT_MAX, "synapse", "digital", 0, "6-bit synapse weight"
+        ),
+        CellSpec(
+            "synapse_address",
+            0,
+            SYNAPSE_ADDRESS_MAX,
+            "synapse",
+            "digital",
+            0,
+            "6-bit synapse address: the synapse answers events with this address",
+        ),
+        CellSpec(
+            "row_mode",
+            0,
+            2,
+            "row",
+            "digital",
+            ROW_EXCITATORY,
+            "row drives the excitatory (1) or inhibitory (2) input, or nothing (0)",
+        ),
         CellSpec("driver_enable", 0, 1, "driver", "digital", 1, "synapse driver receives events"),
-        CellSpec("driver_hagen_offset", 0, 63, "driver", "digital", 32,
-                 "offset of the driver's activation-to-pulse-length DAC (higher: shorter)"),
-        _analog("syn_i_bias_dac", 800, "synapse DAC bias current: charge per weight unit",
-                scope="quadrant"),
-        _analog("stp_i_ramp", 500, "drivers' STP ramp current per CapMem block (higher: longer "
-                "pulses per activation)", scope="quadrant"),
+        CellSpec(
+            "driver_hagen_offset",
+            0,
+            63,
+            "driver",
+            "digital",
+            32,
+            "offset of the driver's activation-to-pulse-length DAC (higher: shorter)",
+        ),
+        _analog(
+            "syn_i_bias_dac",
+            800,
+            "synapse DAC bias current: charge per weight unit",
+            scope="quadrant",
+        ),
+        _analog(
+            "stp_i_ramp",
+            500,
+            "drivers' STP ramp current per CapMem block (higher: longer pulses per activation)",
+            scope="quadrant",
+        ),
     )
 }
 
@@ -173,8 +203,9 @@ def validate_settings(settings: Mapping[str, ArrayLike]) -> dict[str, np.ndarray
         array = np.asarray(value)
         if array.dtype == bool:
             if spec.kind == "analog":
-                raise ValueError(f"cell {name!r} takes integer codes {spec.low}..{spec.high}, "
-                                 "got booleans")
+                raise ValueError(
+                    f"cell {name!r} takes integer codes {spec.low}..{spec.high}, got booleans"
+                )
             array = array.astype(np.int64)
         if not np.issubdtype(array.dtype, np.integer):
             if not np.issubdtype(array.dtype, np.floating) or not np.all(
@@ -195,8 +226,11 @@ def validate_settings(settings: Mapping[str, ArrayLike]) -> dict[str, np.ndarray
         bad = (array < spec.low) | (array > spec.high)
         if bad.any():
             flat = int(np.flatnonzero(bad)[0])
-            index = flat if array.ndim == 1 else tuple(
-                int(i) for i in np.unravel_index(flat, array.shape))
+            index = (
+                flat
+                if array.ndim == 1
+                else tuple(int(i) for i in np.unravel_index(flat, array.shape))
+            )
             raise ValueError(
                 f"cell {name!r}: code {array.reshape(-1)[flat]} at index {index} outside the "
                 f"allowed range {spec.low}..{spec.high}"

@@ -19,21 +19,28 @@ def compress(raw: np.ndarray) -> np.ndarray:
     return out
 
 
-def cadc_ramp_count(volts: np.ndarray, values: dict[str, np.ndarray],
-                    channel_offset: np.ndarray) -> np.ndarray:
+def cadc_ramp_count(
+    volts: np.ndarray, values: dict[str, np.ndarray], channel_offset: np.ndarray
+) -> np.ndarray:
     """Noise-free ramp count before compression: 20 + (V - V0) / lsb + channel offset."""
     return p.CADC_BASELINE + (volts - values["cadc_v0"]) / values["cadc_lsb"] + channel_offset
 
 
-def cadc_continuous(volts: np.ndarray, values: dict[str, np.ndarray],
-                    channel_offset: np.ndarray) -> np.ndarray:
+def cadc_continuous(
+    volts: np.ndarray, values: dict[str, np.ndarray], channel_offset: np.ndarray
+) -> np.ndarray:
     """Noise-free CADC reading (LSB), neither rounded nor clipped: the truth's unit."""
-    return compress(cadc_ramp_count(volts, values, channel_offset)) + values[
-        "cadc_channel_offset"]
+    return compress(cadc_ramp_count(volts, values, channel_offset)) + values["cadc_channel_offset"]
 
 
-def cadc_codes(volts: np.ndarray, values: dict[str, np.ndarray], channel_offset: np.ndarray,
-               samples: int, noise_lsb: float, rng: np.random.Generator) -> np.ndarray:
+def cadc_codes(
+    volts: np.ndarray,
+    values: dict[str, np.ndarray],
+    channel_offset: np.ndarray,
+    samples: int,
+    noise_lsb: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """uint8 codes (samples, n) of potentials `volts` ((n,) or (samples, n)).
 
     Read noise enters before the compressed top; the ramp count clips at 0..255, then the
@@ -47,8 +54,9 @@ def cadc_codes(volts: np.ndarray, values: dict[str, np.ndarray], channel_offset:
     else:
         count = np.broadcast_to(count, shape)
     count = np.clip(np.rint(compress(count)), 0, CADC_MAX)
-    return np.clip(count + values["cadc_channel_offset"].astype(np.float32), 0,
-                   CADC_MAX).astype(np.uint8)
+    return np.clip(count + values["cadc_channel_offset"].astype(np.float32), 0, CADC_MAX).astype(
+        np.uint8
+    )
 
 
 def madc_times(duration: float) -> np.ndarray:
@@ -57,8 +65,9 @@ def madc_times(duration: float) -> np.ndarray:
     return np.arange(count) / MADC_SAMPLE_RATE
 
 
-def madc_codes(volts: np.ndarray, times: np.ndarray, noise_lsb: float,
-               rng: np.random.Generator) -> np.ndarray:
+def madc_codes(
+    volts: np.ndarray, times: np.ndarray, noise_lsb: float, rng: np.random.Generator
+) -> np.ndarray:
     """uint16 codes (0..1023) of potentials (n, T); the samples before MADC_INVALID_TIME carry
     a start-up artefact. Single precision: codes are integers below 1024."""
     ideal = ((volts + p.MADC_OFFSET_VOLTS) / p.MADC_VOLTS_PER_LSB).astype(np.float32)

@@ -71,7 +71,11 @@ class SynapticEvents:
 
     @classmethod
     def regular(
-        cls, start: float, interval: float, count: int, weight: int = MAX_SYNAPTIC_WEIGHT,
+        cls,
+        start: float,
+        interval: float,
+        count: int,
+        weight: int = MAX_SYNAPTIC_WEIGHT,
         inhibitory: bool = False,
     ) -> SynapticEvents:
         """`count` events every `interval` seconds from `start`."""
@@ -102,18 +106,29 @@ class MacActivations:
         allowed = f"shape ({MAC_ROWS},) or (2, {MAC_ROWS}) of integers 0..{ACTIVATION_MAX}"
         if array.shape not in ((MAC_ROWS,), (2, MAC_ROWS)):
             raise ValueError(f"activations: got shape {array.shape}; allowed: {allowed}")
-        if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or (
-                np.issubdtype(array.dtype, np.floating) and np.all(np.isfinite(array))
-                and np.all(array == np.round(array)))):
+        if array.dtype == bool or not (
+            np.issubdtype(array.dtype, np.integer)
+            or (
+                np.issubdtype(array.dtype, np.floating)
+                and np.all(np.isfinite(array))
+                and np.all(array == np.round(array))
+            )
+        ):
             raise ValueError(f"activations: got dtype {array.dtype}; allowed: {allowed}")
         bad = (array < 0) | (array > ACTIVATION_MAX)
         if bad.any():
-            index = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]),
-                                                            array.shape))
-            raise ValueError(f"activations: value {array[index]} at index "
-                             f"{index if array.ndim > 1 else index[0]} outside 0..{ACTIVATION_MAX}")
-        if isinstance(self.sends, bool) or not isinstance(self.sends, int) or not (
-                1 <= self.sends <= MAX_SENDS):
+            index = tuple(
+                int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), array.shape)
+            )
+            raise ValueError(
+                f"activations: value {array[index]} at index "
+                f"{index if array.ndim > 1 else index[0]} outside 0..{ACTIVATION_MAX}"
+            )
+        if (
+            isinstance(self.sends, bool)
+            or not isinstance(self.sends, int)
+            or not (1 <= self.sends <= MAX_SENDS)
+        ):
             raise ValueError(f"sends = {self.sends!r} is outside the allowed range 1..{MAX_SENDS}")
         frozen = array.astype(np.int64)
         frozen.flags.writeable = False
@@ -146,29 +161,36 @@ class RowEvents:
         addresses = np.asarray(self.addresses)
         if addresses.ndim == 0:
             addresses = np.full(times.shape, addresses)
-        for name, array, high in (("rows", rows, N_ROWS - 1), ("addresses", addresses,
-                                                                MAX_ADDRESS)):
+        for name, array, high in (
+            ("rows", rows, N_ROWS - 1),
+            ("addresses", addresses, MAX_ADDRESS),
+        ):
             if array.shape != times.shape:
-                raise ValueError(f"{name}: got shape {array.shape}; allowed: one per event, "
-                                 f"shape {times.shape} (or a single value)")
+                raise ValueError(
+                    f"{name}: got shape {array.shape}; allowed: one per event, "
+                    f"shape {times.shape} (or a single value)"
+                )
             if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
                 raise ValueError(f"{name}: got dtype {array.dtype}; allowed: integers 0..{high}")
             bad = np.flatnonzero((array < 0) | (array > high))
             if bad.size:
-                raise ValueError(f"{name}: value {array[bad[0]]} at event {int(bad[0])} outside "
-                                 f"0..{high}")
+                raise ValueError(
+                    f"{name}: value {array[bad[0]]} at event {int(bad[0])} outside 0..{high}"
+                )
         if times.size and not (np.all(np.isfinite(times)) and times.min() >= 0):
             raise ValueError("event times must be finite times >= 0 s")
         if np.any(np.diff(times) < 0):
             raise ValueError("event times must be sorted in increasing order")
-        for name, array in (("times", times), ("rows", rows.astype(np.int64)),
-                            ("addresses", addresses.astype(np.int64))):
+        for name, array in (
+            ("times", times),
+            ("rows", rows.astype(np.int64)),
+            ("addresses", addresses.astype(np.int64)),
+        ):
             array.flags.writeable = False
             object.__setattr__(self, name, array)
 
     @classmethod
-    def volley(cls, time: float, rows: Sequence[int] | np.ndarray, address: int = 0
-               ) -> RowEvents:
+    def volley(cls, time: float, rows: Sequence[int] | np.ndarray, address: int = 0) -> RowEvents:
         """One event on each of `rows` at `time`, all with `address`."""
         rows = np.asarray(rows)
         return cls(np.full(rows.shape, float(time)), rows, address)
@@ -183,8 +205,9 @@ def as_stimulus_tuple(stimulus: Stimulus | Sequence[Stimulus] | None) -> tuple[S
         return ()
     items = (stimulus,) if not isinstance(stimulus, list | tuple) else tuple(stimulus)
     for item in items:
-        if not isinstance(item, ResetRelease | CurrentStep | SynapticEvents | MacActivations
-                                  | RowEvents):
+        if not isinstance(
+            item, ResetRelease | CurrentStep | SynapticEvents | MacActivations | RowEvents
+        ):
             raise ValueError(
                 "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations or "
                 "RowEvents, "

@@ -126,8 +126,9 @@ COLUMN_HEMISPHERE = np.arange(N_NEURONS) // COLUMNS_PER_HEMISPHERE
 """(512,) hemisphere of every neuron column."""
 
 
-def row_event_trains(stimuli: list[RowEvents], values: Mapping[str, np.ndarray],
-                     truth: SynapseTruth) -> list[NeuronEvents]:
+def row_event_trains(
+    stimuli: list[RowEvents], values: Mapping[str, np.ndarray], truth: SynapseTruth
+) -> list[NeuronEvents]:
     """Per-neuron weighted event trains (excitatory, inhibitory) of addressed row events.
 
     An event on global row R = h * 256 + r reaches the neurons of hemisphere h through the
@@ -142,11 +143,17 @@ def row_event_trains(stimuli: list[RowEvents], values: Mapping[str, np.ndarray],
     matches = values["synapse_address"][local] == addresses[:, None]
     here = COLUMN_HEMISPHERE[None, :] == (rows // ROWS_PER_HEMISPHERE)[:, None]
     passes = values["driver_enable"][ROW_DRIVER[rows]] > 0
-    weights = np.where(matches & here & passes[:, None],
-                       values["synapse_weight"][local] * truth.synapse_gain[local], 0.0)
+    weights = np.where(
+        matches & here & passes[:, None],
+        values["synapse_weight"][local] * truth.synapse_gain[local],
+        0.0,
+    )
     modes = values["row_mode"][rows]
-    return [NeuronEvents(times[modes == kind], weights[modes == kind], kind == ROW_INHIBITORY)
-            for kind in (ROW_EXCITATORY, ROW_INHIBITORY) if np.any(modes == kind)]
+    return [
+        NeuronEvents(times[modes == kind], weights[modes == kind], kind == ROW_INHIBITORY)
+        for kind in (ROW_EXCITATORY, ROW_INHIBITORY)
+        if np.any(modes == kind)
+    ]
 
 
 # --- Integration ------------------------------------------------------------------------------

@@ -149,14 +149,19 @@ def encode_stimulus(item: Stimulus) -> pb.Stimulus:
             )
         )
     if isinstance(item, MacActivations):
-        return pb.Stimulus(mac_activations=pb.MacActivations(
-            activations=encode_array(item.activations, "stimulus.activations"),
-            sends=item.sends))
+        return pb.Stimulus(
+            mac_activations=pb.MacActivations(
+                activations=encode_array(item.activations, "stimulus.activations"), sends=item.sends
+            )
+        )
     if isinstance(item, RowEvents):
-        return pb.Stimulus(row_events=pb.RowEvents(
-            times=encode_array(item.times, "stimulus.times"),
-            rows=encode_array(item.rows, "stimulus.rows"),
-            addresses=encode_array(item.addresses, "stimulus.addresses")))
+        return pb.Stimulus(
+            row_events=pb.RowEvents(
+                times=encode_array(item.times, "stimulus.times"),
+                rows=encode_array(item.rows, "stimulus.rows"),
+                addresses=encode_array(item.addresses, "stimulus.addresses"),
+            )
+        )
     raise ValueError(
         "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations or "
         f"RowEvents, got {type(item).__name__}"
@@ -185,13 +190,16 @@ def decode_stimulus(message: pb.Stimulus, field: str) -> Stimulus:
             return SynapticEvents(tuple(events.times), int(events.weight), events.inhibitory)
         if kind == "mac_activations":
             mac = message.mac_activations
-            return MacActivations(decode_array(mac.activations, f"{field}.activations"),
-                                  int(mac.sends))
+            return MacActivations(
+                decode_array(mac.activations, f"{field}.activations"), int(mac.sends)
+            )
         if kind == "row_events":
             rows = message.row_events
-            return RowEvents(decode_array(rows.times, f"{field}.times"),
-                             decode_array(rows.rows, f"{field}.rows"),
-                             decode_array(rows.addresses, f"{field}.addresses"))
+            return RowEvents(
+                decode_array(rows.times, f"{field}.times"),
+                decode_array(rows.rows, f"{field}.rows"),
+                decode_array(rows.addresses, f"{field}.addresses"),
+            )
     except ValueError as error:
         raise MalformedMessage(f"{field}: {error}") from error
     raise MalformedMessage(f"{field}: missing stimulus kind")

@@ -74,8 +74,15 @@ __all__ = [
     "volts_to_madc",
 ]
 
-_LMFIT_NAMES = frozenset({"ExponentialDecayModel", "PostSynapticPotentialModel",
-                          "fit_exponential_lmfit", "fit_psp_lmfit", "fit_with_lmfit"})
+_LMFIT_NAMES = frozenset(
+    {
+        "ExponentialDecayModel",
+        "PostSynapticPotentialModel",
+        "fit_exponential_lmfit",
+        "fit_psp_lmfit",
+        "fit_with_lmfit",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

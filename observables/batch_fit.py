@@ -137,8 +137,15 @@ def fit_exponential_batch(
                 else _tau_bound_reason("tau", tau[index], tau_range)
             )
     return build_outcome(
-        "exponential_decay", window, fitted, stderr, redchi, fit_reasons,
-        window.mask.sum(axis=1), key="tau", max_redchi=max_redchi,
+        "exponential_decay",
+        window,
+        fitted,
+        stderr,
+        redchi,
+        fit_reasons,
+        window.mask.sum(axis=1),
+        key="tau",
+        max_redchi=max_redchi,
     )
 
 
@@ -194,9 +201,7 @@ def _psp(times: np.ndarray, fixed: np.ndarray, free: tuple[int, ...]) -> Evaluat
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         full = fixed[rows].copy()
         full[:, free] = params
-        offset, amplitude, log_tau_mem, log_tau_syn, onset = (
-            full[:, i : i + 1] for i in range(5)
-        )
+        offset, amplitude, log_tau_mem, log_tau_syn, onset = (full[:, i : i + 1] for i in range(5))
         rate_mem, rate_syn = np.exp(-log_tau_mem), np.exp(-log_tau_syn)
         elapsed = np.fmax(times[None, :] - onset, 0.0)
         started = elapsed > 0
@@ -385,8 +390,15 @@ def fit_psp_batch(
                 else _tau_bound_reason("a time constant", float(taus[index].max()), tau_range)
             )
     return build_outcome(
-        "post_synaptic_potential", window, fitted, stderr, redchi, fit_reasons,
-        window.mask.sum(axis=1), key="tau_syn", max_redchi=max_redchi,
+        "post_synaptic_potential",
+        window,
+        fitted,
+        stderr,
+        redchi,
+        fit_reasons,
+        window.mask.sum(axis=1),
+        key="tau_syn",
+        max_redchi=max_redchi,
     )
 
 

@@ -44,9 +44,9 @@ def cadc_max(device: Device, samples: int = 100, **read_kwargs: Any) -> np.ndarr
     return read_cadc_samples(device, samples, **read_kwargs).max(axis=0)
 
 
-def cadc_standard_error(device: Device, samples: int = 10, **read_kwargs: Any) -> tuple[
-    np.ndarray, np.ndarray
-]:
+def cadc_standard_error(
+    device: Device, samples: int = 10, **read_kwargs: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """(mean, standard error of the mean) per neuron over `samples` reads (samples >= 2)."""
     if isinstance(samples, int | np.integer) and samples < 2:
         raise ValueError(f"samples must be an integer >= 2 for a standard error, got {samples!r}")

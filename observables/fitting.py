@@ -140,8 +140,7 @@ def fit_with_lmfit(
         raise ValueError(f"model must be an lmfit.Model, got {type(model).__name__}")
     if len(model.independent_vars) != 1:
         raise ValueError(
-            f"model must have exactly one independent variable (time), "
-            f"got {model.independent_vars}"
+            f"model must have exactly one independent variable (time), got {model.independent_vars}"
         )
     time_name = model.independent_vars[0]
     n_rows = window.n_rows
@@ -184,8 +183,15 @@ def fit_with_lmfit(
         elif at_bound:
             fit_reasons[row] = f"{at_bound[0]} {result.params[at_bound[0]].value:.3g} at its bound"
     return build_outcome(
-        name or model.name, window, fitted, stderr, redchi, fit_reasons,
-        window.mask.sum(axis=1), key=key, max_redchi=max_redchi,
+        name or model.name,
+        window,
+        fitted,
+        stderr,
+        redchi,
+        fit_reasons,
+        window.mask.sum(axis=1),
+        key=key,
+        max_redchi=max_redchi,
     )
 
 
@@ -233,7 +239,9 @@ def _without(outcome: FitOutcome, name: str) -> FitOutcome:
         return {key: value for key, value in mapping.items() if key != name}
 
     return replace(
-        outcome, params=drop(outcome.params), stderr=drop(outcome.stderr),
+        outcome,
+        params=drop(outcome.params),
+        stderr=drop(outcome.stderr),
         fitted=drop(outcome.fitted),
     )
 
@@ -249,8 +257,7 @@ def _slower_as_tau_syn(outcome: FitOutcome) -> FitOutcome:
         result["tau_mem"] = np.where(swap, mapping["tau_syn"], mapping["tau_mem"])
         result["tau_syn"] = np.where(swap, mapping["tau_mem"], mapping["tau_syn"])
         if rescale:
-            result["amplitude"] = np.where(swap, mapping["amplitude"] * ratio,
-                                           mapping["amplitude"])
+            result["amplitude"] = np.where(swap, mapping["amplitude"] * ratio, mapping["amplitude"])
         return result
 
     swapped_outcome = replace(

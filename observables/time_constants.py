@@ -114,8 +114,11 @@ def _after_peak(window: TraceWindow, event_time: float, min_samples: int) -> Tra
     counts = mask.sum(axis=1)
     reasons = tuple(
         reason
-        or (f"too few valid samples after the peak: {count} < {min_samples}"
-            if count < min_samples else "")
+        or (
+            f"too few valid samples after the peak: {count} < {min_samples}"
+            if count < min_samples
+            else ""
+        )
         for reason, count in zip(window.reasons, counts, strict=True)
     )
     return replace(window, mask=mask, volts=np.where(mask, window.volts, np.nan), reasons=reasons)

@@ -117,9 +117,7 @@ def bin_trace(trace: Trace, factor: int) -> Trace:
         return trace
     n_bins = trace.times.shape[0] // factor
     if n_bins == 0:
-        raise ValueError(
-            f"factor {factor} exceeds the trace's {trace.times.shape[0]} samples"
-        )
+        raise ValueError(f"factor {factor} exceeds the trace's {trace.times.shape[0]} samples")
     used = n_bins * factor
 
     def mean(array: np.ndarray) -> np.ndarray:

@@ -57,8 +57,14 @@ def _solve3(m: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Sums:
     """What every evaluation of the residual needs, per row, independent of tau."""
 
-    def __init__(self, elapsed: np.ndarray, after: np.ndarray, values: np.ndarray,
-                 weight: np.ndarray, tau_known: np.ndarray) -> None:
+    def __init__(
+        self,
+        elapsed: np.ndarray,
+        after: np.ndarray,
+        values: np.ndarray,
+        weight: np.ndarray,
+        tau_known: np.ndarray,
+    ) -> None:
         self.elapsed = elapsed
         self.after = after
         self.weight = weight
@@ -95,8 +101,9 @@ class _Sums:
         m[..., 1, 1] = self.sum_kk[:, None]
         m[..., 1, 2] = m[..., 2, 1] = sum_ku
         m[..., 2, 2] = sum_uu
-        r = np.stack(np.broadcast_arrays(self.sum_y[:, None], self.sum_ky[:, None], sum_uy),
-                     axis=-1)
+        r = np.stack(
+            np.broadcast_arrays(self.sum_y[:, None], self.sum_ky[:, None], sum_uy), axis=-1
+        )
         x, det = _solve3(m, r)
         rss = self.sum_yy[:, None] - np.einsum("...i,...i->...", x, r)
         if log_tau.ndim == 1:
@@ -108,8 +115,9 @@ def _best(rss: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.take_along_axis(grid, np.argmin(rss, axis=1)[:, None], axis=1)[:, 0]
 
 
-def _fit_rows(sums: _Sums, log_range: tuple[float, float]
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _fit_rows(
+    sums: _Sums, log_range: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(log tau, its curvature-based variance factor, linear params, rss, at_bound) per row."""
     rows = sums.n.size
     count = max(math.ceil((log_range[1] - log_range[0]) * COARSE_POINTS_PER_E_FOLD), 3)
@@ -126,8 +134,7 @@ def _fit_rows(sums: _Sums, log_range: tuple[float, float]
         step = step * 2.0 / (REFINE_POINTS - 1)
     # Parabolas through the best point and its neighbours, the second one on a finer step.
     for _ in range(PARABOLA_ROUNDS):
-        grid = np.clip(centre[:, None] + step * np.array([-1.0, 0.0, 1.0])[None, :],
-                       *log_range)
+        grid = np.clip(centre[:, None] + step * np.array([-1.0, 0.0, 1.0])[None, :], *log_range)
         rss, _ = sums.rss(grid)
         low, mid, high = rss[:, 0], rss[:, 1], rss[:, 2]
         curvature = (low - 2 * mid + high) / step**2
@@ -144,9 +151,10 @@ def _two_decays(elapsed: np.ndarray, after: np.ndarray) -> Evaluate:
     """offset + a_1 exp(-s / tau_1) + a_2 exp(-s / tau_2) (zero before the burst) and its
     Jacobian in (offset, a_1, a_2, log tau_1, log tau_2)."""
 
-    def evaluate(params: np.ndarray, rows: np.ndarray
-                 ) -> tuple[np.ndarray, list[np.ndarray | None]]:
-        offset, a_1, a_2, log_1, log_2 = (params[:, i:i + 1] for i in range(5))
+    def evaluate(
+        params: np.ndarray, rows: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        offset, a_1, a_2, log_1, log_2 = (params[:, i : i + 1] for i in range(5))
         s_1 = elapsed[None, :] * np.exp(-log_1)
         s_2 = elapsed[None, :] * np.exp(-log_2)
         e_1 = np.where(after, np.exp(-s_1), 0.0)
@@ -201,7 +209,7 @@ def fit_known_and_free_decay(
     size = max(1, CHUNK_ELEMENTS // max(times.size * grid_points, 1))
     candidates = np.flatnonzero(usable)
     for begin_row in range(0, candidates.size, size):
-        rows = candidates[begin_row:begin_row + size]
+        rows = candidates[begin_row : begin_row + size]
         weight = (window.mask[rows] & used[None, :]).astype(float)
         values = np.where(weight > 0, window.volts[rows], 0.0)
         sums = _Sums(elapsed, after, values, weight, tau_known[rows])
@@ -216,8 +224,9 @@ def fit_known_and_free_decay(
             start = np.column_stack([linear, np.log(known), log_tau])
             bound = np.array([np.inf, np.inf, np.inf, log_range[1], log_range[1]])
             low = np.array([-np.inf, -np.inf, -np.inf, log_range[0], log_range[0]])
-            solution = levenberg_marquardt(_two_decays(elapsed, after), start, values, weight,
-                                           low, bound)
+            solution = levenberg_marquardt(
+                _two_decays(elapsed, after), start, values, weight, low, bound
+            )
             linear, known = solution.params[:, :3], np.exp(solution.params[:, 3])
             log_tau, rss = solution.params[:, 4], solution.rss
             log_error = np.where(solution.converged, solution.stderr[:, 4], np.inf)
@@ -232,9 +241,18 @@ def fit_known_and_free_decay(
         for index in np.flatnonzero(at_bound | ~np.isfinite(log_error)):
             fit_reasons[rows[index]] = (
                 f"tau {tau[index]:.3g} s at the edge of the searched range "
-                f"{tau_range[0]:.3g}..{tau_range[1]:.3g} s" if at_bound[index]
-                else "fit did not converge: no curvature at the minimum")
+                f"{tau_range[0]:.3g}..{tau_range[1]:.3g} s"
+                if at_bound[index]
+                else "fit did not converge: no curvature at the minimum"
+            )
     return build_outcome(
-        "known_and_free_decay", window, fitted, stderr, redchi, fit_reasons,
-        window.mask.sum(axis=1), key="tau", max_redchi=max_redchi,
+        "known_and_free_decay",
+        window,
+        fitted,
+        stderr,
+        redchi,
+        fit_reasons,
+        window.mask.sum(axis=1),
+        key="tau",
+        max_redchi=max_redchi,
     )

@@ -149,9 +149,12 @@ def _small(step: np.ndarray, f2: np.ndarray, sums: dict[str, np.ndarray]) -> np.
 
     rss = sum_squares - F, so the curvature of rss is -F'' and the standard error of log tau is
     sqrt(2 * residual variance / -F'')."""
-    rss = np.fmax(sums["sum_squares"] - np.abs(sums["y"][:, 0]) ** 2 / np.fmax(
-        sums["s2"][:, 0] - sums["s1"][:, 0] ** 2 / sums["count"], 1e-300
-    ), 0.0)
+    rss = np.fmax(
+        sums["sum_squares"]
+        - np.abs(sums["y"][:, 0]) ** 2
+        / np.fmax(sums["s2"][:, 0] - sums["s1"][:, 0] ** 2 / sums["count"], 1e-300),
+        0.0,
+    )
     variance = rss / np.fmax(sums["count"] - 3.0, 1.0)
     with np.errstate(all="ignore"):
         error = np.where(f2 < 0, np.sqrt(2.0 * variance / -f2), np.inf)

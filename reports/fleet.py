@@ -70,10 +70,14 @@ class FleetRow:
             )
         object.__setattr__(self, "newly_failed", tuple(int(n) for n in self.newly_failed))
         object.__setattr__(self, "recovered", tuple(int(n) for n in self.recovered))
-        object.__setattr__(self, "drift", {
-            str(name): None if value is None else float(value)
-            for name, value in self.drift.items()
-        })
+        object.__setattr__(
+            self,
+            "drift",
+            {
+                str(name): None if value is None else float(value)
+                for name, value in self.drift.items()
+            },
+        )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> FleetRow:
@@ -93,8 +97,9 @@ class FleetRow:
             chip_id=str(comparison["chip_id"]),
             status=status,
             success_fraction=comparison["success_current"],
-            drift={name: values["median_shift"]
-                   for name, values in comparison["quantities"].items()},
+            drift={
+                name: values["median_shift"] for name, values in comparison["quantities"].items()
+            },
             newly_failed=tuple(comparison["newly_failed"]),
             recovered=tuple(comparison["recovered"]),
             created=comparison.get("current_created"),
@@ -127,21 +132,35 @@ def _chip_table(rows: Sequence[FleetRow], quantities: Sequence[str]) -> Block:
     body = []
     for row in rows:
         fraction = "-" if row.success_fraction is None else f"{100 * row.success_fraction:.1f} %"
-        body.append([
-            row.chip_id,
-            status_badge(row.status, STATUS_LEVELS[row.status]),
-            row.action or "-",
-            fraction,
-            _neuron_list(row.newly_failed),
-            str(len(row.recovered)),
-            *(_drift_text(row.drift.get(name), name) for name in quantities),
-        ])
-    headers = ["chip", "status", "action", "success", "newly failed", "recovered",
-               *(f"Δ {quantity_label(name)}" for name in quantities)]
-    return scrolling(table(
-        headers, body, numeric_from=3, class_="data wide",
-        caption="Drift: median shift of achieved values since the previous run.",
-    ))
+        body.append(
+            [
+                row.chip_id,
+                status_badge(row.status, STATUS_LEVELS[row.status]),
+                row.action or "-",
+                fraction,
+                _neuron_list(row.newly_failed),
+                str(len(row.recovered)),
+                *(_drift_text(row.drift.get(name), name) for name in quantities),
+            ]
+        )
+    headers = [
+        "chip",
+        "status",
+        "action",
+        "success",
+        "newly failed",
+        "recovered",
+        *(f"Δ {quantity_label(name)}" for name in quantities),
+    ]
+    return scrolling(
+        table(
+            headers,
+            body,
+            numeric_from=3,
+            class_="data wide",
+            caption="Drift: median shift of achieved values since the previous run.",
+        )
+    )
 
 
 def _error_list(rows: Sequence[FleetRow]) -> Block | list[Block]:
@@ -161,12 +180,14 @@ def write_fleet_report(
     checked = [_as_row(row, index) for index, row in enumerate(rows)]
     quantities = ordered_quantities({name for row in checked for name in row.drift})
     counts = {status: sum(row.status == status for row in checked) for status in STATUSES}
-    overview = key_value_table({
-        "chips": str(len(checked)),
-        **{status: str(count) for status, count in counts.items() if count},
-        "neurons newly failed (all chips)": str(sum(len(r.newly_failed) for r in checked)),
-        "neurons recovered (all chips)": str(sum(len(r.recovered) for r in checked)),
-    })
+    overview = key_value_table(
+        {
+            "chips": str(len(checked)),
+            **{status: str(count) for status, count in counts.items() if count},
+            "neurons newly failed (all chips)": str(sum(len(r.newly_failed) for r in checked)),
+            "neurons recovered (all chips)": str(sum(len(r.recovered) for r in checked)),
+        }
+    )
     parts = [section("Overview", overview, _chip_table(checked, quantities), anchor="overview")]
     with_drift = [row for row in checked if any(v is not None for v in row.drift.values())]
     if with_drift and quantities:
@@ -175,17 +196,21 @@ def write_fleet_report(
             quantities,
             [[row.drift.get(name) for name in quantities] for row in with_drift],
         )
-        parts.append(section(
-            "Drift per chip",
-            paragraph("Colour: drift relative to the largest drift of that quantity in the "
-                      "fleet; numbers: drift in the column's unit.", "note"),
-            image(plots.png_base64(figure), "drift per chip and quantity"),
-            anchor="drift",
-        ))
+        parts.append(
+            section(
+                "Drift per chip",
+                paragraph(
+                    "Colour: drift relative to the largest drift of that quantity in the "
+                    "fleet; numbers: drift in the column's unit.",
+                    "note",
+                ),
+                image(plots.png_base64(figure), "drift per chip and quantity"),
+                anchor="drift",
+            )
+        )
     parts.append(section("Errors", _error_list(checked), anchor="errors"))
     subtitle = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
     return write_page(path, page(title, join(parts), subtitle=subtitle or "no chips"))
-
 
 
 def fleet_row(outcome: ChipOutcome) -> FleetRow:
@@ -203,7 +228,9 @@ def fleet_row(outcome: ChipOutcome) -> FleetRow:
 
 
 def write_nightly_report(
-    outcomes: Sequence[ChipOutcome], path: str | os.PathLike[str], *,
+    outcomes: Sequence[ChipOutcome],
+    path: str | os.PathLike[str],
+    *,
     title: str = "Nightly calibration",
 ) -> Path:
     """The fleet HTML report of one night."""

@@ -43,41 +43,59 @@ HistoryEntry = tuple[object, NeuronResult]
 CheckEntry = tuple[object, CheckRecord]
 """(time, check record) of a stored check of the chip."""
 
+
 def overview_table(summary: RunSummary) -> KeyValues:
     fraction = summary.success_fraction
     runs = "-" if summary.device_runs is None else f"{summary.device_runs:.0f}"
     writes = "-" if summary.device_writes is None else f"{summary.device_writes:.0f}"
-    success = status_badge(f"{100 * fraction:.1f} %", success_level(fraction),
-                           f"{summary.n_success} of {summary.n_neurons} neurons")
-    return key_value_table({
-        "chip": summary.chip_id,
-        "finished": summary.created,
-        "run time (host)": format_duration(summary.duration),
-        "successful neurons": success,
-        "device runs": runs,
-        "cell writes": writes,
-        "emulated hardware time": format_duration(summary.hardware_time),
-        "algorithm": summary.algorithm,
-    })
+    success = status_badge(
+        f"{100 * fraction:.1f} %",
+        success_level(fraction),
+        f"{summary.n_success} of {summary.n_neurons} neurons",
+    )
+    return key_value_table(
+        {
+            "chip": summary.chip_id,
+            "finished": summary.created,
+            "run time (host)": format_duration(summary.duration),
+            "successful neurons": success,
+            "device runs": runs,
+            "cell writes": writes,
+            "emulated hardware time": format_duration(summary.hardware_time),
+            "algorithm": summary.algorithm,
+        }
+    )
 
 
 def quantity_table(summary: RunSummary) -> Table:
     rows = []
     for row in summary.rows:
         unit = display_unit(row.name)
-        rows.append([
-            row.name,
-            unit.label,
-            format_number(unit(row.target_median)),
-            format_number(unit(row.achieved_median)),
-            format_number(unit(row.std_before)),
-            format_number(unit(row.std_after)),
-            "-" if row.within_tolerance is None else f"{row.within_tolerance} / {row.n_neurons}",
-            str(row.failed),
-        ])
+        rows.append(
+            [
+                row.name,
+                unit.label,
+                format_number(unit(row.target_median)),
+                format_number(unit(row.achieved_median)),
+                format_number(unit(row.std_before)),
+                format_number(unit(row.std_after)),
+                "-"
+                if row.within_tolerance is None
+                else f"{row.within_tolerance} / {row.n_neurons}",
+                str(row.failed),
+            ]
+        )
     return table(
-        ["quantity", "unit", "target (median)", "achieved (median)", "std before",
-         "std after", "within tolerance", "failed"],
+        [
+            "quantity",
+            "unit",
+            "target (median)",
+            "achieved (median)",
+            "std before",
+            "std after",
+            "within tolerance",
+            "failed",
+        ],
         rows,
         caption="Medians and standard deviations over the successful neurons.",
         numeric_from=2,
@@ -142,8 +160,14 @@ def code_section(result: NeuronResult) -> list[Block]:
         parts.append(image(plots.png_base64(figure), "code distributions per cell"))
         parts.append(paragraph("Dotted red lines: the ends of a cell's code range.", "note"))
     if per_quadrant:
-        parts.append(table(["cell", "codes (Q0, Q1, Q2, Q3)"], per_quadrant, numeric_from=99,
-                           caption="Per-quadrant cells"))
+        parts.append(
+            table(
+                ["cell", "codes (Q0, Q1, Q2, Q3)"],
+                per_quadrant,
+                numeric_from=99,
+                caption="Per-quadrant cells",
+            )
+        )
     if constant:
         parts.append(table(["cell", "code"], constant, caption="Cells at one code on every neuron"))
     if not parts:
@@ -154,18 +178,26 @@ def code_section(result: NeuronResult) -> list[Block]:
 def provenance_section(result: NeuronResult) -> list[Block]:
     provenance = result.provenance
     parts: list[Block] = [
-        key_value_table({
-            "chip": provenance.chip_id,
-            "finished": provenance.created,
-            "duration (host)": format_duration(provenance.duration),
-            "algorithm": provenance.algorithm,
-            "target fingerprint": result.target.fingerprint(),
-        }),
-        table(["package", "version"], sorted(provenance.versions.items()), numeric_from=99,
-              caption="Versions"),
-        table(["statistic", "value"],
-              [[key, _stat_text(value)] for key, value in provenance.device_stats.items()],
-              caption="Device statistics (hardware_time in seconds)"),
+        key_value_table(
+            {
+                "chip": provenance.chip_id,
+                "finished": provenance.created,
+                "duration (host)": format_duration(provenance.duration),
+                "algorithm": provenance.algorithm,
+                "target fingerprint": result.target.fingerprint(),
+            }
+        ),
+        table(
+            ["package", "version"],
+            sorted(provenance.versions.items()),
+            numeric_from=99,
+            caption="Versions",
+        ),
+        table(
+            ["statistic", "value"],
+            [[key, _stat_text(value)] for key, value in provenance.device_stats.items()],
+            caption="Device statistics (hardware_time in seconds)",
+        ),
     ]
     steps = getattr(provenance, "steps", None) or {}
     if steps:
@@ -182,15 +214,20 @@ def _step_table(steps: dict[str, dict[str, float]]) -> Table:
     """Cost of each calibration step (as the calibration recorded it, in its order)."""
     rows = []
     for name, cost in steps.items():
-        rows.append([
-            name,
-            _stat_text(cost.get("runs", "-")),
-            _stat_text(cost.get("writes", "-")),
-            format_duration(cost.get("hardware_time")),
-            format_duration(cost.get("host_time")),
-        ])
-    return table(["step", "device runs", "writes", "emulated hardware time", "host time"], rows,
-                 caption="Cost per calibration step")
+        rows.append(
+            [
+                name,
+                _stat_text(cost.get("runs", "-")),
+                _stat_text(cost.get("writes", "-")),
+                format_duration(cost.get("hardware_time")),
+                format_duration(cost.get("host_time")),
+            ]
+        )
+    return table(
+        ["step", "device runs", "writes", "emulated hardware time", "host time"],
+        rows,
+        caption="Cost per calibration step",
+    )
 
 
 def _stat_text(value: object) -> str:
@@ -213,8 +250,10 @@ def _compact_target(result: NeuronResult) -> dict[str, object]:
 
 def _histogram_grid(result: NeuronResult, summary: RunSummary) -> Grid:
     return grid(
-        image(plots.png_base64(plots.quantity_histograms(result, row.name)),
-              f"{row.name} before and after calibration")
+        image(
+            plots.png_base64(plots.quantity_histograms(result, row.name)),
+            f"{row.name} before and after calibration",
+        )
         for row in summary.rows
     )
 
@@ -259,18 +298,25 @@ def write_html_report(
     drift: Image | None = None
     if len(entries) > 1 or check_entries:
         entries = entries or [(result.provenance.created, result)]
-        drift = image(plots.png_base64(plots.drift_figure(entries, checks=check_entries)),
-                      "drift over time")
+        drift = image(
+            plots.png_base64(plots.drift_figure(entries, checks=check_entries)), "drift over time"
+        )
         checks_text = f" and {len(check_entries)} checks" if check_entries else ""
         squares = ", checks as squares (median of the checked neurons)" if check_entries else ""
-        drift_note = (f"{len(entries)} calibration{'s' if len(entries) != 1 else ''}"
-                      f"{checks_text} of this chip for this target; median and 10th..90th "
-                      f"percentile over the successful neurons of each calibration{squares}.")
+        drift_note = (
+            f"{len(entries)} calibration{'s' if len(entries) != 1 else ''}"
+            f"{checks_text} of this chip for this target; median and 10th..90th "
+            f"percentile over the successful neurons of each calibration{squares}."
+        )
     else:
-        drift_note = ("No earlier calibration or check of this chip for this target is stored: "
-                      "there is nothing to compare with yet ('calib check CHIP' stores one).")
-    subtitle = (f"{summary.created} · {summary.n_success}/{summary.n_neurons} neurons "
-                f"calibrated · {summary.algorithm}")
+        drift_note = (
+            "No earlier calibration or check of this chip for this target is stored: "
+            "there is nothing to compare with yet ('calib check CHIP' stores one)."
+        )
+    subtitle = (
+        f"{summary.created} · {summary.n_success}/{summary.n_neurons} neurons "
+        f"calibrated · {summary.algorithm}"
+    )
     report = {
         "overview": overview_table(summary),
         "quantities": quantity_table(summary),
@@ -281,9 +327,11 @@ def write_html_report(
             "after, on an axis zoomed to the tolerance band (shaded; at least ± 1.25 "
             "tolerances, at most ± 6): the title counts the neurons inside it, σ says how much "
             "of the tolerance the spread uses, neurons beyond the zoomed axis are counted at "
-            "its edges."),
-        "residual_maps": image(plots.png_base64(plots.residual_maps(result), tight=True),
-                               "residual maps"),
+            "its edges."
+        ),
+        "residual_maps": image(
+            plots.png_base64(plots.residual_maps(result), tight=True), "residual maps"
+        ),
         "codes": code_section(result),
         "drift": drift,
         "drift_note": drift_note,

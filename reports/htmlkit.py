@@ -33,8 +33,9 @@ class Badge:
 
     def __post_init__(self) -> None:
         if self.level not in BADGE_LEVELS:
-            raise ValueError(f"badge level = {self.level!r} is not one of "
-                             f"{', '.join(BADGE_LEVELS)}")
+            raise ValueError(
+                f"badge level = {self.level!r} is not one of {', '.join(BADGE_LEVELS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -129,16 +130,33 @@ def join(parts: Iterable[Any]) -> list[Any]:
     return blocks
 
 
-def table(headers: Sequence[object], rows: Iterable[Sequence[object]], *,
-          caption: str | None = None, class_: str = "data", numeric_from: int = 1) -> Table:
-    return Table(tuple(str(header) for header in headers),
-                 tuple(tuple(row) for row in rows), caption, class_, numeric_from)
+def table(
+    headers: Sequence[object],
+    rows: Iterable[Sequence[object]],
+    *,
+    caption: str | None = None,
+    class_: str = "data",
+    numeric_from: int = 1,
+) -> Table:
+    return Table(
+        tuple(str(header) for header in headers),
+        tuple(tuple(row) for row in rows),
+        caption,
+        class_,
+        numeric_from,
+    )
 
 
 def scrolling(content: Table) -> Table:
     """A wide table that scrolls sideways instead of overflowing the page."""
-    return Table(content.headers, content.rows, content.caption, content.class_,
-                 content.numeric_from, scroll=True)
+    return Table(
+        content.headers,
+        content.rows,
+        content.caption,
+        content.class_,
+        content.numeric_from,
+        scroll=True,
+    )
 
 
 def key_value_table(pairs: Mapping[str, object], *, caption: str | None = None) -> KeyValues:
@@ -176,8 +194,14 @@ def status_badge(text: str, level: str, detail: str = "") -> Badge:
     return Badge(text, level, detail)
 
 
-def page(title: str, body: Iterable[Any], *, subtitle: str | None = None,
-         template: str = "page.html.j2", **context: Any) -> str:
+def page(
+    title: str,
+    body: Iterable[Any],
+    *,
+    subtitle: str | None = None,
+    template: str = "page.html.j2",
+    **context: Any,
+) -> str:
     """The HTML text of a page of `body`'s sections (rendered by `template`)."""
     from reports.templating import render
 

@@ -39,8 +39,13 @@ def drift_heatmap(
 ) -> Figure:
     """Chips x quantities; colour normalised per quantity by its largest |drift| in the fleet."""
     values = np.array(
-        [[np.nan if value is None else display_unit(name)(value)
-          for name, value in zip(quantities, row, strict=True)] for row in drift],
+        [
+            [
+                np.nan if value is None else display_unit(name)(value)
+                for name, value in zip(quantities, row, strict=True)
+            ]
+            for row in drift
+        ],
         dtype=float,
     )
     scale = np.nanmax(np.abs(values), axis=0, initial=0.0)
@@ -50,10 +55,20 @@ def drift_heatmap(
     figure = new_figure(max(6.0, 1.1 * len(quantities) + 2.0), height)
     with report_style():
         ax = figure.subplots()
-        image = ax.imshow(np.ma.masked_invalid(normalised), cmap=RESIDUAL_CMAP, vmin=-1, vmax=1,
-                          aspect="auto", interpolation="nearest")
-        ax.set_xticks(range(len(quantities)),
-                      [quantity_label(name) for name in quantities], rotation=30, ha="right")
+        image = ax.imshow(
+            np.ma.masked_invalid(normalised),
+            cmap=RESIDUAL_CMAP,
+            vmin=-1,
+            vmax=1,
+            aspect="auto",
+            interpolation="nearest",
+        )
+        ax.set_xticks(
+            range(len(quantities)),
+            [quantity_label(name) for name in quantities],
+            rotation=30,
+            ha="right",
+        )
         if len(chip_ids) <= MAX_LABELLED_ROWS:
             ax.set_yticks(range(len(chip_ids)), chip_ids)
         else:
@@ -61,8 +76,15 @@ def drift_heatmap(
         if values.size <= ANNOTATE_MAX_CELLS:
             for (row, column), value in np.ndenumerate(values):
                 if np.isfinite(value):
-                    ax.text(column, row, f"{value:+.2g}", ha="center", va="center", fontsize=7,
-                            color="white" if abs(normalised[row, column]) > 0.6 else "black")
+                    ax.text(
+                        column,
+                        row,
+                        f"{value:+.2g}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if abs(normalised[row, column]) > 0.6 else "black",
+                    )
         ax.spines[:].set_visible(False)
         colorbar = figure.colorbar(image, ax=ax, shrink=0.8)
         colorbar.set_label("drift / largest drift of the quantity")
@@ -86,8 +108,13 @@ def spread_boxes(chips: Sequence[ChipSpread], quantities: Sequence[str]) -> Figu
                 jitter = rng.uniform(-0.12, 0.12, values.size)
                 color = BEFORE_COLOR if position == 1 else AFTER_COLOR
                 ax.scatter(position + jitter, values, s=9, color=color, alpha=0.8, zorder=3)
-            ax.boxplot(groups, positions=[1, 2], widths=0.5, showfliers=False,
-                       medianprops={"color": "black"})
+            ax.boxplot(
+                groups,
+                positions=[1, 2],
+                widths=0.5,
+                showfliers=False,
+                medianprops={"color": "black"},
+            )
             ax.set_xticks([1, 2], ["before", "after"])
             if all(group.size for group in groups):
                 ax.set_yscale("log")
@@ -111,10 +138,22 @@ def yield_curves(curves: Sequence[YieldCurve]) -> Figure:
             targets = unit(curve.targets)
             percent = 100 * curve.fraction
             if percent.shape[0] > 1:
-                ax.fill_between(targets, np.nanmin(percent, axis=0), np.nanmax(percent, axis=0),
-                                color=AFTER_COLOR, alpha=0.2, label="chips min..max")
-            ax.plot(targets, np.nanmean(percent, axis=0), marker="o", markersize=3,
-                    color=AFTER_COLOR, label="mean")
+                ax.fill_between(
+                    targets,
+                    np.nanmin(percent, axis=0),
+                    np.nanmax(percent, axis=0),
+                    color=AFTER_COLOR,
+                    alpha=0.2,
+                    label="chips min..max",
+                )
+            ax.plot(
+                targets,
+                np.nanmean(percent, axis=0),
+                marker="o",
+                markersize=3,
+                color=AFTER_COLOR,
+                label="mean",
+            )
             ax.set_ylim(min(90.0, float(np.nanmin(percent)) - 2), 100.5)
             ax.set_xlabel(f"target {quantity_label(curve.quantity)}")
             ax.set_ylabel("yield [%]")
@@ -132,19 +171,37 @@ def yield_heatmap(yield_map: YieldMap) -> Figure:
     figure = new_figure(6.5, 4.5)
     with report_style():
         ax = figure.subplots()
-        image = ax.imshow(percent, origin="lower", aspect="auto", cmap="viridis",
-                          vmin=max(0.0, float(np.nanmin(percent)) - 1), vmax=100,
-                          interpolation="nearest")
-        ax.set_xticks(range(yield_map.x_targets.size),
-                      [f"{x_unit(value):.3g}" for value in yield_map.x_targets], rotation=45)
-        ax.set_yticks(range(yield_map.y_targets.size),
-                      [f"{y_unit(value):.3g}" for value in yield_map.y_targets])
+        image = ax.imshow(
+            percent,
+            origin="lower",
+            aspect="auto",
+            cmap="viridis",
+            vmin=max(0.0, float(np.nanmin(percent)) - 1),
+            vmax=100,
+            interpolation="nearest",
+        )
+        ax.set_xticks(
+            range(yield_map.x_targets.size),
+            [f"{x_unit(value):.3g}" for value in yield_map.x_targets],
+            rotation=45,
+        )
+        ax.set_yticks(
+            range(yield_map.y_targets.size),
+            [f"{y_unit(value):.3g}" for value in yield_map.y_targets],
+        )
         ax.set_xlabel(f"target {quantity_label(yield_map.x_quantity)}")
         ax.set_ylabel(f"target {quantity_label(yield_map.y_quantity)}")
         if percent.size <= ANNOTATE_MAX_CELLS // 4:
             middle = (float(np.nanmin(percent)) + 100) / 2
             for (row, column), value in np.ndenumerate(percent):
-                ax.text(column, row, f"{value:.0f}", ha="center", va="center", fontsize=7,
-                        color="black" if value > middle else "white")
+                ax.text(
+                    column,
+                    row,
+                    f"{value:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if value > middle else "white",
+                )
         figure.colorbar(image, ax=ax).set_label("yield [%] (mean over chips)")
     return figure

@@ -123,11 +123,13 @@ def quantity_histograms(result: NeuronResult, name: str) -> Figure:
         before = result.before.get(name)
         before = _finite(unit(np.asarray(before))) if before is not None else np.array([])
         if before.size:
-            before_ax.hist(before, bins=_bins(before, target), color=BEFORE_COLOR,
-                           histtype="stepfilled")
+            before_ax.hist(
+                before, bins=_bins(before, target), color=BEFORE_COLOR, histtype="stepfilled"
+            )
         else:
-            before_ax.text(0.5, 0.5, "not measured", ha="center", va="center",
-                           transform=before_ax.transAxes)
+            before_ax.text(
+                0.5, 0.5, "not measured", ha="center", va="center", transform=before_ax.transAxes
+            )
         before_ax.set_title("before calibration")
         good = _finite(achieved[success])
         failed = int((~success).sum())
@@ -135,15 +137,15 @@ def quantity_histograms(result: NeuronResult, name: str) -> Figure:
             ax.set_xlabel(quantity_label(name))
             ax.set_ylabel("neurons")
             if target is not None:
-                ax.axvline(target, color=TARGET_COLOR, linestyle="--", linewidth=1,
-                           label="target")
+                ax.axvline(target, color=TARGET_COLOR, linestyle="--", linewidth=1, label="target")
         if target is not None:
             tolerance = float(quantity_spec(name).tolerance_for(np.array([target]))[0])
             _zoomed_after(after_ax, good, target, tolerance, failed)
         else:
             if good.size:
-                after_ax.hist(good, bins=_bins(good, None), color=AFTER_COLOR,
-                              histtype="stepfilled")
+                after_ax.hist(
+                    good, bins=_bins(good, None), color=AFTER_COLOR, histtype="stepfilled"
+                )
             after_ax.set_title(f"after ({failed} failed not shown)" if failed else "after")
         figure.suptitle(name, fontweight="bold")
     return figure
@@ -159,8 +161,7 @@ ZOOM_LIMIT = 6.0
 ZOOM_BINS = 48
 
 
-def _zoomed_after(ax: Axes, good: np.ndarray, target: float, tolerance: float,
-                  failed: int) -> None:
+def _zoomed_after(ax: Axes, good: np.ndarray, target: float, tolerance: float, failed: int) -> None:
     """The successful neurons on an axis zoomed to the tolerance band: the band, how many
     neurons it holds, and how many lie off the axis (drawn as arrows at its edges)."""
     if not np.isfinite(tolerance) or tolerance <= 0:
@@ -171,29 +172,52 @@ def _zoomed_after(ax: Axes, good: np.ndarray, target: float, tolerance: float,
         extent = float(np.max(np.abs(np.percentile(good, [1, 99]) - target))) / tolerance
         reach = min(max(ZOOM_MIN_TOLERANCES, 1.2 * extent), ZOOM_LIMIT)
     low, high = target - reach * tolerance, target + reach * tolerance
-    ax.axvspan(target - tolerance, target + tolerance, color=TARGET_COLOR, alpha=0.12,
-               label=f"tolerance ±{tolerance:.3g}")
+    ax.axvspan(
+        target - tolerance,
+        target + tolerance,
+        color=TARGET_COLOR,
+        alpha=0.12,
+        label=f"tolerance ±{tolerance:.3g}",
+    )
     below, above = int(np.sum(good < low)), int(np.sum(good > high))
     shown = good[(good >= low) & (good <= high)]
     if shown.size:
-        ax.hist(shown, bins=np.linspace(low, high, ZOOM_BINS + 1), color=AFTER_COLOR,
-                histtype="stepfilled")
+        ax.hist(
+            shown,
+            bins=np.linspace(low, high, ZOOM_BINS + 1),
+            color=AFTER_COLOR,
+            histtype="stepfilled",
+        )
     ax.set_xlim(low, high)
     for count, edge, align in ((below, low, "left"), (above, high, "right")):
         if count:
-            ax.annotate(f"{'← ' if align == 'left' else ''}{count} off axis"
-                        f"{' →' if align == 'right' else ''}",
-                        xy=(edge, 0), xycoords=("data", "axes fraction"),
-                        xytext=(4 if align == "left" else -4, 18), textcoords="offset points",
-                        ha=align, fontsize=7, color="#b71c1c")
+            ax.annotate(
+                f"{'← ' if align == 'left' else ''}{count} off axis"
+                f"{' →' if align == 'right' else ''}",
+                xy=(edge, 0),
+                xycoords=("data", "axes fraction"),
+                xytext=(4 if align == "left" else -4, 18),
+                textcoords="offset points",
+                ha=align,
+                fontsize=7,
+                color="#b71c1c",
+            )
     title = f"after: {inside}/{good.size} in tolerance"
     if failed:
         title += f", {failed} failed not shown"
     ax.set_title(title, fontsize=8)
     if good.size > 1:
         sigma = float(np.std(good))
-        ax.text(0.02, 0.95, f"σ {sigma:.3g}\n= {100 * sigma / tolerance:.0f} % of tol.",
-                transform=ax.transAxes, ha="left", va="top", fontsize=7, color=AFTER_COLOR)
+        ax.text(
+            0.02,
+            0.95,
+            f"σ {sigma:.3g}\n= {100 * sigma / tolerance:.0f} % of tol.",
+            transform=ax.transAxes,
+            ha="left",
+            va="top",
+            fontsize=7,
+            color=AFTER_COLOR,
+        )
     ax.legend(loc="upper right", frameon=False, fontsize=7)
 
 
@@ -248,8 +272,9 @@ def residual_maps(result: NeuronResult) -> Figure:
     """Achieved minus target per neuron over the four quadrants; failed neurons crossed."""
     targets = result.goals()
     names = [name for name in ordered_quantities(result.achieved) if name in targets]
-    residuals = {name: np.asarray(result.achieved[name], dtype=float) - targets[name]
-                 for name in names}
+    residuals = {
+        name: np.asarray(result.achieved[name], dtype=float) - targets[name] for name in names
+    }
     success = np.asarray(result.success, dtype=bool)
     columns = min(3, max(1, len(names)))
     rows = max(1, -(-len(names) // columns))
@@ -262,8 +287,14 @@ def residual_maps(result: NeuronResult) -> Figure:
             unit = display_unit(name)
             values = unit(np.asarray(residuals[name], dtype=float))
             scale = _residual_scale(values, success)
-            image = ax.imshow(neuron_grid(values), cmap=RESIDUAL_CMAP, vmin=-scale, vmax=scale,
-                              interpolation="nearest", aspect="equal")
+            image = ax.imshow(
+                neuron_grid(values),
+                cmap=RESIDUAL_CMAP,
+                vmin=-scale,
+                vmax=scale,
+                interpolation="nearest",
+                aspect="equal",
+            )
             ax.scatter(fail_x, fail_y, marker="x", s=14, color=FAILED_COLOR, linewidths=1)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -285,8 +316,7 @@ def code_histograms(result: NeuronResult, cells: Sequence[str]) -> Figure:
             codes = np.asarray(result.codes[cell]).ravel()
             values, counts = np.unique(codes, return_counts=True)
             if values.size <= 24:
-                ax.bar(values, counts, width=0.8 if values.size > 1 else 0.5,
-                       color=AFTER_COLOR)
+                ax.bar(values, counts, width=0.8 if values.size > 1 else 0.5, color=AFTER_COLOR)
             else:
                 # Integer-aligned bins: equal-width float bins over integer codes alias into
                 # a comb of alternately full and empty bins.
@@ -337,8 +367,11 @@ def _check_percentiles(check: CheckRecord, name: str) -> tuple[float, float, flo
     return float(low), float(median), float(high)
 
 
-def drift_figure(history: Sequence[tuple[object, NeuronResult]], *,
-                 checks: Sequence[tuple[object, CheckRecord]] = ()) -> Figure:
+def drift_figure(
+    history: Sequence[tuple[object, NeuronResult]],
+    *,
+    checks: Sequence[tuple[object, CheckRecord]] = (),
+) -> Figure:
     """Median (band: 10th..90th percentile) of each quantity over time, and success; the
     stored checks between calibrations as squares with their 10..90 % range."""
     times = [_plottable_time(time) for time, _ in history]
@@ -356,30 +389,43 @@ def drift_figure(history: Sequence[tuple[object, NeuronResult]], *,
         axes = axes_grid(figure, len(panels), columns)
         for ax, name in zip(axes, names, strict=False):
             unit = display_unit(name)
-            rows = np.array([
-                _successful_percentiles(result, name) if name in result.achieved
-                else (np.nan,) * 3
-                for result in results
-            ])
+            rows = np.array(
+                [
+                    _successful_percentiles(result, name)
+                    if name in result.achieved
+                    else (np.nan,) * 3
+                    for result in results
+                ]
+            )
             rows = unit(rows)
-            ax.fill_between(times, rows[:, 0], rows[:, 2], color=AFTER_COLOR, alpha=0.2,
-                            label="10..90 %")
-            ax.plot(times, rows[:, 1], marker="o", markersize=3, color=AFTER_COLOR,
-                    label="median")
-            checked = [(time, _check_percentiles(record, name))
-                       for time, record in zip(check_times, (c for _, c in checks), strict=True)
-                       if name in record.measured]
+            ax.fill_between(
+                times, rows[:, 0], rows[:, 2], color=AFTER_COLOR, alpha=0.2, label="10..90 %"
+            )
+            ax.plot(times, rows[:, 1], marker="o", markersize=3, color=AFTER_COLOR, label="median")
+            checked = [
+                (time, _check_percentiles(record, name))
+                for time, record in zip(check_times, (c for _, c in checks), strict=True)
+                if name in record.measured
+            ]
             if checked:
                 values = unit(np.array([row for _, row in checked]))
-                ax.errorbar([time for time, _ in checked], values[:, 1],
-                            yerr=[values[:, 1] - values[:, 0], values[:, 2] - values[:, 1]],
-                            fmt="s", markersize=4, color=CHECK_COLOR, ecolor=CHECK_COLOR,
-                            elinewidth=0.8, capsize=2, label="check")
+                ax.errorbar(
+                    [time for time, _ in checked],
+                    values[:, 1],
+                    yerr=[values[:, 1] - values[:, 0], values[:, 2] - values[:, 1]],
+                    fmt="s",
+                    markersize=4,
+                    color=CHECK_COLOR,
+                    ecolor=CHECK_COLOR,
+                    elinewidth=0.8,
+                    capsize=2,
+                    label="check",
+                )
             if all(name in r.goals() for r in results):
-                targets = unit(np.array([np.median(r.goals()[name])
-                                         for r in results]))
-                ax.plot(times, targets, color=TARGET_COLOR, linestyle="--", linewidth=1,
-                        label="target")
+                targets = unit(np.array([np.median(r.goals()[name]) for r in results]))
+                ax.plot(
+                    times, targets, color=TARGET_COLOR, linestyle="--", linewidth=1, label="target"
+                )
             ax.set_title(quantity_label(name))
         success_ax = axes[len(names)]
         fractions = [100 * float(np.mean(result.success)) for result in results]
@@ -391,8 +437,13 @@ def drift_figure(history: Sequence[tuple[object, NeuronResult]], *,
                 handles.setdefault(label, handle)
         # one legend for every panel, in the grid's empty corner (or beside the first panel)
         if len(panels) % columns:
-            figure.legend(list(handles.values()), list(handles), loc="lower right",
-                          frameon=False, bbox_to_anchor=(0.95, 0.08))
+            figure.legend(
+                list(handles.values()),
+                list(handles),
+                loc="lower right",
+                frameon=False,
+                bbox_to_anchor=(0.95, 0.08),
+            )
         else:
             axes[0].legend(list(handles.values()), list(handles), loc="best", frameon=False)
         every_time = [*times, *check_times]

@@ -94,9 +94,11 @@ class YieldCurve:
     def __post_init__(self) -> None:
         targets = _targets(f"yield curve {self.quantity!r}", self.targets)
         object.__setattr__(self, "targets", targets)
-        object.__setattr__(self, "fraction", _fractions(
-            f"yield curve {self.quantity!r}", self.fraction, targets.shape
-        ))
+        object.__setattr__(
+            self,
+            "fraction",
+            _fractions(f"yield curve {self.quantity!r}", self.fraction, targets.shape),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,9 +137,13 @@ def study_data(study: MismatchStudy) -> StudyData:
     """What the report of a finished mismatch study shows."""
     return StudyData(
         chips=[ChipSpread.from_result(chip.result) for chip in study.chips],
-        yields=[YieldCurve(name, study.grid[name], fractions)
-                for name, fractions in study.yield_fractions().items()],
-        parameters=study.parameters(), title=f"Mismatch study {study.name!r}")
+        yields=[
+            YieldCurve(name, study.grid[name], fractions)
+            for name, fractions in study.yield_fractions().items()
+        ],
+        parameters=study.parameters(),
+        title=f"Mismatch study {study.name!r}",
+    )
 
 
 def write_mismatch_study_report(study: MismatchStudy, path: str | os.PathLike[str]) -> Path:
@@ -164,17 +170,25 @@ def spread_table(chips: Sequence[ChipSpread], quantities: Sequence[str]) -> Bloc
         after = [chip.std_after.get(name, float("nan")) for chip in chips]
         median_before, median_after = _nanmedian(before), _nanmedian(after)
         ratio = median_before / median_after if median_after > 0 else float("nan")
-        rows.append([
-            name,
-            unit.label,
-            format_number(unit(median_before)),
-            format_number(unit(median_after)),
-            format_number(ratio),
-            format_number(unit(_nanmax(after))),
-        ])
+        rows.append(
+            [
+                name,
+                unit.label,
+                format_number(unit(median_before)),
+                format_number(unit(median_after)),
+                format_number(ratio),
+                format_number(unit(_nanmax(after))),
+            ]
+        )
     return table(
-        ["quantity", "unit", "std before (median over chips)", "std after (median over chips)",
-         "reduction", "std after (worst chip)"],
+        [
+            "quantity",
+            "unit",
+            "std before (median over chips)",
+            "std after (median over chips)",
+            "reduction",
+            "std after (worst chip)",
+        ],
         rows,
         numeric_from=2,
         caption="Standard deviation over each chip's successful neurons.",
@@ -187,23 +201,30 @@ def _yield_table(curves: Sequence[YieldCurve]) -> Block:
         unit = display_unit(curve.quantity)
         mean = np.nanmean(curve.fraction, axis=0)
         best = int(np.nanargmax(mean))
-        rows.append([
-            curve.quantity,
-            f"{format_number(unit(curve.targets.min()))}..{format_number(unit(curve.targets.max()))}"
-            f" {unit.label}",
-            str(curve.fraction.shape[0]),
-            f"{100 * np.nanmin(mean):.1f} %",
-            f"{100 * mean[best]:.1f} % at {format_number(unit(curve.targets[best]))}",
-        ])
-    return table(["quantity", "target grid", "chips", "lowest mean yield", "highest mean yield"],
-                 rows, numeric_from=2)
+        rows.append(
+            [
+                curve.quantity,
+                f"{format_number(unit(curve.targets.min()))}..{format_number(unit(curve.targets.max()))}"
+                f" {unit.label}",
+                str(curve.fraction.shape[0]),
+                f"{100 * np.nanmin(mean):.1f} %",
+                f"{100 * mean[best]:.1f} % at {format_number(unit(curve.targets[best]))}",
+            ]
+        )
+    return table(
+        ["quantity", "target grid", "chips", "lowest mean yield", "highest mean yield"],
+        rows,
+        numeric_from=2,
+    )
 
 
 def write_study_report(study_data: StudyData, path: str | os.PathLike[str]) -> Path:
     """Write the mismatch-study report to `path` as one self-contained HTML file."""
     chips = list(study_data.chips)
-    quantities = ordered_quantities({name for chip in chips for name in chip.std_before}
-                                    | {name for chip in chips for name in chip.std_after})
+    quantities = ordered_quantities(
+        {name for chip in chips for name in chip.std_before}
+        | {name for chip in chips for name in chip.std_after}
+    )
     success = np.array([chip.success_fraction for chip in chips])
     overview = {
         "chips": str(len(chips)),
@@ -213,36 +234,52 @@ def write_study_report(study_data: StudyData, path: str | os.PathLike[str]) -> P
     }
     parts = [section("Overview", key_value_table(overview), anchor="overview")]
     if chips and quantities:
-        parts.append(section(
-            "Spread before and after calibration",
-            spread_table(chips, quantities),
-            image(plots.png_base64(multichip_plots.spread_boxes(chips, quantities)),
-                  "spread per quantity across chips"),
-            anchor="spread",
-        ))
+        parts.append(
+            section(
+                "Spread before and after calibration",
+                spread_table(chips, quantities),
+                image(
+                    plots.png_base64(multichip_plots.spread_boxes(chips, quantities)),
+                    "spread per quantity across chips",
+                ),
+                anchor="spread",
+            )
+        )
     if study_data.yields:
-        parts.append(section(
-            "Yield over targets",
-            paragraph("Fraction of neurons that reach each target; line: mean over chips, "
-                      "band: lowest..highest chip.", "note"),
-            _yield_table(study_data.yields),
-            image(plots.png_base64(multichip_plots.yield_curves(study_data.yields)),
-                  "yield curves"),
-            anchor="yield",
-        ))
+        parts.append(
+            section(
+                "Yield over targets",
+                paragraph(
+                    "Fraction of neurons that reach each target; line: mean over chips, "
+                    "band: lowest..highest chip.",
+                    "note",
+                ),
+                _yield_table(study_data.yields),
+                image(
+                    plots.png_base64(multichip_plots.yield_curves(study_data.yields)),
+                    "yield curves",
+                ),
+                anchor="yield",
+            )
+        )
     for index, yield_map in enumerate(study_data.yield_maps):
-        parts.append(section(
-            f"Yield map: {quantity_label(yield_map.x_quantity)} x "
-            f"{quantity_label(yield_map.y_quantity)}",
-            image(plots.png_base64(multichip_plots.yield_heatmap(yield_map)), "yield map"),
-            anchor=f"yield-map-{index}",
-        ))
+        parts.append(
+            section(
+                f"Yield map: {quantity_label(yield_map.x_quantity)} x "
+                f"{quantity_label(yield_map.y_quantity)}",
+                image(plots.png_base64(multichip_plots.yield_heatmap(yield_map)), "yield map"),
+                anchor=f"yield-map-{index}",
+            )
+        )
     if chips:
-        parts.append(section(
-            "Chips",
-            table(["chip", "successful neurons"],
-                  [[chip.chip_id, f"{100 * chip.success_fraction:.1f} %"] for chip in chips]),
-            anchor="chips",
-        ))
-    return write_page(path, page(study_data.title, join(parts),
-                                 subtitle=f"{len(chips)} chips"))
+        parts.append(
+            section(
+                "Chips",
+                table(
+                    ["chip", "successful neurons"],
+                    [[chip.chip_id, f"{100 * chip.success_fraction:.1f} %"] for chip in chips],
+                ),
+                anchor="chips",
+            )
+        )
+    return write_page(path, page(study_data.title, join(parts), subtitle=f"{len(chips)} chips"))

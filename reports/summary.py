@@ -116,8 +116,7 @@ def group_failures(
     for label, texts in members.items():
         # One text for the whole group keeps its numbers ('at upper bound 1022').
         exact = set(texts.values())
-        groups.append(FailureGroup(exact.pop() if len(exact) == 1 else label,
-                                   tuple(sorted(texts))))
+        groups.append(FailureGroup(exact.pop() if len(exact) == 1 else label, tuple(sorted(texts))))
     groups.sort(key=lambda group: (-group.count, group.label))
     return tuple(groups), len(unexplained)
 
@@ -165,7 +164,8 @@ def quantity_rows(result: NeuronResult) -> tuple[QuantityRow, ...]:
                 name=name,
                 target_median=_median(target) if target is not None else float("nan"),
                 achieved_median=_median(achieved[population]),
-                std_before=_std(np.asarray(before)[population]) if before is not None
+                std_before=_std(np.asarray(before)[population])
+                if before is not None
                 else float("nan"),
                 std_after=_std(achieved[population]),
                 within_tolerance=_within_tolerance(name, achieved, target),

@@ -24,8 +24,9 @@ def _environment(override: str | None) -> Any:
     if override:
         directory = Path(override).expanduser()
         if not directory.is_dir():
-            raise ValueError(f"${TEMPLATES_ENV} = {override!r} is not a directory of report "
-                             "templates")
+            raise ValueError(
+                f"${TEMPLATES_ENV} = {override!r} is not a directory of report templates"
+            )
         loaders.append(jinja2.FileSystemLoader(directory))
     loaders.append(jinja2.FileSystemLoader(TEMPLATE_DIR))
     environment = jinja2.Environment(

@@ -23,24 +23,31 @@ def _header(summary: RunSummary) -> Table:
     grid = Table.grid(padding=(0, 2))
     for style in ("bold", "", "bold", ""):
         grid.add_column(style=style)
-    grid.add_row("chip", Text(summary.chip_id, style="bold cyan"), "finished",
-                 Text(summary.created))
+    grid.add_row(
+        "chip", Text(summary.chip_id, style="bold cyan"), "finished", Text(summary.created)
+    )
     grid.add_row(
         "success",
-        Text(f"{summary.n_success}/{summary.n_neurons} ({100 * fraction:.1f} %)",
-             style=_success_style(fraction)),
-        "run time", format_duration(summary.duration),
+        Text(
+            f"{summary.n_success}/{summary.n_neurons} ({100 * fraction:.1f} %)",
+            style=_success_style(fraction),
+        ),
+        "run time",
+        format_duration(summary.duration),
     )
-    grid.add_row("device runs", runs, "emulated hardware time",
-                 format_duration(summary.hardware_time))
+    grid.add_row(
+        "device runs", runs, "emulated hardware time", format_duration(summary.hardware_time)
+    )
     grid.add_row("algorithm", Text(summary.algorithm), "", "")
     return grid
 
 
 def quantity_table(summary: RunSummary) -> Table:
     table = Table(
-        title=(f"per quantity: median and std σ over the {summary.n_success} successful "
-               f"neurons; within tolerance: of all {summary.n_neurons}"),
+        title=(
+            f"per quantity: median and std σ over the {summary.n_success} successful "
+            f"neurons; within tolerance: of all {summary.n_neurons}"
+        ),
         title_justify="left",
         header_style="bold",
         box=box.SIMPLE_HEAD,
@@ -69,8 +76,14 @@ def quantity_table(summary: RunSummary) -> Table:
 def failure_table(summary: RunSummary) -> Table | Text:
     if not summary.failure_groups:
         return Text("no failed neurons", style="green")
-    table = Table(title="failures by reason", title_justify="left", header_style="bold",
-                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    table = Table(
+        title="failures by reason",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     table.add_column("neurons", justify="right")
     table.add_column("reason")
     table.add_column("e.g. neuron ids")

@@ -52,8 +52,10 @@ class FakeDevice:
 
     def read_settings(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         names = list(self.settings) if names is None else names
-        return {name: self.settings.get(name, np.zeros(self.n_neurons, np.int64)).copy()
-                for name in names}
+        return {
+            name: self.settings.get(name, np.zeros(self.n_neurons, np.int64)).copy()
+            for name in names
+        }
 
     def run(self) -> None:
         """Account for one measurement run, failing transiently while failures are left."""
@@ -197,8 +199,7 @@ def _quantities(adex: bool) -> dict:
     from calib import PLANS
 
     if adex:
-        return {spec.name: spec for plan in PLANS if not plan.lif_part
-                for spec in plan.quantities}
+        return {spec.name: spec for plan in PLANS if not plan.lif_part for spec in plan.quantities}
     return {name: spec for name, spec in PLANS.quantities().items() if not spec.optional}
 
 

@@ -41,13 +41,35 @@ LOGNORMAL_SIGMA_BEFORE = 0.25
 RELATIVE_SPREAD_AFTER = 0.025
 
 FAILURE_KINDS = (
-    (Failure(0, "tau_mem", FailureKind.AT_BOUND, cell="i_bias_leak", value=1022.0,
-             bound="upper"), 1.6),
+    (
+        Failure(
+            0, "tau_mem", FailureKind.AT_BOUND, cell="i_bias_leak", value=1022.0, bound="upper"
+        ),
+        1.6,
+    ),
     (Failure(0, "leak", FailureKind.AT_BOUND, cell="v_leak", value=0.0, bound="lower"), 1.25),
-    (Failure(0, "threshold", FailureKind.OUT_OF_TOLERANCE, target=125.0, tolerance=4.0,
-             unit="CADC LSB"), 1.15),
-    (Failure(0, "tau_syn_exc", FailureKind.AT_BOUND, cell="i_bias_syn_exc_tau", value=0.0,
-             bound="lower"), 0.5),
+    (
+        Failure(
+            0,
+            "threshold",
+            FailureKind.OUT_OF_TOLERANCE,
+            target=125.0,
+            tolerance=4.0,
+            unit="CADC LSB",
+        ),
+        1.15,
+    ),
+    (
+        Failure(
+            0,
+            "tau_syn_exc",
+            FailureKind.AT_BOUND,
+            cell="i_bias_syn_exc_tau",
+            value=0.0,
+            bound="lower",
+        ),
+        0.5,
+    ),
     (Failure(0, "neuron", FailureKind.DEAD, note="no response to the current step"), None),
 )
 """(failure, factor on the achieved value) cycled through for generated failures."""
@@ -70,8 +92,9 @@ def _after(rng: np.random.Generator, name: str, target: float) -> np.ndarray:
     return target * (1 + rng.normal(0.0, spread, N_NEURONS))
 
 
-def _codes(rng: np.random.Generator, before: Mapping[str, np.ndarray],
-           targets: Mapping[str, float]) -> dict[str, np.ndarray]:
+def _codes(
+    rng: np.random.Generator, before: Mapping[str, np.ndarray], targets: Mapping[str, float]
+) -> dict[str, np.ndarray]:
     codes: dict[str, np.ndarray] = {}
     for name, cell in CELL_OF_QUANTITY.items():
         if name not in before:
@@ -82,13 +105,15 @@ def _codes(rng: np.random.Generator, before: Mapping[str, np.ndarray],
         centre = 0.45 * spec.high
         codes[cell] = np.clip(
             np.rint(centre * (1 - 0.35 * deviation) + rng.normal(0, 2, N_NEURONS)),
-            spec.low + 1, spec.high - 1,
+            spec.low + 1,
+            spec.high - 1,
         ).astype(np.int64)
     codes["refractory_counter"] = np.clip(
         np.rint(62.5 * targets["refractory_time"] / 2e-6 + rng.integers(-1, 2, N_NEURONS)), 0, 255
     ).astype(np.int64)
-    codes["cadc_channel_offset"] = np.clip(np.rint(rng.normal(0, 8, N_NEURONS)), -128, 127
-                                           ).astype(np.int64)
+    codes["cadc_channel_offset"] = np.clip(np.rint(rng.normal(0, 8, N_NEURONS)), -128, 127).astype(
+        np.int64
+    )
     codes["i_bias_syn_exc_shift"] = np.rint(rng.normal(300, 25, N_NEURONS)).astype(np.int64)
     codes["cadc_ramp_offset"] = np.rint(rng.normal(420, 15, N_QUADRANTS)).astype(np.int64)
     codes["cadc_ramp_slope"] = np.rint(rng.normal(510, 20, N_QUADRANTS)).astype(np.int64)
@@ -101,9 +126,10 @@ def _codes(rng: np.random.Generator, before: Mapping[str, np.ndarray],
 def generated_failures(count: int, seed: int) -> dict[int, Failure]:
     """`count` neurons with failures cycled from FAILURE_KINDS (values filled in later)."""
     neurons = np.sort(np.random.default_rng([seed, 7]).choice(N_NEURONS, count, replace=False))
-    return {int(neuron): replace(FAILURE_KINDS[index % len(FAILURE_KINDS)][0],
-                                 neuron=int(neuron))
-            for index, neuron in enumerate(neurons)}
+    return {
+        int(neuron): replace(FAILURE_KINDS[index % len(FAILURE_KINDS)][0], neuron=int(neuron))
+        for index, neuron in enumerate(neurons)
+    }
 
 
 def as_failures(neuron: int, reason: Failure | str) -> list[Failure]:
@@ -139,8 +165,9 @@ def make_result(
     achieved = {name: _after(rng, name, targets[name]) for name in QUANTITIES}
     codes = _codes(rng, before, targets)
     given = generated_failures(failures, seed) if isinstance(failures, int) else failures
-    records = [failure for neuron, reason in given.items()
-               for failure in as_failures(neuron, reason)]
+    records = [
+        failure for neuron, reason in given.items() for failure in as_failures(neuron, reason)
+    ]
     factors = {(f.quantity, f.kind): factor for f, factor in FAILURE_KINDS}
     for index, failure in enumerate(records):
         neuron, quantity = failure.neuron, failure.quantity
@@ -149,7 +176,8 @@ def make_result(
                 values[neuron] = np.nan
             continue
         achieved[quantity][neuron] = targets[quantity] * (
-            factors.get((quantity, failure.kind)) or 1.3)
+            factors.get((quantity, failure.kind)) or 1.3
+        )
         cell = CELL_OF_QUANTITY[quantity]
         if failure.kind is FailureKind.AT_BOUND:
             codes[cell][neuron] = CELLS[cell].high if failure.bound == "upper" else CELLS[cell].low

@@ -22,8 +22,9 @@ from device_model.circuit import evaluate
 from device_model.protocol import N_NEURONS
 from device_model.readout import cadc_continuous
 
-ADEX_TARGET = dict(adaptation_a=0.2, adaptation_ratio=0.8, adaptation_time=32e-6,
-                   exp_onset=100.0, exp_rate=70e3)
+ADEX_TARGET = dict(
+    adaptation_a=0.2, adaptation_ratio=0.8, adaptation_time=32e-6, exp_onset=100.0, exp_rate=70e3
+)
 """Mid-range AdEx targets on the default LIF working point."""
 ADAPTATION = ("adaptation_ratio", "adaptation_time")
 
@@ -48,8 +49,9 @@ def within(result, target, names) -> np.ndarray:
 
 def true_values(chip: SimulatedChip, codes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The chip's derived physical parameters for `codes` (ground truth, settled)."""
-    return evaluate({name: np.asarray(value, dtype=float) for name, value in codes.items()},
-                    chip.truth)
+    return evaluate(
+        {name: np.asarray(value, dtype=float) for name, value in codes.items()}, chip.truth
+    )
 
 
 # -- targets -------------------------------------------------------------------------------------
@@ -98,10 +100,11 @@ def test_a_target_without_adex_fields_runs_no_adex_step() -> None:
 
 
 def test_only_the_targeted_parts_get_steps() -> None:
-    calibration = NeuronCalibration(SimulatedChip("adex-steps"),
-                                    NeuronTarget(adaptation_time=30e-6))
+    calibration = NeuronCalibration(
+        SimulatedChip("adex-steps"), NeuronTarget(adaptation_time=30e-6)
+    )
     names = [name for name, _ in calibration.steps]
-    assert names[names.index("refractory_time") + 1:] == ["adaptation", "adex_switches", "leak"]
+    assert names[names.index("refractory_time") + 1 :] == ["adaptation", "adex_switches", "leak"]
 
 
 # -- observables ---------------------------------------------------------------------------------
@@ -116,15 +119,19 @@ def test_adaptation_time_is_the_time_constant_of_an_exponential_rate_relaxation(
     spikes = np.interp(np.arange(int(phase[-1]) + 1), phase, t)
     tail = spikes[spikes >= 140e-6]
     measured_ratio, measured_time = adaptation_observables(
-        np.array([spikes.size]), np.array([np.diff(spikes).mean()]),
-        np.array([np.diff(tail).mean()]), np.array([f0]))
+        np.array([spikes.size]),
+        np.array([np.diff(spikes).mean()]),
+        np.array([np.diff(tail).mean()]),
+        np.array([f0]),
+    )
     assert measured_ratio[0] == pytest.approx(ratio, rel=0.01)
     assert measured_time[0] == pytest.approx(tau, rel=0.05)
 
 
 def test_without_a_rate_drop_the_adaptation_time_is_undefined() -> None:
-    ratio, time = adaptation_observables(np.array([20]), np.array([10e-6]),
-                                         np.array([10e-6]), np.array([1e5]))
+    ratio, time = adaptation_observables(
+        np.array([20]), np.array([10e-6]), np.array([10e-6]), np.array([1e5])
+    )
     assert ratio[0] == pytest.approx(1.0)
     assert np.isnan(time[0])
 
@@ -200,8 +207,10 @@ def test_exponential_onset_matches_the_ground_truth(calibrated) -> None:
     ok = result.success
     error = result.achieved["exp_onset"][ok] - onset[ok]
     assert np.median(np.abs(error)) < 0.75
-    assert np.mean(np.abs(onset[ok] - target.exp_onset) <= 2 * ADEX_QUANTITIES[
-        "exp_onset"].tolerance) >= 0.95
+    assert (
+        np.mean(np.abs(onset[ok] - target.exp_onset) <= 2 * ADEX_QUANTITIES["exp_onset"].tolerance)
+        >= 0.95
+    )
 
 
 def test_the_final_configuration_switches_the_targeted_parts_on(calibrated) -> None:

@@ -90,7 +90,8 @@ def test_shared_study_gives_every_unit_of_a_group_the_same_code():
     per_group = outcome.codes.reshape(4, -1)
     assert np.all(per_group == per_group[:, :1])
     everything = BayesianSearch(budget=10, groups="all").run(
-        routine, FakeDevice(N_UNITS), routine.reachable_target())
+        routine, FakeDevice(N_UNITS), routine.reachable_target()
+    )
     assert np.unique(everything.codes).size == 1
 
 
@@ -102,15 +103,17 @@ def test_unreadable_units_are_penalised_not_fatal():
             return values
 
     routine = DeadUnits(n_units=N_UNITS)
-    outcome = BayesianSearch(budget=10).run(routine, FakeDevice(N_UNITS),
-                                            routine.reachable_target())
+    outcome = BayesianSearch(budget=10).run(
+        routine, FakeDevice(N_UNITS), routine.reachable_target()
+    )
     assert {0, 1} <= set(outcome.reasons)
 
 
 def test_random_sampler_runs():
     routine = CurveRoutine(n_units=8)
-    outcome = BayesianSearch(budget=5, sampler="random").run(routine, FakeDevice(8),
-                                                             routine.reachable_target())
+    outcome = BayesianSearch(budget=5, sampler="random").run(
+        routine, FakeDevice(8), routine.reachable_target()
+    )
     assert outcome.steps == 5
 
 
@@ -136,9 +139,14 @@ def test_a_budget_below_one_names_the_budget(budget):
         BayesianSearch(budget=budget)
 
 
-@pytest.mark.parametrize(("options", "named"), [({"tolerance": 0.0}, "tolerance"),
-                                                ({"groups": "quadrants"}, "groups"),
-                                                ({"n_startup_trials": -1}, "n_startup_trials")])
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"tolerance": 0.0}, "tolerance"),
+        ({"groups": "quadrants"}, "groups"),
+        ({"n_startup_trials": -1}, "n_startup_trials"),
+    ],
+)
 def test_bad_options_name_the_option(options, named):
     with pytest.raises(ValueError, match=named):
         BayesianSearch(**options)

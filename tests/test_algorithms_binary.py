@@ -11,8 +11,9 @@ SEARCHES = [BinarySearch, NoiseRobustBinarySearch]
 
 
 @pytest.mark.parametrize("search", SEARCHES)
-@pytest.mark.parametrize(("shape", "inverted"), [("linear", False), ("linear", True),
-                                                 ("inverse", True)])
+@pytest.mark.parametrize(
+    ("shape", "inverted"), [("linear", False), ("linear", True), ("inverse", True)]
+)
 def test_reaches_the_closest_code_on_a_noiseless_curve(search, shape, inverted):
     routine = CurveRoutine(shape=shape, inverted=inverted)
     target = routine.reachable_target(0.4)

@@ -17,13 +17,16 @@ from calib.algorithms.prediction import PolynomialModel, TransferCurves
 from calib.core.routine import ParameterRange
 
 
-@pytest.mark.parametrize(("algorithm", "shape", "inverted"), [
-    (FittingSearch(model="polynomial", sweep=5), "linear", False),
-    (FittingSearch(PolynomialModel(1), sweep=5), "linear", True),
-    (FittingSearch("linear"), "linear", False),
-    (FittingSearch("linear"), "linear", True),
-    (FittingSearch("inverse"), "inverse", True),
-])
+@pytest.mark.parametrize(
+    ("algorithm", "shape", "inverted"),
+    [
+        (FittingSearch(model="polynomial", sweep=5), "linear", False),
+        (FittingSearch(PolynomialModel(1), sweep=5), "linear", True),
+        (FittingSearch("linear"), "linear", False),
+        (FittingSearch("linear"), "linear", True),
+        (FittingSearch("inverse"), "inverse", True),
+    ],
+)
 def test_reaches_the_target_within_quantisation_on_a_noiseless_curve(algorithm, shape, inverted):
     routine = CurveRoutine(shape=shape, inverted=inverted)
     target = routine.reachable_target(0.3)
@@ -84,8 +87,11 @@ def test_unknown_stored_parameters_are_refused():
 
 def test_inverse_model_recovers_the_parameters_of_an_exact_curve():
     rng = np.random.default_rng(1)
-    truth = {"a": rng.uniform(200, 900, 64), "b": rng.uniform(0.0, 0.3, 64),
-             "c0": rng.uniform(-80, -5, 64)}
+    truth = {
+        "a": rng.uniform(200, 900, 64),
+        "b": rng.uniform(0.0, 0.3, 64),
+        "c0": rng.uniform(-80, -5, 64),
+    }
     codes = np.array([0, 200, 400, 700, 1022])
     model = InverseModel()
     values = model.evaluate(truth, np.broadcast_to(codes[:, None], (5, 64)))
@@ -120,8 +126,10 @@ def test_runs_sweep_plus_verification_and_optional_correction():
     target = routine.reachable_target()
     search = FittingSearch(model="polynomial", sweep=4, repeats=2)
     assert search.run(routine, FakeDevice(), target).steps == 4 * 2 + 2
-    assert FittingSearch("linear", sweep=3, correct=True).run(
-        routine, FakeDevice(), target).steps == 3 + 1 + 1
+    assert (
+        FittingSearch("linear", sweep=3, correct=True).run(routine, FakeDevice(), target).steps
+        == 3 + 1 + 1
+    )
 
 
 def test_is_reusable():
@@ -137,8 +145,9 @@ def test_an_lmfit_model_is_fitted_and_inverted():
     def inverse(code, a, b, c0):
         return a / (code - c0) + b
 
-    model = LmfitModel(lmfit.Model(inverse), hints={"a": (500.0, 1.0, 1e5), "b": 0.0,
-                                                    "c0": (-10.0, -1000.0, -0.5)})
+    model = LmfitModel(
+        lmfit.Model(inverse), hints={"a": (500.0, 1.0, 1e5), "b": 0.0, "c0": (-10.0, -1000.0, -0.5)}
+    )
     routine = CurveRoutine(n_units=16, shape="inverse")
     target = routine.reachable_target()
     search = FittingSearch(model)
@@ -147,13 +156,16 @@ def test_an_lmfit_model_is_fitted_and_inverted():
     assert set(outcome.models) == {"a", "b", "c0"}
 
 
-@pytest.mark.parametrize(("make", "named"), [
-    (lambda: FittingSearch("cubic-spline"), "model"),
-    (lambda: FittingSearch("linear", sweep=1), "sweep"),
-    (lambda: FittingSearch(repeats=0), "repeats"),
-    (lambda: PolynomialModel(0), "degree"),
-    (lambda: LmfitModel(lmfit.Model(lambda code, a: a * code), hints={"z": 1.0}), "hints"),
-])
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda: FittingSearch("cubic-spline"), "model"),
+        (lambda: FittingSearch("linear", sweep=1), "sweep"),
+        (lambda: FittingSearch(repeats=0), "repeats"),
+        (lambda: PolynomialModel(0), "degree"),
+        (lambda: LmfitModel(lmfit.Model(lambda code, a: a * code), hints={"z": 1.0}), "hints"),
+    ],
+)
 def test_bad_options_name_the_option(make, named):
     with pytest.raises(ValueError, match=named):
         make()

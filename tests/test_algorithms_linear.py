@@ -7,8 +7,9 @@ from fakes import CurveRoutine, FakeDevice
 from calib.algorithms.linear_search import LinearSearch
 
 
-@pytest.mark.parametrize(("shape", "inverted"), [("linear", False), ("linear", True),
-                                                 ("inverse", True)])
+@pytest.mark.parametrize(
+    ("shape", "inverted"), [("linear", False), ("linear", True), ("inverse", True)]
+)
 @pytest.mark.parametrize("step", [1, 8, 50])
 def test_reaches_the_closest_code_on_a_noiseless_curve(shape, inverted, step):
     routine = CurveRoutine(shape=shape, inverted=inverted)
@@ -59,8 +60,9 @@ def test_is_reusable():
     np.testing.assert_array_equal(first, algorithm.run(routine, FakeDevice(), target).codes)
 
 
-@pytest.mark.parametrize(("options", "named"), [({"step": 0}, "step"),
-                                                ({"max_steps": 0}, "max_steps")])
+@pytest.mark.parametrize(
+    ("options", "named"), [({"step": 0}, "step"), ({"max_steps": 0}, "max_steps")]
+)
 def test_bad_options_name_the_option(options, named):
     with pytest.raises(ValueError, match=named):
         LinearSearch(**options)

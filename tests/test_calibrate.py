@@ -24,8 +24,15 @@ SPREAD_RATIO_LIMITS = {
     "tau_syn_inh": 0.10,
 }
 NON_DEFAULT = NeuronTarget(
-    leak=100, reset=80, threshold=150, tau_mem=20e-6, tau_syn_exc=5e-6, tau_syn_inh=3e-6,
-    psp_amplitude_exc=12, psp_amplitude_inh=8, refractory_time=4e-6,
+    leak=100,
+    reset=80,
+    threshold=150,
+    tau_mem=20e-6,
+    tau_syn_exc=5e-6,
+    tau_syn_inh=3e-6,
+    psp_amplitude_exc=12,
+    psp_amplitude_inh=8,
+    refractory_time=4e-6,
 )
 """A shorter synaptic time constant carries less charge per event: smaller PSP targets."""
 
@@ -135,12 +142,14 @@ def test_persistent_device_faults_name_the_chip_and_step():
 def test_transient_faults_anywhere_are_retried_and_counted():
     from device_model.chip import Faults
 
-    chip = SimulatedChip("flaky-calibration", faults=Faults(run_failure_rate=0.03,
-                                                           dead_fraction=0.0,
-                                                           stuck_fraction=0.0))
+    chip = SimulatedChip(
+        "flaky-calibration",
+        faults=Faults(run_failure_rate=0.03, dead_fraction=0.0, stuck_fraction=0.0),
+    )
     result = calibrate(chip)
     retried = result.provenance.retries
     assert sum(retried.values()) > 0
     assert set(retried) <= {name for name in result.provenance.steps} | {
-        name for name in retried if name.startswith(("verify", "range of"))}
+        name for name in retried if name.startswith(("verify", "range of"))
+    }
     assert result.success.mean() > 0.95

@@ -37,8 +37,9 @@ class Calibrated:
 
     @property
     def run_id(self) -> str:
-        (info,) = [info for info in ResultsStore(self.store).history(CHIP)
-                   if info.kind == "neuron_result"]  # the checks of this module add records
+        (info,) = [
+            info for info in ResultsStore(self.store).history(CHIP) if info.kind == "neuron_result"
+        ]  # the checks of this module add records
         return info.run_id
 
     def result(self) -> NeuronResult:
@@ -56,8 +57,21 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Calibrated:
     target = root / "target.toml"
     target.write_text(TARGET_FILE, encoding="utf-8")
     store, html = root / "store", root / "calibrate.html"
-    output = invoke("calibrate", "--chip", CHIP, "--store", str(store), "--target", str(target),
-                    "--threshold", "130", "--max-failed", "1", "--html", str(html))
+    output = invoke(
+        "calibrate",
+        "--chip",
+        CHIP,
+        "--store",
+        str(store),
+        "--target",
+        str(target),
+        "--threshold",
+        "130",
+        "--max-failed",
+        "1",
+        "--html",
+        str(html),
+    )
     return Calibrated(store, html, output)
 
 
@@ -88,8 +102,11 @@ def test_calibrate_shows_progress_over_every_step(calibrated: Calibrated) -> Non
 
 def test_calibrate_prints_a_summary_row_per_quantity(calibrated: Calibrated) -> None:
     result = calibrated.result()
-    rows = {line.split()[0]: line.split() for line in calibrated.output.stdout.splitlines()
-            if line.strip() and line.split()[0] in result.achieved}
+    rows = {
+        line.split()[0]: line.split()
+        for line in calibrated.output.stdout.splitlines()
+        if line.strip() and line.split()[0] in result.achieved
+    }
     assert set(rows) == set(result.achieved)
     assert rows["tau_mem"][2] == "12"  # target in µs
     assert rows["leak"][2] == "85"
@@ -129,7 +146,8 @@ def test_show_a_given_run(calibrated: Calibrated) -> None:
 
 
 def test_history_has_a_row_per_run_with_target_success_and_hardware_time(
-        calibrated: Calibrated) -> None:
+    calibrated: Calibrated,
+) -> None:
     listed = invoke("history", CHIP, *store_args(calibrated))
     assert listed.exit_code == 0, listed.output
     result = calibrated.result()
@@ -164,14 +182,24 @@ def test_export_json_to_a_file(calibrated: Calibrated, tmp_path: Path) -> None:
 
 def test_export_netcdf_reads_back_with_xarray(calibrated: Calibrated, tmp_path: Path) -> None:
     path = tmp_path / "run.nc"
-    exported = invoke("export", CHIP, "--format", "netcdf", "--output", str(path),
-                      "--run", calibrated.run_id, *store_args(calibrated))
+    exported = invoke(
+        "export",
+        CHIP,
+        "--format",
+        "netcdf",
+        "--output",
+        str(path),
+        "--run",
+        calibrated.run_id,
+        *store_args(calibrated),
+    )
     assert exported.exit_code == 0, exported.output
     result = calibrated.result()
     with xr.open_dataset(path, engine="h5netcdf") as dataset:
         assert dataset.sizes["neuron"] == 512
-        tau = next(dataset[name] for name in dataset.data_vars
-                   if "achieved" in name and "tau_mem" in name)
+        tau = next(
+            dataset[name] for name in dataset.data_vars if "achieved" in name and "tau_mem" in name
+        )
         np.testing.assert_array_equal(tau.values, result.achieved["tau_mem"])
 
 
@@ -193,8 +221,7 @@ def test_check_of_the_aged_chip_finds_drift_and_exits_1(calibrated: Calibrated) 
     assert f"aged {AGED_HOURS} h" in checked.stdout
 
 
-def test_a_check_is_stored_and_listed_by_history(calibrated: Calibrated,
-                                                 tmp_path: Path) -> None:
+def test_a_check_is_stored_and_listed_by_history(calibrated: Calibrated, tmp_path: Path) -> None:
     store = tmp_path / "store"
     shutil.copytree(calibrated.store, store)
     before = len(ResultsStore(store).history(CHIP))
@@ -214,16 +241,16 @@ def test_a_check_is_stored_and_listed_by_history(calibrated: Calibrated,
 
 
 def test_check_json_is_one_document_and_its_hint_keeps_the_store(calibrated: Calibrated) -> None:
-    checked = invoke("check", CHIP, "--drift-hours", AGED_HOURS, "--no-save", "--json",
-                     *store_args(calibrated))
+    checked = invoke(
+        "check", CHIP, "--drift-hours", AGED_HOURS, "--no-save", "--json", *store_args(calibrated)
+    )
     assert checked.exit_code == 1, checked.output
     document = json.loads(checked.stdout)
     assert document["holds"] is False and document["stale"]
     assert document["saved_as"] is None
     assert document["quantities"]["leak"]["unit"] == "CADC LSB"
     assert f"--store {calibrated.store}" in document["recalibrate"]
-    text = invoke("check", CHIP, "--drift-hours", AGED_HOURS, "--no-save",
-                  *store_args(calibrated))
+    text = invoke("check", CHIP, "--drift-hours", AGED_HOURS, "--no-save", *store_args(calibrated))
     assert f"--store {calibrated.store}" in " ".join(text.stdout.split())
 
 
@@ -231,7 +258,8 @@ def test_check_json_is_one_document_and_its_hint_keeps_the_store(calibrated: Cal
 
 
 def test_report_prints_the_summary_and_writes_html_with_plots_and_tables(
-        calibrated: Calibrated, tmp_path: Path) -> None:
+    calibrated: Calibrated, tmp_path: Path
+) -> None:
     path = tmp_path / "report.html"
     reported = invoke("report", CHIP, "--html", str(path), *store_args(calibrated))
     assert reported.exit_code == 0, reported.output
@@ -246,7 +274,8 @@ def test_report_prints_the_summary_and_writes_html_with_plots_and_tables(
 
 
 def test_report_plots_drift_over_the_chip_history_of_the_same_target(
-        calibrated: Calibrated, tmp_path: Path) -> None:
+    calibrated: Calibrated, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     shutil.copytree(calibrated.store, store)
     results = ResultsStore(store)
@@ -267,8 +296,9 @@ def run_calib(*args: str) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("calib")
     assert script.is_file(), f"console script missing: {script} (is the project installed?)"
     env = {key: value for key, value in os.environ.items() if key != "CALIB_STORE"}
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
 
 
 def test_installed_script_help_lists_the_commands() -> None:
@@ -302,8 +332,7 @@ def test_chips_lists_the_chip_with_its_newest_run(calibrated: Calibrated) -> Non
 def test_targets_lists_every_field_with_unit_default_and_range() -> None:
     listed = invoke("targets")
     assert listed.exit_code == 0, listed.output
-    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()
-            if line.strip()}
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines() if line.strip()}
     assert rows["tau_mem"][1:4] == ["µs", "10", "0.5..60"]
     assert rows["leak"][1:5] == ["CADC", "LSB", "80", "50..160"]
     assert rows["refractory_time"][1:4] == ["µs", "2", "0.04..32"]

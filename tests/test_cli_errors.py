@@ -77,8 +77,11 @@ def test_reading_commands_refuse_a_chip_id_outside_the_pattern(store: Path) -> N
 
 
 def test_a_chip_without_results_is_a_usage_error_naming_the_chips_there(store: Path) -> None:
-    assert_usage_error(invoke("show", "other-chip", "--store", str(store)),
-                       "'other-chip' has no stored calibration", f"chips there: {CHIP}")
+    assert_usage_error(
+        invoke("show", "other-chip", "--store", str(store)),
+        "'other-chip' has no stored calibration",
+        f"chips there: {CHIP}",
+    )
 
 
 # -- targets ------------------------------------------------------------------------------------
@@ -99,23 +102,26 @@ def test_a_potential_flag_out_of_range_is_refused(tmp_path: Path) -> None:
 def test_an_unknown_key_in_the_target_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "target.toml"
     path.write_text("leak = 80\ntau_membrane = 10\n", encoding="utf-8")
-    result = invoke("calibrate", "--chip", CHIP, "--target", str(path),
-                    "--store", str(tmp_path / "s"))
+    result = invoke(
+        "calibrate", "--chip", CHIP, "--target", str(path), "--store", str(tmp_path / "s")
+    )
     assert_usage_error(result, "unknown key 'tau_membrane'", str(path))
 
 
 def test_a_malformed_target_file_is_a_usage_error(tmp_path: Path) -> None:
     path = tmp_path / "target.toml"
     path.write_text("leak = [80\n", encoding="utf-8")
-    result = invoke("calibrate", "--chip", CHIP, "--target", str(path),
-                    "--store", str(tmp_path / "s"))
+    result = invoke(
+        "calibrate", "--chip", CHIP, "--target", str(path), "--store", str(tmp_path / "s")
+    )
     assert_usage_error(result, "not a valid TOML target file")
 
 
 def test_a_missing_target_file_is_a_usage_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.toml"
-    result = invoke("calibrate", "--chip", CHIP, "--target", str(missing),
-                    "--store", str(tmp_path / "s"))
+    result = invoke(
+        "calibrate", "--chip", CHIP, "--target", str(missing), "--store", str(tmp_path / "s")
+    )
     assert_usage_error(result, "no such file", str(missing))
 
 
@@ -125,14 +131,30 @@ def test_speedup_without_a_nir_graph_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_a_nir_graph_and_target_flags_exclude_each_other(tmp_path: Path) -> None:
-    result = invoke("calibrate", "--chip", CHIP, "--nir", str(tmp_path / "g.nir"),
-                    "--leak", "80", "--store", str(tmp_path))
+    result = invoke(
+        "calibrate",
+        "--chip",
+        CHIP,
+        "--nir",
+        str(tmp_path / "g.nir"),
+        "--leak",
+        "80",
+        "--store",
+        str(tmp_path),
+    )
     assert_usage_error(result, "--nir sets the whole target")
 
 
 def test_a_missing_nir_file_is_a_usage_error(tmp_path: Path) -> None:
-    result = invoke("calibrate", "--chip", CHIP, "--nir", str(tmp_path / "g.nir"),
-                    "--store", str(tmp_path / "s"))
+    result = invoke(
+        "calibrate",
+        "--chip",
+        CHIP,
+        "--nir",
+        str(tmp_path / "g.nir"),
+        "--store",
+        str(tmp_path / "s"),
+    )
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
 
@@ -150,12 +172,18 @@ def test_a_missing_required_option_is_one_line(tmp_path: Path) -> None:
 # -- stores and runs ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [
-    ["show", CHIP], ["history", CHIP], ["check", CHIP], ["report", CHIP], ["chips"],
-    ["export", CHIP, "--format", "json"],
-])
-def test_reading_commands_never_create_a_missing_store(tmp_path: Path, command: list[str]
-                                                         ) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show", CHIP],
+        ["history", CHIP],
+        ["check", CHIP],
+        ["report", CHIP],
+        ["chips"],
+        ["export", CHIP, "--format", "json"],
+    ],
+)
+def test_reading_commands_never_create_a_missing_store(tmp_path: Path, command: list[str]) -> None:
     missing = tmp_path / "no-store"
     result = invoke(*command, "--store", str(missing))
     assert_usage_error(result, f"no results store at {missing}")
@@ -175,8 +203,9 @@ def test_calib_store_in_the_environment_selects_the_store(store: Path) -> None:
 
 
 def test_a_store_option_wins_over_the_environment(store: Path, tmp_path: Path) -> None:
-    result = invoke("history", CHIP, "--store", str(store),
-                    env={"CALIB_STORE": str(tmp_path / "elsewhere")})
+    result = invoke(
+        "history", CHIP, "--store", str(store), env={"CALIB_STORE": str(tmp_path / "elsewhere")}
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -186,13 +215,14 @@ def test_an_unknown_run_is_a_usage_error(store: Path) -> None:
 
 
 def test_a_malformed_run_id_is_a_usage_error(store: Path) -> None:
-    assert_usage_error(invoke("export", CHIP, "--run", "latest", "--format", "json",
-                              "--store", str(store)), "'latest' is not a run id")
+    assert_usage_error(
+        invoke("export", CHIP, "--run", "latest", "--format", "json", "--store", str(store)),
+        "'latest' is not a run id",
+    )
 
 
 def test_an_unknown_export_format_is_a_usage_error(store: Path) -> None:
-    assert_usage_error(invoke("export", CHIP, "--format", "csv", "--store", str(store)),
-                       "--format")
+    assert_usage_error(invoke("export", CHIP, "--format", "csv", "--store", str(store)), "--format")
 
 
 def test_a_directory_that_is_not_a_store_is_a_usage_error(tmp_path: Path) -> None:
@@ -206,7 +236,8 @@ def test_a_directory_that_is_not_a_store_is_a_usage_error(tmp_path: Path) -> Non
 
 
 def test_a_calibration_that_breaks_exits_3_with_one_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(device: object, target: object, *, progress: Any, **kwargs: object) -> None:
         progress("cadc", 0, 3)
         raise RuntimeError("CADC ramp did not start")
@@ -215,8 +246,10 @@ def test_a_calibration_that_breaks_exits_3_with_one_line(
     result = invoke("calibrate", "--chip", CHIP, "--store", str(tmp_path / "s"))
     assert result.exit_code == 3, result.output
     last = result.stderr.strip().splitlines()[-1]
-    assert last == ("error: calibration of chip 'w62f3-chip-07' stopped in step 'cadc': "
-                    "RuntimeError: CADC ramp did not start")
+    assert last == (
+        "error: calibration of chip 'w62f3-chip-07' stopped in step 'cadc': "
+        "RuntimeError: CADC ramp did not start"
+    )
 
 
 def test_debug_shows_the_exception_instead_of_one_line(tmp_path: Path) -> None:
@@ -231,18 +264,21 @@ def run_calib(*args: str) -> subprocess.CompletedProcess[str]:
     assert script.is_file(), f"console script missing: {script} (is the project installed?)"
     env = {**os.environ, "XDG_DATA_HOME": os.environ["XDG_DATA_HOME"]}
     env.pop("CALIB_STORE", None)
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
 
 
 def test_the_installed_script_prints_one_line_without_and_a_traceback_with_debug(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     missing = str(tmp_path / "missing")
     plain = run_calib("show", CHIP, "--store", missing)
     assert plain.returncode == 2
     assert plain.stderr.strip().splitlines() == [
         f"error: no results store at {missing} (calibrate a chip first, or point --store / "
-        "$CALIB_STORE at an existing store)"]
+        "$CALIB_STORE at an existing store)"
+    ]
     debug = run_calib("--debug", "show", CHIP, "--store", missing)
     assert debug.returncode != 0
     assert "Traceback (most recent call last)" in debug.stderr

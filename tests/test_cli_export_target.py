@@ -29,9 +29,13 @@ def per_neuron(name: str, seed: int) -> np.ndarray:
 
 
 def test_a_target_with_per_neuron_arrays_round_trips_exactly(tmp_path: Path) -> None:
-    target = NeuronTarget(leak=per_neuron("leak", 1), tau_mem=per_neuron("tau_mem", 2),
-                          tau_syn_exc=7.3e-6, refractory_time=per_neuron("refractory_time", 3),
-                          membrane_capacitance=41)
+    target = NeuronTarget(
+        leak=per_neuron("leak", 1),
+        tau_mem=per_neuron("tau_mem", 2),
+        tau_syn_exc=7.3e-6,
+        refractory_time=per_neuron("refractory_time", 3),
+        membrane_capacitance=41,
+    )
     path = tmp_path / "target.toml"
     path.write_text(target_to_toml(target, header="a test\ntwo lines"), encoding="utf-8")
     loaded = load_target_file(path)
@@ -62,8 +66,9 @@ def test_export_format_target_writes_the_stored_target(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert run_id in shown.stdout and "µs" in shown.stdout
     path = tmp_path / "exported.toml"
-    written = CliRunner().invoke(app, ["export", CHIP, "-f", "target", "-o", str(path),
-                                       "--store", str(store)])
+    written = CliRunner().invoke(
+        app, ["export", CHIP, "-f", "target", "-o", str(path), "--store", str(store)]
+    )
     assert written.exit_code == 0, written.output
     assert path.read_text(encoding="utf-8") == shown.stdout
     assert load_target_file(path) == target

@@ -37,14 +37,32 @@ def store(tmp_path: Path) -> tuple[Path, NeuronResult, str]:
 def a_check(result: NeuronResult, run_id: str, shift: float = 0.4) -> CheckRecord:
     measured = np.asarray(result.achieved["leak"]) + shift
     return CheckRecord(
-        chip_id=result.chip_id, checked_run=run_id, target_fingerprint=result.target.fingerprint(),
-        created="2025-03-02T02:00:00+00:00", runs=7,
-        quantities={"leak": QuantityDrift(median_shift=shift, spread=0.9, out_of_tolerance=0.02,
-                                          tolerance=2.0, checked_neurons=500, stale=False),
-                    "tau_mem": QuantityDrift(median_shift=1e-7, spread=float("nan"),
-                                             out_of_tolerance=0.5, tolerance=3e-7,
-                                             checked_neurons=32, stale=True)},
-        measured={"leak": measured}, extra={"checked_by": "test"})
+        chip_id=result.chip_id,
+        checked_run=run_id,
+        target_fingerprint=result.target.fingerprint(),
+        created="2025-03-02T02:00:00+00:00",
+        runs=7,
+        quantities={
+            "leak": QuantityDrift(
+                median_shift=shift,
+                spread=0.9,
+                out_of_tolerance=0.02,
+                tolerance=2.0,
+                checked_neurons=500,
+                stale=False,
+            ),
+            "tau_mem": QuantityDrift(
+                median_shift=1e-7,
+                spread=float("nan"),
+                out_of_tolerance=0.5,
+                tolerance=3e-7,
+                checked_neurons=32,
+                stale=True,
+            ),
+        },
+        measured={"leak": measured},
+        extra={"checked_by": "test"},
+    )
 
 
 def test_show_json_is_one_document_with_the_summary_in_stored_units(store) -> None:
@@ -112,12 +130,16 @@ def test_chips_json_names_the_newest_calibration_and_check(store) -> None:
 
 
 def outcome(chip_id: str, status: str) -> ChipOutcome:
-    drift = {name: 0.1 for name in ("leak", "reset", "threshold", "psp_amplitude_exc",
-                                    "psp_amplitude_inh")}
-    drift.update({name: 2e-7 for name in ("tau_mem", "tau_syn_exc", "tau_syn_inh",
-                                          "refractory_time")})
-    return ChipOutcome(chip_id, status, detail="test", success_fraction=0.99, drift=drift,
-                       n_neurons=512)
+    drift = {
+        name: 0.1
+        for name in ("leak", "reset", "threshold", "psp_amplitude_exc", "psp_amplitude_inh")
+    }
+    drift.update(
+        {name: 2e-7 for name in ("tau_mem", "tau_syn_exc", "tau_syn_inh", "refractory_time")}
+    )
+    return ChipOutcome(
+        chip_id, status, detail="test", success_fraction=0.99, drift=drift, n_neurons=512
+    )
 
 
 def test_the_nightly_table_fits_100_columns_and_keeps_chip_ids_whole() -> None:
@@ -139,7 +161,8 @@ def test_the_nightly_table_fits_100_columns_and_keeps_chip_ids_whole() -> None:
 
 
 def test_nightly_json_is_one_document_with_a_line_per_chip_on_stderr(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The fleet run is replaced by one that returns outcomes at once (test_fleet.py runs the
     real one); what is checked is the command's output."""
     from contextlib import contextmanager
@@ -161,8 +184,9 @@ def test_nightly_json_is_one_document_with_a_line_per_chip_on_stderr(
 
     monkeypatch.setattr(fleet, "dask_client", no_cluster)
     monkeypatch.setattr(fleet, "run_nightly", fake_run)
-    shown = CliRunner().invoke(app, ["nightly", "--chips", "rack1-chip[0-1]", "--store",
-                                     str(tmp_path / "store"), "--json"])
+    shown = CliRunner().invoke(
+        app, ["nightly", "--chips", "rack1-chip[0-1]", "--store", str(tmp_path / "store"), "--json"]
+    )
     assert shown.exit_code == 0, shown.output
     document = json.loads(shown.stdout)
     assert [chip["chip"] for chip in document["chips"]] == ids
@@ -172,7 +196,8 @@ def test_nightly_json_is_one_document_with_a_line_per_chip_on_stderr(
 
 
 def test_study_prints_a_line_per_chip_as_it_finishes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from contextlib import contextmanager
 
     import calib.operations.fleet as fleet
@@ -186,8 +211,15 @@ def test_study_prints_a_line_per_chip_as_it_finishes(
     def fake_study(chips, *, name, mismatch_scale, target, grid, client, on_chip):
         on_chip("s-000", None, 1, 2)
         on_chip("s-001", "Traceback ...\nRuntimeError: the chip broke", 2, 2)
-        return study.MismatchStudy(name, mismatch_scale, NeuronTarget(), grid, [],
-                                   {"s-001": "RuntimeError: the chip broke"}, host_seconds=1.0)
+        return study.MismatchStudy(
+            name,
+            mismatch_scale,
+            NeuronTarget(),
+            grid,
+            [],
+            {"s-001": "RuntimeError: the chip broke"},
+            host_seconds=1.0,
+        )
 
     monkeypatch.setattr(fleet, "dask_client", no_cluster)
     monkeypatch.setattr(study, "run_study", fake_study)

@@ -69,8 +69,7 @@ def test_a_value_out_of_range_names_field_value_and_range_in_file_units(tmp_path
     path = write(tmp_path, "tau_mem = 200\n")
     with pytest.raises(ValueError) as caught:
         load_target_file(path)
-    assert str(caught.value) == (
-        f"{path}: tau_mem = 200 is outside the allowed range 0.5..60 µs")
+    assert str(caught.value) == (f"{path}: tau_mem = 200 is outside the allowed range 0.5..60 µs")
 
 
 def test_one_bad_neuron_of_a_list_is_named(tmp_path: Path) -> None:
@@ -89,8 +88,9 @@ def test_a_value_that_is_not_a_number_is_an_error(tmp_path: Path) -> None:
 
 
 def test_membrane_capacitance_must_be_an_integer_in_range(tmp_path: Path) -> None:
-    assert load_target_file(write(tmp_path, "membrane_capacitance = 20\n")
-                            ).membrane_capacitance == 20
+    assert (
+        load_target_file(write(tmp_path, "membrane_capacitance = 20\n")).membrane_capacitance == 20
+    )
     with pytest.raises(ValueError, match=r"membrane_capacitance = 64 is outside .* 0\.\.63"):
         load_target_file(write(tmp_path, "membrane_capacitance = 64\n"))
     with pytest.raises(ValueError, match=r"membrane_capacitance = 20\.5"):

@@ -39,8 +39,15 @@ class FakeCalibration:
         self.warn = warn
         self.calls: list[dict[str, Any]] = []
 
-    def __call__(self, device: Any, target: NeuronTarget, *, progress: Any = None,
-                 provenance_extra: Any = None, **kwargs: Any) -> NeuronResult:
+    def __call__(
+        self,
+        device: Any,
+        target: NeuronTarget,
+        *,
+        progress: Any = None,
+        provenance_extra: Any = None,
+        **kwargs: Any,
+    ) -> NeuronResult:
         self.calls.append({"device": device, "target": target, "extra": provenance_extra})
         for index, step in enumerate(STEPS):
             progress(step, index, len(STEPS))
@@ -56,8 +63,9 @@ class FakeCalibration:
         return self.calls[0]
 
 
-def fake_calibration(monkeypatch: pytest.MonkeyPatch, failures: int = 0,
-                     warn: bool = False) -> FakeCalibration:
+def fake_calibration(
+    monkeypatch: pytest.MonkeyPatch, failures: int = 0, warn: bool = False
+) -> FakeCalibration:
     fake = FakeCalibration(failures, warn)
     monkeypatch.setattr(CALIBRATE_MODULE, "calibrate", fake)
     return fake
@@ -70,18 +78,29 @@ def calibrate(store: Path, *args: str) -> Any:
 def lif_graph_file(path: Path, n: int = 3) -> Path:
     """A small NIR graph (input -> LIF -> output) written to `path`."""
     ones = np.ones(n)
-    lif = nir.LIF(tau=ones * 20e-3, r=ones, v_leak=ones * 0.0, v_reset=ones * -0.2,
-                  v_threshold=ones * 1.0)
+    lif = nir.LIF(
+        tau=ones * 20e-3, r=ones, v_leak=ones * 0.0, v_reset=ones * -0.2, v_threshold=ones * 1.0
+    )
     nodes = {"input": nir.Input(np.array([n])), "lif": lif, "output": nir.Output(np.array([n]))}
     nir.write(path, nir.NIRGraph(nodes=nodes, edges=list(pairwise(nodes))))
     return path
 
 
 def test_target_flags_reach_the_calibration_in_seconds_and_lsb(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = fake_calibration(monkeypatch)
-    result = calibrate(tmp_path / "s", "--tau-mem", "12", "--refractory-time", "0.5",
-                       "--leak", "85", "--membrane-capacitance", "40")
+    result = calibrate(
+        tmp_path / "s",
+        "--tau-mem",
+        "12",
+        "--refractory-time",
+        "0.5",
+        "--leak",
+        "85",
+        "--membrane-capacitance",
+        "40",
+    )
     assert result.exit_code == 0, result.output
     target = fake.only_call["target"]
     assert target.tau_mem == pytest.approx(12e-6)
@@ -92,22 +111,38 @@ def test_target_flags_reach_the_calibration_in_seconds_and_lsb(
 
 
 def test_the_simulated_chip_is_built_from_the_simulation_flags(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = fake_calibration(monkeypatch)
-    result = calibrate(tmp_path / "s", "--mismatch-scale", "0.5", "--noise-scale", "0",
-                       "--drift-hours", "12", "--seed", "7")
+    result = calibrate(
+        tmp_path / "s",
+        "--mismatch-scale",
+        "0.5",
+        "--noise-scale",
+        "0",
+        "--drift-hours",
+        "12",
+        "--seed",
+        "7",
+    )
     assert result.exit_code == 0, result.output
     device = fake.only_call["device"]
     assert (device.chip_id, device.seed) == (CHIP, 7)
     assert (device.mismatch_scale, device.noise_scale, device.drift_hours) == (0.5, 0.0, 12.0)
     stored = ResultsStore(tmp_path / "s").latest(CHIP)
     assert stored.provenance.extra["simulation"] == {
-        "backend": "simulated", "seed": 7, "mismatch_scale": 0.5, "noise_scale": 0.0,
-        "drift_hours": 12.0, "faults": False}
+        "backend": "simulated",
+        "seed": 7,
+        "mismatch_scale": 0.5,
+        "noise_scale": 0.0,
+        "drift_hours": 12.0,
+        "faults": False,
+    }
 
 
 def test_the_result_is_stored_and_its_run_id_printed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_calibration(monkeypatch)
     result = calibrate(tmp_path / "s")
     assert result.exit_code == 0, result.output
@@ -116,14 +151,16 @@ def test_the_result_is_stored_and_its_run_id_printed(
 
 
 def test_progress_counts_the_calibration_steps(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_calibration(monkeypatch)
     result = calibrate(tmp_path / "s")
     assert f"{len(STEPS)}/{len(STEPS)} steps" in result.stderr
 
 
 def test_the_summary_table_shows_every_quantity(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_calibration(monkeypatch, failures=6)
     result = calibrate(tmp_path / "s", "--tau-mem", "12")
     table = result.stdout
@@ -135,7 +172,8 @@ def test_the_summary_table_shows_every_quantity(
 
 
 def test_more_failed_neurons_than_allowed_exit_1_and_still_store(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_calibration(monkeypatch, failures=26)  # 5.1 % of 512
     result = calibrate(tmp_path / "s")
     assert result.exit_code == 1, result.output
@@ -144,20 +182,23 @@ def test_more_failed_neurons_than_allowed_exit_1_and_still_store(
 
 
 def test_max_failed_sets_the_allowed_fraction(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_calibration(monkeypatch, failures=26)
     assert calibrate(tmp_path / "s", "--max-failed", "0.06").exit_code == 0
     assert calibrate(tmp_path / "s", "--max-failed", "0.05").exit_code == 1
 
 
 def test_failures_at_the_default_limit_still_succeed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_calibration(monkeypatch, failures=15)  # 2.9 %
     assert calibrate(tmp_path / "s").exit_code == 0
 
 
 def test_a_nir_graph_is_mapped_printed_calibrated_and_recorded(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = fake_calibration(monkeypatch)
     graph = lif_graph_file(tmp_path / "net.nir")
     expected = targets_from_nir(graph, speedup=500)
@@ -177,7 +218,8 @@ def test_a_nir_graph_is_mapped_printed_calibrated_and_recorded(
 
 
 def test_a_nir_graph_that_does_not_fit_names_the_problem_and_the_way_out(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = fake_calibration(monkeypatch)
     graph = lif_graph_file(tmp_path / "net.nir")  # tau 20 ms: 0.2 µs at speed-up 1e5
     result = calibrate(tmp_path / "s", "--nir", str(graph), "--speedup", "1e5")
@@ -195,7 +237,8 @@ def test_a_nir_graph_that_does_not_fit_names_the_problem_and_the_way_out(
 
 
 def test_calibrate_writes_the_html_report_when_asked(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_calibration(monkeypatch)
     report = tmp_path / "report.html"
     result = calibrate(tmp_path / "s", "--html", str(report))
@@ -207,12 +250,15 @@ def test_calibrate_writes_the_html_report_when_asked(
 
 
 def test_warnings_during_the_calibration_become_one_note_after_the_progress_bar(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake_calibration(monkeypatch, warn=True)
     result = calibrate(tmp_path / "s")
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) == 1, result.stderr
-    assert notes[0].startswith(f"note: {len(STEPS)} warnings during the calibration, the "
-                               "first: RuntimeWarning: overflow in step cadc (test_cli_wiring.py:")
+    assert notes[0].startswith(
+        f"note: {len(STEPS)} warnings during the calibration, the "
+        "first: RuntimeWarning: overflow in step cadc (test_cli_wiring.py:"
+    )
     assert "overflow in step leak" not in result.stderr

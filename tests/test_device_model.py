@@ -48,17 +48,25 @@ def test_different_ids_are_different_chips():
 
 
 def test_explicit_seed_overrides_the_id():
-    assert np.array_equal(SimulatedChip("a", seed=5).truth.leak_gain,
-                          SimulatedChip("b", seed=5).truth.leak_gain)
+    assert np.array_equal(
+        SimulatedChip("a", seed=5).truth.leak_gain, SimulatedChip("b", seed=5).truth.leak_gain
+    )
 
 
 def test_chip_identity_does_not_depend_on_python_hash_salt():
-    code = ("from device_model import SimulatedChip; c = SimulatedChip('salt'); "
-            "print(c.seed, repr(float(c.truth.leak_offset[3])))")
+    code = (
+        "from device_model import SimulatedChip; c = SimulatedChip('salt'); "
+        "print(c.seed, repr(float(c.truth.leak_offset[3])))"
+    )
     outputs = set()
     for salt in ("1", "2"):
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                env={"PYTHONHASHSEED": salt}, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={"PYTHONHASHSEED": salt},
+            check=True,
+        )
         outputs.add(result.stdout)
     assert len(outputs) == 1
     chip = SimulatedChip("salt")
@@ -72,8 +80,9 @@ def _typical(chip: SimulatedChip, values: np.ndarray) -> np.ndarray:
 def test_uncalibrated_tau_mem_spread_at_one_code_is_20_to_30_percent():
     for chip_id in ("spread-a", "spread-b"):
         chip = SimulatedChip(chip_id)
-        tau = _typical(chip, chip.true_quantities({"i_bias_leak": 540, "leak_divide": 1})[
-            "tau_mem"])
+        tau = _typical(
+            chip, chip.true_quantities({"i_bias_leak": 540, "leak_divide": 1})["tau_mem"]
+        )
         assert 0.20 <= tau.std() / tau.mean() <= 0.30
         assert 7e-6 < np.median(tau) < 13e-6
 
@@ -102,16 +111,18 @@ def test_uncalibrated_potential_spreads():
 def test_leak_potential_rises_with_v_leak():
     chip = SimulatedChip("monotonic")
     chip.write(CADC_NOMINAL)
-    leaks = np.array([chip.true_quantities({"v_leak": code})["leak"]
-                      for code in range(500, 800, 50)])
+    leaks = np.array(
+        [chip.true_quantities({"v_leak": code})["leak"] for code in range(500, 800, 50)]
+    )
     assert np.all(np.diff(leaks, axis=0) >= 0)  # outliers may sit at a rail
     assert np.all(np.diff(leaks[:, ~chip.truth.outlier], axis=0) > 0)
 
 
 def test_tau_mem_falls_with_the_leak_bias():
     chip = SimulatedChip("monotonic")
-    taus = np.array([chip.true_quantities({"i_bias_leak": code})["tau_mem"]
-                     for code in range(100, 1023, 100)])
+    taus = np.array(
+        [chip.true_quantities({"i_bias_leak": code})["tau_mem"] for code in range(100, 1023, 100)]
+    )
     assert np.all(np.diff(taus, axis=0) < 0)
 
 
@@ -119,8 +130,9 @@ def test_tau_mem_falls_with_the_leak_bias():
 def test_tau_syn_falls_with_its_bias_and_the_high_resistance_switch_lengthens_it(kind):
     chip = SimulatedChip("monotonic")
     cell = f"i_bias_syn_{kind}_tau"
-    taus = np.array([chip.true_quantities({cell: code})[f"tau_syn_{kind}"]
-                     for code in range(50, 1023, 100)])
+    taus = np.array(
+        [chip.true_quantities({cell: code})[f"tau_syn_{kind}"] for code in range(50, 1023, 100)]
+    )
     assert np.all(np.diff(taus, axis=0) < 0)
     plain = chip.true_quantities({cell: 300})[f"tau_syn_{kind}"]
     high = chip.true_quantities({cell: 300, f"syn_{kind}_high_resistance": 1})[f"tau_syn_{kind}"]
@@ -200,8 +212,16 @@ def test_madc_noise_and_scale():
 
 def test_spike_counter_overflows_at_255():
     chip = SimulatedChip("overflow")
-    chip.write({**CADC_NOMINAL, "v_leak": 1022, "v_threshold": 300, "refractory_counter": 1,
-                "refractory_clock_scale": 0, "i_bias_leak": 1022})
+    chip.write(
+        {
+            **CADC_NOMINAL,
+            "v_leak": 1022,
+            "v_threshold": 300,
+            "refractory_counter": 1,
+            "refractory_clock_scale": 0,
+            "i_bias_leak": 1022,
+        }
+    )
     result = chip.count_spikes(1e-3)
     typical = ~chip.truth.outlier
     assert np.all(result.counts[typical] == 255)
@@ -225,7 +245,8 @@ def test_stats_account_writes_and_runs():
     after_read = chip.stats
     assert (after_read - after_digital).runs == 1
     assert (after_read - after_digital).hardware_time == pytest.approx(
-        p.RUN_OVERHEAD + 10 * p.CADC_SAMPLE_TIME)
+        p.RUN_OVERHEAD + 10 * p.CADC_SAMPLE_TIME
+    )
     chip.count_spikes(200e-6)
     assert (chip.stats - after_read).hardware_time == pytest.approx(p.RUN_OVERHEAD + 200e-6)
     stats = chip.stats

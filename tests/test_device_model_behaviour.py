@@ -41,8 +41,7 @@ def test_a_run_right_after_a_write_sees_the_settling_residual():
     settle(chip)
     settled = chip.read_cadc(1)[0].astype(float)
     residual_volts = 800 * np.exp(-5) * p.CAPMEM_VOLTS_PER_CODE  # about 2.2 LSB
-    assert np.median(first - settled) == pytest.approx(residual_volts / p.CADC_NOMINAL_LSB,
-                                                       abs=1.0)
+    assert np.median(first - settled) == pytest.approx(residual_volts / p.CADC_NOMINAL_LSB, abs=1.0)
 
 
 def test_quadrant_crosstalk_is_small_and_stays_in_its_quadrant():
@@ -69,8 +68,10 @@ def test_leak_bias_disturbs_a_calibrated_leak_potential():
     assert 1.0 < np.std(change_mv) < 8.0
     ideal = SimulatedChip("beta", mismatch_scale=0)
     ideal.write(QUIET)
-    assert np.allclose(ideal.true_quantities({"i_bias_leak": 300})["leak"],
-                       ideal.true_quantities({"i_bias_leak": 1000})["leak"])
+    assert np.allclose(
+        ideal.true_quantities({"i_bias_leak": 300})["leak"],
+        ideal.true_quantities({"i_bias_leak": 1000})["leak"],
+    )
 
 
 @pytest.mark.parametrize("kind", ["exc", "inh"])
@@ -85,15 +86,15 @@ def test_enabled_input_offset_is_cancelled_by_its_shift_cell(kind):
     assert np.all((on_low < off)[typical]) and np.all((on_high > off)[typical])
     cancel = chip.truth.__getattribute__(f"syn_{kind}_cancel_code")
     assert 150 <= cancel.min() and cancel.max() <= 850 and cancel.std() > 30
-    cancelled = chip.true_quantities({f"syn_{kind}_enable": 1,
-                                      shift: np.rint(cancel).astype(int)})["leak"]
+    cancelled = chip.true_quantities({f"syn_{kind}_enable": 1, shift: np.rint(cancel).astype(int)})[
+        "leak"
+    ]
     assert np.abs(cancelled - off)[typical].max() < 0.2
 
 
 def test_reset_hold_sits_at_the_finite_clamp():
     chip = SimulatedChip("reset", noise_scale=0)
-    chip.write({**QUIET, "v_reset": 400, "reset_hold": 1, "i_bias_reset": 200,
-                "i_bias_leak": 1022})
+    chip.write({**QUIET, "v_reset": 400, "reset_hold": 1, "i_bias_reset": 200, "i_bias_leak": 1022})
     settle(chip)
     truth = chip.true_quantities()
     measured = chip.read_cadc(1)[0].astype(float)
@@ -108,8 +109,16 @@ def test_reset_hold_sits_at_the_finite_clamp():
 
 def test_random_phase_samples_of_a_firing_neuron_approach_the_threshold():
     chip = SimulatedChip("threshold", noise_scale=0)
-    chip.write({**CADC_NOMINAL, "v_leak": 1022, "v_threshold": 322, "refractory_counter": 1,
-                "refractory_clock_scale": 0, "i_bias_leak": 700})
+    chip.write(
+        {
+            **CADC_NOMINAL,
+            "v_leak": 1022,
+            "v_threshold": 322,
+            "refractory_counter": 1,
+            "refractory_clock_scale": 0,
+            "i_bias_leak": 700,
+        }
+    )
     settle(chip)
     maximum = chip.read_cadc(400).max(axis=0).astype(float)
     threshold = chip.true_quantities()["threshold"]
@@ -121,15 +130,26 @@ def test_random_phase_samples_of_a_firing_neuron_approach_the_threshold():
 
 def test_lif_spike_count_follows_the_analytic_interval():
     chip = SimulatedChip("lif", noise_scale=0)
-    chip.write({**CADC_NOMINAL, "v_leak": 700, "v_threshold": 250, "v_reset": 500,
-                "refractory_counter": 50, "refractory_clock_scale": 1})
+    chip.write(
+        {
+            **CADC_NOMINAL,
+            "v_leak": 700,
+            "v_threshold": 250,
+            "v_reset": 500,
+            "refractory_counter": 50,
+            "refractory_clock_scale": 1,
+        }
+    )
     settle(chip)
     m = chip._membrane()
     firing = (m.e_rest > m.v_threshold) & (m.v_hold < m.v_threshold)
     assert firing.sum() > 400
     with np.errstate(invalid="ignore"):
-        isi = p.RESET_PULSE + 50 * 4 / 250e6 + m.tau_mem * np.log(
-            (m.e_rest - m.v_hold) / (m.e_rest - m.v_threshold))
+        isi = (
+            p.RESET_PULSE
+            + 50 * 4 / 250e6
+            + m.tau_mem * np.log((m.e_rest - m.v_hold) / (m.e_rest - m.v_threshold))
+        )
     duration = 200e-6
     counts = chip.count_spikes(duration).counts
     assert np.all(np.abs(counts[firing] - np.minimum(duration / isi[firing], 255)) <= 1)
@@ -140,14 +160,18 @@ def test_refractory_time_is_exact_in_firing_periods():
     chip.write({**CADC_NOMINAL, "v_leak": 1022, "v_threshold": 330, "refractory_counter": 0})
     settle(chip)
     m = chip._membrane().take(np.flatnonzero(~chip.truth.outlier))
-    fastest = np.median(m.refractory + m.tau_mem * np.log(
-        (m.e_rest - m.v_hold) / (m.e_rest - m.v_threshold)))
+    fastest = np.median(
+        m.refractory + m.tau_mem * np.log((m.e_rest - m.v_hold) / (m.e_rest - m.v_threshold))
+    )
     t_ref = 125 * 2 / 250e6
     # about 200 spikes per run: enough resolution, no counter overflow
     base = 200 * fastest / np.maximum(chip.count_spikes(200 * fastest).counts, 1e-9)
     chip.write({"refractory_counter": 125, "refractory_clock_scale": 0})
-    longer = 200 * (fastest + t_ref) / np.maximum(
-        chip.count_spikes(200 * (fastest + t_ref)).counts, 1e-9)
+    longer = (
+        200
+        * (fastest + t_ref)
+        / np.maximum(chip.count_spikes(200 * (fastest + t_ref)).counts, 1e-9)
+    )
     t_ref = chip.true_quantities()["refractory_time"]
     assert np.all(t_ref == 125 * 2 / 250e6)
     typical = ~chip.truth.outlier
@@ -165,8 +189,10 @@ def test_madc_decay_after_reset_release_has_tau_mem():
     codes = trace.codes.astype(float)
     final = codes[:, -1:]
     window = (trace.times > release + 1e-6) & (trace.times < release + 2 * tau.min())
-    slopes = [np.polyfit(trace.times[window], np.log(final[i] - codes[i, window] + 1e-9), 1)[0]
-              for i in range(2)]
+    slopes = [
+        np.polyfit(trace.times[window], np.log(final[i] - codes[i, window] + 1e-9), 1)[0]
+        for i in range(2)
+    ]
     assert -1 / np.array(slopes) == pytest.approx(tau, rel=0.1)
     assert np.all(codes[:, (trace.times > 8e-6) & (trace.times < release)].std(axis=1) < 1)
 
@@ -174,14 +200,24 @@ def test_madc_decay_after_reset_release_has_tau_mem():
 def test_psp_train_peak_is_about_20_lsb_and_gm_moves_it():
     chip = SimulatedChip("psp", mismatch_scale=0, noise_scale=0)
     tau_code = chip.ideal_codes("tau_syn_exc", 10e-6, {"syn_exc_high_resistance": 1})[0]
-    chip.write({**QUIET, **SLOW_MEMBRANE, "syn_exc_enable": 1, "syn_exc_high_resistance": 1,
-                "i_bias_syn_exc_tau": int(tau_code), "i_bias_syn_exc_shift": 500,
-                "i_bias_syn_exc_gm": 500})
+    chip.write(
+        {
+            **QUIET,
+            **SLOW_MEMBRANE,
+            "syn_exc_enable": 1,
+            "syn_exc_high_resistance": 1,
+            "i_bias_syn_exc_tau": int(tau_code),
+            "i_bias_syn_exc_shift": 500,
+            "i_bias_syn_exc_gm": 500,
+        }
+    )
     settle(chip)
     train = SynapticEvents.regular(2e-6, 1e-6, 5)
     baseline = mean_reading(chip, 1)
-    peaks = {t: mean_reading(chip, 1, stimulus=train, read_time=t) - baseline
-             for t in np.arange(6e-6, 26e-6, 2e-6)}
+    peaks = {
+        t: mean_reading(chip, 1, stimulus=train, read_time=t) - baseline
+        for t in np.arange(6e-6, 26e-6, 2e-6)
+    }
     peak = max(np.median(v) for v in peaks.values())
     assert 15 <= peak <= 25
     best_time = max(peaks, key=lambda t: np.median(peaks[t]))
@@ -194,10 +230,18 @@ def test_psp_train_peak_is_about_20_lsb_and_gm_moves_it():
 
 def test_inhibitory_events_pull_the_membrane_down_and_disabled_inputs_do_nothing():
     chip = SimulatedChip("inhibition", noise_scale=0)
-    chip.write({**QUIET, **SLOW_MEMBRANE, "syn_inh_enable": 1, "i_bias_syn_inh_tau": 100,
-                "syn_inh_high_resistance": 1,
-                "i_bias_syn_inh_shift": np.rint(SimulatedChip("inhibition").truth
-                                                .syn_inh_cancel_code).astype(int)})
+    chip.write(
+        {
+            **QUIET,
+            **SLOW_MEMBRANE,
+            "syn_inh_enable": 1,
+            "i_bias_syn_inh_tau": 100,
+            "syn_inh_high_resistance": 1,
+            "i_bias_syn_inh_shift": np.rint(
+                SimulatedChip("inhibition").truth.syn_inh_cancel_code
+            ).astype(int),
+        }
+    )
     settle(chip)
     train = SynapticEvents.regular(2e-6, 1e-6, 5, inhibitory=True)
     baseline = mean_reading(chip, 1)
@@ -205,15 +249,21 @@ def test_inhibitory_events_pull_the_membrane_down_and_disabled_inputs_do_nothing
     dip = mean_reading(chip, 1, stimulus=train, read_time=12e-6) - baseline
     assert np.all(dip[typical] < -5)
     excitatory = SynapticEvents.regular(2e-6, 1e-6, 5)
-    assert np.array_equal(mean_reading(chip, 1, stimulus=excitatory, read_time=12e-6),
-                          baseline)
+    assert np.array_equal(mean_reading(chip, 1, stimulus=excitatory, read_time=12e-6), baseline)
 
 
 def test_madc_response_with_a_fast_membrane_decays_with_tau_syn():
     chip = SimulatedChip("tau-syn", mismatch_scale=0, noise_scale=0)
-    chip.write({**QUIET, "i_bias_leak": 1022, "syn_exc_enable": 1,
-                "i_bias_syn_exc_shift": 500, "i_bias_syn_exc_tau": 60,
-                "i_bias_syn_exc_gm": 1022})
+    chip.write(
+        {
+            **QUIET,
+            "i_bias_leak": 1022,
+            "syn_exc_enable": 1,
+            "i_bias_syn_exc_shift": 500,
+            "i_bias_syn_exc_tau": 60,
+            "i_bias_syn_exc_gm": 1022,
+        }
+    )
     settle(chip)
     tau_syn = chip.true_quantities()["tau_syn_exc"][0]
     event = 10e-6
@@ -226,12 +276,22 @@ def test_madc_response_with_a_fast_membrane_decays_with_tau_syn():
 
 def test_linear_superposition_and_numerical_integration_agree():
     chip = SimulatedChip("agree", noise_scale=0)
-    chip.write({**CADC_NOMINAL, "v_leak": 680, "v_threshold": 270, "v_reset": 500,
-                **SLOW_MEMBRANE, "syn_exc_enable": 1, "i_bias_syn_exc_shift": 500})
+    chip.write(
+        {
+            **CADC_NOMINAL,
+            "v_leak": 680,
+            "v_threshold": 270,
+            "v_reset": 500,
+            **SLOW_MEMBRANE,
+            "syn_exc_enable": 1,
+            "i_bias_syn_exc_shift": 500,
+        }
+    )
     settle(chip)
     m = chip._membrane().take(np.arange(64))
-    drive = Drive.from_stimuli([SynapticEvents.regular(5e-6, 2e-6, 10),
-                                CurrentStep(2e-9, 40e-6, 20e-6)])
+    drive = Drive.from_stimuli(
+        [SynapticEvents.regular(5e-6, 2e-6, 10), CurrentStep(2e-9, 40e-6, 20e-6)]
+    )
     grid = _grid(60e-6, 10e-9)
     exact, exact_counts = linear_response(m, drive, grid, m.v_threshold)
     numeric, numeric_counts, _ = integrate(m, drive, grid, m.v_threshold, record=True)
@@ -243,15 +303,13 @@ def test_linear_superposition_and_numerical_integration_agree():
 
 def test_adaptation_lowers_and_the_exponential_term_raises_the_firing_rate():
     chip = SimulatedChip("adex", noise_scale=0)
-    chip.write({**CADC_NOMINAL, "v_leak": 680, "v_threshold": 250, **SLOW_MEMBRANE,
-                "v_reset": 500})
+    chip.write({**CADC_NOMINAL, "v_leak": 680, "v_threshold": 250, **SLOW_MEMBRANE, "v_reset": 500})
     settle(chip)
     plain = chip.count_spikes(200e-6).counts
     # spike-triggered adaptation only: below the leak potential, a > 0 would depolarise
     chip.write({"adaptation_enable": 1, "i_bias_adapt_b": 300, "i_bias_adapt_tau": 200})
     adapted = chip.count_spikes(200e-6).counts
-    chip.write({"adaptation_enable": 0, "exponential_enable": 1, "v_exp": 200,
-                "i_bias_exp": 500})
+    chip.write({"adaptation_enable": 0, "exponential_enable": 1, "v_exp": 200, "i_bias_exp": 500})
     exponential = chip.count_spikes(200e-6).counts
     typical = ~chip.truth.outlier & (plain > 3)
     assert typical.sum() > 400
@@ -362,12 +420,18 @@ def test_about_one_percent_of_neurons_cannot_reach_a_typical_target():
         chip = SimulatedChip(f"yield-{index}")
         chip.write(CADC_NOMINAL)
         for quantity, target, cell_settings in (
-            ("leak", 80.0, {}), ("reset", 70.0, {}), ("threshold", 125.0, {}),
+            ("leak", 80.0, {}),
+            ("reset", 70.0, {}),
+            ("threshold", 125.0, {}),
             ("tau_mem", 10e-6, {"leak_divide": 1}),
         ):
             codes = chip.ideal_codes(quantity, target, cell_settings)
-            cell = {"leak": "v_leak", "reset": "v_reset", "threshold": "v_threshold",
-                    "tau_mem": "i_bias_leak"}[quantity]
+            cell = {
+                "leak": "v_leak",
+                "reset": "v_reset",
+                "threshold": "v_threshold",
+                "tau_mem": "i_bias_leak",
+            }[quantity]
             reached = chip.true_quantities({**cell_settings, cell: codes})[quantity]
             tolerance = 3.0 if quantity != "tau_mem" else 0.1 * target
             unreachable.append(np.abs(reached - target) > tolerance)
@@ -397,8 +461,7 @@ def test_ideal_codes_beat_every_neighbouring_code(quantity, cell, target, settin
     assert codes.dtype == np.int64 and codes.shape == (512,)
 
     def error(candidate: np.ndarray) -> np.ndarray:
-        return np.abs(chip.true_quantities({cell: np.clip(candidate, 0, 1022)})[quantity]
-                      - target)
+        return np.abs(chip.true_quantities({cell: np.clip(candidate, 0, 1022)})[quantity] - target)
 
     best = error(codes)
     # moving every neuron at once also moves the quadrant crosstalk a little: allow 0.01 LSB
@@ -418,6 +481,14 @@ def test_true_quantities_follow_overrides_without_writing():
     assert np.all(fast < slow)
     after = chip.read_settings()
     assert all(np.array_equal(before[name], after[name]) for name in before)
-    assert set(chip.true_quantities()) == {"leak", "reset", "threshold", "tau_mem",
-                                            "tau_syn_exc", "tau_syn_inh", "refractory_time",
-                                            "psp_per_weight_exc", "psp_per_weight_inh"}
+    assert set(chip.true_quantities()) == {
+        "leak",
+        "reset",
+        "threshold",
+        "tau_mem",
+        "tau_syn_exc",
+        "tau_syn_inh",
+        "refractory_time",
+        "psp_per_weight_exc",
+        "psp_per_weight_inh",
+    }

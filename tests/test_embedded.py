@@ -50,8 +50,9 @@ def test_embedded_plans_cover_the_lif_target_and_no_host_plan_runs():
 
 
 def test_embedded_tau_mem_runs_after_the_potentials_and_the_leak_again_after_it():
-    calibration = NeuronCalibration(SimulatedChip("embedded-steps"), NeuronTarget(),
-                                    mode="embedded")
+    calibration = NeuronCalibration(
+        SimulatedChip("embedded-steps"), NeuronTarget(), mode="embedded"
+    )
     names = [name for name, _ in calibration.steps]
     tau = names.index("tau_mem")
     assert names.index("threshold") < tau < names.index("tau_syn_exc")
@@ -77,8 +78,9 @@ def test_an_unknown_mode_is_refused():
 
 def test_a_quantity_may_be_declared_once_per_mode():
     host = PLANS["leak"]
-    twin = Plan(name="toy_leak", rank=1, quantities=host.quantities,
-                action=lambda context, plan: None)
+    twin = Plan(
+        name="toy_leak", rank=1, quantities=host.quantities, action=lambda context, plan: None
+    )
     with pytest.raises(ValueError, match="declared by plan"):
         PLANS.register(twin)
 
@@ -112,16 +114,18 @@ def potentials_set() -> SimulatedChip:
     for name, step in calibration.steps[:2]:
         assert name in ("cadc", "working_point")
         step()
-    for quantity, cell, goal in (("leak", "v_leak", 80.0), ("reset", "v_reset", 70.0),
-                                 ("threshold", "v_threshold", 125.0)):
+    for quantity, cell, goal in (
+        ("leak", "v_leak", 80.0),
+        ("reset", "v_reset", 70.0),
+        ("threshold", "v_threshold", 125.0),
+    ):
         chip.write({cell: chip.ideal_codes(quantity, np.full(512, goal))})
     return chip
 
 
 def test_tau_mem_from_firing_periods_matches_the_truth(potentials_set):
     chip = potentials_set
-    routine = FiringRateTimeConstant(10e-6, 63, 80.0, 70.0, choose_switches=False,
-                                     runs=FINE_RUNS)
+    routine = FiringRateTimeConstant(10e-6, 63, 80.0, 70.0, choose_switches=False, runs=FINE_RUNS)
     routine.prelude(chip)
     try:
         measured = routine.measure(chip)
@@ -139,8 +143,9 @@ def test_tau_mem_from_firing_periods_matches_the_truth(potentials_set):
 def test_tau_syn_from_timed_cadc_reads_matches_the_truth(potentials_set):
     chip = potentials_set
     truth = chip.true_quantities()
-    routine = IntegratedInputTimeConstant(10e-6, False, truth["tau_mem"], 80.0,
-                                          samples=FINE_SAMPLES)
+    routine = IntegratedInputTimeConstant(
+        10e-6, False, truth["tau_mem"], 80.0, samples=FINE_SAMPLES
+    )
     chip.write({"i_bias_syn_exc_tau": 250})
     routine.prelude(chip)
     try:
@@ -159,7 +164,8 @@ def test_secant_search_reaches_a_noiseless_curve_in_few_steps():
     routine = CurveRoutine(shape="linear")
     target = routine.reachable_target(0.4)
     outcome = SecantSearch(512, steps=5, slope=float(np.median(routine.gain)) / 1022).run(
-        routine, device, target)
+        routine, device, target
+    )
     ideal = routine.ideal_codes(target)
     assert np.mean(np.abs(outcome.codes - ideal) <= 1) > 0.98
     assert device.stats.runs == 5

@@ -57,7 +57,8 @@ def test_fitting_reaches_binary_search_residuals_with_fewer_runs(binary, fitting
     fitting_runs = fitting_result.provenance.steps[quantity]["runs"]
     assert fitting_runs <= RUN_SAVING * binary_runs
     assert residual_rms(fitting_chip, fitting_result, quantity) <= RESIDUAL_SLACK * residual_rms(
-        binary_chip, binary_result, quantity)
+        binary_chip, binary_result, quantity
+    )
     assert failures(fitting_result, quantity) <= failures(binary_result, quantity)
 
 
@@ -66,10 +67,13 @@ def test_fitting_succeeds_on_as_many_neurons(binary, fitting):
 
 
 @pytest.mark.parametrize("second_target", [8e-6, 12e-6])
-@pytest.mark.parametrize(("quantity", "routine"), [
-    ("tau_mem", MembraneTimeConstant(10e-6, 63)),
-    ("tau_syn_exc", SynapticTimeConstant(10e-6, inhibitory=False)),
-])
+@pytest.mark.parametrize(
+    ("quantity", "routine"),
+    [
+        ("tau_mem", MembraneTimeConstant(10e-6, 63)),
+        ("tau_syn_exc", SynapticTimeConstant(10e-6, inhibitory=False)),
+    ],
+)
 def test_kept_curves_serve_a_second_target_without_a_sweep(
     fitting, quantity, routine, second_target
 ):
@@ -85,12 +89,21 @@ def test_kept_curves_serve_a_second_target_without_a_sweep(
     assert np.percentile(miss, 90) < 0.02
 
 
-@pytest.mark.parametrize(("quantity", "routine", "switches"), [
-    ("tau_mem", MembraneTimeConstant(10e-6, 63),
-     {"membrane_capacitance": 63, "leak_divide": 1, "leak_multiply": 0}),
-    ("tau_syn_exc", SynapticTimeConstant(10e-6, inhibitory=False),
-     {"syn_exc_high_resistance": 1}),
-])
+@pytest.mark.parametrize(
+    ("quantity", "routine", "switches"),
+    [
+        (
+            "tau_mem",
+            MembraneTimeConstant(10e-6, 63),
+            {"membrane_capacitance": 63, "leak_divide": 1, "leak_multiply": 0},
+        ),
+        (
+            "tau_syn_exc",
+            SynapticTimeConstant(10e-6, inhibitory=False),
+            {"syn_exc_high_resistance": 1},
+        ),
+    ],
+)
 def test_routine_hints_bracket_most_neurons(quantity, routine, switches):
     chip = SimulatedChip("chip-a")
     hint = routine.sweep_hint(routine.target)
@@ -134,7 +147,8 @@ def test_an_explicit_sweep_overrides_the_hint():
 def test_each_refinement_costs_one_measurement(refine):
     routine = HintedCurve(shape="inverse", noise=1e-3)
     outcome = FittingSearch(refine=refine, repeats=2).run(
-        routine, FakeDevice(), routine.reachable_target(0.4))
+        routine, FakeDevice(), routine.reachable_target(0.4)
+    )
     assert outcome.steps == (2 + 1 + refine) * 2
 
 
@@ -161,9 +175,15 @@ def test_a_failed_read_sends_the_unit_back_towards_its_best_code():
     assert np.all(np.isfinite(outcome.measured[:4]))
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("refine", -1), ("locality", 0.0), ("settle", -0.5), ("settle", float("nan")),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("refine", -1),
+        ("locality", 0.0),
+        ("settle", -0.5),
+        ("settle", float("nan")),
+    ],
+)
 def test_bad_refinement_options_name_the_option(option, value):
     with pytest.raises(ValueError, match=option):
         FittingSearch(**{option: value})

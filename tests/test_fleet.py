@@ -60,14 +60,16 @@ def night_one(client: Any, store_path: Path, factory: SimulatedFleet) -> list[Ch
 
 
 @pytest.fixture(scope="module")
-def night_two(client: Any, store_path: Path, factory: SimulatedFleet,
-              night_one: list[ChipOutcome]) -> list[ChipOutcome]:
+def night_two(
+    client: Any, store_path: Path, factory: SimulatedFleet, night_one: list[ChipOutcome]
+) -> list[ChipOutcome]:
     return run_nightly(CHIPS, store_path, client=client, device_factory=factory)
 
 
 @pytest.fixture(scope="module")
-def night_three(client: Any, store_path: Path, night_two: list[ChipOutcome]
-                ) -> dict[str, ChipOutcome]:
+def night_three(
+    client: Any, store_path: Path, night_two: list[ChipOutcome]
+) -> dict[str, ChipOutcome]:
     aged = SimulatedFleet(aged={GOOD[0]: AGED_HOURS})
     outcomes = run_nightly(GOOD[:2], store_path, client=client, device_factory=aged)
     return {outcome.chip_id: outcome for outcome in outcomes}
@@ -79,21 +81,31 @@ def night_three(client: Any, store_path: Path, night_two: list[ChipOutcome]
 def test_chip_spec_expands_numeric_ranges_in_order() -> None:
     assert parse_chip_spec("rack1-chip[0-3]") == [f"rack1-chip{n}" for n in range(4)]
     assert parse_chip_spec("a, rack[1-2]-c[08-10]") == [
-        "a", "rack1-c08", "rack1-c09", "rack1-c10", "rack2-c08", "rack2-c09", "rack2-c10"]
+        "a",
+        "rack1-c08",
+        "rack1-c09",
+        "rack1-c10",
+        "rack2-c08",
+        "rack2-c09",
+        "rack2-c10",
+    ]
 
 
-@pytest.mark.parametrize(("spec", "fragment"), [
-    ("", "empty"),
-    ("  ", "empty"),
-    ("a,,b", "empty item"),
-    ("chip[3-1]", "runs backwards"),
-    ("chip[a-b]", "numeric range"),
-    ("chip[1-2", "numeric range"),
-    ("chip/1", "malformed"),
-    ("a,a", "named twice"),
-    ("chip[0-99999]", "at most"),
-    ("-chip", "not allowed"),
-])
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("", "empty"),
+        ("  ", "empty"),
+        ("a,,b", "empty item"),
+        ("chip[3-1]", "runs backwards"),
+        ("chip[a-b]", "numeric range"),
+        ("chip[1-2", "numeric range"),
+        ("chip/1", "malformed"),
+        ("a,a", "named twice"),
+        ("chip[0-99999]", "at most"),
+        ("-chip", "not allowed"),
+    ],
+)
 def test_bad_chip_specs_are_refused_naming_the_problem(spec: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         parse_chip_spec(spec)
@@ -117,7 +129,8 @@ def checks(store: ResultsStore, chip: str) -> list[Any]:
 
 
 def test_first_night_calibrates_and_stores_every_good_chip(
-        night_one: list[ChipOutcome], store_path: Path) -> None:
+    night_one: list[ChipOutcome], store_path: Path
+) -> None:
     by_chip = {outcome.chip_id: outcome for outcome in night_one}
     assert [outcome.chip_id for outcome in night_one] == CHIPS
     for chip in GOOD:
@@ -131,7 +144,8 @@ def test_first_night_calibrates_and_stores_every_good_chip(
 
 
 def test_a_chip_failing_every_run_is_reported_with_its_error(
-        night_one: list[ChipOutcome], store_path: Path) -> None:
+    night_one: list[ChipOutcome], store_path: Path
+) -> None:
     faulty = night_one[-1]
     assert faulty.chip_id == FAULTY
     assert faulty.status == "failed"
@@ -141,7 +155,8 @@ def test_a_chip_failing_every_run_is_reported_with_its_error(
 
 
 def test_second_night_checks_unchanged_chips_instead_of_recalibrating(
-        night_one: list[ChipOutcome], night_two: list[ChipOutcome], store_path: Path) -> None:
+    night_one: list[ChipOutcome], night_two: list[ChipOutcome], store_path: Path
+) -> None:
     store = ResultsStore(store_path)
     for first, second in zip(night_one[:3], night_two[:3], strict=True):
         assert second.status == "ok, checked", second.detail
@@ -158,7 +173,8 @@ def test_second_night_checks_unchanged_chips_instead_of_recalibrating(
 
 
 def test_aged_chip_is_recalibrated_and_fresh_chip_is_not(
-        night_three: dict[str, ChipOutcome], store_path: Path) -> None:
+    night_three: dict[str, ChipOutcome], store_path: Path
+) -> None:
     aged, fresh = night_three[GOOD[0]], night_three[GOOD[1]]
     assert aged.status == "recalibrated", aged.detail
     assert {"leak", "reset"} <= set(aged.stale)
@@ -174,12 +190,14 @@ def test_aged_chip_is_recalibrated_and_fresh_chip_is_not(
 
 
 def test_recalibration_is_compared_with_the_previous_result(
-        night_three: dict[str, ChipOutcome], store_path: Path) -> None:
+    night_three: dict[str, ChipOutcome], store_path: Path
+) -> None:
     aged = night_three[GOOD[0]]
     assert aged.comparison is not None
     assert aged.comparison["chip_id"] == GOOD[0]
-    assert aged.drift == {name: values["median_shift"]
-                          for name, values in aged.comparison["quantities"].items()}
+    assert aged.drift == {
+        name: values["median_shift"] for name, values in aged.comparison["quantities"].items()
+    }
     # The calibration holds both nights: the achieved leak barely moved, its codes did; what
     # was not stale (the CADC, the synaptic time constants) kept its codes.
     assert abs(aged.drift["leak"]) < 1.0
@@ -195,7 +213,8 @@ def test_recalibration_is_compared_with_the_previous_result(
 
 
 def test_fleet_report_lists_every_chip_and_the_error(
-        night_two: list[ChipOutcome], tmp_path: Path) -> None:
+    night_two: list[ChipOutcome], tmp_path: Path
+) -> None:
     path = write_nightly_report(night_two, tmp_path / "night.html")
     html = Path(path).read_text(encoding="utf-8")
     for chip in CHIPS:
@@ -217,16 +236,20 @@ def assert_usage_error(result: Any, fragment: str) -> None:
     assert fragment in lines[0], lines[0]
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--chips", ""], "empty"),
-    (["--chips", "rack1-chip[7-0]"], "runs backwards"),
-    (["--chips", "rack1/chip"], "malformed"),
-    (["--chips", "chip-a", "--workers", "0"], "--workers"),
-    (["--chips", "chip-a", "--scheduler", "no-port"], "not a scheduler address"),
-    (["--chips", "chip-a", "--scheduler", "tcp://127.0.0.1:1"], "unreachable"),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--chips", ""], "empty"),
+        (["--chips", "rack1-chip[7-0]"], "runs backwards"),
+        (["--chips", "rack1/chip"], "malformed"),
+        (["--chips", "chip-a", "--workers", "0"], "--workers"),
+        (["--chips", "chip-a", "--scheduler", "no-port"], "not a scheduler address"),
+        (["--chips", "chip-a", "--scheduler", "tcp://127.0.0.1:1"], "unreachable"),
+    ],
+)
 def test_nightly_bad_input_exits_2_and_writes_nothing(
-        tmp_path: Path, args: list[str], fragment: str) -> None:
+    tmp_path: Path, args: list[str], fragment: str
+) -> None:
     store = tmp_path / "store"
     assert_usage_error(invoke("nightly", "--store", str(store), *args), fragment)
     assert not store.exists()
@@ -239,8 +262,9 @@ def test_nightly_gives_up_quickly_on_a_scheduler_that_does_not_answer(tmp_path: 
         silent.listen()
         address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
         started = time.perf_counter()
-        result = invoke("nightly", "--store", str(store), "--chips", "chip-a",
-                        "--scheduler", address)
+        result = invoke(
+            "nightly", "--store", str(store), "--chips", "chip-a", "--scheduler", address
+        )
         elapsed = time.perf_counter() - started
     assert_usage_error(result, "does not answer")
     assert elapsed < 15
@@ -248,7 +272,8 @@ def test_nightly_gives_up_quickly_on_a_scheduler_that_does_not_answer(tmp_path: 
 
 
 def test_a_chip_whose_newest_run_is_damaged_is_calibrated_again(
-        client: Any, store_path: Path, night_three: dict[str, ChipOutcome]) -> None:
+    client: Any, store_path: Path, night_three: dict[str, ChipOutcome]
+) -> None:
     from store_damage import edit_document
 
     chip = GOOD[0]

@@ -127,9 +127,12 @@ def test_measured_tau_syn_agrees_with_the_ground_truth(calibrated):
 def strict_tau():
     chip = SimulatedChip("mac-test-0")
     calls: list[tuple[str, int, int]] = []
-    result = calibrate_mac(chip, MacTarget(max_tau_syn=0.3e-6),
-                           progress=lambda *call: calls.append(call),
-                           provenance_extra={"simulation": {"seed": None}})
+    result = calibrate_mac(
+        chip,
+        MacTarget(max_tau_syn=0.3e-6),
+        progress=lambda *call: calls.append(call),
+        provenance_extra={"simulation": {"seed": None}},
+    )
     return chip, result, calls
 
 

@@ -15,8 +15,15 @@ from calib.frontends.model_units import (
 )
 from device_model.protocol import N_NEURONS
 
-PYNN = {"v_rest": -65.0, "v_reset": -70.0, "v_thresh": -50.0, "tau_m": 10.0,
-        "tau_syn_E": 5.0, "tau_syn_I": 3.0, "tau_refrac": 2.0}
+PYNN = {
+    "v_rest": -65.0,
+    "v_reset": -70.0,
+    "v_thresh": -50.0,
+    "tau_m": 10.0,
+    "tau_syn_E": 5.0,
+    "tau_syn_I": 3.0,
+    "tau_refrac": 2.0,
+}
 """A PyNN IF_curr_exp-like neuron (mV, ms) that fits the chip at speed-up 1000."""
 
 

@@ -10,8 +10,12 @@ import pytest
 from calib import NeuronTarget, calibrate, targets_from_nir
 from device_model import SimulatedChip
 
-BRAILLE = Path(__file__).resolve().parent / "data" / "nir-graphs" / (
-    "paper_03_rnn_braille_noDelay_noBias_subtract.nir")
+BRAILLE = (
+    Path(__file__).resolve().parent
+    / "data"
+    / "nir-graphs"
+    / ("paper_03_rnn_braille_noDelay_noBias_subtract.nir")
+)
 SPEEDUP = 100.0
 """Inside the graph's feasible range (its synaptic constants are too short at 1000)."""
 PSP_HEIGHT = 8.0
@@ -39,8 +43,9 @@ def test_graph_neurons_reach_their_time_constants(calibrated):
         achieved = result.achieved[quantity][placed][ok]
         wanted = goals[quantity][placed][ok]
         np.testing.assert_allclose(achieved, wanted, rtol=0.1, err_msg=quantity)
-        np.testing.assert_allclose(truth[quantity][placed][ok], wanted, rtol=0.1,
-                                   err_msg=f"{quantity} (ground truth)")
+        np.testing.assert_allclose(
+            truth[quantity][placed][ok], wanted, rtol=0.1, err_msg=f"{quantity} (ground truth)"
+        )
 
 
 def test_graph_time_constants_are_model_time_over_the_speedup(calibrated):

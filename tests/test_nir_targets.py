@@ -22,8 +22,10 @@ TWO_LIF = "paper_01_lif_debug_spike_representation_two_lif_neurons.nir"
 NORSE = "paper_01_lif_lif_norse.nir"
 ROCKPOOL = "paper_01_lif_lif_rockpool.nir"
 SINABS = "paper_02_cnn_cnn_sinabs.nir"
-BRAILLE = ("paper_03_rnn_braille_noDelay_bias_zero.nir",
-           "paper_03_rnn_braille_noDelay_noBias_subtract.nir")
+BRAILLE = (
+    "paper_03_rnn_braille_noDelay_bias_zero.nir",
+    "paper_03_rnn_braille_noDelay_noBias_subtract.nir",
+)
 NEURON_TYPES = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI)
 
 
@@ -51,8 +53,13 @@ def lif_graph(
     def full(value: float | np.ndarray) -> np.ndarray:
         return np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
 
-    lif = nir.LIF(tau=full(tau), r=full(r), v_leak=full(v_leak), v_reset=full(v_reset),
-                  v_threshold=full(v_threshold))
+    lif = nir.LIF(
+        tau=full(tau),
+        r=full(r),
+        v_leak=full(v_leak),
+        v_reset=full(v_reset),
+        v_threshold=full(v_threshold),
+    )
     return chain({"lif": lif}, n)
 
 
@@ -168,7 +175,7 @@ def test_placement_is_contiguous_in_graph_order_and_leaves_other_neurons_default
     assert [node.name for node in mapping.nodes] == names
     default = NeuronTarget().quantities()
     for name, values in mapping.target.quantities().items():
-        assert np.allclose(values[mapping.neuron_count:], default[name][mapping.neuron_count:])
+        assert np.allclose(values[mapping.neuron_count :], default[name][mapping.neuron_count :])
 
 
 def targets_error(path: Path) -> NirMappingError:
@@ -202,13 +209,20 @@ def test_mapping_is_json_able_and_summarises_itself() -> None:
 
 
 def test_fitted_voltage_map_puts_potentials_inside_ranges_with_margin() -> None:
-    graph = lif_graph(3, v_leak=[-65.0, -60.0, -70.0], v_reset=[-75.0, -70.0, -70.0],
-                      v_threshold=[-50.0, -52.0, -45.0])
+    graph = lif_graph(
+        3,
+        v_leak=[-65.0, -60.0, -70.0],
+        v_reset=[-75.0, -70.0, -70.0],
+        v_threshold=[-50.0, -52.0, -45.0],
+    )
     mapping = targets_from_nir(graph)
     vmap = mapping.voltage_map
     lif = graph.nodes["lif"]
-    for name, model in (("leak", lif.v_leak), ("reset", lif.v_reset),
-                        ("threshold", lif.v_threshold)):
+    for name, model in (
+        ("leak", lif.v_leak),
+        ("reset", lif.v_reset),
+        ("threshold", lif.v_threshold),
+    ):
         chip = np.asarray(getattr(mapping.target, name))[:3]
         spec = QUANTITIES[name]
         assert np.allclose(chip, vmap.scale * model + vmap.offset)
@@ -219,9 +233,15 @@ def test_fitted_voltage_map_puts_potentials_inside_ranges_with_margin() -> None:
 
 def test_notes_report_r_w_in_and_bias_without_chip_equivalent() -> None:
     n = 3
-    cuba = nir.CubaLIF(tau_syn=np.full(n, 5e-3), tau_mem=np.full(n, 10e-3), r=np.full(n, 2.0),
-                       v_leak=np.zeros(n), v_reset=np.zeros(n), v_threshold=np.ones(n),
-                       w_in=np.full(n, 3.0))
+    cuba = nir.CubaLIF(
+        tau_syn=np.full(n, 5e-3),
+        tau_mem=np.full(n, 10e-3),
+        r=np.full(n, 2.0),
+        v_leak=np.zeros(n),
+        v_reset=np.zeros(n),
+        v_threshold=np.ones(n),
+        w_in=np.full(n, 3.0),
+    )
     affine = nir.Affine(weight=np.eye(n), bias=np.array([0.5, 0.0, -0.5]))
     mapping = targets_from_nir(chain({"syn": affine, "cuba": cuba}, n))
     notes = "\n".join(mapping.notes)
@@ -250,8 +270,9 @@ def test_clip_warns_with_every_clipped_value_and_clips_into_range() -> None:
     assert "tau = 100 µs (1 neuron): 100 ns clipped to 500 ns" in message
     assert "tau = 100 ms (2 neurons): 100 µs clipped to 60 µs" in message
     spec = QUANTITIES["tau_mem"]
-    assert np.allclose(np.asarray(mapping.target.tau_mem)[:4], [spec.low, 10e-6, spec.high,
-                                                                 spec.high])
+    assert np.allclose(
+        np.asarray(mapping.target.tau_mem)[:4], [spec.low, 10e-6, spec.high, spec.high]
+    )
 
 
 def test_without_clip_out_of_range_times_raise_listing_each_parameter() -> None:

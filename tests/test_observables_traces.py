@@ -32,8 +32,9 @@ def test_window_keeps_only_valid_samples_after_the_start():
     assert window.mask.all()
     window = select_window(trace, 20e-6, 30e-6)
     assert window.times[0] >= 20e-6 and window.times[-1] <= 30e-6
-    np.testing.assert_allclose(window.volts, madc_to_volts(trace.codes[:, (trace.times >= 20e-6)
-                                                                       & (trace.times <= 30e-6)]))
+    np.testing.assert_allclose(
+        window.volts, madc_to_volts(trace.codes[:, (trace.times >= 20e-6) & (trace.times <= 30e-6)])
+    )
 
 
 def test_noise_estimate_matches_the_added_noise_even_on_fast_decays():
@@ -49,9 +50,7 @@ def test_bad_rows_are_flagged_and_the_others_stay_usable():
     codes[1] = 500.0  # flat: a neuron that does not respond
     valid = np.broadcast_to(trace.valid, codes.shape).copy()
     valid[2, 300:] = False  # only a handful of valid samples left after the start
-    window = select_window(
-        Trace(trace.neurons, trace.times, codes, valid), 10e-6, min_samples=20
-    )
+    window = select_window(Trace(trace.neurons, trace.times, codes, valid), 10e-6, min_samples=20)
     assert window.reasons[0] == "NaN in trace"
     assert window.reasons[1].startswith("flat trace")
     assert window.reasons[2].startswith("too few valid samples")
@@ -93,7 +92,10 @@ def test_observables_never_import_calib():
     for path in Path(observables.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = (
-                [alias.name for alias in node.names] if isinstance(node, ast.Import)
-                else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
             )
             assert not any(name.split(".")[0] == "calib" for name in names), path.name

@@ -46,8 +46,18 @@ def toy_routine(context: CalibrationContext) -> ToyReadback:
 TOY = Plan(
     name="toy_level",
     rank=11.5,
-    quantities=(QuantitySpec("toy_level", "toy unit", 1.0, 110.0, 0.2, relative=False,
-                             default=None, description="a toy quantity for tests"),),
+    quantities=(
+        QuantitySpec(
+            "toy_level",
+            "toy unit",
+            1.0,
+            110.0,
+            0.2,
+            relative=False,
+            default=None,
+            description="a toy quantity for tests",
+        ),
+    ),
     cells=(TOY_CELL,),
     routine=toy_routine,
     algorithm=lambda target: BinarySearch(),
@@ -108,10 +118,14 @@ def test_the_toy_is_searched_verified_and_judged_on_a_chip(toy: Plan) -> None:
     toy_failures = [failure for failure in failures if failure.quantity == "toy_level"]
     assert {failure.neuron for failure in toy_failures} == {7}
     # the code range ends below the goal: unreachable on this neuron, named with its range
-    assert {failure.kind for failure in toy_failures} == {FailureKind.UNREACHABLE,
-                                                          FailureKind.AT_BOUND}
-    assert "105 toy unit outside this neuron's range 0..102 toy unit" in calibration.session\
-        .__class__.__name__ + " " + "; ".join(f.text() for f in toy_failures)
+    assert {failure.kind for failure in toy_failures} == {
+        FailureKind.UNREACHABLE,
+        FailureKind.AT_BOUND,
+    }
+    assert (
+        "105 toy unit outside this neuron's range 0..102 toy unit"
+        in calibration.session.__class__.__name__ + " " + "; ".join(f.text() for f in toy_failures)
+    )
     assert not success[7]
 
 
@@ -132,8 +146,11 @@ def test_what_a_search_noticed_reaches_the_session(toy: Plan) -> None:
     from calib.algorithms import LinearSearch
 
     goals = np.full(512, 80.0)
-    calibration = NeuronCalibration(SimulatedChip("toy-notes"), NeuronTarget(toy_level=goals),
-                                    {"toy_level": LinearSearch(step=1, max_steps=3)})
+    calibration = NeuronCalibration(
+        SimulatedChip("toy-notes"),
+        NeuronTarget(toy_level=goals),
+        {"toy_level": LinearSearch(step=1, max_steps=3)},
+    )
     for _, step in calibration.partial_steps(["toy_level"]):
         step()
     notes = calibration.session.notes["toy_level"]

@@ -40,5 +40,8 @@ def test_a_search_that_asks_otherwise_fails_at_the_first_differing_call() -> Non
 
     device = ReplayDevice(recorder.LEAK_SESSION)
     with pytest.raises(ReplayMismatchError, match="call"):
-        BinarySearch().run(LeakPotential(recorder.LEAK_SAMPLES + 1), device,
-                           np.full(device.n_neurons, recorder.LEAK_TARGET))
+        BinarySearch().run(
+            LeakPotential(recorder.LEAK_SAMPLES + 1),
+            device,
+            np.full(device.n_neurons, recorder.LEAK_TARGET),
+        )

@@ -183,4 +183,5 @@ def test_mac_activations_and_row_events_travel_and_read_as_in_process() -> None:
         for stimulus in (activations, events):
             np.testing.assert_array_equal(
                 device.read_cadc(samples=2, stimulus=stimulus),
-                local.read_cadc(samples=2, stimulus=stimulus))
+                local.read_cadc(samples=2, stimulus=stimulus),
+            )

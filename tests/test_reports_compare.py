@@ -69,12 +69,24 @@ def fleet_rows() -> list[FleetRow | dict]:
     for index in range(4):
         chip = f"chip-{index}"
         previous = make_result(chip_id=chip, seed=index, failures={})
-        current = make_result(chip_id=chip, seed=index, failures={5: LEAK_FAILURE} if index else {},
-                              achieved_shift={"leak": 0.5 * index})
-        rows.append(FleetRow.from_comparison(compare_results(previous, current),
-                                             status="degraded" if index else "ok"))
-    rows.append({"chip_id": "chip-9", "status": "failed",
-                 "error": "TransientRunError: run 17 failed <b>twice</b>"})
+        current = make_result(
+            chip_id=chip,
+            seed=index,
+            failures={5: LEAK_FAILURE} if index else {},
+            achieved_shift={"leak": 0.5 * index},
+        )
+        rows.append(
+            FleetRow.from_comparison(
+                compare_results(previous, current), status="degraded" if index else "ok"
+            )
+        )
+    rows.append(
+        {
+            "chip_id": "chip-9",
+            "status": "failed",
+            "error": "TransientRunError: run 17 failed <b>twice</b>",
+        }
+    )
     return rows
 
 

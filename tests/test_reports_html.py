@@ -103,7 +103,7 @@ def parse_report(path: Path) -> ReportParser:
 def png_bytes(image: dict[str, str]) -> bytes:
     prefix = "data:image/png;base64,"
     assert image["src"].startswith(prefix)
-    return base64.b64decode(image["src"][len(prefix):], validate=True)
+    return base64.b64decode(image["src"][len(prefix) :], validate=True)
 
 
 def table_with_header(parser: ReportParser, header: str) -> ParsedTable:
@@ -114,8 +114,12 @@ def table_with_header(parser: ReportParser, header: str) -> ParsedTable:
 
 @pytest.fixture(scope="module")
 def result():
-    return make_result(failures={**{n: "tau_mem: i_bias_leak at upper bound 1022"
-                                    for n in (12, 300)}, 77: MALICIOUS})
+    return make_result(
+        failures={
+            **{n: "tau_mem: i_bias_leak at upper bound 1022" for n in (12, 300)},
+            77: MALICIOUS,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -242,8 +246,11 @@ def test_history_accepts_plain_results_timed_by_provenance(tmp_path, history):
 
 def test_history_entries_of_the_wrong_kind_are_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"history\[1\]"):
-        write_html_report(make_result(quantities=["leak"]), tmp_path / "r.html",
-                          history=[make_result(quantities=["leak"]), ("yesterday", 3)])
+        write_html_report(
+            make_result(quantities=["leak"]),
+            tmp_path / "r.html",
+            history=[make_result(quantities=["leak"]), ("yesterday", 3)],
+        )
 
 
 def test_report_without_history_says_there_is_nothing_to_compare_with(tmp_path):
@@ -257,14 +264,21 @@ def test_report_plots_stored_checks_in_the_drift(tmp_path, result):
 
     measured = np.asarray(result.achieved["leak"]) + 0.7
     check = CheckRecord(
-        chip_id=result.chip_id, checked_run=None, target_fingerprint=result.target.fingerprint(),
-        created="2025-03-03T02:00:00+00:00", runs=5,
+        chip_id=result.chip_id,
+        checked_run=None,
+        target_fingerprint=result.target.fingerprint(),
+        created="2025-03-03T02:00:00+00:00",
+        runs=5,
         quantities={"leak": QuantityDrift(0.7, 0.8, 0.01, 2.0, 500, False)},
-        measured={"leak": measured})
+        measured={"leak": measured},
+    )
     created = result.provenance.created
-    path = write_html_report(result, tmp_path / "checked.html",
-                             checks=[("2025-03-03T02:00:00+00:00", check)],
-                             history=[(created, result)])
+    path = write_html_report(
+        result,
+        tmp_path / "checked.html",
+        checks=[("2025-03-03T02:00:00+00:00", check)],
+        history=[(created, result)],
+    )
     parsed = parse_report(path)
     assert "drift over time" in [image["alt"] for image in parsed.images]
     assert "1 checks" in " ".join("".join(parsed.text).split())

@@ -14,15 +14,20 @@ QUANTITIES_SHOWN = ["leak", "threshold", "tau_mem"]
 
 
 def study(chips: int = 4) -> StudyData:
-    results = [make_result(chip_id=f"sim-{i}", seed=50 + i, quantities=QUANTITIES_SHOWN)
-               for i in range(chips)]
+    results = [
+        make_result(chip_id=f"sim-{i}", seed=50 + i, quantities=QUANTITIES_SHOWN)
+        for i in range(chips)
+    ]
     grid = np.linspace(50, 150, 6)
     fraction = np.clip(1 - np.abs(grid - 90) / 300 - np.arange(chips)[:, None] * 0.01, 0, 1)
     return StudyData(
         chips=[ChipSpread.from_result(result) for result in results],
         yields=[YieldCurve("leak", grid, fraction)],
-        yield_maps=[YieldMap("leak", grid, "threshold", np.array([80.0, 125.0, 180.0]),
-                             np.full((3, 6), 0.97))],
+        yield_maps=[
+            YieldMap(
+                "leak", grid, "threshold", np.array([80.0, 125.0, 180.0]), np.full((3, 6), 0.97)
+            )
+        ],
         parameters={"mismatch_scale": 1.5},
     )
 
@@ -48,8 +53,12 @@ def test_study_report_tables_and_plots(tmp_path):
     assert yields.rows[0][4].startswith("98.5 % at 90")
     assert len(parsed.images) == 3
     assert all(png_bytes(image).startswith(PNG_SIGNATURE) for image in parsed.images)
-    assert "1.5" in [row[1] for table in parsed.tables for row in table.rows
-                     if row and row[0] == "mismatch_scale"]
+    assert "1.5" in [
+        row[1]
+        for table in parsed.tables
+        for row in table.rows
+        if row and row[0] == "mismatch_scale"
+    ]
 
 
 def test_study_report_without_chips_still_renders(tmp_path):

@@ -83,7 +83,7 @@ def test_failed_count_per_quantity_counts_reasons_naming_it():
     reasons = {
         1: "leak: v_leak at lower bound 0",
         2: "leak: reached 90 CADC LSB, target 80 CADC LSB ± 3 CADC LSB; "
-           "tau_mem: measurement failed",
+        "tau_mem: measurement failed",
         3: "tau_mem: i_bias_leak at upper bound 1022",
     }
     rows = {row.name: row for row in summarize(make_result(failures=reasons)).rows}
@@ -99,8 +99,9 @@ def test_reasons_differing_only_in_numbers_share_a_group():
         11: "leak: v_leak at lower bound 0",
         12: "leak: v_leak at lower bound 0",
     }
-    groups = {group.label: group for group in summarize(make_result(failures=reasons))
-              .failure_groups}
+    groups = {
+        group.label: group for group in summarize(make_result(failures=reasons)).failure_groups
+    }
     masked = reason_template(reasons[4])
     assert "#" in masked
     assert groups[masked].neurons == (4, 9)
@@ -111,7 +112,9 @@ def test_a_neuron_failing_two_quantities_counts_in_both_groups():
     reasons = {6: "leak: v_leak at lower bound 0; tau_mem: i_bias_leak at upper bound 1022"}
     groups = summarize(make_result(failures=reasons)).failure_groups
     assert sorted(group.label for group in groups) == [
-        "leak: v_leak at lower bound 0", "tau_mem: i_bias_leak at upper bound 1022"]
+        "leak: v_leak at lower bound 0",
+        "tau_mem: i_bias_leak at upper bound 1022",
+    ]
     assert all(group.neurons == (6,) for group in groups)
 
 
@@ -131,8 +134,7 @@ def test_no_failures_says_so():
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.25, "250 ms"), (12.34, "12.3 s"), (125, "2 min 05 s"), (7380, "2 h 03 min"),
-     (None, "-")],
+    [(0.25, "250 ms"), (12.34, "12.3 s"), (125, "2 min 05 s"), (7380, "2 h 03 min"), (None, "-")],
 )
 def test_durations_read_naturally(seconds, text):
     assert format_duration(seconds) == text
@@ -153,7 +155,8 @@ def test_a_quantity_without_a_target_is_shown_without_one():
     row = next(row for row in summarize(result).rows if row.name == "adaptation_b")
     assert np.isnan(row.target_median)
     assert row.within_tolerance is None
-    assert row.achieved_median == pytest.approx(np.median(result.achieved["adaptation_b"]
-                                                          [result.success]))
+    assert row.achieved_median == pytest.approx(
+        np.median(result.achieved["adaptation_b"][result.success])
+    )
     line = next(line for line in rendered(result).splitlines() if "adaptation_b" in line)
     assert line.split()[1] == "-"

@@ -47,5 +47,5 @@ def test_to_xarray_selects_by_quadrant_like_a_user_would() -> None:
     result = make_result()
     dataset = result.to_xarray()
     by_quadrant = dataset["achieved.leak"].groupby("neuron_quadrant").median()
-    expected = [np.nanmedian(result.achieved["leak"][q * 128:(q + 1) * 128]) for q in range(4)]
+    expected = [np.nanmedian(result.achieved["leak"][q * 128 : (q + 1) * 128]) for q in range(4)]
     assert by_quadrant.values == pytest.approx(expected)

@@ -24,8 +24,15 @@ def neuron_result(seed: int = 0, target: NeuronTarget | None = None) -> NeuronRe
     codes = {
         name: rng.integers(spec.low, spec.high + 1, spec.shape[0]).astype(np.int64)
         for name, spec in CELLS.items()
-        if name in ("v_leak", "i_bias_leak", "cadc_ramp_offset", "cadc_channel_offset",
-                    "leak_divide", "refractory_counter")
+        if name
+        in (
+            "v_leak",
+            "i_bias_leak",
+            "cadc_ramp_offset",
+            "cadc_channel_offset",
+            "leak_divide",
+            "refractory_counter",
+        )
     }
     achieved = {
         "leak": rng.normal(85.0, 0.8, N_NEURONS),
@@ -40,8 +47,9 @@ def neuron_result(seed: int = 0, target: NeuronTarget | None = None) -> NeuronRe
         achieved=achieved,
         success=success,
         failure_records=[
-            Failure(5, "tau_mem", FailureKind.AT_BOUND, cell="i_bias_leak", value=1022.0,
-                    bound="upper"),
+            Failure(
+                5, "tau_mem", FailureKind.AT_BOUND, cell="i_bias_leak", value=1022.0, bound="upper"
+            ),
             Failure(300, "neuron", FailureKind.DEAD, note="no response"),
         ],
         provenance=Provenance(
@@ -110,8 +118,11 @@ def test_a_neuron_result_exports_with_neuron_and_quadrant_axes(store: ResultsSto
 
 def test_a_record_of_the_first_schema_loads_with_its_reasons_as_text() -> None:
     arrays, attrs = neuron_result().to_record()
-    legacy = {key: value for key, value in attrs.items()
-              if key not in ("failures", "notes", "record_version")}
+    legacy = {
+        key: value
+        for key, value in attrs.items()
+        if key not in ("failures", "notes", "record_version")
+    }
     legacy["reasons"] = {"5": "tau_mem: code at upper bound 1022", "300": "dead neuron"}
     loaded = NeuronResult.from_record(arrays, legacy)
     assert loaded.reasons == {5: "tau_mem: code at upper bound 1022", 300: "dead neuron"}

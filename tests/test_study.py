@@ -35,19 +35,22 @@ def test_target_grid_is_read_in_microseconds_and_lsb() -> None:
     np.testing.assert_allclose(grid["leak"], [60, 80, 100, 120])
 
 
-@pytest.mark.parametrize(("spec", "fragment"), [
-    ("", "empty"),
-    ("tau_mem=2:40", "malformed"),
-    ("tau_mem:2:40:8", "malformed"),
-    ("psp_amplitude_exc=2:10:3", "not one of"),
-    ("tau_mem=0.1:40:8", "outside the allowed range 0.5..60 µs"),
-    ("leak=60:400:8", "outside the allowed range 50..160 LSB"),
-    ("tau_mem=2:x:8", "not a number"),
-    ("tau_mem=2:40:0", "count = 0"),
-    ("tau_mem=2:40:2.5", "not an integer"),
-    ("tau_mem=40:2:8", "exceeds stop"),
-    ("tau_mem=2:40:3,tau_mem=4:8:2", "twice"),
-])
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("", "empty"),
+        ("tau_mem=2:40", "malformed"),
+        ("tau_mem:2:40:8", "malformed"),
+        ("psp_amplitude_exc=2:10:3", "not one of"),
+        ("tau_mem=0.1:40:8", "outside the allowed range 0.5..60 µs"),
+        ("leak=60:400:8", "outside the allowed range 50..160 LSB"),
+        ("tau_mem=2:x:8", "not a number"),
+        ("tau_mem=2:40:0", "count = 0"),
+        ("tau_mem=2:40:2.5", "not an integer"),
+        ("tau_mem=40:2:8", "exceeds stop"),
+        ("tau_mem=2:40:3,tau_mem=4:8:2", "twice"),
+    ],
+)
 def test_bad_target_grids_are_refused_naming_the_problem(spec: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         parse_target_grid(spec)
@@ -122,8 +125,9 @@ def test_reachability_at_the_target_bounds_the_measured_success(study: MismatchS
 
 
 @pytest.mark.parametrize("suffix", [".nc", ".zarr"])
-def test_exported_study_reads_back_unchanged(study: MismatchStudy, tmp_path: Path,
-                                             suffix: str) -> None:
+def test_exported_study_reads_back_unchanged(
+    study: MismatchStudy, tmp_path: Path, suffix: str
+) -> None:
     path = study.export(tmp_path / f"study{suffix}")
     loaded = load_study(path)
     expected = study.to_dataset()
@@ -153,16 +157,20 @@ def invoke(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--chips", "0"], "--chips"),
-    (["--chips", "2", "--workers", "0"], "--workers"),
-    (["--chips", "2", "--target-grid", "tau_mem=2:40"], "malformed"),
-    (["--chips", "2", "--output", "study.csv"], "must end in .nc"),
-    (["--chips", "2", "--name", "a/b"], "study name"),
-    (["--chips", "2", "--scheduler", "tcp://127.0.0.1:1"], "unreachable"),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--chips", "0"], "--chips"),
+        (["--chips", "2", "--workers", "0"], "--workers"),
+        (["--chips", "2", "--target-grid", "tau_mem=2:40"], "malformed"),
+        (["--chips", "2", "--output", "study.csv"], "must end in .nc"),
+        (["--chips", "2", "--name", "a/b"], "study name"),
+        (["--chips", "2", "--scheduler", "tcp://127.0.0.1:1"], "unreachable"),
+    ],
+)
 def test_study_bad_input_exits_2_and_writes_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], fragment: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], fragment: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     result = invoke("study", *args, "--html", "study.html")
     assert result.exit_code == 2, result.output

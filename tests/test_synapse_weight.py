@@ -18,10 +18,21 @@ def spiking_chip(**kwargs) -> SimulatedChip:
     chip = SimulatedChip("row-events", **kwargs)
     # Resting potential near 70 LSB on the uncalibrated CADC; both inputs connected, slow
     # enough (tau_mem about 6 us, tau_syn about 3 us) for PSPs of tens of LSB.
-    chip.write({"threshold_enable": 0, "reset_hold": 0, "syn_exc_enable": 1,
-                "syn_inh_enable": 1, "v_leak": 950, "v_reset": 900, "i_bias_leak": 100,
-                "i_bias_syn_exc_tau": 300, "i_bias_syn_inh_tau": 300,
-                "syn_exc_high_resistance": 1, "syn_inh_high_resistance": 1})
+    chip.write(
+        {
+            "threshold_enable": 0,
+            "reset_hold": 0,
+            "syn_exc_enable": 1,
+            "syn_inh_enable": 1,
+            "v_leak": 950,
+            "v_reset": 900,
+            "i_bias_leak": 100,
+            "i_bias_syn_exc_tau": 300,
+            "i_bias_syn_inh_tau": 300,
+            "syn_exc_high_resistance": 1,
+            "syn_inh_high_resistance": 1,
+        }
+    )
     return chip
 
 
@@ -44,13 +55,16 @@ def psp(chip: SimulatedChip, stimulus, samples: int = 1) -> np.ndarray:
     return peak.astype(float).mean(axis=0) - base
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"times": [0.0, 1e-6], "rows": [0, 512]}, r"rows: value 512 at event 1 outside 0\.\.511"),
-    ({"times": [0.0], "rows": [0], "addresses": [64]}, r"addresses: value 64.*0\.\.63"),
-    ({"times": [0.0, 1e-6], "rows": [0]}, r"rows: got shape \(1,\)"),
-    ({"times": [1e-6, 0.0], "rows": [0, 1]}, "sorted"),
-    ({"times": [0.0], "rows": [1.5]}, r"rows: got dtype float64"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"times": [0.0, 1e-6], "rows": [0, 512]}, r"rows: value 512 at event 1 outside 0\.\.511"),
+        ({"times": [0.0], "rows": [0], "addresses": [64]}, r"addresses: value 64.*0\.\.63"),
+        ({"times": [0.0, 1e-6], "rows": [0]}, r"rows: got shape \(1,\)"),
+        ({"times": [1e-6, 0.0], "rows": [0, 1]}, "sorted"),
+        ({"times": [0.0], "rows": [1.5]}, r"rows: got dtype float64"),
+    ],
+)
 def test_row_events_are_validated_when_made(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RowEvents(**kwargs)
@@ -125,8 +139,11 @@ def test_psp_per_weight_is_optional_and_left_out_of_the_default_calibration():
     names = [plan.name for plan in selected_plans(NeuronTarget())]
     assert "psp_per_weight_exc" not in names and "psp_per_weight_inh" not in names
     chosen = [plan.name for plan in selected_plans(NeuronTarget(psp_per_weight_exc=0.05))]
-    assert chosen.index("reference_exc") < chosen.index("psp_per_weight_exc") < chosen.index(
-        "psp_amplitude_exc")
+    assert (
+        chosen.index("reference_exc")
+        < chosen.index("psp_per_weight_exc")
+        < chosen.index("psp_amplitude_exc")
+    )
 
 
 def test_psp_per_weight_and_amplitude_of_one_input_are_refused_together():

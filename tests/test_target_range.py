@@ -42,6 +42,7 @@ def cells():
 
 # -- the floors of issue 12 on the ground truth ------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["fast", "slow", "heterogeneous (issue)"])
 def test_potential_and_membrane_residuals_meet_the_floors(cells, name):

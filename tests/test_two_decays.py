@@ -28,8 +28,9 @@ def _burst_psp(tau_mem: float, tau_syn: float, rows: int, seed: int) -> tuple[Tr
 def test_tau_is_unbiased_after_the_burst(tau_mem, tau_syn):
     trace, known = _burst_psp(tau_mem, tau_syn, 64, seed=3)
     window = select_window(trace, 8e-6)
-    out = fit_known_and_free_decay(window, BURST[-1], known, start_time=BURST[0],
-                                   tau_range=(20e-9, 1e-3))
+    out = fit_known_and_free_decay(
+        window, BURST[-1], known, start_time=BURST[0], tau_range=(20e-9, 1e-3)
+    )
     error = out["tau"] / tau_syn - 1
     assert out.success.all()
     assert abs(error.mean()) < 3 * error.std() / np.sqrt(error.size) + 1e-3
@@ -40,10 +41,17 @@ def test_refitting_the_known_constant_removes_its_error():
     tau_mem, tau_syn = 0.4e-6, 2e-6
     trace, known = _burst_psp(tau_mem, tau_syn, 64, seed=4)
     window = select_window(trace, 8e-6)
-    held = fit_known_and_free_decay(window, BURST[-1], 0.9 * known, start_time=BURST[0],
-                                    tau_range=(20e-9, 1e-3))
-    refit = fit_known_and_free_decay(window, BURST[-1], 0.9 * known, start_time=BURST[0],
-                                     tau_range=(20e-9, 1e-3), refit_known=True)
+    held = fit_known_and_free_decay(
+        window, BURST[-1], 0.9 * known, start_time=BURST[0], tau_range=(20e-9, 1e-3)
+    )
+    refit = fit_known_and_free_decay(
+        window,
+        BURST[-1],
+        0.9 * known,
+        start_time=BURST[0],
+        tau_range=(20e-9, 1e-3),
+        refit_known=True,
+    )
     assert abs(np.median(held["tau"]) / tau_syn - 1) > 0.01
     assert abs(np.median(refit["tau"]) / tau_syn - 1) < 0.005
     assert np.median(refit["tau_known"]) == pytest.approx(tau_mem, rel=0.03)

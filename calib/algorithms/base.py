@@ -157,8 +157,9 @@ def measure_range(routine: Routine, device: Device) -> tuple[np.ndarray, np.ndar
     try:
         ends = []
         for code in (limits.low, limits.high):
-            with_retries(routine, routine.apply, device,
-                         np.full_like(saved[routine.parameter], code))
+            with_retries(
+                routine, routine.apply, device, np.full_like(saved[routine.parameter], code)
+            )
             ends.append(with_retries(routine, routine.measure, device))
     finally:
         routine.postlude(device)
@@ -224,7 +225,12 @@ class Algorithm(ABC):
         notes = self.notes()
         reasons = merge_reasons(bound_reasons(routine, ranges, best_codes), notes)
         return SearchOutcome(
-            best_codes, measured, steps, at_bounds(ranges, best_codes), reasons, self.models(),
+            best_codes,
+            measured,
+            steps,
+            at_bounds(ranges, best_codes),
+            reasons,
+            self.models(),
             notes,
         )
 

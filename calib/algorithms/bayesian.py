@@ -52,14 +52,19 @@ SamplerFactory = Callable[[int, int, Mapping[str, Any]], "optuna.samplers.BaseSa
 
 
 def _tpe(seed: int, n_startup: int, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
-    settings = {"n_startup_trials": n_startup, "multivariate": True, "constant_liar": False,
-                **options}
+    settings = {
+        "n_startup_trials": n_startup,
+        "multivariate": True,
+        "constant_liar": False,
+        **options,
+    }
     return _optuna().samplers.TPESampler(seed=seed, **settings)
 
 
 def _gp(seed: int, n_startup: int, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
-    return _optuna().samplers.GPSampler(seed=seed, n_startup_trials=n_startup,
-                                     deterministic_objective=False, **options)
+    return _optuna().samplers.GPSampler(
+        seed=seed, n_startup_trials=n_startup, deterministic_objective=False, **options
+    )
 
 
 def _cmaes(seed: int, n_startup: int, options: Mapping[str, Any]) -> optuna.samplers.BaseSampler:
@@ -70,8 +75,7 @@ def _random(seed: int, n_startup: int, options: Mapping[str, Any]) -> optuna.sam
     return _optuna().samplers.RandomSampler(seed=seed, **options)
 
 
-SAMPLERS: dict[str, SamplerFactory] = {"tpe": _tpe, "gp": _gp, "cmaes": _cmaes,
-                                       "random": _random}
+SAMPLERS: dict[str, SamplerFactory] = {"tpe": _tpe, "gp": _gp, "cmaes": _cmaes, "random": _random}
 """Sampler name -> factory(seed, n_startup_trials, options)."""
 
 SAMPLER_REQUIREMENTS = {"gp": ("torch",), "cmaes": ("cmaes",)}
@@ -82,8 +86,9 @@ def check_sampler(name: str) -> str:
     """`name` if it is a known sampler whose packages are installed; ValueError/ImportError."""
     if name not in SAMPLERS:
         raise ValueError(f"sampler = {name!r} is not one of {', '.join(SAMPLERS)}")
-    missing = [pkg for pkg in SAMPLER_REQUIREMENTS.get(name, ())
-               if importlib.util.find_spec(pkg) is None]
+    missing = [
+        pkg for pkg in SAMPLER_REQUIREMENTS.get(name, ()) if importlib.util.find_spec(pkg) is None
+    ]
     if missing:
         raise ImportError(
             f"sampler {name!r} needs the package(s) {', '.join(missing)}, which are not "
@@ -126,8 +131,10 @@ class BayesianSearch(Algorithm):
         self.budget = check_int_option("budget", budget, 1)
         self.sampler = check_sampler(sampler)
         tolerance_array = np.atleast_1d(np.asarray(tolerance, dtype=float))
-        if tolerance_array.ndim != 1 or not np.all(np.isfinite(tolerance_array)) or np.any(
-            tolerance_array <= 0
+        if (
+            tolerance_array.ndim != 1
+            or not np.all(np.isfinite(tolerance_array))
+            or np.any(tolerance_array <= 0)
         ):
             raise ValueError(f"tolerance = {tolerance!r} must be positive and finite")
         self.tolerance = tolerance_array
@@ -143,8 +150,11 @@ class BayesianSearch(Algorithm):
     # -- set-up ---------------------------------------------------------------------------------
 
     def start(self, parameter_range: Ranges, target: np.ndarray, inverted: bool) -> np.ndarray:
-        ranges = (parameter_range,) if isinstance(parameter_range, ParameterRange) else tuple(
-            parameter_range)
+        ranges = (
+            (parameter_range,)
+            if isinstance(parameter_range, ParameterRange)
+            else tuple(parameter_range)
+        )
         self._multi = not isinstance(parameter_range, ParameterRange)
         self._ranges = ranges
         target = np.asarray(target, dtype=float)
@@ -251,8 +261,7 @@ class BayesianSearch(Algorithm):
         # Kept per group (a group of one unit is the per-unit case): the units of a group share
         # the codes of the group's best trial and keep what they measured with them.
         improved = self._active & (group_objective < self._best_group_objective)
-        self._best_group_objective = np.where(improved, group_objective,
-                                              self._best_group_objective)
+        self._best_group_objective = np.where(improved, group_objective, self._best_group_objective)
         better = improved[self._group_of]
         self._best_objective = np.where(better, objective, self._best_objective)
         self._best_codes = np.where(better[:, None], self._codes, self._best_codes)

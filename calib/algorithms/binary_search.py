@@ -151,8 +151,9 @@ class NoiseRobustBinarySearch(Algorithm):
         self._codes = codes[pick, units]
         self._measured = means[pick, units]
         # A flat or noisy line gives no usable crossing: stay where the unit is.
-        return np.where(np.isfinite(crossing), np.clip(crossing, self._range.low,
-                                                       self._range.high), self._codes)
+        return np.where(
+            np.isfinite(crossing), np.clip(crossing, self._range.low, self._range.high), self._codes
+        )
 
     @property
     def done(self) -> bool:

@@ -152,8 +152,9 @@ class InverseModel(TransferModel):
             trial = (a + delta[:, 0], b + delta[:, 1], np.minimum(c0 + delta[:, 2], pole_limit))
             trial_cost = self._cost(codes, values, weights, *trial)
             better = trial_cost < cost
-            a, b, c0 = (np.where(better, new, old) for new, old in zip(trial, (a, b, c0),
-                                                                       strict=True))
+            a, b, c0 = (
+                np.where(better, new, old) for new, old in zip(trial, (a, b, c0), strict=True)
+            )
             cost = np.where(better, trial_cost, cost)
             damping = np.where(better, damping / 3.0, damping * 4.0)
         # The pole needs three clusters of codes; with fewer it wanders along the data, so
@@ -162,8 +163,10 @@ class InverseModel(TransferModel):
         gaps = np.diff(ordered, axis=0)
         any_usable = np.any(weights > 0, axis=0)
         distinct = np.sum(gaps > 0, axis=0) + any_usable
-        clusters = np.sum(gaps > self.cluster_gap * np.maximum(np.abs(ordered[:-1]), 1.0),
-                          axis=0) + any_usable
+        clusters = (
+            np.sum(gaps > self.cluster_gap * np.maximum(np.abs(ordered[:-1]), 1.0), axis=0)
+            + any_usable
+        )
         determined = (clusters >= 3) & np.isfinite(c0)
         shared = float(np.median(c0[determined])) if determined.any() else self.fallback_pole
         open_pole = ~determined & (distinct >= 2)
@@ -174,8 +177,10 @@ class InverseModel(TransferModel):
             b = np.where(open_pole, fixed_b, b)
             c0 = np.where(open_pole, pole, c0)
         enough = distinct >= 2
-        return {name: np.where(enough, value, np.nan) for name, value in
-                zip(self.param_names, (a, b, c0), strict=True)}
+        return {
+            name: np.where(enough, value, np.nan)
+            for name, value in zip(self.param_names, (a, b, c0), strict=True)
+        }
 
     @staticmethod
     def _fixed_pole(
@@ -241,8 +246,10 @@ class LmfitModel(TransferModel):
         self.hints = dict(hints or {})
         unknown = set(self.hints) - set(self.param_names)
         if unknown:
-            raise ValueError(f"hints name unknown parameters {sorted(unknown)}; the model has "
-                             f"{list(self.param_names)}")
+            raise ValueError(
+                f"hints name unknown parameters {sorted(unknown)}; the model has "
+                f"{list(self.param_names)}"
+            )
 
     def _initial(self) -> lmfit.Parameters:
         params = self.model.make_params()  # an lmfit.Parameters
@@ -267,9 +274,12 @@ class LmfitModel(TransferModel):
             if finite.sum() < len(self.param_names):
                 continue
             try:
-                result = self.model.fit(values[finite, unit], initial.copy(),
-                                        weights=None if weights is None else scale[finite, unit],
-                                        **{self._variable: codes[finite, unit]})
+                result = self.model.fit(
+                    values[finite, unit],
+                    initial.copy(),
+                    weights=None if weights is None else scale[finite, unit],
+                    **{self._variable: codes[finite, unit]},
+                )
             except (ValueError, TypeError, ArithmeticError):
                 continue
             if result.success:
@@ -284,8 +294,9 @@ class LmfitModel(TransferModel):
         for unit in range(n_units):
             unit_params = {name: params[name][unit] for name in self.param_names}
             if np.all(np.isfinite(list(unit_params.values()))):
-                result[..., unit] = self.model.eval(**unit_params,
-                                                    **{self._variable: columns[..., unit]})
+                result[..., unit] = self.model.eval(
+                    **unit_params, **{self._variable: columns[..., unit]}
+                )
         return result
 
 
@@ -390,8 +401,11 @@ class FittingSearch(Algorithm):
 
     def run(self, routine: Routine, device: Device, target: np.ndarray) -> SearchOutcome:
         """As `Algorithm.run`; with `sweep` None the routine's sweep hint places the sweep."""
-        hint = (routine.sweep_hint if self.sweep is None and isinstance(routine, SupportsSweepHint)
-                else None)
+        hint = (
+            routine.sweep_hint
+            if self.sweep is None and isinstance(routine, SupportsSweepHint)
+            else None
+        )
         self._hint = (lambda goal: hint(goal, device)) if callable(hint) else None
         # The code the cell holds before the search: how far the first sweep read jumps.
         names = parameter_names(routine)
@@ -471,12 +485,14 @@ class FittingSearch(Algorithm):
         """The model fitted to every point (the kept curves), and the local line."""
         codes, values = self._points()
         settled = settling_weights(np.stack(self._jumps_seen), codes, self.settle)
-        self.curves = TransferCurves(self.model, self.model.fit(codes, values, settled),
-                                     self._range)
+        self.curves = TransferCurves(
+            self.model, self.model.fit(codes, values, settled), self._range
+        )
         weights = locality_weights(values, self._target, self.locality) * settled
         linear = self.model.linearise(values)
-        self._local = TransferCurves(LOCAL_LINE, LOCAL_LINE.fit(codes, linear, weights),
-                                     self._range)
+        self._local = TransferCurves(
+            LOCAL_LINE, LOCAL_LINE.fit(codes, linear, weights), self._range
+        )
         self._fit_failed = ~self.curves.valid
 
     def _proposal(self) -> np.ndarray:
@@ -511,8 +527,10 @@ class FittingSearch(Algorithm):
         smoothed = local.evaluate(codes.astype(float))
         estimate = np.where(np.isfinite(smoothed) & local.valid, smoothed, linear)
         distance = np.abs(estimate - self._local_target)
-        step = np.abs(local.evaluate(np.ones(self._target.shape))
-                      - local.evaluate(np.zeros(self._target.shape)))
+        step = np.abs(
+            local.evaluate(np.ones(self._target.shape))
+            - local.evaluate(np.zeros(self._target.shape))
+        )
         on_bound = self._range.at_bound(codes) != 0
         distance = distance + np.where(on_bound & np.isfinite(step), step * BOUND_STEPS, 0.0)
         distance = np.where(np.isfinite(distance) & np.isfinite(linear), distance, np.inf)
@@ -523,8 +541,10 @@ class FittingSearch(Algorithm):
         same = (codes == chosen) & np.isfinite(values)
         with np.errstate(invalid="ignore", divide="ignore"):
             averaged = np.where(same, values, 0.0).sum(axis=0) / same.sum(axis=0)
-        return (np.where(usable, chosen, self._best.codes),
-                np.where(usable, averaged, self._best.measured))
+        return (
+            np.where(usable, chosen, self._best.codes),
+            np.where(usable, averaged, self._best.measured),
+        )
 
     @property
     def done(self) -> bool:
@@ -534,8 +554,9 @@ class FittingSearch(Algorithm):
         return self._chosen[0].copy(), self._chosen[1].copy()
 
     def notes(self) -> dict[int, str]:
-        return {int(unit): f"{self.model.name} fit failed" for unit in
-                np.flatnonzero(self._fit_failed)}
+        return {
+            int(unit): f"{self.model.name} fit failed" for unit in np.flatnonzero(self._fit_failed)
+        }
 
     def models(self) -> dict[str, np.ndarray]:
         if self.curves is None:

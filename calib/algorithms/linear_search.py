@@ -41,8 +41,9 @@ class LinearSearch(Algorithm):
         self._inverted = inverted
         n_units = self._target.size
         middle = (self._range.low + self._range.high) // 2
-        initial = as_unit_array("initial", middle if self.initial is None else self.initial,
-                                n_units)
+        initial = as_unit_array(
+            "initial", middle if self.initial is None else self.initial, n_units
+        )
         outside = (initial < self._range.low) | (initial > self._range.high)
         if outside.any():
             raise ValueError(
@@ -71,8 +72,9 @@ class LinearSearch(Algorithm):
         # A coarse crossing turns the unit round at single-code steps.
         self._stride = np.where(crossed, 1, self._stride)
         self._direction = np.where(first | crossed, wanted, self._direction)
-        proposed = np.clip(self._codes + self._direction * self._stride, self._range.low,
-                           self._range.high)
+        proposed = np.clip(
+            self._codes + self._direction * self._stride, self._range.low, self._range.high
+        )
         stuck = proposed == self._codes  # at a bound and still pushing outwards
         self._active &= ~stuck
         self._codes = np.where(self._active, proposed, self._best.codes)

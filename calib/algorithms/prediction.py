@@ -235,8 +235,13 @@ def settling_weights(jumps: np.ndarray, codes: np.ndarray, settle: float) -> np.
 
 
 def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not np.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
         allowed = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} = {value!r} is outside the allowed range {allowed}")
     return float(value)

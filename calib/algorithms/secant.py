@@ -36,8 +36,14 @@ class SecantSearch(Algorithm):
 
     name = "secant_search"
 
-    def __init__(self, guess: np.ndarray | int, steps: int = 6, exponent: float = 1.0,
-                 slope: float | None = None, average: int = 1) -> None:
+    def __init__(
+        self,
+        guess: np.ndarray | int,
+        steps: int = 6,
+        exponent: float = 1.0,
+        slope: float | None = None,
+        average: int = 1,
+    ) -> None:
         self.guess = np.asarray(guess)
         self.steps = check_int_option("steps", steps, 2, 64)
         if exponent == 0 or not np.isfinite(exponent):
@@ -76,8 +82,11 @@ class SecantSearch(Algorithm):
                 old_codes, old_measured = self._previous
                 slope = (measured - old_measured) / (codes - old_codes)
                 secant = codes + (self._target - measured) / slope
-                usable = (np.isfinite(secant) & (np.sign(slope) == sign)
-                          & (np.abs(codes - old_codes) >= MIN_SECANT_SPAN))
+                usable = (
+                    np.isfinite(secant)
+                    & (np.sign(slope) == sign)
+                    & (np.abs(codes - old_codes) >= MIN_SECANT_SPAN)
+                )
                 proposal = np.where(usable, secant, first)
         limit = MAX_STEP_FRACTION * self._range.size
         step = np.clip(np.nan_to_num(proposal - codes), -limit, limit)
@@ -92,12 +101,13 @@ class SecantSearch(Algorithm):
 
     def best(self) -> tuple[np.ndarray, np.ndarray]:
         if self.average > 1 and len(self._pointed) >= self.average:
-            pointed = np.stack(self._pointed[-self.average:])
+            pointed = np.stack(self._pointed[-self.average :])
             mean = np.nanmean(pointed, axis=0)
             usable = np.isfinite(mean)
             codes = np.where(usable, self._range.clip(np.nan_to_num(mean)), self._best.codes)
             # Measured values for the averaged codes: the target, where the line reaches it.
-            measured = np.where(usable & (codes == np.rint(mean)), self._target,
-                                self._best.measured)
+            measured = np.where(
+                usable & (codes == np.rint(mean)), self._target, self._best.measured
+            )
             return codes.astype(np.int64), measured
         return self._best.codes.copy(), self._best.measured.copy()

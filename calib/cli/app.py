@@ -122,15 +122,20 @@ def describe(error: BaseException) -> tuple[str, ExitCode]:
         return str(error), error.code
     if isinstance(error, tomllib.TOMLDecodeError):
         return f"not a valid TOML file: {error}", ExitCode.USAGE
-    if isinstance(error, FileNotFoundError) and error.filename and not isinstance(
-            error, StoreError):
+    if (
+        isinstance(error, FileNotFoundError)
+        and error.filename
+        and not isinstance(error, StoreError)
+    ):
         return f"no such file: {error.filename}", ExitCode.USAGE
     if isinstance(error, OSError) and error.filename and error.strerror:
         return f"{error.filename}: {error.strerror}", ExitCode.USAGE
     if isinstance(error, usage_errors()):
         return str(error) or type(error).__name__, ExitCode.USAGE
-    return (f"{type(error).__name__}: {error} (run 'calib --debug ...' for the traceback)",
-            ExitCode.FAILED)
+    return (
+        f"{type(error).__name__}: {error} (run 'calib --debug ...' for the traceback)",
+        ExitCode.FAILED,
+    )
 
 
 class CalibGroup(TyperGroup):
@@ -218,12 +223,20 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option(
-        "--debug", envvar=DEBUG_ENV,
-        help="Show the full traceback of an error instead of one line.")] = False,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True,
-        help="Print the version and exit.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="Show the full traceback of an error instead of one line.",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Calibrate analog neuromorphic chips and inspect the stored results."""
     ctx.meta[DEBUG_KEY] = debug
@@ -243,10 +256,16 @@ STORE_HELP = (
     "Results store: a directory or an fsspec URL. Default: $CALIB_STORE if set, else the "
     "per-user data directory (on Linux ~/.local/share/analog-calib/store)."
 )
-StoreOption = Annotated[str | None, typer.Option(
-    "--store", envvar=STORE_ENV, show_envvar=False, metavar="PATH", help=STORE_HELP)]
-RunOption = Annotated[str | None, typer.Option(
-    "--run", metavar="RUN", help="A run id (see 'calib history'); default: the newest run.")]
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", envvar=STORE_ENV, show_envvar=False, metavar="PATH", help=STORE_HELP),
+]
+RunOption = Annotated[
+    str | None,
+    typer.Option(
+        "--run", metavar="RUN", help="A run id (see 'calib history'); default: the newest run."
+    ),
+]
 
 
 def check_chip(value: str) -> str:
@@ -258,7 +277,8 @@ def check_chip(value: str) -> str:
     except ValueError:
         raise typer.BadParameter(
             f"{value!r} is not a chip id: use letters, digits, '.', '_' and '-', starting with "
-            f"a letter or digit, no '..', at most {CHIP_ID_MAX_LENGTH} characters") from None
+            f"a letter or digit, no '..', at most {CHIP_ID_MAX_LENGTH} characters"
+        ) from None
 
 
 def check_output_file(path: Path | None, flag: str) -> None:
@@ -281,8 +301,10 @@ def store_location(store: str | None) -> str:
     if store is None:
         return str(default_store_location())
     if not store.strip():
-        raise CLIError("--store (or $CALIB_STORE) is empty: give a store path, or leave it "
-                       "unset for the per-user default")
+        raise CLIError(
+            "--store (or $CALIB_STORE) is empty: give a store path, or leave it "
+            "unset for the per-user default"
+        )
     if "://" in store:
         return store
     return str(Path(store).expanduser())
@@ -294,8 +316,10 @@ def open_store(store: str | None, *, create: bool = False) -> ResultsStore:
 
     location = store_location(store)
     if not create and "://" not in location and not Path(location).exists():
-        raise CLIError(f"no results store at {location} (calibrate a chip first, or point "
-                       f"--store / ${STORE_ENV} at an existing store)")
+        raise CLIError(
+            f"no results store at {location} (calibrate a chip first, or point "
+            f"--store / ${STORE_ENV} at an existing store)"
+        )
     try:
         return ResultsStore(location, create=create)
     except StoreNotFoundError as error:

@@ -69,31 +69,47 @@ class CalibrationMode(StrEnum):
     mac = "mac"
 
 
-DeviceOption = Annotated[str | None, typer.Option(
-    "--device", metavar="HOST:PORT", rich_help_panel=DEVICE_PANEL,
-    help="Work on the chip served at this address ('calib serve') instead of a simulated "
-         "chip; the simulation options then do not apply.")]
-TokenFileOption = Annotated[Path | None, typer.Option(
-    "--token-file", metavar="FILE", rich_help_panel=DEVICE_PANEL,
-    help="With --device: the shared token a server on a non-loopback address asks for "
-         "(default: $CALIB_DEVICE_TOKEN).")]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        metavar="HOST:PORT",
+        rich_help_panel=DEVICE_PANEL,
+        help="Work on the chip served at this address ('calib serve') instead of a simulated "
+        "chip; the simulation options then do not apply.",
+    ),
+]
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        metavar="FILE",
+        rich_help_panel=DEVICE_PANEL,
+        help="With --device: the shared token a server on a non-loopback address asks for "
+        "(default: $CALIB_DEVICE_TOKEN).",
+    ),
+]
 
 
-def check_device_options(simulation: Simulation, address: str | None,
-                         token_file: Path | None) -> None:
+def check_device_options(
+    simulation: Simulation, address: str | None, token_file: Path | None
+) -> None:
     """--device and the simulation options exclude each other (checked before anything is
     made)."""
     if address is None:
         if token_file is not None:
             raise CLIError("--token-file applies only with --device HOST:PORT")
     elif simulation != Simulation():
-        raise CLIError("--mismatch-scale, --noise-scale, --drift-hours, --seed and --faults "
-                       "describe a simulated chip; with --device they apply where the chip is "
-                       "served ('calib serve')")
+        raise CLIError(
+            "--mismatch-scale, --noise-scale, --drift-hours, --seed and --faults "
+            "describe a simulated chip; with --device they apply where the chip is "
+            "served ('calib serve')"
+        )
 
 
-def open_chip(chip: str, simulation: Simulation, address: str | None,
-              token_file: Path | None) -> tuple[Any, dict[str, Any]]:
+def open_chip(
+    chip: str, simulation: Simulation, address: str | None, token_file: Path | None
+) -> tuple[Any, dict[str, Any]]:
     """The device to work on and how to describe it in the result's provenance: the chip
     served at `address`, else the simulated chip."""
     check_device_options(simulation, address, token_file)
@@ -101,8 +117,10 @@ def open_chip(chip: str, simulation: Simulation, address: str | None,
         return simulation.chip(chip), {"simulation": simulation.to_dict()}
     from device_remote import open_device
 
-    return (open_device(address, chip, token_file=token_file),
-            {"device": {"backend": "remote", "address": address}})
+    return (
+        open_device(address, chip, token_file=token_file),
+        {"device": {"backend": "remote", "address": address}},
+    )
 
 
 def close_device(device: Any) -> None:
@@ -113,9 +131,14 @@ def close_device(device: Any) -> None:
 
 # -- shared arguments ---------------------------------------------------------------------------
 
-ChipArgument = Annotated[str, typer.Argument(
-    metavar="CHIP", callback=check_chip,
-    help="Chip id: letters, digits, '.', '_' and '-', starting with a letter or digit.")]
+ChipArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="CHIP",
+        callback=check_chip,
+        help="Chip id: letters, digits, '.', '_' and '-', starting with a letter or digit.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -133,8 +156,11 @@ class Simulation:
         from device_model.mismatch import Faults
 
         return SimulatedChip(
-            chip_id, seed=self.seed, mismatch_scale=self.mismatch_scale,
-            noise_scale=self.noise_scale, drift_hours=self.drift_hours,
+            chip_id,
+            seed=self.seed,
+            mismatch_scale=self.mismatch_scale,
+            noise_scale=self.noise_scale,
+            drift_hours=self.drift_hours,
             faults=Faults.typical() if self.faults else None,
         )
 
@@ -150,31 +176,63 @@ class Simulation:
 
     def describe(self) -> str:
         seed = "from chip id" if self.seed is None else str(self.seed)
-        return (f"simulated chip (seed {seed}, mismatch ×{self.mismatch_scale:g}, noise "
-                f"×{self.noise_scale:g}, aged {self.drift_hours:g} h"
-                f"{', typical faults' if self.faults else ''})")
+        return (
+            f"simulated chip (seed {seed}, mismatch ×{self.mismatch_scale:g}, noise "
+            f"×{self.noise_scale:g}, aged {self.drift_hours:g} h"
+            f"{', typical faults' if self.faults else ''})"
+        )
 
 
 def _sim_option(flag: str, help_text: str, **kwargs: Any) -> Any:
     return typer.Option(flag, help=help_text, rich_help_panel=SIMULATION_PANEL, **kwargs)
 
 
-MismatchOption = Annotated[float | None, _sim_option(
-    "--mismatch-scale", "Multiplies every fixed-pattern spread (0: an ideal chip).", min=0.0,
-    max=MAX_SCALE, metavar="SCALE")]
-NoiseOption = Annotated[float | None, _sim_option(
-    "--noise-scale", "Multiplies every temporal noise (0: noiseless readouts).", min=0.0,
-    max=MAX_SCALE, metavar="SCALE")]
-DriftOption = Annotated[float | None, _sim_option(
-    "--drift-hours", "Age of the chip in hours: its offsets random-walk with age.", min=0.0,
-    max=MAX_DRIFT_HOURS,
-    metavar="HOURS")]
-SeedOption = Annotated[int | None, _sim_option(
-    "--seed", "Seed of the chip's mismatch (default: derived from the chip id).", min=0,
-    metavar="SEED")]
-FaultsOption = Annotated[bool | None, _sim_option(
-    "--faults/--no-faults",
-    "Inject typical faults: dead and stuck neurons, transient run failures.")]
+MismatchOption = Annotated[
+    float | None,
+    _sim_option(
+        "--mismatch-scale",
+        "Multiplies every fixed-pattern spread (0: an ideal chip).",
+        min=0.0,
+        max=MAX_SCALE,
+        metavar="SCALE",
+    ),
+]
+NoiseOption = Annotated[
+    float | None,
+    _sim_option(
+        "--noise-scale",
+        "Multiplies every temporal noise (0: noiseless readouts).",
+        min=0.0,
+        max=MAX_SCALE,
+        metavar="SCALE",
+    ),
+]
+DriftOption = Annotated[
+    float | None,
+    _sim_option(
+        "--drift-hours",
+        "Age of the chip in hours: its offsets random-walk with age.",
+        min=0.0,
+        max=MAX_DRIFT_HOURS,
+        metavar="HOURS",
+    ),
+]
+SeedOption = Annotated[
+    int | None,
+    _sim_option(
+        "--seed",
+        "Seed of the chip's mismatch (default: derived from the chip id).",
+        min=0,
+        metavar="SEED",
+    ),
+]
+FaultsOption = Annotated[
+    bool | None,
+    _sim_option(
+        "--faults/--no-faults",
+        "Inject typical faults: dead and stuck neurons, transient run failures.",
+    ),
+]
 
 
 # -- loading stored results ---------------------------------------------------------------------
@@ -202,32 +260,54 @@ def load_result(store: ResultsStore, chip: str, run: str | None) -> tuple[Neuron
     return result, run
 
 
-def report_history(store: ResultsStore, chip: str, run_id: str, result: NeuronResult,
-                   limit: int = DEFAULT_HISTORY_IN_REPORT) -> list[tuple[Any, NeuronResult]]:
+def report_history(
+    store: ResultsStore,
+    chip: str,
+    run_id: str,
+    result: NeuronResult,
+    limit: int = DEFAULT_HISTORY_IN_REPORT,
+) -> list[tuple[Any, NeuronResult]]:
     """Up to `limit` calibrations of the chip for the same target, ending with `run_id`."""
     from results_store.ids import run_time
 
     fingerprint = result.target.fingerprint()
-    earlier = [info for info in neuron_runs(store, chip)
-               if info.target_fingerprint == fingerprint and info.run_id < run_id]
-    earlier = earlier[len(earlier) - (limit - 1):] if limit > 1 else []
-    return [*((info.saved_at, store.get(chip, info.run_id)) for info in earlier),
-            (run_time(run_id), result)]
+    earlier = [
+        info
+        for info in neuron_runs(store, chip)
+        if info.target_fingerprint == fingerprint and info.run_id < run_id
+    ]
+    earlier = earlier[len(earlier) - (limit - 1) :] if limit > 1 else []
+    return [
+        *((info.saved_at, store.get(chip, info.run_id)) for info in earlier),
+        (run_time(run_id), result),
+    ]
 
 
-def write_report(store: ResultsStore, chip: str, run_id: str, result: NeuronResult,
-                 path: Path, history_limit: int = DEFAULT_HISTORY_IN_REPORT) -> Path:
+def write_report(
+    store: ResultsStore,
+    chip: str,
+    run_id: str,
+    result: NeuronResult,
+    path: Path,
+    history_limit: int = DEFAULT_HISTORY_IN_REPORT,
+) -> Path:
     from calib.core.checks import CheckRecord  # registers the check kind before the loads
     from reports import write_html_report
 
     history = report_history(store, chip, run_id, result, history_limit)
     fingerprint = result.target.fingerprint()
-    infos = [info for info in store.history(chip) if info.kind == CHECK_KIND
-             and info.attrs.get("checked_target_fingerprint") == fingerprint]
+    infos = [
+        info
+        for info in store.history(chip)
+        if info.kind == CHECK_KIND and info.attrs.get("checked_target_fingerprint") == fingerprint
+    ]
     checks = [(info.saved_at, store.get(chip, info.run_id)) for info in infos[-history_limit:]]
-    return write_html_report(result, path, history=history if len(history) > 1 else None,
-                             checks=[(time, check) for time, check in checks
-                                     if isinstance(check, CheckRecord)])
+    return write_html_report(
+        result,
+        path,
+        history=history if len(history) > 1 else None,
+        checks=[(time, check) for time, check in checks if isinstance(check, CheckRecord)],
+    )
 
 
 # -- calibrate ----------------------------------------------------------------------------------
@@ -242,16 +322,22 @@ class TargetChoice:
     """The NirMapping when the target came from a NIR graph."""
 
 
-def choose_target(target_file: Path | None, flags: dict[str, Any], nir_file: Path | None,
-                  speedup: float | None, clip: bool = False) -> TargetChoice:
+def choose_target(
+    target_file: Path | None,
+    flags: dict[str, Any],
+    nir_file: Path | None,
+    speedup: float | None,
+    clip: bool = False,
+) -> TargetChoice:
     """The target from a NIR graph, or a TOML file with command-line flags on top."""
     from calib.cli.target_file import build_target, read_target_file
 
     given = {name: value for name, value in flags.items() if value is not None}
     if nir_file is None:
         if speedup is not None or clip:
-            raise CLIError(f"{'--speedup' if speedup is not None else '--clip'} applies only "
-                           "with --nir FILE")
+            raise CLIError(
+                f"{'--speedup' if speedup is not None else '--clip'} applies only with --nir FILE"
+            )
         values: dict[str, Any] = {}
         source = "defaults"
         if target_file is not None:
@@ -268,24 +354,35 @@ def choose_target(target_file: Path | None, flags: dict[str, Any], nir_file: Pat
     return TargetChoice(mapping.target, f"NIR graph {mapping.graph_name!r}", mapping)
 
 
-def mac_target_choice(target_file: Path | None, flags: dict[str, Any], nir_file: Path | None,
-                      speedup: float | None, clip: bool,
-                      mac_flags: dict[str, float | int | None]) -> TargetChoice:
+def mac_target_choice(
+    target_file: Path | None,
+    flags: dict[str, Any],
+    nir_file: Path | None,
+    speedup: float | None,
+    clip: bool,
+    mac_flags: dict[str, float | int | None],
+) -> TargetChoice:
     """The MAC-mode target from its flags; the neuron-target options are errors here."""
-    given = [name for name, value in (("--target", target_file), ("--nir", nir_file),
-                                      ("--speedup", speedup)) if value is not None]
+    given = [
+        name
+        for name, value in (("--target", target_file), ("--nir", nir_file), ("--speedup", speedup))
+        if value is not None
+    ]
     given += ["--clip"] if clip else []
     given += [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
     if given:
-        raise CLIError(f"{', '.join(given)} set a neuron target; --mode mac takes the "
-                       "--mac-* options")
+        raise CLIError(
+            f"{', '.join(given)} set a neuron target; --mode mac takes the --mac-* options"
+        )
     from calib.mac import MacTarget
 
     values: dict[str, Any] = {}
-    for flag, field, scale in (("--mac-baseline", "baseline", 1.0),
-                               ("--mac-amplitude", "amplitude", 1.0),
-                               ("--mac-gm-bias", "i_synin_gm", None),
-                               ("--mac-max-tau-syn", "max_tau_syn", 1e-6)):
+    for flag, field, scale in (
+        ("--mac-baseline", "baseline", 1.0),
+        ("--mac-amplitude", "amplitude", 1.0),
+        ("--mac-gm-bias", "i_synin_gm", None),
+        ("--mac-max-tau-syn", "max_tau_syn", 1e-6),
+    ):
         value = mac_flags[flag]
         if value is not None:
             values[field] = value if scale is None else value * scale
@@ -305,7 +402,8 @@ def map_nir_graph(path: Path, speedup: float | None, clip: bool) -> Any:
         warnings.simplefilter("always")
         try:
             mapping = targets_from_nir(
-                path, speedup=DEFAULT_SPEEDUP if speedup is None else speedup, clip=clip)
+                path, speedup=DEFAULT_SPEEDUP if speedup is None else speedup, clip=clip
+            )
         except NirMappingError as error:
             if not error.problems:
                 raise
@@ -313,13 +411,15 @@ def map_nir_graph(path: Path, speedup: float | None, clip: bool) -> Any:
             hints = list(error.problems)
             if error.feasible_speedups is not None:
                 low, high = error.feasible_speedups
-                hints.append(f"--speedup from {low:.4g} to {high:.4g} makes every time "
-                             "constant fit")
+                hints.append(
+                    f"--speedup from {low:.4g} to {high:.4g} makes every time constant fit"
+                )
             hints.append("--clip clips the values into range instead")
             raise CLIError(f"{headline}: {'; '.join(hints)}") from error
     for warning in caught:
-        error_console().print(Text(f"warning: {one_line(str(warning.message))}",
-                                   style="yellow"), soft_wrap=True)
+        error_console().print(
+            Text(f"warning: {one_line(str(warning.message))}", style="yellow"), soft_wrap=True
+        )
     return mapping
 
 
@@ -334,8 +434,9 @@ def nir_provenance(mapping: Any) -> dict[str, Any]:
     }
 
 
-def calibrate_with_progress(device: Any, target: Any, extra: dict[str, Any],
-                            console: Console, mode: str = "host") -> Any:
+def calibrate_with_progress(
+    device: Any, target: Any, extra: dict[str, Any], console: Console, mode: str = "host"
+) -> Any:
     """calibrate() (or, in MAC mode, calibrate_mac()) with a progress bar over its steps (on
     stderr)."""
     from rich.progress import (
@@ -349,9 +450,15 @@ def calibrate_with_progress(device: Any, target: Any, extra: dict[str, Any],
 
     from calib.sequences.calibrate import calibrate
 
-    columns = (SpinnerColumn(), TextColumn("[bold cyan]{task.fields[chip]}"),
-               TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("steps"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold cyan]{task.fields[chip]}"),
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+    )
     step = "start"
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("starting", total=None, chip=device.chip_id)
@@ -368,77 +475,156 @@ def calibrate_with_progress(device: Any, target: Any, extra: dict[str, Any],
                 if mode == CalibrationMode.mac:
                     from calib.mac import calibrate_mac
 
-                    result = calibrate_mac(device, target, progress=on_step,
-                                           provenance_extra=extra)
+                    result = calibrate_mac(device, target, progress=on_step, provenance_extra=extra)
                 else:
-                    result = calibrate(device, target, progress=on_step,
-                                       provenance_extra=extra, mode=mode)
+                    result = calibrate(
+                        device, target, progress=on_step, provenance_extra=extra, mode=mode
+                    )
             except Exception as error:
                 raise CommandFailed(
                     f"calibration of chip {device.chip_id!r} stopped in step {step!r}: "
-                    f"{type(error).__name__}: {error}") from error
+                    f"{type(error).__name__}: {error}"
+                ) from error
         total = progress.tasks[0].total or 1
         progress.update(task, description="done", completed=total, total=total)
     if caught:
         first = caught[0]
-        console.print(Text(
-            f"note: {len(caught)} warning{'s' if len(caught) != 1 else ''} during the "
-            f"calibration, the first: {first.category.__name__}: {one_line(str(first.message))}"
-            f" ({Path(first.filename).name}:{first.lineno})", style="yellow"), soft_wrap=True)
+        console.print(
+            Text(
+                f"note: {len(caught)} warning{'s' if len(caught) != 1 else ''} during the "
+                f"calibration, the first: {first.category.__name__}: {one_line(str(first.message))}"
+                f" ({Path(first.filename).name}:{first.lineno})",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
     return result
 
 
 @app.command(rich_help_panel="Calibrate", cls=TargetFlagsCommand)
 @with_target_flags
 def calibrate(
-    chip: Annotated[str, typer.Option(
-        "--chip", metavar="CHIP", callback=check_chip, rich_help_panel="Chip",
-        help="Chip id: letters, digits, '.', '_' and '-'; the same id is the same chip.")],
-    target_file: Annotated[Path | None, typer.Option(
-        "--target", metavar="FILE.toml", rich_help_panel=TARGET_PANEL,
-        help="TOML file of target fields in µs and CADC LSB; flags below override it.")] = None,
+    chip: Annotated[
+        str,
+        typer.Option(
+            "--chip",
+            metavar="CHIP",
+            callback=check_chip,
+            rich_help_panel="Chip",
+            help="Chip id: letters, digits, '.', '_' and '-'; the same id is the same chip.",
+        ),
+    ],
+    target_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--target",
+            metavar="FILE.toml",
+            rich_help_panel=TARGET_PANEL,
+            help="TOML file of target fields in µs and CADC LSB; flags below override it.",
+        ),
+    ] = None,
     target_flags: dict[str, float | None] | None = None,
-    nir_file: Annotated[Path | None, typer.Option(
-        "--nir", metavar="FILE", rich_help_panel="Target from a NIR graph",
-        help="Calibrate the neurons of a NIR graph (.nir file) instead of a target.")] = None,
-    speedup: Annotated[float | None, typer.Option(
-        "--speedup", metavar="S", rich_help_panel="Target from a NIR graph",
-        help="With --nir: model time / hardware time (default 1000).")] = None,
-    clip: Annotated[bool, typer.Option(
-        "--clip", rich_help_panel="Target from a NIR graph",
-        help="With --nir: clip values that do not fit the chip into range (with a warning) "
-             "instead of refusing the graph.")] = False,
-    mode: Annotated[CalibrationMode, typer.Option(
-        "--mode", rich_help_panel=DEVICE_PANEL,
-        help="host: the spiking neuron calibration driven from the host; embedded: the same "
-             "on the chip's embedded processors (CADC and spike counters only, no host in "
-             "the loop); mac: the non-spiking matrix-multiply mode.")] = CalibrationMode.host,
-    embedded: Annotated[bool, typer.Option(
-        "--embedded", rich_help_panel=DEVICE_PANEL,
-        help="Short for --mode embedded.")] = False,
+    nir_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--nir",
+            metavar="FILE",
+            rich_help_panel="Target from a NIR graph",
+            help="Calibrate the neurons of a NIR graph (.nir file) instead of a target.",
+        ),
+    ] = None,
+    speedup: Annotated[
+        float | None,
+        typer.Option(
+            "--speedup",
+            metavar="S",
+            rich_help_panel="Target from a NIR graph",
+            help="With --nir: model time / hardware time (default 1000).",
+        ),
+    ] = None,
+    clip: Annotated[
+        bool,
+        typer.Option(
+            "--clip",
+            rich_help_panel="Target from a NIR graph",
+            help="With --nir: clip values that do not fit the chip into range (with a warning) "
+            "instead of refusing the graph.",
+        ),
+    ] = False,
+    mode: Annotated[
+        CalibrationMode,
+        typer.Option(
+            "--mode",
+            rich_help_panel=DEVICE_PANEL,
+            help="host: the spiking neuron calibration driven from the host; embedded: the same "
+            "on the chip's embedded processors (CADC and spike counters only, no host in "
+            "the loop); mac: the non-spiking matrix-multiply mode.",
+        ),
+    ] = CalibrationMode.host,
+    embedded: Annotated[
+        bool,
+        typer.Option("--embedded", rich_help_panel=DEVICE_PANEL, help="Short for --mode embedded."),
+    ] = False,
     device_address: DeviceOption = None,
     token_file: TokenFileOption = None,
-    mac_baseline: Annotated[float | None, typer.Option(
-        "--mac-baseline", metavar="LSB", rich_help_panel=MAC_PANEL,
-        help="Membrane reading before integration, CADC LSB (default 120).")] = None,
-    mac_amplitude: Annotated[float | None, typer.Option(
-        "--mac-amplitude", metavar="LSB", rich_help_panel=MAC_PANEL,
-        help="Integrated reading of the reference pattern, CADC LSB (default: the chip's "
-             "median).")] = None,
-    mac_gm_bias: Annotated[int | None, typer.Option(
-        "--mac-gm-bias", metavar="CODE", rich_help_panel=MAC_PANEL,
-        help="Synaptic input transconductance bias (default 450).")] = None,
-    mac_max_tau_syn: Annotated[float | None, typer.Option(
-        "--mac-max-tau-syn", metavar="µs", rich_help_panel=MAC_PANEL,
-        help="Longest synaptic time constant the mode accepts, µs (default 0.6).")] = None,
+    mac_baseline: Annotated[
+        float | None,
+        typer.Option(
+            "--mac-baseline",
+            metavar="LSB",
+            rich_help_panel=MAC_PANEL,
+            help="Membrane reading before integration, CADC LSB (default 120).",
+        ),
+    ] = None,
+    mac_amplitude: Annotated[
+        float | None,
+        typer.Option(
+            "--mac-amplitude",
+            metavar="LSB",
+            rich_help_panel=MAC_PANEL,
+            help="Integrated reading of the reference pattern, CADC LSB (default: the chip's "
+            "median).",
+        ),
+    ] = None,
+    mac_gm_bias: Annotated[
+        int | None,
+        typer.Option(
+            "--mac-gm-bias",
+            metavar="CODE",
+            rich_help_panel=MAC_PANEL,
+            help="Synaptic input transconductance bias (default 450).",
+        ),
+    ] = None,
+    mac_max_tau_syn: Annotated[
+        float | None,
+        typer.Option(
+            "--mac-max-tau-syn",
+            metavar="µs",
+            rich_help_panel=MAC_PANEL,
+            help="Longest synaptic time constant the mode accepts, µs (default 0.6).",
+        ),
+    ] = None,
     store: StoreOption = None,
-    max_failed: Annotated[float, typer.Option(
-        "--max-failed", metavar="FRACTION", min=0.0, max=1.0, rich_help_panel=OUTPUT_PANEL,
-        help="Largest fraction of failed neurons that still counts as a complete "
-             "calibration; above it the command exits 1.")] = DEFAULT_MAX_FAILED,
-    html: Annotated[Path | None, typer.Option(
-        "--html", metavar="FILE", rich_help_panel=OUTPUT_PANEL,
-        help="Also write the HTML report (plots, tables, drift over the chip's history).")
+    max_failed: Annotated[
+        float,
+        typer.Option(
+            "--max-failed",
+            metavar="FRACTION",
+            min=0.0,
+            max=1.0,
+            rich_help_panel=OUTPUT_PANEL,
+            help="Largest fraction of failed neurons that still counts as a complete "
+            "calibration; above it the command exits 1.",
+        ),
+    ] = DEFAULT_MAX_FAILED,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            rich_help_panel=OUTPUT_PANEL,
+            help="Also write the HTML report (plots, tables, drift over the chip's history).",
+        ),
     ] = None,
     mismatch_scale: MismatchOption = 1.0,
     noise_scale: NoiseOption = 1.0,
@@ -460,13 +646,19 @@ def calibrate(
         if mode is not CalibrationMode.host and mode is not CalibrationMode.embedded:
             raise CLIError(f"--embedded is --mode embedded; it contradicts --mode {mode.value}")
         mode = CalibrationMode.embedded
-    mac_flags = {"--mac-baseline": mac_baseline, "--mac-amplitude": mac_amplitude,
-                 "--mac-gm-bias": mac_gm_bias, "--mac-max-tau-syn": mac_max_tau_syn}
+    mac_flags = {
+        "--mac-baseline": mac_baseline,
+        "--mac-amplitude": mac_amplitude,
+        "--mac-gm-bias": mac_gm_bias,
+        "--mac-max-tau-syn": mac_max_tau_syn,
+    }
     if mode is CalibrationMode.mac:
         choice = mac_target_choice(target_file, flags, nir_file, speedup, clip, mac_flags)
         if html is not None:
-            raise CLIError("--html: the HTML report covers neuron calibrations; a MAC "
-                           "calibration prints its summary")
+            raise CLIError(
+                "--html: the HTML report covers neuron calibrations; a MAC "
+                "calibration prints its summary"
+            )
     else:
         given = [flag for flag, value in mac_flags.items() if value is not None]
         if given:
@@ -491,10 +683,15 @@ def calibrate(
     if choice.nir is not None:
         out.print(Text(choice.nir.summary()))
         extra["nir"] = nir_provenance(choice.nir)
-    where = (f"the chip served at {escape(device_address)}" if device_address is not None
-             else f"a {simulation.describe()}")
-    err.print(f"calibrating chip [bold cyan]{escape(chip)}[/] ({mode.value} mode) on {where}, "
-              f"target from {escape(choice.source)}")
+    where = (
+        f"the chip served at {escape(device_address)}"
+        if device_address is not None
+        else f"a {simulation.describe()}"
+    )
+    err.print(
+        f"calibrating chip [bold cyan]{escape(chip)}[/] ({mode.value} mode) on {where}, "
+        f"target from {escape(choice.source)}"
+    )
     try:
         result = calibrate_with_progress(device, choice.target, extra, err, mode.value)
     finally:
@@ -505,8 +702,10 @@ def calibrate(
         out.print(f"stored as run [bold]{run_id}[/] in {escape(results.location)}")
         failed = 1.0 - float(np.mean(result.neuron_success))
         if failed > max_failed:
-            err.print(f"[bold red]calibration incomplete:[/] {100 * failed:.1f} % of the "
-                      f"neurons failed (allowed: {100 * max_failed:.1f} %, see --max-failed)")
+            err.print(
+                f"[bold red]calibration incomplete:[/] {100 * failed:.1f} % of the "
+                f"neurons failed (allowed: {100 * max_failed:.1f} %, see --max-failed)"
+            )
             raise typer.Exit(int(ExitCode.INCOMPLETE))
         return
 
@@ -519,8 +718,10 @@ def calibrate(
         out.print(f"HTML report: {escape(str(path))}")
     failed = 1.0 - float(np.mean(result.success))
     if failed > max_failed:
-        err.print(f"[bold red]calibration incomplete:[/] {100 * failed:.1f} % of the neurons "
-                  f"failed (allowed: {100 * max_failed:.1f} %, see --max-failed)")
+        err.print(
+            f"[bold red]calibration incomplete:[/] {100 * failed:.1f} % of the neurons "
+            f"failed (allowed: {100 * max_failed:.1f} %, see --max-failed)"
+        )
         raise typer.Exit(int(ExitCode.INCOMPLETE))
 
 
@@ -529,20 +730,28 @@ def calibrate(
 
 def provenance_lines(result: NeuronResult, run_id: str) -> list[str]:
     extra = result.provenance.extra
-    lines = [f"run {run_id} · target {result.target.fingerprint()}"
-             f" ({extra.get('target_source', 'set through the API')})"]
+    lines = [
+        f"run {run_id} · target {result.target.fingerprint()}"
+        f" ({extra.get('target_source', 'set through the API')})"
+    ]
     if "simulation" in extra:
         lines.append(f"device: {Simulation.stored_with(result).describe()}")
     nir = extra.get("nir")
     if nir:
-        lines.append(f"NIR graph {nir.get('graph_name')!r} ({nir.get('content_hash')}), "
-                     f"speed-up {nir.get('speedup')}, {nir.get('neuron_count')} neurons")
+        lines.append(
+            f"NIR graph {nir.get('graph_name')!r} ({nir.get('content_hash')}), "
+            f"speed-up {nir.get('speedup')}, {nir.get('neuron_count')} neurons"
+        )
     return lines
 
 
 @app.command(rich_help_panel="Inspect")
-def show(chip: ChipArgument, run: RunOption = None, store: StoreOption = None,
-         as_json: JsonOption = False) -> None:
+def show(
+    chip: ChipArgument,
+    run: RunOption = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Summary of a chip's newest (or a given) calibration: targets, medians, spreads, failures."""
     results = open_store(store)
     if run is None:
@@ -575,21 +784,29 @@ def show_mac(results: ResultsStore, chip: str, run_id: str, as_json: bool) -> No
     if not isinstance(result, MacResult):
         raise CLIError(f"run {run_id} of chip {chip!r} is not a MAC calibration")
     if as_json:
-        print_json({
-            "chip": result.chip_id, "run_id": run_id, "kind": MAC_RESULT_KIND,
-            "target_fingerprint": result.target.fingerprint(),
-            "neuron_success_fraction": float(np.mean(result.neuron_success)),
-            "driver_success_fraction": float(np.mean(result.driver_success)),
-            "failures": {str(key): value for key, value in result.failures().items()},
-        })
+        print_json(
+            {
+                "chip": result.chip_id,
+                "run_id": run_id,
+                "kind": MAC_RESULT_KIND,
+                "target_fingerprint": result.target.fingerprint(),
+                "neuron_success_fraction": float(np.mean(result.neuron_success)),
+                "driver_success_fraction": float(np.mean(result.driver_success)),
+                "failures": {str(key): value for key, value in result.failures().items()},
+            }
+        )
         return
     out = output_console()
     out.print(Text(f"run {run_id} · MAC target {result.target.fingerprint()}", style="dim"))
     out.print(Text(result.summary()))
     failures = result.failures()
     if failures:
-        out.print(Text(f"{len(failures)} failures, the first: "
-                       + "; ".join(f"{key}: {why}" for key, why in list(failures.items())[:3])))
+        out.print(
+            Text(
+                f"{len(failures)} failures, the first: "
+                + "; ".join(f"{key}: {why}" for key, why in list(failures.items())[:3])
+            )
+        )
 
 
 def result_document(result: NeuronResult, run_id: str) -> dict[str, Any]:
@@ -627,8 +844,10 @@ def result_document(result: NeuronResult, run_id: str) -> dict[str, Any]:
             }
             for row in summary.rows
         },
-        "failures": [{"neurons": list(group.neurons), "reason": group.label}
-                     for group in summary.failure_groups],
+        "failures": [
+            {"neurons": list(group.neurons), "reason": group.label}
+            for group in summary.failure_groups
+        ],
     }
 
 
@@ -669,11 +888,17 @@ class RunRow:
             quantities = dict(attrs.get("quantities") or {})
             stale = [name for name, item in quantities.items() if item.get("stale")]
             return cls(
-                saved=saved, run_id=info.run_id, kind="check",
-                target=str(attrs.get("checked_target_fingerprint") or "-"), success=None,
-                holds=bool(attrs.get("holds")), hardware_time=None,
-                source=(f"check of {attrs.get('checked_run') or '-'}"
-                        + (f"; stale: {', '.join(stale)}" if stale else "")),
+                saved=saved,
+                run_id=info.run_id,
+                kind="check",
+                target=str(attrs.get("checked_target_fingerprint") or "-"),
+                success=None,
+                holds=bool(attrs.get("holds")),
+                hardware_time=None,
+                source=(
+                    f"check of {attrs.get('checked_run') or '-'}"
+                    + (f"; stale: {', '.join(stale)}" if stale else "")
+                ),
                 checked_run=attrs.get("checked_run"),
                 quantities=quantities,
             )
@@ -691,8 +916,9 @@ class RunRow:
             success=(n_neurons - failed) / n_neurons if n_neurons else float("nan"),
             holds=None,
             hardware_time=(provenance.get("device_stats") or {}).get("hardware_time"),
-            source=(f"NIR {nir.get('graph_name')}" if nir
-                    else str(extra.get("target_source", "-"))),
+            source=(
+                f"NIR {nir.get('graph_name')}" if nir else str(extra.get("target_source", "-"))
+            ),
             quantities={},
         )
 
@@ -704,27 +930,40 @@ class RunRow:
     def cells(self) -> tuple[str, ...]:
         from reports.units import format_duration
 
-        return (self.saved, self.run_id, self.kind, self.target, self.outcome(),
-                format_duration(self.hardware_time), self.source)
+        return (
+            self.saved,
+            self.run_id,
+            self.kind,
+            self.target,
+            self.outcome(),
+            format_duration(self.hardware_time),
+            self.source,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {
-            "saved": self.saved, "run_id": self.run_id, "kind": self.kind,
+            "saved": self.saved,
+            "run_id": self.run_id,
+            "kind": self.kind,
             "target_fingerprint": None if self.target == "-" else self.target,
         }
         if self.kind == "check":
-            document.update(holds=self.holds, quantities=self.quantities,
-                            detail=self.source)
+            document.update(holds=self.holds, quantities=self.quantities, detail=self.source)
         else:
-            document.update(success_fraction=self.success, hardware_time_s=self.hardware_time,
-                            target_source=self.source)
+            document.update(
+                success_fraction=self.success,
+                hardware_time_s=self.hardware_time,
+                target_source=self.source,
+            )
         return document
 
 
 HISTORY_COLUMNS = (
     Column("saved (UTC)", priority=10),  # the run id starts with the same time: dropped first
-    Column("run id", priority=ESSENTIAL), Column("kind", priority=ESSENTIAL),
-    Column("target", priority=40), Column("success", justify="right", priority=ESSENTIAL),
+    Column("run id", priority=ESSENTIAL),
+    Column("kind", priority=ESSENTIAL),
+    Column("target", priority=40),
+    Column("success", justify="right", priority=ESSENTIAL),
     Column("hw time", justify="right", priority=20),
     Column("target from / note", wrap=True, min_width=16, priority=30),
 )
@@ -734,15 +973,15 @@ def history_runs(store: ResultsStore, chip: str) -> list[RunInfo]:
     """The calibrations and checks of `chip`, oldest first; a usage error when it has no
     calibration."""
     neuron_runs(store, chip)  # the error naming the known chips when there is none
-    return [info for info in store.history(chip)
-            if info.kind in (NEURON_RESULT_KIND, CHECK_KIND)]
+    return [info for info in store.history(chip) if info.kind in (NEURON_RESULT_KIND, CHECK_KIND)]
 
 
 @app.command(rich_help_panel="Inspect")
 def history(
     chip: ChipArgument,
-    limit: Annotated[int | None, typer.Option(
-        "--limit", "-n", min=1, help="Show only the newest N runs.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Show only the newest N runs.")
+    ] = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -752,8 +991,14 @@ def history(
     shown = runs if limit is None else runs[-limit:]
     rows = [RunRow.of(info) for info in shown]
     if as_json:
-        print_json({"chip": chip, "store": results.location, "runs_stored": len(runs),
-                    "runs": [row.to_dict() for row in rows]})
+        print_json(
+            {
+                "chip": chip,
+                "store": results.location,
+                "runs_stored": len(runs),
+                "runs": [row.to_dict() for row in rows],
+            }
+        )
         return
     out = output_console()
     cells = []
@@ -766,9 +1011,11 @@ def history(
             text[-1] = text[-1].replace(f"check of {calibration}", "checks the calibration above")
         cells.append([escape(cell) for cell in text])
     checks = sum(1 for info in runs if info.kind == CHECK_KIND)
-    title = (f"history of chip {escape(chip)}: {len(runs) - checks} calibration"
-             f"{'s' if len(runs) - checks != 1 else ''}, {checks} check"
-             f"{'s' if checks != 1 else ''}")
+    title = (
+        f"history of chip {escape(chip)}: {len(runs) - checks} calibration"
+        f"{'s' if len(runs) - checks != 1 else ''}, {checks} check"
+        f"{'s' if checks != 1 else ''}"
+    )
     out.print(fitted_table(out, HISTORY_COLUMNS, cells, title=title, collapse_padding=True))
 
 
@@ -779,25 +1026,40 @@ class ExportFormat(StrEnum):
     target = "target"
 
 
-
 @app.command(rich_help_panel="Inspect")
 def export(
     chip: ChipArgument,
-    export_format: Annotated[ExportFormat, typer.Option(
-        "--format", "-f", case_sensitive=False,
-        help="json: arrays as lists and all metadata; netcdf: an xarray dataset "
-             "(h5netcdf) with neuron and quadrant dimensions; zarr (with --history): a zarr "
-             "v3 store; target: the calibration's target as a TOML target file (µs, CADC "
-             "LSB) for --target.")],
-
+    export_format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            case_sensitive=False,
+            help="json: arrays as lists and all metadata; netcdf: an xarray dataset "
+            "(h5netcdf) with neuron and quadrant dimensions; zarr (with --history): a zarr "
+            "v3 store; target: the calibration's target as a TOML target file (µs, CADC "
+            "LSB) for --target.",
+        ),
+    ],
     run: RunOption = None,
-    history_export: Annotated[bool, typer.Option(
-        "--history", help="Every calibration of the chip as one dataset with dimensions "
-                          "(run, neuron); --format netcdf or zarr.")] = False,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", metavar="FILE",
-        help="Where to write. Default: JSON and target files to stdout, netCDF to "
-             "CHIP-RUN.nc here.")] = None,
+    history_export: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="Every calibration of the chip as one dataset with dimensions "
+            "(run, neuron); --format netcdf or zarr.",
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Where to write. Default: JSON and target files to stdout, netCDF to "
+            "CHIP-RUN.nc here.",
+        ),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Export a stored calibration as JSON, netCDF or a target file, or the chip's history
@@ -819,9 +1081,13 @@ def export(
     if export_format is ExportFormat.target:
         from calib.cli.target_file import target_to_toml
 
-        text = target_to_toml(result.target, header=(
-            f"target of run {run_id} of chip {chip} (fingerprint "
-            f"{result.target.fingerprint()}); potentials in CADC LSB, times in µs"))
+        text = target_to_toml(
+            result.target,
+            header=(
+                f"target of run {run_id} of chip {chip} (fingerprint "
+                f"{result.target.fingerprint()}); potentials in CADC LSB, times in µs"
+            ),
+        )
         if output is None:
             typer.echo(text, nl=False)
             return
@@ -844,17 +1110,28 @@ def _check_table(report: Any) -> Table:
     from calib.core.plans import PLANS
 
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column, justify in (("quantity", "left"), ("unit", "left"), ("checked", "right"),
-                            ("median shift", "right"), ("spread now", "right"),
-                            ("tolerance", "right"), ("out of tol.", "right"), ("", "left")):
+    for column, justify in (
+        ("quantity", "left"),
+        ("unit", "left"),
+        ("checked", "right"),
+        ("median shift", "right"),
+        ("spread now", "right"),
+        ("tolerance", "right"),
+        ("out of tol.", "right"),
+        ("", "left"),
+    ):
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for check in report.quantities.values():
         unit = cli_unit(check.name) if check.name in PLANS.quantities() else None
         scale = unit.to_si if unit else 1.0
         table.add_row(
-            check.name, unit.label if unit else "", str(check.checked_neurons),
-            f"{check.median_shift / scale:+.3g}", f"{check.spread / scale:.3g}",
-            f"{check.tolerance / scale:.3g}", f"{100 * check.out_of_tolerance:.1f} %",
+            check.name,
+            unit.label if unit else "",
+            str(check.checked_neurons),
+            f"{check.median_shift / scale:+.3g}",
+            f"{check.spread / scale:.3g}",
+            f"{check.tolerance / scale:.3g}",
+            f"{100 * check.out_of_tolerance:.1f} %",
             Text("STALE", style="bold red") if check.stale else Text("ok", style="green"),
         )
     return table
@@ -887,8 +1164,10 @@ def check_document(report: Any, record: Any, run_id: str, saved_as: str | None) 
         "device_runs": report.runs,
         "saved_as": saved_as,
         "simulation": record.extra.get("simulation"),
-        "quantities": {name: {"unit": specs[name].unit if name in specs else None, **item}
-                       for name, item in attrs["quantities"].items()},
+        "quantities": {
+            name: {"unit": specs[name].unit if name in specs else None, **item}
+            for name, item in attrs["quantities"].items()
+        },
     }
 
 
@@ -902,10 +1181,15 @@ def check(
     noise_scale: NoiseOption = None,
     seed: SeedOption = None,
     faults: FaultsOption = None,
-    save: Annotated[bool, typer.Option(
-        "--save/--no-save", rich_help_panel=OUTPUT_PANEL,
-        help="Store the check (per quantity: median shift, spread, out-of-tolerance "
-             "fraction) in the chip's history.")] = True,
+    save: Annotated[
+        bool,
+        typer.Option(
+            "--save/--no-save",
+            rich_help_panel=OUTPUT_PANEL,
+            help="Store the check (per quantity: median shift, spread, out-of-tolerance "
+            "fraction) in the chip's history.",
+        ),
+    ] = True,
     as_json: JsonOption = False,
     device_address: DeviceOption = None,
     token_file: TokenFileOption = None,
@@ -920,19 +1204,25 @@ def check(
 
     results = open_store(store)
     result, run_id = load_result(results, chip, run)
-    overrides = {"drift_hours": drift_hours, "mismatch_scale": mismatch_scale,
-                 "noise_scale": noise_scale, "seed": seed, "faults": faults}
+    overrides = {
+        "drift_hours": drift_hours,
+        "mismatch_scale": mismatch_scale,
+        "noise_scale": noise_scale,
+        "seed": seed,
+        "faults": faults,
+    }
     out = output_console()
     if device_address is not None:
         given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
         if given:
-            raise CLIError(f"{', '.join(given)} describe a simulated chip; with --device they "
-                           "apply where the chip is served ('calib serve')")
+            raise CLIError(
+                f"{', '.join(given)} describe a simulated chip; with --device they "
+                "apply where the chip is served ('calib serve')"
+            )
         from device_remote import open_device
 
         device = open_device(device_address, chip, token_file=token_file)
-        described: dict[str, Any] = {"device": {"backend": "remote",
-                                                "address": device_address}}
+        described: dict[str, Any] = {"device": {"backend": "remote", "address": device_address}}
         where = f"the chip served at {device_address}"
     else:
         if token_file is not None:
@@ -953,19 +1243,28 @@ def check(
     saved_as = results.save(record) if save else None
     hint = recalibrate_hint(chip, result, store)
     if as_json:
-        print_json({**check_document(report, record, run_id, saved_as),
-                    "recalibrate": None if report.holds else hint})
+        print_json(
+            {
+                **check_document(report, record, run_id, saved_as),
+                "recalibrate": None if report.holds else hint,
+            }
+        )
     else:
         out.print(_check_table(report))
         if saved_as is not None:
             out.print(Text(f"stored as check {saved_as}", style="dim"))
         if report.holds:
-            out.print(f"[bold green]holds[/]: chip {escape(chip)} still matches run {run_id} "
-                      f"({report.runs} device runs)")
+            out.print(
+                f"[bold green]holds[/]: chip {escape(chip)} still matches run {run_id} "
+                f"({report.runs} device runs)"
+            )
         else:
-            out.print(f"[bold red]drifted[/]: {', '.join(report.stale)} moved away from the "
-                      f"target ({report.runs} device runs); recalibrate with "
-                      f"'{escape(hint)}'", soft_wrap=True)
+            out.print(
+                f"[bold red]drifted[/]: {', '.join(report.stale)} moved away from the "
+                f"target ({report.runs} device runs); recalibrate with "
+                f"'{escape(hint)}'",
+                soft_wrap=True,
+            )
     if not report.holds:
         raise typer.Exit(int(ExitCode.INCOMPLETE))
 
@@ -974,12 +1273,22 @@ def check(
 def report(
     chip: ChipArgument,
     run: RunOption = None,
-    html: Annotated[Path | None, typer.Option(
-        "--html", metavar="FILE",
-        help="Where to write the HTML report (default: calib-report-CHIP.html here).")] = None,
-    history_runs: Annotated[int, typer.Option(
-        "--history", metavar="N", min=1,
-        help="Earlier runs of the same target shown in the drift plots.")
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="Where to write the HTML report (default: calib-report-CHIP.html here).",
+        ),
+    ] = None,
+    history_runs: Annotated[
+        int,
+        typer.Option(
+            "--history",
+            metavar="N",
+            min=1,
+            help="Earlier runs of the same target shown in the drift plots.",
+        ),
     ] = DEFAULT_HISTORY_IN_REPORT,
     store: StoreOption = None,
 ) -> None:
@@ -992,8 +1301,9 @@ def report(
     for line in provenance_lines(result, run_id):
         out.print(Text(line, style="dim"))
     render_summary(result, out)
-    path = write_report(results, chip, run_id, result,
-                        html or Path(f"calib-report-{chip}.html"), history_runs)
+    path = write_report(
+        results, chip, run_id, result, html or Path(f"calib-report-{chip}.html"), history_runs
+    )
     out.print(f"HTML report: {escape(str(path))}")
 
 
@@ -1008,22 +1318,45 @@ def chips(store: StoreOption = None, as_json: JsonOption = False) -> None:
         if not runs:
             continue
         checks = [info for info in infos if info.kind == CHECK_KIND]
-        entries.append((chip_id, len(runs), RunRow.of(runs[-1]),
-                        RunRow.of(checks[-1]) if checks else None))
+        entries.append(
+            (chip_id, len(runs), RunRow.of(runs[-1]), RunRow.of(checks[-1]) if checks else None)
+        )
     if as_json:
-        print_json({"store": results.location, "chips": [
-            {"chip": chip_id, "calibrations": count, "newest": newest.to_dict(),
-             "newest_check": None if last_check is None else last_check.to_dict()}
-            for chip_id, count, newest, last_check in entries]})
+        print_json(
+            {
+                "store": results.location,
+                "chips": [
+                    {
+                        "chip": chip_id,
+                        "calibrations": count,
+                        "newest": newest.to_dict(),
+                        "newest_check": None if last_check is None else last_check.to_dict(),
+                    }
+                    for chip_id, count, newest, last_check in entries
+                ],
+            }
+        )
         return
     out = output_console()
-    columns = (Column("chip", priority=ESSENTIAL), Column("runs", "right", priority=60),
-               Column("newest (UTC)", priority=50), Column("newest run", priority=ESSENTIAL),
-               Column("success", "right", priority=ESSENTIAL),
-               Column("last check", priority=40))
-    rows = [[escape(chip_id), str(count), newest.saved, newest.run_id, newest.outcome(),
-             "-" if last_check is None else f"{last_check.saved} {last_check.outcome()}"]
-            for chip_id, count, newest, last_check in entries]
+    columns = (
+        Column("chip", priority=ESSENTIAL),
+        Column("runs", "right", priority=60),
+        Column("newest (UTC)", priority=50),
+        Column("newest run", priority=ESSENTIAL),
+        Column("success", "right", priority=ESSENTIAL),
+        Column("last check", priority=40),
+    )
+    rows = [
+        [
+            escape(chip_id),
+            str(count),
+            newest.saved,
+            newest.run_id,
+            newest.outcome(),
+            "-" if last_check is None else f"{last_check.saved} {last_check.outcome()}",
+        ]
+        for chip_id, count, newest, last_check in entries
+    ]
     out.print(fitted_table(out, columns, rows, title=f"chips in {escape(results.location)}"))
 
 
@@ -1040,8 +1373,12 @@ def targets() -> None:
     from calib.core.plans import quantity_spec
     from calib.core.targets import NeuronTarget
 
-    table = Table(title="target fields (command line: --NAME with '-' for '_'; TOML: NAME = "
-                  "value)", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    table = Table(
+        title="target fields (command line: --NAME with '-' for '_'; TOML: NAME = value)",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+    )
     for column in ("field", "unit", "default", "allowed", "success tolerance"):
         table.add_column(column, justify="right" if column == "default" else "left")
     defaults = target_as_cli_values(NeuronTarget())
@@ -1051,11 +1388,17 @@ def targets() -> None:
             tolerance = "not calibrated"
         else:
             spec = quantity_spec(name)
-            tolerance = (f"± {100 * spec.tolerance:g} %" if spec.relative
-                         else f"± {spec.tolerance:g} {cli_unit(name).label}")
+            tolerance = (
+                f"± {100 * spec.tolerance:g} %"
+                if spec.relative
+                else f"± {spec.tolerance:g} {cli_unit(name).label}"
+            )
         default = defaults[name]
-        table.add_row(name, cli_unit(name).label,
-                      default if isinstance(default, str) else f"{default:g}",
-                      f"{low:g}..{high:g}", tolerance)
+        table.add_row(
+            name,
+            cli_unit(name).label,
+            default if isinstance(default, str) else f"{default:g}",
+            f"{low:g}..{high:g}",
+            tolerance,
+        )
     output_console().print(table)
-

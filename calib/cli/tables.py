@@ -37,24 +37,40 @@ def _width(cell: Any) -> int:
     return Text.from_markup(str(cell)).cell_len
 
 
-def _build(columns: Sequence[Column], rows: Sequence[Sequence[Any]], keep: Sequence[int],
-           caption: str | None, measuring: bool = False, **table_options: Any) -> Table:
+def _build(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Any]],
+    keep: Sequence[int],
+    caption: str | None,
+    measuring: bool = False,
+    **table_options: Any,
+) -> Table:
     """The table of the `keep` columns; `measuring`: free-text cells cut to their column's
     minimum width, since rich measures a cell by its longest word, which folds anyway."""
-    options = {"header_style": "bold", "box": box.SIMPLE_HEAD, "pad_edge": False,
-               "title_justify": "left", "caption_justify": "left", **table_options}
+    options = {
+        "header_style": "bold",
+        "box": box.SIMPLE_HEAD,
+        "pad_edge": False,
+        "title_justify": "left",
+        "caption_justify": "left",
+        **table_options,
+    }
     table = Table(caption=caption, **options)
     for index in keep:
         column = columns[index]
         # a column that must not be cut asks for its widest cell: rich keeps it whole
         natural = max([cell_len(column.header), *(_width(row[index]) for row in rows)])
-        table.add_column(column.header, justify=column.justify,  # type: ignore[arg-type]
-                         no_wrap=not column.wrap,
-                         min_width=column.min_width if column.wrap else natural,
-                         overflow="fold" if column.wrap else "ignore")
+        table.add_column(
+            column.header,
+            justify=column.justify,  # type: ignore[arg-type]
+            no_wrap=not column.wrap,
+            min_width=column.min_width if column.wrap else natural,
+            overflow="fold" if column.wrap else "ignore",
+        )
     for row in rows:
-        table.add_row(*(_measured(row[index], columns[index]) if measuring else row[index]
-                        for index in keep))
+        table.add_row(
+            *(_measured(row[index], columns[index]) if measuring else row[index] for index in keep)
+        )
     return table
 
 
@@ -62,11 +78,17 @@ def _measured(cell: Any, column: Column) -> Any:
     if not column.wrap or column.min_width is None:
         return cell
     text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
-    return text[:column.min_width]
+    return text[: column.min_width]
 
 
-def fitted_table(console: Console, columns: Sequence[Column], rows: Sequence[Sequence[Any]],
-                 *, caption: str | None = None, **table_options: Any) -> Table:
+def fitted_table(
+    console: Console,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Any]],
+    *,
+    caption: str | None = None,
+    **table_options: Any,
+) -> Table:
     """A table of `rows` that fits `console.width`, leaving out low-priority columns."""
     keep = list(range(len(columns)))
     dropped: list[str] = []
@@ -83,8 +105,10 @@ def fitted_table(console: Console, columns: Sequence[Column], rows: Sequence[Seq
         keep.remove(victim)
         dropped.append(columns[victim].header)
     if dropped:
-        note = (f"left out for the width of {console.width} columns: "
-                f"{', '.join(reversed(dropped))} (see --json)")
+        note = (
+            f"left out for the width of {console.width} columns: "
+            f"{', '.join(reversed(dropped))} (see --json)"
+        )
         caption = f"{caption}\n{note}" if caption else note
     return _build(columns, rows, keep, caption, **table_options)
 

@@ -109,18 +109,25 @@ def _checked_scalar(name: str, where: str, value: Any) -> float:
 def _checked(name: str, where: str, value: Any) -> float | np.ndarray:
     """A field's value in command-line units, checked against its range."""
     if (setting := setting_spec(name)) is not None:
-        if isinstance(value, bool) or not isinstance(value, int) or not (
-                setting.low <= value <= setting.high):
-            raise ValueError(f"{where} = {value!r} is outside the allowed range "
-                             f"{setting.low}..{setting.high} (an integer, {setting.unit})")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not (setting.low <= value <= setting.high)
+        ):
+            raise ValueError(
+                f"{where} = {value!r} is outside the allowed range "
+                f"{setting.low}..{setting.high} (an integer, {setting.unit})"
+            )
         return value
     if isinstance(value, list | tuple | np.ndarray):
         values = list(value)
         if len(values) != N_NEURONS:
-            raise ValueError(f"{where}: a per-neuron target needs {N_NEURONS} values, "
-                             f"got {len(values)}")
-        return np.array([_checked_scalar(name, f"{where}[{index}]", item)
-                         for index, item in enumerate(values)])
+            raise ValueError(
+                f"{where}: a per-neuron target needs {N_NEURONS} values, got {len(values)}"
+            )
+        return np.array(
+            [_checked_scalar(name, f"{where}[{index}]", item) for index, item in enumerate(values)]
+        )
     return _checked_scalar(name, where, value)
 
 
@@ -179,20 +186,25 @@ def read_target_file(path: str | Path) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text (byte {error.start}); a target file is "
-                         "TOML in UTF-8") from None
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {error.start}); a target file is TOML in UTF-8"
+        ) from None
     depth = _nesting(text)
     if depth > MAX_TARGET_FILE_NESTING:
-        raise ValueError(f"{path}: values nested {depth} deep; a target file holds numbers and "
-                         f"lists of numbers (at most {MAX_TARGET_FILE_NESTING} levels)")
+        raise ValueError(
+            f"{path}: values nested {depth} deep; a target file holds numbers and "
+            f"lists of numbers (at most {MAX_TARGET_FILE_NESTING} levels)"
+        )
     try:
         data = tomllib.loads(text, parse_float=_parse_float)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not a valid TOML target file: {error}") from None
     for key, value in data.items():
         if isinstance(value, dict):
-            raise ValueError(f"{path}: unknown key {key!r} (a table); a target file holds "
-                             f"only the fields {', '.join(target_fields())}")
+            raise ValueError(
+                f"{path}: unknown key {key!r} (a table); a target file holds "
+                f"only the fields {', '.join(target_fields())}"
+            )
     return data
 
 
@@ -251,8 +263,11 @@ def _exact_cli_text(value: float, to_si: float) -> str:
     if to_si != 1.0:
         number = number / Decimal(repr(to_si))
     text = str(number)
-    return text if any(mark in text for mark in ".eE") or "inf" in text or "nan" in text \
+    return (
+        text
+        if any(mark in text for mark in ".eE") or "inf" in text or "nan" in text
         else f"{text}.0"
+    )
 
 
 def target_to_toml(target: NeuronTarget, *, header: str | None = None) -> str:
@@ -269,7 +284,7 @@ def target_to_toml(target: NeuronTarget, *, header: str | None = None) -> str:
         unit = cli_unit(name)
         if isinstance(value, np.ndarray):
             items = [_exact_cli_text(float(item), unit.to_si) for item in value]
-            rows = [", ".join(items[start:start + 8]) for start in range(0, len(items), 8)]
+            rows = [", ".join(items[start : start + 8]) for start in range(0, len(items), 8)]
             lines.append(f"{name} = [  # {unit.label}, one value per neuron")
             lines.extend(f"    {row}," for row in rows)
             lines.append("]")

@@ -49,9 +49,11 @@ def target_option(name: str) -> Any:
     spec = PLANS.quantities().get(name)
     shown = (spec.unset if spec is not None else "unset") if default is None else f"{default:g}"
     return typer.Option(
-        flag_name(name), metavar=unit.label,
+        flag_name(name),
+        metavar=unit.label,
         help=f"{name} in {unit.label} ({low:g}..{high:g}; default {shown}).",
-        rich_help_panel=TARGET_PANEL, show_default=False,
+        rich_help_panel=TARGET_PANEL,
+        show_default=False,
     )
 
 
@@ -71,13 +73,19 @@ def _flag_signature(names: tuple[str, ...]) -> Callable[..., None]:
         raise NotImplementedError("only the signature is used")
 
     settings = PLANS.settings()
-    parameters = [inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=None,
-        annotation=Annotated[(int if name in settings else float) | None, target_option(name)])
-        for name in names]
+    parameters = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[(int if name in settings else float) | None, target_option(name)],
+        )
+        for name in names
+    ]
     target_flags.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    target_flags.__annotations__ = {parameter.name: parameter.annotation
-                                    for parameter in parameters}
+    target_flags.__annotations__ = {
+        parameter.name: parameter.annotation for parameter in parameters
+    }
     return target_flags
 
 
@@ -115,8 +123,9 @@ class _WithTargetFlags:
     """`command` with its `target_flags` parameter hidden from typer and filled at call time."""
 
     def __init__(self, command: Callable[..., Any]) -> None:
-        functools.update_wrapper(self, command, assigned=("__module__", "__name__",
-                                                          "__qualname__", "__doc__"))
+        functools.update_wrapper(
+            self, command, assigned=("__module__", "__name__", "__qualname__", "__doc__")
+        )
         self.command = command
         signature = inspect.signature(command)
         if FLAGS_PARAMETER not in signature.parameters:
@@ -125,9 +134,13 @@ class _WithTargetFlags:
     @property
     def __signature__(self) -> inspect.Signature:
         signature = inspect.signature(self.command, eval_str=True)
-        return signature.replace(parameters=[
-            parameter for parameter in signature.parameters.values()
-            if parameter.name != FLAGS_PARAMETER])
+        return signature.replace(
+            parameters=[
+                parameter
+                for parameter in signature.parameters.values()
+                if parameter.name != FLAGS_PARAMETER
+            ]
+        )
 
     @property  # type: ignore[override]
     def __annotations__(self) -> dict[str, Any]:
@@ -145,8 +158,11 @@ class _WithTargetFlags:
 
 def _click_globals() -> Any:
     """click's context globals as typer uses them (typer >= 0.22 bundles its own click)."""
-    core = next(base for base in typer.Context.__mro__ if base.__name__ == "Context"
-                and base is not typer.Context).__module__
+    core = next(
+        base
+        for base in typer.Context.__mro__
+        if base.__name__ == "Context" and base is not typer.Context
+    ).__module__
     return import_module(core.rsplit(".", 1)[0] + ".globals")
 
 

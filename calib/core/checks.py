@@ -44,10 +44,14 @@ class QuantityDrift:
     stale: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"median_shift": _plain(self.median_shift), "spread": _plain(self.spread),
-                "out_of_tolerance": _plain(self.out_of_tolerance),
-                "tolerance": _plain(self.tolerance), "checked_neurons": self.checked_neurons,
-                "stale": self.stale}
+        return {
+            "median_shift": _plain(self.median_shift),
+            "spread": _plain(self.spread),
+            "out_of_tolerance": _plain(self.out_of_tolerance),
+            "tolerance": _plain(self.tolerance),
+            "checked_neurons": self.checked_neurons,
+            "stale": self.stale,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuantityDrift:
@@ -90,8 +94,10 @@ class CheckRecord:
 
     def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(arrays, attrs) for the results store."""
-        arrays = {f"measured/{name}": np.asarray(values, dtype=np.float64)
-                  for name, values in self.measured.items()}
+        arrays = {
+            f"measured/{name}": np.asarray(values, dtype=np.float64)
+            for name, values in self.measured.items()
+        }
         attrs = {
             "kind": CHECK_KIND,
             "record_version": CHECK_VERSION,
@@ -103,32 +109,45 @@ class CheckRecord:
             "holds": self.holds,
             "quantities": {name: item.to_dict() for name, item in self.quantities.items()},
             "extra": dict(self.extra),
-            "array_meta": array_meta(arrays, {
-                path: (["neuron"], _units(path.partition("/")[2]),
-                       f"{path.partition('/')[2]} measured by the check")
-                for path in arrays}),
+            "array_meta": array_meta(
+                arrays,
+                {
+                    path: (
+                        ["neuron"],
+                        _units(path.partition("/")[2]),
+                        f"{path.partition('/')[2]} measured by the check",
+                    )
+                    for path in arrays
+                },
+            ),
         }
         return arrays, attrs
 
     @classmethod
-    def from_record(cls, arrays: Mapping[str, np.ndarray],
-                    attrs: Mapping[str, Any]) -> CheckRecord:
+    def from_record(cls, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> CheckRecord:
         if attrs.get("kind") != CHECK_KIND:
             raise ValueError(f"record kind {attrs.get('kind')!r} is not {CHECK_KIND!r}")
         version = int(attrs.get("record_version", 1))
         if version > CHECK_VERSION:
-            raise ValueError(f"check record version {version} is newer than this version of "
-                             f"calib reads ({CHECK_VERSION})")
-        measured = {path.partition("/")[2]: np.asarray(values)
-                    for path, values in arrays.items() if path.startswith("measured/")}
+            raise ValueError(
+                f"check record version {version} is newer than this version of "
+                f"calib reads ({CHECK_VERSION})"
+            )
+        measured = {
+            path.partition("/")[2]: np.asarray(values)
+            for path, values in arrays.items()
+            if path.startswith("measured/")
+        }
         return cls(
             chip_id=str(attrs["chip_id"]),
             checked_run=attrs.get("checked_run"),
             target_fingerprint=str(attrs.get("checked_target_fingerprint", "")),
             created=str(attrs.get("created", "")),
             runs=int(attrs.get("runs", 0)),
-            quantities={name: QuantityDrift.from_dict(item)
-                        for name, item in (attrs.get("quantities") or {}).items()},
+            quantities={
+                name: QuantityDrift.from_dict(item)
+                for name, item in (attrs.get("quantities") or {}).items()
+            },
             measured=measured,
             extra=dict(attrs.get("extra") or {}),
         )

@@ -50,8 +50,10 @@ class Failure:
         """One line a person can read: 'tau_mem: reached 11.2 µs, target 10 µs ± 1 µs'."""
         kind = self.kind
         if kind is FailureKind.OUT_OF_TOLERANCE:
-            detail = (f"reached {_number(self.value, self.unit)}, target "
-                      f"{_number(self.target, self.unit)} ± {_number(self.tolerance, self.unit)}")
+            detail = (
+                f"reached {_number(self.value, self.unit)}, target "
+                f"{_number(self.target, self.unit)} ± {_number(self.tolerance, self.unit)}"
+            )
         elif kind is FailureKind.AT_BOUND:
             detail = f"{self.cell} at {self.bound or 'a'} bound {_code(self.value)}"
         elif kind is FailureKind.MEASUREMENT_FAILED:
@@ -70,8 +72,11 @@ class Failure:
         return f"{self.quantity}: {joined}"
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"neuron": self.neuron, "quantity": self.quantity,
-                                "kind": self.kind.value}
+        data: dict[str, Any] = {
+            "neuron": self.neuron,
+            "quantity": self.quantity,
+            "kind": self.kind.value,
+        }
         for name in ("cell", "value", "target", "tolerance", "bound"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, float) and not math.isfinite(value)):
@@ -85,10 +90,14 @@ class Failure:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Failure:
         return cls(
-            neuron=int(data["neuron"]), quantity=str(data["quantity"]),
-            kind=FailureKind(data["kind"]), cell=data.get("cell"),
-            value=_optional_float(data.get("value")), target=_optional_float(data.get("target")),
-            tolerance=_optional_float(data.get("tolerance")), unit=str(data.get("unit", "")),
+            neuron=int(data["neuron"]),
+            quantity=str(data["quantity"]),
+            kind=FailureKind(data["kind"]),
+            cell=data.get("cell"),
+            value=_optional_float(data.get("value")),
+            target=_optional_float(data.get("target")),
+            tolerance=_optional_float(data.get("tolerance")),
+            unit=str(data.get("unit", "")),
             bound=data.get("bound"),
             note=str(data.get("note", "")),
         )
@@ -130,8 +139,9 @@ def by_quantity(failures: Iterable[Failure]) -> dict[str, set[int]]:
 
 def reason_texts(failures: Iterable[Failure]) -> dict[int, str]:
     """Neuron -> all its failures as one line ('leak: ...; tau_mem: ...')."""
-    return {neuron: "; ".join(f.text() for f in group)
-            for neuron, group in by_neuron(failures).items()}
+    return {
+        neuron: "; ".join(f.text() for f in group) for neuron, group in by_neuron(failures).items()
+    }
 
 
 def legacy_failures(reasons: Mapping[str, str]) -> list[Failure]:

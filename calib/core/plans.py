@@ -124,10 +124,15 @@ class SettingSpec:
     def check(self, value: Any) -> int:
         import numpy as np  # building the command line does not load numpy
 
-        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or not (
-                self.low <= int(value) <= self.high):
-            raise ValueError(f"{self.name} = {value!r} is outside the allowed range "
-                             f"{self.low}..{self.high} (an integer)")
+        if (
+            isinstance(value, bool | np.bool_)
+            or not isinstance(value, int | np.integer)
+            or not (self.low <= int(value) <= self.high)
+        ):
+            raise ValueError(
+                f"{self.name} = {value!r} is outside the allowed range "
+                f"{self.low}..{self.high} (an integer)"
+            )
         return int(value)
 
 
@@ -148,11 +153,19 @@ class CalibrationContext(Protocol):
 
     def write(self, settings: Mapping[str, Any]) -> None: ...
 
-    def search(self, plan: Plan, routine: Routine, goal: np.ndarray, *,
-               record_before: bool | None = None) -> SearchOutcome: ...
+    def search(
+        self, plan: Plan, routine: Routine, goal: np.ndarray, *, record_before: bool | None = None
+    ) -> SearchOutcome: ...
 
-    def record(self, plan: Plan, routine: Routine, outcome: SearchOutcome, *,
-               record_before: bool | None = None, write: bool = False) -> None: ...
+    def record(
+        self,
+        plan: Plan,
+        routine: Routine,
+        outcome: SearchOutcome,
+        *,
+        record_before: bool | None = None,
+        write: bool = False,
+    ) -> None: ...
 
     @property
     def overrides(self) -> dict[str, Algorithm]: ...
@@ -239,8 +252,9 @@ class Plan:
             raise ValueError(f"plan {self.name}: give a routine to search or an action")
         for mode in self.modes:
             if mode not in MODES:
-                raise ValueError(f"plan {self.name}: unknown mode {mode!r}; known: "
-                                 f"{', '.join(MODES)}")
+                raise ValueError(
+                    f"plan {self.name}: unknown mode {mode!r}; known: {', '.join(MODES)}"
+                )
 
     @property
     def quantity_names(self) -> tuple[str, ...]:
@@ -288,18 +302,30 @@ class PlanRegistry:
         self._load()
         if plan.name in self._plans and self._plans[plan.name] != plan:
             raise ValueError(f"a plan named {plan.name!r} is registered already")
-        taken = {name: other.name for other in self._plans.values() if other.name != plan.name
-                 and set(other.modes) & set(plan.modes) for name in other.quantity_names}
+        taken = {
+            name: other.name
+            for other in self._plans.values()
+            if other.name != plan.name and set(other.modes) & set(plan.modes)
+            for name in other.quantity_names
+        }
         for name in plan.quantity_names:
             if name in taken:
-                raise ValueError(f"quantity {name!r} of plan {plan.name!r} is declared by "
-                                 f"plan {taken[name]!r} already")
-        known = {spec.name: spec for other in self._plans.values() if other.name != plan.name
-                 for spec in other.quantities}
+                raise ValueError(
+                    f"quantity {name!r} of plan {plan.name!r} is declared by "
+                    f"plan {taken[name]!r} already"
+                )
+        known = {
+            spec.name: spec
+            for other in self._plans.values()
+            if other.name != plan.name
+            for spec in other.quantities
+        }
         for spec in plan.quantities:
             if spec.name in known and known[spec.name] != spec:
-                raise ValueError(f"quantity {spec.name!r} of plan {plan.name!r} differs from "
-                                 "its declaration in another mode")
+                raise ValueError(
+                    f"quantity {spec.name!r} of plan {plan.name!r} differs from "
+                    "its declaration in another mode"
+                )
         self._plans[plan.name] = plan
         return plan
 
@@ -323,8 +349,9 @@ class PlanRegistry:
 
     def quantities(self) -> dict[str, QuantitySpec]:
         """Every target field, in display order (potentials first, then times, ...)."""
-        plans = sorted(self, key=lambda plan: (
-            plan.rank if plan.display_rank is None else plan.display_rank))
+        plans = sorted(
+            self, key=lambda plan: plan.rank if plan.display_rank is None else plan.display_rank
+        )
         specs: dict[str, QuantitySpec] = {}
         for plan in plans:
             for spec in plan.quantities:

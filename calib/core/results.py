@@ -128,14 +128,18 @@ class NeuronResult:
     def goals(self) -> dict[str, np.ndarray]:
         """Per quantity, the per-neuron value aimed at: the target's, or for a quantity the
         target left to the chip (a matched PSP amplitude) the value the calibration chose."""
-        goals = {name: np.asarray(params["target"], dtype=float)
-                 for name, params in self.models.items() if "target" in params}
+        goals = {
+            name: np.asarray(params["target"], dtype=float)
+            for name, params in self.models.items()
+            if "target" in params
+        }
         return {**goals, **self.target.quantities()}
 
     def residuals(self) -> dict[str, np.ndarray]:
         goals = self.goals()
-        return {name: values - goals[name] for name, values in self.achieved.items()
-                if name in goals}
+        return {
+            name: values - goals[name] for name, values in self.achieved.items() if name in goals
+        }
 
     def to_settings(self) -> dict[str, np.ndarray]:
         """The cell codes to write so that a chip behaves as calibrated."""
@@ -198,23 +202,34 @@ class NeuronResult:
             good = np.asarray(values, dtype=float)[ok] if ok.any() else np.asarray(values)
             target = targets.get(name)
             cells = [
-                escape(name), escape(unit.label if unit is not None else ""),
+                escape(name),
+                escape(unit.label if unit is not None else ""),
                 "-" if target is None else f"{np.median(target) * scale:.4g}",
                 _html_number(np.nanmedian(good) * scale if np.isfinite(good).any() else np.nan),
                 _html_number(np.nanstd(good) * scale if np.isfinite(good).sum() > 1 else np.nan),
                 str(len(failed.get(name, ()))),
             ]
-            rows.append("<tr>" + "".join(
-                f'<td style="text-align:{"left" if index < 2 else "right"}">{cell}</td>'
-                for index, cell in enumerate(cells)) + "</tr>")
-        header = "".join(f"<th>{title}</th>" for title in (
-            "quantity", "unit", "target", "median", "σ", "failed"))
-        caption = (f"chip {escape(self.chip_id)}: {int(ok.sum())}/{ok.size} neurons calibrated "
-                   f"({100 * ok.mean():.1f} %) · {escape(str(self.provenance.created))} · "
-                   f"median and σ over the successful neurons")
-        return (f'<table class="calib-result"><caption style="text-align:left">{caption}'
-                f"</caption><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}"
-                "</tbody></table>")
+            rows.append(
+                "<tr>"
+                + "".join(
+                    f'<td style="text-align:{"left" if index < 2 else "right"}">{cell}</td>'
+                    for index, cell in enumerate(cells)
+                )
+                + "</tr>"
+            )
+        header = "".join(
+            f"<th>{title}</th>" for title in ("quantity", "unit", "target", "median", "σ", "failed")
+        )
+        caption = (
+            f"chip {escape(self.chip_id)}: {int(ok.sum())}/{ok.size} neurons calibrated "
+            f"({100 * ok.mean():.1f} %) · {escape(str(self.provenance.created))} · "
+            f"median and σ over the successful neurons"
+        )
+        return (
+            f'<table class="calib-result"><caption style="text-align:left">{caption}'
+            f"</caption><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}"
+            "</tbody></table>"
+        )
 
     def to_xarray(self) -> Any:
         """The result as an xarray Dataset: dimensions `neuron` and `quadrant`, variables named
@@ -239,35 +254,53 @@ class NeuronResult:
             spec = specs.get(name)
             if spec is None:
                 return {"long_name": f"{name} ({what})"}
-            return {"units": spec.unit,
-                    "long_name": f"{spec.long_name or spec.description or name} ({what})"}
+            return {
+                "units": spec.unit,
+                "long_name": f"{spec.long_name or spec.description or name} ({what})",
+            }
 
-        variables: dict[str, Any] = {"success": xarray.Variable(
-            ("neuron",), np.asarray(self.success, dtype=bool),
-            {"long_name": "neuron calibrated within tolerance"})}
+        variables: dict[str, Any] = {
+            "success": xarray.Variable(
+                ("neuron",),
+                np.asarray(self.success, dtype=bool),
+                {"long_name": "neuron calibrated within tolerance"},
+            )
+        }
         targets = self.target.quantities()
-        for group, data, what in (("achieved", self.achieved, "achieved"),
-                                  ("before", self.before, "before calibration")):
+        for group, data, what in (
+            ("achieved", self.achieved, "achieved"),
+            ("before", self.before, "before calibration"),
+        ):
             for name, values in data.items():
                 array = np.asarray(values, dtype=float)
                 variables[variable_name(f"{group}/{name}")] = xarray.Variable(
-                    dims(array), array, quantity_attrs(name, what))
+                    dims(array), array, quantity_attrs(name, what)
+                )
         for name, values in targets.items():
             array = np.broadcast_to(np.asarray(values, dtype=float), (n_neurons,))
             variables[variable_name(f"target/{name}")] = xarray.Variable(
-                ("neuron",), np.array(array), quantity_attrs(name, "target"))
+                ("neuron",), np.array(array), quantity_attrs(name, "target")
+            )
         for cell, codes in self.codes.items():
             array = np.asarray(codes, dtype=np.int64)
             variables[variable_name(f"codes/{cell}")] = xarray.Variable(
-                dims(array), array, {"long_name": f"code of cell {cell}", "units": "1"})
+                dims(array), array, {"long_name": f"code of cell {cell}", "units": "1"}
+            )
         coords: dict[str, Any] = {"neuron": np.arange(n_neurons)}
         if n_quadrants is not None:
             coords["quadrant"] = np.arange(n_quadrants)
             coords["neuron_quadrant"] = ("neuron", np.arange(n_neurons) // NEURONS_PER_QUADRANT)
-        dataset = xarray.Dataset(variables, coords=coords, attrs={
-            "chip_id": self.chip_id, "created": str(self.provenance.created),
-            "algorithm": str(self.provenance.algorithm),
-            "target_fingerprint": self.target.fingerprint(), "origin": self.origin})
+        dataset = xarray.Dataset(
+            variables,
+            coords=coords,
+            attrs={
+                "chip_id": self.chip_id,
+                "created": str(self.provenance.created),
+                "algorithm": str(self.provenance.algorithm),
+                "target_fingerprint": self.target.fingerprint(),
+                "origin": self.origin,
+            },
+        )
         return dataset
 
     # -- plain-data form for storage -------------------------------------------------------
@@ -291,8 +324,10 @@ class NeuronResult:
             "target_fingerprint": self.target.fingerprint(),
             "record_version": RECORD_VERSION,
             "failures": [failure.to_dict() for failure in self.failure_records],
-            "notes": {step: {str(n): note for n, note in notes.items()}
-                      for step, notes in self.notes.items()},
+            "notes": {
+                step: {str(n): note for n, note in notes.items()}
+                for step, notes in self.notes.items()
+            },
             "provenance": self.provenance.to_dict(),
             "array_meta": array_meta(arrays),
         }
@@ -315,8 +350,10 @@ class NeuronResult:
                 groups[head][rest] = np.asarray(values)
         version = int(attrs.get("record_version", 1))
         if version > RECORD_VERSION:
-            raise ValueError(f"neuron result record version {version} is newer than this "
-                             f"version of calib reads ({RECORD_VERSION})")
+            raise ValueError(
+                f"neuron result record version {version} is newer than this "
+                f"version of calib reads ({RECORD_VERSION})"
+            )
         if version == 1:
             failures = legacy_failures(attrs.get("reasons") or {})
         else:
@@ -333,8 +370,10 @@ class NeuronResult:
             provenance=Provenance.from_dict(attrs["provenance"]),
             before=groups["before"],
             models=models,
-            notes={step: {int(n): str(note) for n, note in notes.items()}
-                   for step, notes in (attrs.get("notes") or {}).items()},
+            notes={
+                step: {int(n): str(note) for n, note in notes.items()}
+                for step, notes in (attrs.get("notes") or {}).items()
+            },
             origin="stored",
         )
 
@@ -346,9 +385,13 @@ def _html_number(value: float) -> str:
 # -- what each stored array means (dims, units, long name), for the results store ---------
 
 _ARRAY_GROUPS = {"achieved": "achieved", "before": "before calibration"}
-SCOPE_DIMS = {"neuron": ["neuron"], "quadrant": ["quadrant"],
-              "synapse": ["hemisphere_row", "neuron"],
-              "driver": ["driver"], "row": ["row"]}
+SCOPE_DIMS = {
+    "neuron": ["neuron"],
+    "quadrant": ["quadrant"],
+    "synapse": ["hemisphere_row", "neuron"],
+    "driver": ["driver"],
+    "row": ["row"],
+}
 """Dimension names of a cell's codes, by the cell's scope."""
 _DIMS_BY_LENGTH = {N_NEURONS: "neuron", N_QUADRANTS: "quadrant", N_DRIVERS: "driver"}
 
@@ -361,14 +404,17 @@ def _quantity_units(name: str) -> str:
 def _dims(path: str, values: np.ndarray, known: list[str]) -> list[str]:
     dims = known[: values.ndim]
     if len(dims) < values.ndim:  # a shape without a declared meaning: axes named by position
-        dims = [*dims, *(f"{path.replace('/', '_')}_axis{axis}"
-                         for axis in range(len(dims), values.ndim))]
+        dims = [
+            *dims,
+            *(f"{path.replace('/', '_')}_axis{axis}" for axis in range(len(dims), values.ndim)),
+        ]
     return dims
 
 
-def array_meta(arrays: Mapping[str, np.ndarray],
-               overrides: Mapping[str, tuple[list[str], str, str]] | None = None
-               ) -> dict[str, dict[str, Any]]:
+def array_meta(
+    arrays: Mapping[str, np.ndarray],
+    overrides: Mapping[str, tuple[list[str], str, str]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Path -> dims, units and long_name of every array of a record: codes unitless with the
     dims of their cell's scope, quantities in their stored units (seconds, CADC LSB), fitted
     model parameters unitless per neuron; `overrides` gives (dims, units, long_name) by path."""
@@ -393,8 +439,11 @@ def array_meta(arrays: Mapping[str, np.ndarray],
             quantity, _, param = rest.partition("/")
             dims, units = ["neuron"], "1"
             long_name = f"parameter {param} of the fitted {quantity} transfer curve"
-        meta[path] = {"dims": _dims(path, values, list(dims)), "units": units,
-                      "long_name": long_name}
+        meta[path] = {
+            "dims": _dims(path, values, list(dims)),
+            "units": units,
+            "long_name": long_name,
+        }
     return meta
 
 

@@ -32,9 +32,14 @@ class DeviceRunFailed(RoutineFailed, DeviceError):
 class RetryingDevice:
     """`device` with transient failures retried; every other attribute passes through."""
 
-    def __init__(self, device: Device, *, attempts: int = MAX_ATTEMPTS,
-                 first_backoff: float = FIRST_BACKOFF,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        device: Device,
+        *,
+        attempts: int = MAX_ATTEMPTS,
+        first_backoff: float = FIRST_BACKOFF,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.device: Device = device.device if isinstance(device, RetryingDevice) else device
         self.chip_id: str = device.chip_id
         self.n_neurons: int = device.n_neurons

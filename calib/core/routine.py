@@ -92,8 +92,11 @@ class Routine(ABC):
         threshold) is still ~0.7 % unsettled after one write's wait, enough to shift the next
         measurement by about a CADC LSB.
         """
-        saved = {name: codes for name, codes in (self._saved_settings or {}).items()
-                 if name not in self.kept_settings}
+        saved = {
+            name: codes
+            for name, codes in (self._saved_settings or {}).items()
+            if name not in self.kept_settings
+        }
         if saved:
             device.write(saved)
             device.write(saved)

@@ -33,8 +33,10 @@ def check_value(field: str, value: ArrayLike, low: float, high: float, unit: str
     ValueError names the field, the value and the allowed range.
     """
     if isinstance(value, bool | np.bool_ | str | bytes) or np.ma.isMaskedArray(value):
-        raise ValueError(f"{field}: expected a real number or a per-neuron array of them, "
-                         f"got {type(value).__name__}")
+        raise ValueError(
+            f"{field}: expected a real number or a per-neuron array of them, "
+            f"got {type(value).__name__}"
+        )
     try:
         raw = np.asarray(value)
     except (TypeError, ValueError) as error:
@@ -77,13 +79,13 @@ class NeuronTarget:
         unknown = set(values) - set(specs) - set(settings)
         if unknown:
             known = ", ".join([*specs, *settings])
-            raise ValueError(f"unknown target fields: {', '.join(sorted(unknown))}; "
-                             f"known: {known}")
+            raise ValueError(f"unknown target fields: {', '.join(sorted(unknown))}; known: {known}")
         checked: dict[str, Any] = {}
         for name, spec in specs.items():
             value = values.get(name, spec.default)
-            checked[name] = None if value is None else check_value(
-                name, value, spec.low, spec.high, spec.unit)
+            checked[name] = (
+                None if value is None else check_value(name, value, spec.low, spec.high, spec.unit)
+            )
         for name, setting in settings.items():
             checked[name] = setting.check(values.get(name, setting.default))
         object.__setattr__(self, "_values", checked)
@@ -115,20 +117,30 @@ class NeuronTarget:
     @property
     def optional_set(self) -> tuple[str, ...]:
         """The optional quantities this target asks for."""
-        return tuple(name for name, spec in PLANS.quantities().items()
-                     if spec.optional and self._values.get(name) is not None)
+        return tuple(
+            name
+            for name, spec in PLANS.quantities().items()
+            if spec.optional and self._values.get(name) is not None
+        )
 
     @property
     def adex(self) -> tuple[str, ...]:
         """The AdEx quantities this target asks for (empty for a LIF target)."""
-        return tuple(name for plan in PLANS if not plan.lif_part
-                     for name in plan.quantity_names if self._values.get(name) is not None)
+        return tuple(
+            name
+            for plan in PLANS
+            if not plan.lif_part
+            for name in plan.quantity_names
+            if self._values.get(name) is not None
+        )
 
     def quantities(self) -> dict[str, np.ndarray]:
         """Every quantity the target sets, as a per-neuron float array, in plan order."""
-        return {name: np.broadcast_to(value, (N_NEURONS,)).astype(float)
-                for name, value in self._values.items()
-                if name not in PLANS.settings() and value is not None}
+        return {
+            name: np.broadcast_to(value, (N_NEURONS,)).astype(float)
+            for name, value in self._values.items()
+            if name not in PLANS.settings() and value is not None
+        }
 
     # -- plain data --------------------------------------------------------------------------
 

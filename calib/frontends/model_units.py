@@ -64,8 +64,10 @@ class VoltageMap:
     def __post_init__(self) -> None:
         scale, offset = float(self.scale), float(self.offset)
         if not (np.isfinite(scale) and scale > 0):
-            raise ValueError(f"VoltageMap.scale = {self.scale!r} must be finite and > 0 "
-                             "(a positive scale keeps leak, reset and threshold in order)")
+            raise ValueError(
+                f"VoltageMap.scale = {self.scale!r} must be finite and > 0 "
+                "(a positive scale keeps leak, reset and threshold in order)"
+            )
         if not np.isfinite(offset):
             raise ValueError(f"VoltageMap.offset = {self.offset!r} must be finite")
         object.__setattr__(self, "scale", scale)
@@ -205,8 +207,15 @@ def map_model_units(
     and the model-unit range that this speed-up and voltage map allow.
     """
     speedup = check_speedup(speedup)
-    given = {"v_rest": v_rest, "v_reset": v_reset, "v_thresh": v_thresh, "tau_m": tau_m,
-             "tau_syn_E": tau_syn_E, "tau_syn_I": tau_syn_I, "tau_refrac": tau_refrac}
+    given = {
+        "v_rest": v_rest,
+        "v_reset": v_reset,
+        "v_thresh": v_thresh,
+        "tau_m": tau_m,
+        "tau_syn_E": tau_syn_E,
+        "tau_syn_I": tau_syn_I,
+        "tau_refrac": tau_refrac,
+    }
     model = {name: _model_array(name, value) for name, value in given.items()}
     if voltage_map is None:
         voltage_map = VoltageMap.fit(
@@ -264,7 +273,6 @@ def _check_model_range(
         f"{low:.4g}..{high:.4g} {field.unit} {how} "
         f"({field.quantity} {spec.low:g}..{spec.high:g} {spec.unit} on the chip)"
     )
-
 
 
 def target_from_model_units(**parameters: Any) -> NeuronTarget:

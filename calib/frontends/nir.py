@@ -111,13 +111,18 @@ class Placement:
     def neurons_of(self, node_name: str) -> np.ndarray:
         """Chip neurons of one node, in the node's C order."""
         if node_name not in self.node:
-            raise ValueError(f"node {node_name!r} is not a placed neuron node; "
-                             f"placed: {', '.join(sorted(set(self.node)))}")
+            raise ValueError(
+                f"node {node_name!r} is not a placed neuron node; "
+                f"placed: {', '.join(sorted(set(self.node)))}"
+            )
         return self.chip_neuron[np.asarray(self.node) == node_name]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"chip_neuron": self.chip_neuron.tolist(), "node": list(self.node),
-                "index_in_node": self.index_in_node.tolist()}
+        return {
+            "chip_neuron": self.chip_neuron.tolist(),
+            "node": list(self.node),
+            "index_in_node": self.index_in_node.tolist(),
+        }
 
 
 @dataclass(frozen=True)
@@ -134,9 +139,14 @@ class NodeSummary:
     """tau_mem, tau_syn_exc, tau_syn_inh: (min, max) over the node's neurons, hardware seconds."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "count": self.count,
-                "chip_neurons": list(self.chip_neurons), "shape": list(self.shape),
-                "hardware_times": {k: list(v) for k, v in self.hardware_times.items()}}
+        return {
+            "name": self.name,
+            "type": self.type,
+            "count": self.count,
+            "chip_neurons": list(self.chip_neurons),
+            "shape": list(self.shape),
+            "hardware_times": {k: list(v) for k, v in self.hardware_times.items()},
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,11 +170,15 @@ class NirMapping:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able provenance of the mapping."""
         return {
-            "graph_name": self.graph_name, "content_hash": self.content_hash,
-            "source": self.source, "speedup": self.speedup,
-            "voltage_map": self.voltage_map.to_dict(), "neuron_count": self.neuron_count,
+            "graph_name": self.graph_name,
+            "content_hash": self.content_hash,
+            "source": self.source,
+            "speedup": self.speedup,
+            "voltage_map": self.voltage_map.to_dict(),
+            "neuron_count": self.neuron_count,
             "nodes": [node.to_dict() for node in self.nodes],
-            "placement": self.placement.to_dict(), "notes": list(self.notes),
+            "placement": self.placement.to_dict(),
+            "notes": list(self.notes),
             "target": self.target.to_dict(),
         }
 
@@ -248,8 +262,10 @@ def targets_from_nir(
     _enforce_ranges(graph_name, entries, speedup, voltage_map, clip)
 
     starts = np.cumsum([0] + [node.count for node in neuron_nodes])
-    blocks = {node.name: slice(int(a), int(b)) for node, a, b in
-              zip(neuron_nodes, starts[:-1], starts[1:], strict=True)}
+    blocks = {
+        node.name: slice(int(a), int(b))
+        for node, a, b in zip(neuron_nodes, starts[:-1], starts[1:], strict=True)
+    }
     # Unplaced chip neurons keep the default target.
     quantities = NeuronTarget().quantities()
     for node in neuron_nodes:
@@ -303,8 +319,10 @@ def _type_check_hint(path: Path) -> str:
         nir.read(path, type_check=False)
     except Exception:
         return ""
-    return (". It loads with nir.read(path, type_check=False), which skips nir's check of "
-            "shapes between nodes; pass that graph here if you trust it")
+    return (
+        ". It loads with nir.read(path, type_check=False), which skips nir's check of "
+        "shapes between nodes; pass that graph here if you trust it"
+    )
 
 
 def _nodes_without_reset(path: Path) -> set[str]:
@@ -492,7 +510,9 @@ def _enforce_ranges(
     footer.append("pass clip=True to clip these values into range instead (with a warning)")
     raise NirMappingError(
         f"NIR graph '{graph_name}' does not fit the chip:\n"
-        + "\n".join(f"  - {line}" for line in problems) + "\n" + "\n".join(footer),
+        + "\n".join(f"  - {line}" for line in problems)
+        + "\n"
+        + "\n".join(footer),
         problems=tuple(problems),
         feasible_speedups=feasible,
     )
@@ -511,9 +531,11 @@ def _problem_line(entry: _Entry, bad: np.ndarray, speedup: float, vmap: VoltageM
     low, high = entry.spec_range
     model = entry.model[bad]
     quantity = "/".join(entry.quantities)
-    head = (f"node '{entry.node.name}' ({entry.node.type}) {entry.parameter} = "
-            f"{_model_span(entry, model)} ({model.size} of {entry.model.size} neurons) "
-            f"would need {quantity} = {_chip_span(entry, entry.chip[bad])}; ")
+    head = (
+        f"node '{entry.node.name}' ({entry.node.type}) {entry.parameter} = "
+        f"{_model_span(entry, model)} ({model.size} of {entry.model.size} neurons) "
+        f"would need {quantity} = {_chip_span(entry, entry.chip[bad])}; "
+    )
     if entry.is_time:
         return head + (
             f"allowed {_format_seconds(low)}..{_format_seconds(high)}, i.e. "
@@ -545,8 +567,9 @@ def _summary(node: _NeuronNode, block: slice, target: NeuronTarget) -> NodeSumma
     for quantity in TIME_QUANTITIES:
         values = np.asarray(getattr(target, quantity))[block]
         times[quantity] = (float(values.min()), float(values.max()))
-    return NodeSummary(node.name, node.type, node.count, (block.start, block.stop),
-                       node.shape, times)
+    return NodeSummary(
+        node.name, node.type, node.count, (block.start, block.stop), node.shape, times
+    )
 
 
 def _notes(
@@ -576,15 +599,19 @@ def _notes(
 def _voltage_note(nodes: list[_NeuronNode], vmap: VoltageMap, fitted: bool) -> str:
     if not fitted:
         return f"potentials use the given voltage map: {vmap.describe()}"
-    distinct = np.unique(np.concatenate(
-        [node.values[f] for node in nodes for f in POTENTIAL_FIELDS[node.type]]
-    ))
+    distinct = np.unique(
+        np.concatenate([node.values[f] for node in nodes for f in POTENTIAL_FIELDS[node.type]])
+    )
     if distinct.size == 1:
-        return (f"every potential of the graph is {distinct[0]:g}, which fixes no voltage scale: "
-                f"chose {vmap.describe()}; pass voltage_map= to choose another")
-    return (f"potentials use a fitted voltage map, {vmap.describe()}: the largest scale that "
-            f"keeps leak, reset and threshold inside their allowed ranges with a margin; "
-            f"synaptic weights in model voltage units scale by the same {vmap.scale:.6g}")
+        return (
+            f"every potential of the graph is {distinct[0]:g}, which fixes no voltage scale: "
+            f"chose {vmap.describe()}; pass voltage_map= to choose another"
+        )
+    return (
+        f"potentials use a fitted voltage map, {vmap.describe()}: the largest scale that "
+        f"keeps leak, reset and threshold inside their allowed ranges with a margin; "
+        f"synaptic weights in model voltage units scale by the same {vmap.scale:.6g}"
+    )
 
 
 def _node_notes(node: _NeuronNode, speedup: float) -> list[str]:
@@ -656,8 +683,9 @@ def _other_node_notes(others: list[tuple[str, Any]], vmap: VoltageMap) -> list[s
             )
         if isinstance(node, nir.Delay):
             notes.append(f"node '{name}' (Delay) has no chip equivalent: delays are not mapped")
-    kinds = Counter(type(node).__name__ for _, node in others
-                    if not isinstance(node, nir.Input | nir.Output))
+    kinds = Counter(
+        type(node).__name__ for _, node in others if not isinstance(node, nir.Input | nir.Output)
+    )
     if kinds:
         listed = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
         notes.append(f"not part of a neuron target (synapses and structure): {listed}")
@@ -718,8 +746,10 @@ def _format_seconds(seconds: float) -> str:
 
 def _format_span(span: tuple[float, float]) -> str:
     low, high = span
-    return _format_seconds(low) if low == high else (
-        f"{_format_seconds(low)}..{_format_seconds(high)}"
+    return (
+        _format_seconds(low)
+        if low == high
+        else (f"{_format_seconds(low)}..{_format_seconds(high)}")
     )
 
 

@@ -115,10 +115,13 @@ class MacResult:
             "neuron_reasons": {str(n): r for n, r in self.neuron_reasons.items()},
             "driver_reasons": {str(d): r for d, r in self.driver_reasons.items()},
             "provenance": dict(self.provenance),
-            "array_meta": array_meta(arrays, {
-                "success/neurons": (["neuron"], "1", "neuron within tolerance in MAC mode"),
-                "success/drivers": (["driver"], "1", "synapse driver within tolerance"),
-            }),
+            "array_meta": array_meta(
+                arrays,
+                {
+                    "success/neurons": (["neuron"], "1", "neuron within tolerance in MAC mode"),
+                    "success/drivers": (["driver"], "1", "synapse driver within tolerance"),
+                },
+            ),
         }
         return arrays, attrs
 

@@ -33,9 +33,7 @@ def _quantity_shift(
     spec = PLANS.quantities().get(name)
     goals_now, goals_before = current.goals(), previous.goals()
     if name in goals_now and name in goals_before:
-        target_shift = float(np.median(
-            goals_now[name] - goals_before[name]
-        ))
+        target_shift = float(np.median(goals_now[name] - goals_before[name]))
     return {
         "unit": spec.unit if spec is not None else "",
         "median_shift": float(np.median(shift)) if shift.size else None,
@@ -104,9 +102,7 @@ def compare_results(previous: NeuronResult, current: NeuronResult) -> dict[str, 
         "newly_failed": np.flatnonzero(previous_ok & ~current_ok).tolist(),
         "recovered": np.flatnonzero(~previous_ok & current_ok).tolist(),
         "target_changed": previous.target != current.target,
-        "quantities": {
-            name: _quantity_shift(name, previous, current, compared) for name in names
-        },
+        "quantities": {name: _quantity_shift(name, previous, current, compared) for name in names},
         "codes": {
             cell: _code_shift(previous.codes[cell], current.codes[cell], compared)
             for cell in cells

@@ -66,6 +66,7 @@ _ITEM = re.compile(r"[A-Za-z0-9._\-\[\]]+")
 
 # -- chip specs -------------------------------------------------------------------------------
 
+
 def _expand_item(item: str) -> list[str]:
     if not _ITEM.fullmatch(item):
         raise ValueError(
@@ -88,14 +89,21 @@ def _expand_item(item: str) -> list[str]:
                 "the start must not exceed the stop"
             )
         if stop - start + 1 > MAX_CHIPS:
-            raise ValueError(f"chip spec range [{start_text}-{stop_text}] in {item!r} names "
-                             f"{stop - start + 1} chips; at most {MAX_CHIPS} are allowed")
+            raise ValueError(
+                f"chip spec range [{start_text}-{stop_text}] in {item!r} names "
+                f"{stop - start + 1} chips; at most {MAX_CHIPS} are allowed"
+            )
         width = len(start_text) if start_text.startswith("0") and len(start_text) > 1 else 0
         choices.append([str(number).zfill(width) for number in range(start, stop + 1)])
     ids = []
     for numbers in itertools.product(*choices):
-        ids.append("".join(itertools.chain.from_iterable(
-            itertools.zip_longest(literals, numbers, fillvalue=""))))
+        ids.append(
+            "".join(
+                itertools.chain.from_iterable(
+                    itertools.zip_longest(literals, numbers, fillvalue="")
+                )
+            )
+        )
         if len(ids) > MAX_CHIPS:
             raise ValueError(f"chip spec item {item!r} names more than {MAX_CHIPS} chips")
     return ids
@@ -106,8 +114,10 @@ def parse_chip_spec(spec: str) -> list[str]:
     brackets (``rack1-chip[0-7],spare3``). Empty, malformed or duplicate names raise
     ValueError naming the offending part."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"chip spec = {spec!r} is empty: name at least one chip, "
-                         "e.g. 'rack1-chip[0-7]' or 'chip-a,chip-b'")
+        raise ValueError(
+            f"chip spec = {spec!r} is empty: name at least one chip, "
+            "e.g. 'rack1-chip[0-7]' or 'chip-a,chip-b'"
+        )
     ids: list[str] = []
     for item in spec.split(","):
         item = item.strip()
@@ -122,8 +132,10 @@ def parse_chip_spec(spec: str) -> list[str]:
 def check_chip_ids(chip_ids: Iterable[str]) -> list[str]:
     """The ids as a list, each a valid store name, none twice; ValueError otherwise."""
     if isinstance(chip_ids, str):
-        raise ValueError(f"chip_ids = {chip_ids!r} is one string; pass a list of chip ids "
-                         "(or parse a spec with parse_chip_spec)")
+        raise ValueError(
+            f"chip_ids = {chip_ids!r} is one string; pass a list of chip ids "
+            "(or parse a spec with parse_chip_spec)"
+        )
     ids = [check_chip_id(chip_id) for chip_id in chip_ids]
     if not ids:
         raise ValueError("chip_ids is empty: name at least one chip")
@@ -136,6 +148,7 @@ def check_chip_ids(chip_ids: Iterable[str]) -> list[str]:
 
 
 # -- cluster ----------------------------------------------------------------------------------
+
 
 class ClusterUnavailable(ConnectionError):
     """The scheduler named by an address cannot be reached."""
@@ -154,27 +167,30 @@ def _probe(address: str, timeout: float) -> None:
     try:
         scheme, location = parse_address(address)
     except ValueError as error:
-        raise ValueError(f"scheduler = {address!r} is not a scheduler address "
-                         f"(e.g. tcp://host:8786): {error}") from None
+        raise ValueError(
+            f"scheduler = {address!r} is not a scheduler address (e.g. tcp://host:8786): {error}"
+        ) from None
     if scheme not in ("tcp", "tls"):
         return
     try:
         host, port = parse_host_port(location)
     except ValueError as error:
-        raise ValueError(f"scheduler = {address!r} is not a scheduler address "
-                         f"(e.g. tcp://host:8786): {error}") from None
+        raise ValueError(
+            f"scheduler = {address!r} is not a scheduler address (e.g. tcp://host:8786): {error}"
+        ) from None
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as error:
         raise ClusterUnavailable(
-            f"scheduler {address} is unreachable within {timeout:g} s: {error}") from None
+            f"scheduler {address} is unreachable within {timeout:g} s: {error}"
+        ) from None
     # Something listens; a Client would wait without limit for it to speak, so ask first.
     try:
         asyncio.run(_identify(address, timeout))
     except (OSError, TimeoutError) as error:
         raise ClusterUnavailable(
-            f"scheduler {address} does not answer within {timeout:g} s "
-            f"({type(error).__name__})") from None
+            f"scheduler {address} does not answer within {timeout:g} s ({type(error).__name__})"
+        ) from None
 
 
 async def _identify(address: str, timeout: float) -> dict[str, Any]:
@@ -202,8 +218,9 @@ def dask_client(
 
     if scheduler is not None:
         if not isinstance(scheduler, str) or not scheduler.strip():
-            raise ValueError(f"scheduler = {scheduler!r} is not a scheduler address "
-                             "(e.g. tcp://host:8786)")
+            raise ValueError(
+                f"scheduler = {scheduler!r} is not a scheduler address (e.g. tcp://host:8786)"
+            )
         _probe(scheduler, connect_timeout)
         try:
             client = Client(scheduler, timeout=connect_timeout)
@@ -222,9 +239,16 @@ def dask_client(
     # glibc's adaptive mmap threshold, so every large temporary array of the simulation is
     # mapped and unmapped afresh: twice the host time per chip. Keep glibc's default.
     environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-    ) as cluster, Client(cluster) as client:
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -237,6 +261,7 @@ def store_location(path: str | os.PathLike[str]) -> str:
 
 
 # -- devices ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SimulatedFleet:
@@ -262,7 +287,9 @@ class SimulatedFleet:
     def simulation(self, chip_id: str) -> dict[str, Any]:
         """How chip `chip_id` is simulated, as the CLI records it with a result."""
         return {
-            "backend": "simulated", "seed": None, "mismatch_scale": self.mismatch_scale,
+            "backend": "simulated",
+            "seed": None,
+            "mismatch_scale": self.mismatch_scale,
             "noise_scale": self.noise_scale,
             "drift_hours": self.aged.get(chip_id, self.drift_hours),
             "faults": chip_id in self.faulty,
@@ -274,6 +301,7 @@ PERSISTENT_FAILURE = Faults(run_failure_rate=1.0)
 
 
 # -- one chip ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ChipOutcome:
@@ -304,8 +332,10 @@ class ChipOutcome:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ValueError(f"status = {self.status!r} for chip {self.chip_id!r} is not one of "
-                             f"{', '.join(STATUSES)}")
+            raise ValueError(
+                f"status = {self.status!r} for chip {self.chip_id!r} is not one of "
+                f"{', '.join(STATUSES)}"
+            )
 
     @property
     def failed(self) -> bool:
@@ -331,9 +361,12 @@ class ChipOutcome:
 
 def _check_summary(report: CheckReport) -> dict[str, dict[str, float | bool]]:
     return {
-        name: {"median_shift": check.median_shift, "spread": check.spread,
-               "out_of_tolerance": check.out_of_tolerance,
-               "stale": check.stale}
+        name: {
+            "median_shift": check.median_shift,
+            "spread": check.spread,
+            "out_of_tolerance": check.out_of_tolerance,
+            "stale": check.stale,
+        }
         for name, check in report.quantities.items()
     }
 
@@ -350,8 +383,7 @@ def _recalibrate(
     """Only the stale quantities (and what they disturb) when a check named them; the whole
     chip when there is no previous result or its check could not run."""
     if previous is not None and stale:
-        result = recalibrate(device, previous, list(stale), options=options,
-                             provenance_extra=extra)
+        result = recalibrate(device, previous, list(stale), options=options, provenance_extra=extra)
         redone = [step for step in result.provenance.steps if step != "verify"] or stale
         return result, f"{why}; recalibrated {', '.join(redone)}, kept the rest"
     result = calibrate(device, target, options=options, provenance_extra=extra)
@@ -379,13 +411,22 @@ def maintain_chip(
     back as an outcome with status 'failed' and the traceback."""
     started = time.perf_counter()
     try:
-        return _maintain(chip_id, store_location, device_factory,
-                         NeuronTarget.from_dict(dict(target or {})), check_first, options,
-                         started)
+        return _maintain(
+            chip_id,
+            store_location,
+            device_factory,
+            NeuronTarget.from_dict(dict(target or {})),
+            check_first,
+            options,
+            started,
+        )
     except Exception as error:
         return ChipOutcome(
-            chip_id, "failed", detail=f"{type(error).__name__}: {error}",
-            error=traceback.format_exc(), host_seconds=time.perf_counter() - started,
+            chip_id,
+            "failed",
+            detail=f"{type(error).__name__}: {error}",
+            error=traceback.format_exc(),
+            host_seconds=time.perf_counter() - started,
         )
 
 
@@ -425,15 +466,26 @@ def _maintain(
             why = f"check failed ({type(error).__name__}: {error})"
         else:
             check = _check_summary(report)
-            store.save(report.record(previous, stored.run_id, {  # the night's check, kept
-                "checked_by": "nightly", **_simulation_extra(device_factory, chip_id)}))
+            store.save(
+                report.record(
+                    previous,
+                    stored.run_id,
+                    {  # the night's check, kept
+                        "checked_by": "nightly",
+                        **_simulation_extra(device_factory, chip_id),
+                    },
+                )
+            )
             if report.holds:
                 return ChipOutcome(
-                    chip_id, "ok, checked",
+                    chip_id,
+                    "ok, checked",
                     detail=f"stored result holds ({report.runs} device runs), not recalibrated",
-                    success_fraction=float(np.mean(previous.success)), run_id=stored.run_id,
+                    success_fraction=float(np.mean(previous.success)),
+                    run_id=stored.run_id,
                     drift={name: float(item["median_shift"]) for name, item in check.items()},
-                    check=check, host_seconds=time.perf_counter() - started,
+                    check=check,
+                    host_seconds=time.perf_counter() - started,
                     n_neurons=int(previous.success.size),
                 )
             stale = report.stale
@@ -449,8 +501,9 @@ def _maintain(
         detail=detail,
         success_fraction=float(np.mean(result.success)),
         run_id=run_id,
-        drift={} if comparison is None else {
-            name: item["median_shift"] for name, item in comparison["quantities"].items()},
+        drift={}
+        if comparison is None
+        else {name: item["median_shift"] for name, item in comparison["quantities"].items()},
         check=check,
         stale=tuple(stale),
         newly_failed=() if comparison is None else tuple(comparison["newly_failed"]),
@@ -462,6 +515,7 @@ def _maintain(
 
 
 # -- the fleet --------------------------------------------------------------------------------
+
 
 def run_nightly(
     chip_ids: Iterable[str],
@@ -495,8 +549,9 @@ def run_nightly(
     if client is None:
         check_workers(workers)
         with dask_client(scheduler, workers=workers, connect_timeout=connect_timeout) as made:
-            return _run(made, ids, location, device_factory, target, check_first, options,
-                        on_outcome)
+            return _run(
+                made, ids, location, device_factory, target, check_first, options, on_outcome
+            )
     return _run(client, ids, location, device_factory, target, check_first, options, on_outcome)
 
 
@@ -516,9 +571,16 @@ def _run(
     night = uuid.uuid4().hex[:8]
     futures = {
         client.submit(
-            maintain_chip, chip_id, location, device_factory, target.to_dict(),
-            check_first=check_first, options=options, key=f"nightly-{night}-{chip_id}",
-            pure=False, retries=0,
+            maintain_chip,
+            chip_id,
+            location,
+            device_factory,
+            target.to_dict(),
+            check_first=check_first,
+            options=options,
+            key=f"nightly-{night}-{chip_id}",
+            pure=False,
+            retries=0,
         ): chip_id
         for chip_id in ids
     }
@@ -528,8 +590,12 @@ def _run(
         try:
             outcome = future.result()
         except Exception as error:  # the task itself died (e.g. its worker was killed)
-            outcome = ChipOutcome(chip_id, "failed", detail=f"{type(error).__name__}: {error}",
-                                  error="".join(traceback.format_exception(error)))
+            outcome = ChipOutcome(
+                chip_id,
+                "failed",
+                detail=f"{type(error).__name__}: {error}",
+                error="".join(traceback.format_exception(error)),
+            )
         outcomes[chip_id] = outcome
         if on_outcome is not None:
             on_outcome(outcome)

@@ -47,8 +47,9 @@ from device_model import SimulatedChip
 from device_model.oracle import QUANTITY_CELLS
 from results_store import check_chip_id
 
-CELL_OF = {name: PLANS.plan_of(name).cells[0] for name in QUANTITY_CELLS
-           if name in PLANS.quantities()}
+CELL_OF = {
+    name: PLANS.plan_of(name).cells[0] for name in QUANTITY_CELLS if name in PLANS.quantities()
+}
 """The quantities the oracle knows the ground truth of, and the cell their plan sets."""
 """The quantities a target grid may scan, and the cell that sets each."""
 CELL_RANGE = ParameterRange()
@@ -66,22 +67,25 @@ _GRID_ITEM = re.compile(r"\s*(\w+)\s*=\s*([^:]+):([^:]+):([^:]+)\s*")
 
 # -- target grids -----------------------------------------------------------------------------
 
+
 def parse_target_grid(spec: str) -> dict[str, np.ndarray]:
     """Quantity -> grid of targets in stored units (seconds, CADC LSB) from a spec such as
     'tau_mem=2:40:8' (µs for times, CADC LSB for potentials); ValueError names what is wrong."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"target grid = {spec!r} is empty: use QUANTITY=START:STOP:COUNT, "
-                         "e.g. tau_mem=2:40:8")
+        raise ValueError(
+            f"target grid = {spec!r} is empty: use QUANTITY=START:STOP:COUNT, e.g. tau_mem=2:40:8"
+        )
     grid: dict[str, np.ndarray] = {}
     for item in spec.split(","):
         match = _GRID_ITEM.fullmatch(item)
         if match is None:
-            raise ValueError(f"target grid item {item.strip()!r} is malformed: use "
-                             "QUANTITY=START:STOP:COUNT, e.g. tau_mem=2:40:8")
+            raise ValueError(
+                f"target grid item {item.strip()!r} is malformed: use "
+                "QUANTITY=START:STOP:COUNT, e.g. tau_mem=2:40:8"
+            )
         name, start_text, stop_text, count_text = match.groups()
         if name not in CELL_OF:
-            raise ValueError(f"target grid quantity {name!r} is not one of "
-                             f"{', '.join(CELL_OF)}")
+            raise ValueError(f"target grid quantity {name!r} is not one of {', '.join(CELL_OF)}")
         if name in grid:
             raise ValueError(f"target grid names {name!r} twice")
         spec_q = PLANS.quantities()[name]
@@ -92,26 +96,34 @@ def parse_target_grid(spec: str) -> dict[str, np.ndarray]:
             try:
                 value = float(text)
             except ValueError:
-                raise ValueError(f"target grid {name} {label} = {text.strip()!r} is not a "
-                                 "number") from None
+                raise ValueError(
+                    f"target grid {name} {label} = {text.strip()!r} is not a number"
+                ) from None
             if not (np.isfinite(value) and low <= value <= high):
-                raise ValueError(f"target grid {name} {label} = {value:g} {unit.label} is "
-                                 f"outside the allowed range {low:g}..{high:g} {unit.label}")
+                raise ValueError(
+                    f"target grid {name} {label} = {value:g} {unit.label} is "
+                    f"outside the allowed range {low:g}..{high:g} {unit.label}"
+                )
             bounds.append(value)
         try:
             count = int(count_text)
         except ValueError:
-            raise ValueError(f"target grid {name} count = {count_text.strip()!r} is not an "
-                             "integer") from None
+            raise ValueError(
+                f"target grid {name} count = {count_text.strip()!r} is not an integer"
+            ) from None
         if not 1 <= count <= MAX_GRID_POINTS:
-            raise ValueError(f"target grid {name} count = {count} is outside the allowed range "
-                             f"1..{MAX_GRID_POINTS}")
+            raise ValueError(
+                f"target grid {name} count = {count} is outside the allowed range "
+                f"1..{MAX_GRID_POINTS}"
+            )
         if bounds[0] > bounds[1]:
-            raise ValueError(f"target grid {name} start = {bounds[0]:g} exceeds stop = "
-                             f"{bounds[1]:g}")
+            raise ValueError(
+                f"target grid {name} start = {bounds[0]:g} exceeds stop = {bounds[1]:g}"
+            )
         if count == 1 and bounds[0] != bounds[1]:
-            raise ValueError(f"target grid {name} count = 1 needs start = stop, got "
-                             f"{bounds[0]:g}:{bounds[1]:g}")
+            raise ValueError(
+                f"target grid {name} count = 1 needs start = stop, got {bounds[0]:g}:{bounds[1]:g}"
+            )
         values = np.linspace(bounds[0], bounds[1], count) / unit.scale
         grid[name] = np.clip(values, spec_q.low, spec_q.high)  # no rounding past the range
     return grid
@@ -119,29 +131,37 @@ def parse_target_grid(spec: str) -> dict[str, np.ndarray]:
 
 def study_chip_ids(name: str, n_chips: int) -> list[str]:
     """'<name>-000', '<name>-001', ...: the same study name always gives the same chips."""
-    if isinstance(n_chips, bool) or not isinstance(n_chips, int | np.integer) or not (
-            1 <= n_chips <= MAX_CHIPS):
+    if (
+        isinstance(n_chips, bool)
+        or not isinstance(n_chips, int | np.integer)
+        or not (1 <= n_chips <= MAX_CHIPS)
+    ):
         raise ValueError(f"n_chips = {n_chips!r} is outside the allowed range 1..{MAX_CHIPS}")
     width = max(3, len(str(n_chips - 1)))
     ids = [f"{name}-{index:0{width}d}" for index in range(int(n_chips))]
     try:
         check_chip_id(ids[-1])
     except ValueError:
-        raise ValueError(f"study name = {name!r} does not make valid chip ids (such as "
-                         f"{ids[-1]!r}): use letters, digits, '.', '_' and '-'") from None
+        raise ValueError(
+            f"study name = {name!r} does not make valid chip ids (such as "
+            f"{ids[-1]!r}): use letters, digits, '.', '_' and '-'"
+        ) from None
     return ids
 
 
 # -- reachability (ground truth, studies only) ------------------------------------------------
 
+
 def _switch_variants(quantity: str, target: float) -> list[dict[str, Any]]:
     """The switch settings the calibration would try for `target`: its first choice and, for
     tau_mem, the next stronger leak setting it falls back to for neurons that are too slow."""
     if quantity == "tau_mem":
-        nominal = {name: int(value[0]) for name, value in
-                   leak_switches(np.array([target])).items()}
-        fallback = ({"leak_divide": 0, "leak_multiply": 0} if nominal["leak_divide"]
-                    else {"leak_divide": 0, "leak_multiply": 1})
+        nominal = {name: int(value[0]) for name, value in leak_switches(np.array([target])).items()}
+        fallback = (
+            {"leak_divide": 0, "leak_multiply": 0}
+            if nominal["leak_divide"]
+            else {"leak_divide": 0, "leak_multiply": 1}
+        )
         return [nominal] if fallback == nominal else [nominal, fallback]
     if quantity in ("tau_syn_exc", "tau_syn_inh"):
         prefix = "syn_exc" if quantity == "tau_syn_exc" else "syn_inh"
@@ -149,8 +169,9 @@ def _switch_variants(quantity: str, target: float) -> list[dict[str, Any]]:
     return [{}]
 
 
-def reachable(chip: SimulatedChip, settings: Mapping[str, np.ndarray], quantity: str,
-              target: float) -> np.ndarray:
+def reachable(
+    chip: SimulatedChip, settings: Mapping[str, np.ndarray], quantity: str, target: float
+) -> np.ndarray:
     """Per neuron: can `quantity` reach `target` with every other cell at `settings`?"""
     cell = CELL_OF[quantity]
     tolerance = PLANS.quantities()[quantity].tolerance_for(np.array([target]))[0]
@@ -165,6 +186,7 @@ def reachable(chip: SimulatedChip, settings: Mapping[str, np.ndarray], quantity:
 
 
 # -- one chip ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ChipStudy:
@@ -200,15 +222,20 @@ def study_chip(
     try:
         chip = SimulatedChip(chip_id, mismatch_scale=mismatch_scale)
         neuron_target = NeuronTarget.from_dict(dict(target))
-        result = calibrate(chip, neuron_target, options=options, provenance_extra={
-            "study": {"mismatch_scale": mismatch_scale}})
+        result = calibrate(
+            chip,
+            neuron_target,
+            options=options,
+            provenance_extra={"study": {"mismatch_scale": mismatch_scale}},
+        )
         goals = neuron_target.quantities()
         return {
             "chip_id": chip_id,
             "record": result.to_record(),
             "reachable": {
-                name: np.array([reachable(chip, result.codes, name, float(value))
-                                for value in values])
+                name: np.array(
+                    [reachable(chip, result.codes, name, float(value)) for value in values]
+                )
                 for name, values in grid.items()
             },
             "reachable_at_target": {
@@ -221,6 +248,7 @@ def study_chip(
 
 
 # -- the study --------------------------------------------------------------------------------
+
 
 @dataclass
 class MismatchStudy:
@@ -239,8 +267,14 @@ class MismatchStudy:
     def yield_fractions(self) -> dict[str, np.ndarray]:
         """Quantity -> (n_chips, n_grid): the fraction of each chip's neurons that can reach
         each grid target."""
-        return {name: np.array([chip.reachable[name].mean(axis=1) for chip in self.chips])
-                for name in self.grid} if self.chips else {}
+        return (
+            {
+                name: np.array([chip.reachable[name].mean(axis=1) for chip in self.chips])
+                for name in self.grid
+            }
+            if self.chips
+            else {}
+        )
 
     def parameters(self) -> dict[str, str]:
         """How the study was run, and the measured success beside the reachability."""
@@ -260,7 +294,8 @@ class MismatchStudy:
             measured = np.mean([chip.measured_success()[name] for chip in self.chips])
             reach = np.mean([chip.reachable_at_target[name].mean() for chip in self.chips])
             lines[f"{name} at the study target {unit(np.median(goals[name])):g} {unit.label}"] = (
-                f"calibrated (measured) {100 * measured:.1f} %, reachable {100 * reach:.1f} %")
+                f"calibrated (measured) {100 * measured:.1f} %, reachable {100 * reach:.1f} %"
+            )
         return lines
 
     def to_dataset(self) -> Any:
@@ -270,32 +305,48 @@ class MismatchStudy:
         ids = [chip.chip_id for chip in self.chips]
         n_neurons = self.chips[0].result.success.size if self.chips else 0
         data: dict[str, Any] = {
-            "success": (("chip", "neuron"), np.array(
-                [chip.result.success for chip in self.chips], dtype=bool).reshape(
-                len(ids), n_neurons)),
+            "success": (
+                ("chip", "neuron"),
+                np.array([chip.result.success for chip in self.chips], dtype=bool).reshape(
+                    len(ids), n_neurons
+                ),
+            ),
         }
         names = sorted({name for chip in self.chips for name in chip.result.achieved})
         for name in names:
             for kind in ("before", "achieved"):
-                values = [getattr(chip.result, kind).get(name, np.full(n_neurons, np.nan))
-                          for chip in self.chips]
+                values = [
+                    getattr(chip.result, kind).get(name, np.full(n_neurons, np.nan))
+                    for chip in self.chips
+                ]
                 data[f"{kind}_{name}"] = (("chip", "neuron"), np.array(values, dtype=float))
-            data[f"measured_success_{name}"] = ("chip", np.array(
-                [chip.measured_success()[name] for chip in self.chips], dtype=float))
+            data[f"measured_success_{name}"] = (
+                "chip",
+                np.array([chip.measured_success()[name] for chip in self.chips], dtype=float),
+            )
         # Variable-length strings: zarr v3 has a specified data type for them, not for fixed ones.
-        coords: dict[str, Any] = {"chip": np.array(ids, dtype=object),
-                                  "neuron": np.arange(n_neurons)}
+        coords: dict[str, Any] = {
+            "chip": np.array(ids, dtype=object),
+            "neuron": np.arange(n_neurons),
+        }
         for name, values in self.grid.items():
             axis = f"grid_{name}"
-            coords[axis] = (axis, np.asarray(values, dtype=float),
-                            {"units": PLANS.quantities()[name].unit})
+            coords[axis] = (
+                axis,
+                np.asarray(values, dtype=float),
+                {"units": PLANS.quantities()[name].unit},
+            )
             reach = np.array([chip.reachable[name] for chip in self.chips], dtype=bool).reshape(
-                len(ids), values.size, n_neurons)
+                len(ids), values.size, n_neurons
+            )
             data[f"reachable_{name}"] = (("chip", axis, "neuron"), reach)
             data[f"yield_{name}"] = (("chip", axis), reach.mean(axis=2))
-            data[f"reachable_at_target_{name}"] = (("chip", "neuron"), np.array(
-                [chip.reachable_at_target[name] for chip in self.chips], dtype=bool).reshape(
-                len(ids), n_neurons))
+            data[f"reachable_at_target_{name}"] = (
+                ("chip", "neuron"),
+                np.array(
+                    [chip.reachable_at_target[name] for chip in self.chips], dtype=bool
+                ).reshape(len(ids), n_neurons),
+            )
         attrs = {
             "study": self.name,
             "mismatch_scale": self.mismatch_scale,
@@ -364,8 +415,11 @@ def run_study(
     """
     started = time.perf_counter()
     ids = study_chip_ids(name, n_chips)
-    if not (isinstance(mismatch_scale, int | float) and np.isfinite(mismatch_scale)
-            and mismatch_scale >= 0):
+    if not (
+        isinstance(mismatch_scale, int | float)
+        and np.isfinite(mismatch_scale)
+        and mismatch_scale >= 0
+    ):
         raise ValueError(f"mismatch_scale = {mismatch_scale!r} is outside the allowed range >= 0")
     target = NeuronTarget() if target is None else target
     if not isinstance(target, NeuronTarget):
@@ -377,10 +431,15 @@ def run_study(
         if quantity not in CELL_OF:
             raise ValueError(f"grid quantity {quantity!r} is not one of {', '.join(CELL_OF)}")
         spec = PLANS.quantities()[quantity]
-        if values.ndim != 1 or not values.size or np.any(
-                ~np.isfinite(values) | (values < spec.low) | (values > spec.high)):
-            raise ValueError(f"grid {quantity}: targets must be a non-empty 1-d grid inside "
-                             f"{spec.low:g}..{spec.high:g} {spec.unit}, got {values!r}")
+        if (
+            values.ndim != 1
+            or not values.size
+            or np.any(~np.isfinite(values) | (values < spec.low) | (values > spec.high))
+        ):
+            raise ValueError(
+                f"grid {quantity}: targets must be a non-empty 1-d grid inside "
+                f"{spec.low:g}..{spec.high:g} {spec.unit}, got {values!r}"
+            )
     if client is None:
         check_workers(workers)
         with dask_client(scheduler, workers=workers, connect_timeout=connect_timeout) as made:
@@ -393,25 +452,51 @@ def run_study(
             failures[part["chip_id"]] = part["error"]
             continue
         arrays, attrs = part["record"]
-        chips.append(ChipStudy(NeuronResult.from_record(arrays, attrs), part["reachable"],
-                               part["reachable_at_target"]))
-    return MismatchStudy(name, float(mismatch_scale), target, grid, chips, failures,
-                         host_seconds=time.perf_counter() - started)
+        chips.append(
+            ChipStudy(
+                NeuronResult.from_record(arrays, attrs),
+                part["reachable"],
+                part["reachable_at_target"],
+            )
+        )
+    return MismatchStudy(
+        name,
+        float(mismatch_scale),
+        target,
+        grid,
+        chips,
+        failures,
+        host_seconds=time.perf_counter() - started,
+    )
 
 
 ChipProgress = Callable[[str, str | None, int, int], None]
 """(chip id, error or None, chips done, chips in all): called as each chip finishes."""
 
 
-def _gather(client: Any, ids: list[str], mismatch_scale: float, target: NeuronTarget,
-            grid: Mapping[str, np.ndarray], options: CalibrationOptions | None,
-            on_chip: ChipProgress | None = None) -> list[dict[str, Any]]:
+def _gather(
+    client: Any,
+    ids: list[str],
+    mismatch_scale: float,
+    target: NeuronTarget,
+    grid: Mapping[str, np.ndarray],
+    options: CalibrationOptions | None,
+    on_chip: ChipProgress | None = None,
+) -> list[dict[str, Any]]:
     from distributed import as_completed
 
     plain_grid = {name: values.tolist() for name, values in grid.items()}
     futures = {
-        client.submit(study_chip, chip_id, mismatch_scale, target.to_dict(), plain_grid,
-                      options, key=f"study-{chip_id}-{time.time_ns()}", pure=False): chip_id
+        client.submit(
+            study_chip,
+            chip_id,
+            mismatch_scale,
+            target.to_dict(),
+            plain_grid,
+            options,
+            key=f"study-{chip_id}-{time.time_ns()}",
+            pure=False,
+        ): chip_id
         for chip_id in ids
     }
     parts: dict[str, dict[str, Any]] = {}
@@ -420,8 +505,10 @@ def _gather(client: Any, ids: list[str], mismatch_scale: float, target: NeuronTa
         try:
             parts[chip_id] = future.result()
         except Exception as error:  # the task itself died (e.g. its worker was killed)
-            parts[chip_id] = {"chip_id": chip_id,
-                              "error": "".join(traceback.format_exception(error))}
+            parts[chip_id] = {
+                "chip_id": chip_id,
+                "error": "".join(traceback.format_exception(error)),
+            }
         if on_chip is not None:
             on_chip(chip_id, parts[chip_id].get("error"), done, len(ids))
     return [parts[chip_id] for chip_id in ids]

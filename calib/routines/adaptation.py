@@ -59,7 +59,8 @@ def _steady_swing(device: Device, amplitude: float) -> np.ndarray:
     """Peak-to-peak steady response (CADC LSB) to current steps of +/- `amplitude`."""
     reads = [
         device.read_cadc(STEP_SAMPLES, CurrentStep(sign * amplitude, off_time=STEP_DURATION))
-        .astype(float).mean(axis=0)
+        .astype(float)
+        .mean(axis=0)
         for sign in (1.0, -1.0)
     ]
     return reads[0] - reads[1]
@@ -76,8 +77,13 @@ class SubthresholdAdaptation(Routine):
     """Swing with a = 0, measured in the prelude."""
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
-        return {"threshold_enable": 0, "reset_hold": 0, "adaptation_enable": 1,
-                "exponential_enable": 0, "i_bias_adapt_tau": FAST_ADAPTATION_CODE}
+        return {
+            "threshold_enable": 0,
+            "reset_hold": 0,
+            "adaptation_enable": 1,
+            "exponential_enable": 0,
+            "i_bias_adapt_tau": FAST_ADAPTATION_CODE,
+        }
 
     def prelude(self, device: Device) -> None:
         """Set the measurement up and measure the swing without adaptation; the current step
@@ -138,7 +144,9 @@ def first_spike_delay(trace: Trace) -> np.ndarray:
 
 
 def adaptation_observables(
-    n_spikes: np.ndarray, mean_interval: np.ndarray, adapted_interval: np.ndarray,
+    n_spikes: np.ndarray,
+    mean_interval: np.ndarray,
+    adapted_interval: np.ndarray,
     unadapted: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ratio f_inf / f_0, adaptation time in s) per neuron from its spike count and mean
@@ -166,13 +174,16 @@ class SpikeFrequencyAdaptation(MultiParameterRoutine):
     parameter_ranges = (ParameterRange(), ParameterRange(TAU_CODE_LOW, CAPMEM_MAX))
 
     def __init__(
-        self, drive: np.ndarray, longest_time: float,
+        self,
+        drive: np.ndarray,
+        longest_time: float,
         observables: tuple[str, ...] = ADAPTATION_OBSERVABLES,
     ) -> None:
         unknown = set(observables) - set(ADAPTATION_OBSERVABLES)
         if not observables or unknown:
-            raise ValueError(f"observables must be some of {ADAPTATION_OBSERVABLES}, "
-                             f"got {observables!r}")
+            raise ValueError(
+                f"observables must be some of {ADAPTATION_OBSERVABLES}, got {observables!r}"
+            )
         self.drive = np.broadcast_to(np.asarray(drive, dtype=np.int64), (N_NEURONS,))
         self.duration = RELEASE_TIME + SETTLING_TIME_CONSTANTS * longest_time
         self.observables = tuple(observables)
@@ -180,8 +191,14 @@ class SpikeFrequencyAdaptation(MultiParameterRoutine):
         """Per neuron: the unadapted interval less the first spike's delay after the release."""
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
-        return {"v_leak": self.drive, "threshold_enable": 1, "reset_hold": 0,
-                "adaptation_enable": 1, "i_bias_adapt_a": 0, "exponential_enable": 0}
+        return {
+            "v_leak": self.drive,
+            "threshold_enable": 1,
+            "reset_hold": 0,
+            "adaptation_enable": 1,
+            "i_bias_adapt_a": 0,
+            "exponential_enable": 0,
+        }
 
     def prelude(self, device: Device) -> None:
         """Configure the drive; measure the hold after a spike with adaptation off (the
@@ -195,8 +212,9 @@ class SpikeFrequencyAdaptation(MultiParameterRoutine):
         device.write({"adaptation_enable": 1})
 
     def _record(self, device: Device) -> Trace:
-        return device.record_madc(np.arange(device.n_neurons), self.duration,
-                                  ResetRelease(RELEASE_TIME))
+        return device.record_madc(
+            np.arange(device.n_neurons), self.duration, ResetRelease(RELEASE_TIME)
+        )
 
     def apply(self, device: Device, codes: np.ndarray) -> None:
         """Write the codes twice: a search jumps across the range, and one write's settling
@@ -245,19 +263,22 @@ def _tau_code(gain: np.ndarray, tau_w: np.ndarray) -> np.ndarray:
     """The i_bias_adapt_tau code giving `tau_w` with the neuron's `gain` (inverse of the form;
     beyond the saturation, the top code)."""
     needed = (NOMINAL_TAU_CAPACITANCE / tau_w - NOMINAL_TAU_PARALLEL) / (
-        gain * NOMINAL_TAU_CONDUCTANCE_PER_CODE)
+        gain * NOMINAL_TAU_CONDUCTANCE_PER_CODE
+    )
     room = 1 - needed / NOMINAL_TAU_SATURATION
     return np.where(room > 0, needed / np.where(room > 0, room, 1.0), CAPMEM_MAX)
 
 
-def _linear_theory(codes: np.ndarray, ratio: np.ndarray, time: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _linear_theory(
+    codes: np.ndarray, ratio: np.ndarray, time: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(tau bias gain, adaptation strength per b code and second) per neuron from one
     measurement. Linear theory: ratio = 1 / (1 + beta b tau_w) and time = tau_w ratio."""
     with np.errstate(divide="ignore", invalid="ignore"):
         tau_w = time / ratio
         gain = (NOMINAL_TAU_CAPACITANCE / tau_w - NOMINAL_TAU_PARALLEL) / _tau_w_conductance(
-            codes[:, 1])
+            codes[:, 1]
+        )
         strength = (1 / ratio - 1) / (codes[:, 0] * tau_w)
     usable = (gain > 0) & (strength > 0)
     return np.where(usable, gain, np.nan), np.where(usable, strength, np.nan)
@@ -272,7 +293,10 @@ def _finite_mean(values: np.ndarray) -> np.ndarray:
 
 
 def adaptation_guess(
-    routine: SpikeFrequencyAdaptation, device: Device, ratio: np.ndarray, time: np.ndarray,
+    routine: SpikeFrequencyAdaptation,
+    device: Device,
+    ratio: np.ndarray,
+    time: np.ndarray,
     refinements: int = 2,
 ) -> np.ndarray:
     """Per-neuron (b, tau) codes expected to give `ratio` and `time`, from the linear theory of
@@ -301,6 +325,7 @@ def adaptation_guess(
     for _ in range(refinements):
         gain, strength = measured(codes)
         refined = invert(gain, strength)
-        codes = np.where(np.isfinite(gain)[:, None] & np.isfinite(strength)[:, None],
-                         refined, codes)
+        codes = np.where(
+            np.isfinite(gain)[:, None] & np.isfinite(strength)[:, None], refined, codes
+        )
     return codes

@@ -87,8 +87,9 @@ def bayesian_search(part: str) -> Callable[[NeuronTarget], Algorithm]:
 
     def build(target: NeuronTarget) -> Algorithm:
         names = [name for name in PART_QUANTITIES[part] if getattr(target, name) is not None]
-        return BayesianSearch(budget=BAYESIAN_BUDGET, tolerance=search_tolerance(target, names),
-                              relative=True, seed=0)
+        return BayesianSearch(
+            budget=BAYESIAN_BUDGET, tolerance=search_tolerance(target, names), relative=True, seed=0
+        )
 
     return build
 
@@ -118,7 +119,8 @@ def check_adex_target(target: NeuronTarget) -> None:
         raise ValueError(
             f"exp_onset = {float(onset[neuron])!r}{where} is outside the allowed range "
             f"{low[neuron]:g}..{high[neuron]:g} CADC LSB for this target (at least "
-            f"{EXP_ONSET_MARGIN:g} LSB above the leak and below the threshold)")
+            f"{EXP_ONSET_MARGIN:g} LSB above the leak and below the threshold)"
+        )
 
 
 @contextmanager
@@ -146,22 +148,28 @@ class LocalWindow(MultiParameterRoutine):
 
     STEPS = 32
 
-    def __init__(self, routine: MultiParameterRoutine, centre: np.ndarray,
-                 fractions: tuple[float, ...], minimums: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        routine: MultiParameterRoutine,
+        centre: np.ndarray,
+        fractions: tuple[float, ...],
+        minimums: tuple[int, ...],
+    ) -> None:
         self.routine = routine
         self.name = routine.name
         self.parameters = routine.parameters
         self.centre = np.asarray(centre, dtype=float)
-        half = np.maximum(np.array(minimums, dtype=float),
-                          np.array(fractions) * self.centre)
+        half = np.maximum(np.array(minimums, dtype=float), np.array(fractions) * self.centre)
         self.step = np.maximum(half / self.STEPS, 1.0)
         self.parameter_ranges = tuple(ParameterRange(0, 2 * self.STEPS) for _ in self.parameters)
 
     def codes(self, offsets: np.ndarray) -> np.ndarray:
         """Cell codes of window offsets (n_units, n_params)."""
         codes = self.centre + (np.asarray(offsets, dtype=float) - self.STEPS) * self.step
-        return np.stack([limits.clip(codes[:, j])
-                         for j, limits in enumerate(self.routine.parameter_ranges)], axis=1)
+        return np.stack(
+            [limits.clip(codes[:, j]) for j, limits in enumerate(self.routine.parameter_ranges)],
+            axis=1,
+        )
 
     def prelude(self, device: Device) -> None:
         self.routine.prelude(device)
@@ -211,7 +219,8 @@ class AdExParts:
         """Note the neurons whose leak cannot be raised to every drive of `part`."""
         highest = np.max(np.stack(potentials), axis=0)
         self.drive_clipped[part] = codes + (highest - self.goals["leak"]) * CODES_PER_LSB > (
-            CAPMEM_MAX + 0.5)
+            CAPMEM_MAX + 0.5
+        )
 
     def adaptation_routine(self) -> SpikeFrequencyAdaptation:
         codes = self.device.read_settings(["v_leak"])["v_leak"]
@@ -219,7 +228,8 @@ class AdExParts:
         self._beyond_leak_range("adaptation", codes, drive)
         longest = float(np.max(self.goals.get("adaptation_time", np.full(N_NEURONS, GUESS_TIME))))
         return SpikeFrequencyAdaptation(
-            drive_codes(codes, self.goals["leak"], drive), longest, self.targeted("adaptation"))
+            drive_codes(codes, self.goals["leak"], drive), longest, self.targeted("adaptation")
+        )
 
     def exponential_routine(self, observables: tuple[str, ...] | None = None) -> ExponentialTerm:
         codes = self.device.read_settings(["v_leak"])["v_leak"]
@@ -228,9 +238,14 @@ class AdExParts:
             onset = 0.5 * (self.goals["leak"] + self.goals["threshold"])
         rate = self.goals.get("exp_rate", np.full(N_NEURONS, GUESS_RATE))
         self._beyond_leak_range("exponential", codes, onset, self.goals["threshold"])
-        return ExponentialTerm(codes, self.goals["leak"], self.goals["threshold"], onset,
-                               0.5 * float(np.min(rate)),
-                               observables or self.targeted("exponential"))
+        return ExponentialTerm(
+            codes,
+            self.goals["leak"],
+            self.goals["threshold"],
+            onset,
+            0.5 * float(np.min(rate)),
+            observables or self.targeted("exponential"),
+        )
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -242,9 +257,17 @@ class AdExParts:
         codes = np.where(goal > 0, outcome.codes, 0)
         self.session.write({routine.parameter: codes})
         bound = routine.parameter_range.at_bound(codes)
-        self._record(routine, SearchOutcome(codes, outcome.measured, outcome.steps,
-                                            np.where(goal > 0, bound, 0), outcome.reasons,
-                                            notes=outcome.notes))
+        self._record(
+            routine,
+            SearchOutcome(
+                codes,
+                outcome.measured,
+                outcome.steps,
+                np.where(goal > 0, bound, 0),
+                outcome.reasons,
+                notes=outcome.notes,
+            ),
+        )
 
     def calibrate_adaptation(self) -> None:
         routine = self.adaptation_routine()
@@ -254,8 +277,9 @@ class AdExParts:
         time = self.goals.get("adaptation_time", np.full(N_NEURONS, GUESS_TIME))
         guess = self._given_initial("adaptation")
         if guess is None:
-            guess = self._guess(routine, lambda: adaptation_guess(
-                routine, self.device, ratio, time))
+            guess = self._guess(
+                routine, lambda: adaptation_guess(routine, self.device, ratio, time)
+            )
         self._search(routine, "adaptation", goal, guess)
         if "adaptation_a" not in self.target.adex:
             self.session.write({"i_bias_adapt_a": 0})
@@ -268,8 +292,9 @@ class AdExParts:
         rate = self.goals.get("exp_rate", np.full(N_NEURONS, GUESS_RATE))
         guess = self._given_initial("exponential")
         if guess is None:
-            guess = self._guess(guessing, lambda: exponential_guess(
-                guessing, self.device, onset, rate))
+            guess = self._guess(
+                guessing, lambda: exponential_guess(guessing, self.device, onset, rate)
+            )
         self._search(self.exponential_routine(), "exponential", goal, guess)
 
     def switch_on(self) -> None:
@@ -302,8 +327,9 @@ class AdExParts:
         finally:
             routine.postlude(self.device)
 
-    def _search(self, routine: MultiParameterRoutine, part: str, goal: np.ndarray,
-                guess: np.ndarray) -> None:
+    def _search(
+        self, routine: MultiParameterRoutine, part: str, goal: np.ndarray, guess: np.ndarray
+    ) -> None:
         """The part's search in a window around the guess (which it tries first)."""
         fractions, minimums = WINDOWS[part]
         window = LocalWindow(routine, guess, fractions, minimums)
@@ -313,9 +339,14 @@ class AdExParts:
             algorithm.initial = np.full(guess.shape, LocalWindow.STEPS)
         found = algorithm.run(window, self.device, goal)
         codes = window.codes(found.codes)
-        outcome = SearchOutcome(codes, found.measured, found.steps,
-                                at_bounds(routine.parameter_ranges, codes), found.reasons,
-                                notes=found.notes)
+        outcome = SearchOutcome(
+            codes,
+            found.measured,
+            found.steps,
+            at_bounds(routine.parameter_ranges, codes),
+            found.reasons,
+            notes=found.notes,
+        )
         self.session.write({name: codes[:, j] for j, name in enumerate(routine.parameters)})
         self._record(routine, outcome)
 
@@ -329,10 +360,16 @@ class AdExParts:
     def unreachable(self) -> list[Failure]:
         """Neurons whose leak cannot be raised to a drive of a part (their part cannot be
         measured as defined)."""
-        return [Failure(int(neuron), part, FailureKind.UNREACHABLE,
-                        note="a drive lies above the leak's range")
-                for part, clipped in self.drive_clipped.items()
-                for neuron in np.flatnonzero(clipped)]
+        return [
+            Failure(
+                int(neuron),
+                part,
+                FailureKind.UNREACHABLE,
+                note="a drive lies above the leak's range",
+            )
+            for part, clipped in self.drive_clipped.items()
+            for neuron in np.flatnonzero(clipped)
+        ]
 
 
 # -- plans ----------------------------------------------------------------------------------
@@ -350,8 +387,7 @@ ADEX_AFTER = ("threshold", "refractory_time")
 
 
 def _targets(part: str) -> Callable[[NeuronTarget], bool]:
-    return lambda target: any(getattr(target, name) is not None
-                              for name in PART_QUANTITIES[part])
+    return lambda target: any(getattr(target, name) is not None for name in PART_QUANTITIES[part])
 
 
 def _verify_part(part: str) -> Callable[[CalibrationContext], dict[str, np.ndarray]]:
@@ -359,101 +395,143 @@ def _verify_part(part: str) -> Callable[[CalibrationContext], dict[str, np.ndarr
         parts = AdExParts.of(context)
         if part == "adaptation_a":
             return {"adaptation_a": measure_once(SubthresholdAdaptation(), context.device)}
-        routine = parts.adaptation_routine() if part == "adaptation" else (
-            parts.exponential_routine())
+        routine = (
+            parts.adaptation_routine() if part == "adaptation" else (parts.exponential_routine())
+        )
         values = measure_once(routine, context.device)
         return dict(zip(routine.observables, values.T, strict=True))
 
     return verify
 
 
-def _judge_part(part: str) -> Callable[[CalibrationContext, dict[str, np.ndarray]],
-                                       list[Failure]]:
+def _judge_part(part: str) -> Callable[[CalibrationContext, dict[str, np.ndarray]], list[Failure]]:
     def judge(context: CalibrationContext, achieved: dict[str, np.ndarray]) -> list[Failure]:
-        return [failure for failure in AdExParts.of(context).unreachable()
-                if failure.quantity == part]
+        return [
+            failure for failure in AdExParts.of(context).unreachable() if failure.quantity == part
+        ]
 
     return judge
 
 
 def _any_adex(target: NeuronTarget) -> bool:
-    return any(getattr(target, name) is not None
-               for names in PART_QUANTITIES.values() for name in names)
+    return any(
+        getattr(target, name) is not None for names in PART_QUANTITIES.values() for name in names
+    )
 
 
-ADAPTATION_A = register_plan(Plan(
-    name="adaptation_a",
-    rank=13,
-    quantities=(QuantitySpec(
-        "adaptation_a", "g_leak", 0.0, 0.4, 0.02, relative=False,
-        description="subthreshold adaptation a as a fraction of the leak conductance "
-                    "(a / g_leak), from the membrane's steady response to a current step",
-        long_name="subthreshold adaptation"),),
-    cells=("i_bias_adapt_a",),
-    action=lambda context, plan: AdExParts.of(context).calibrate_a(),
-    algorithm=lambda target: NoiseRobustBinarySearch(),
-    after=ADEX_AFTER,
-    applies=_targets("adaptation_a"),
-    verify=_verify_part("adaptation_a"),
-    judge=_judge_part("adaptation_a"),
-    lif_part=False,
-))
-ADAPTATION = register_plan(Plan(
-    name="adaptation",
-    rank=14,
-    quantities=(
-        QuantitySpec(
-            "adaptation_ratio", "f/f0", 0.75, 0.9, 0.03, relative=True,
-            description="spike-frequency adaptation: the adapted firing rate over the rate "
-                        "without adaptation, under the reference drive (the leak raised to "
-                        "threshold + (threshold - reset))",
-            long_name="adaptation ratio"),
-        QuantitySpec(
-            "adaptation_time", "s", 28e-6, 40e-6, 0.12, relative=True,
-            description="time constant of the firing rate's relaxation to its adapted value, "
-                        "same drive",
-            long_name="adaptation time constant"),
-    ),
-    cells=("i_bias_adapt_b", "i_bias_adapt_tau"),
-    action=lambda context, plan: AdExParts.of(context).calibrate_adaptation(),
-    algorithm=bayesian_search("adaptation"),
-    after=(*ADEX_AFTER, "adaptation_a"),
-    applies=_targets("adaptation"),
-    verify=_verify_part("adaptation"),
-    judge=_judge_part("adaptation"),
-    lif_part=False,
-))
-EXPONENTIAL = register_plan(Plan(
-    name="exponential",
-    rank=15,
-    quantities=(
-        QuantitySpec(
-            "exp_onset", "CADC LSB", 60.0, 200.0, 1.5, relative=False,
-            description="exponential term: the leak potential above which the neuron fires "
-                        "tonically (its rheobase, as a potential); between leak and threshold",
-            long_name="exponential onset"),
-        QuantitySpec(
-            "exp_rate", "Hz", 20e3, 120e3, 0.04, relative=True,
-            description="exponential term: the firing rate with the leak potential at the "
-                        "threshold, where a plain LIF neuron stays silent",
-            long_name="exponential firing rate"),
-    ),
-    cells=("i_bias_exp", "v_exp"),
-    action=lambda context, plan: AdExParts.of(context).calibrate_exponential(),
-    algorithm=bayesian_search("exponential"),
-    after=(*ADEX_AFTER, "adaptation"),
-    applies=_targets("exponential"),
-    verify=_verify_part("exponential"),
-    judge=_judge_part("exponential"),
-    lif_part=False,
-    extra={"check_target": check_adex_target},
-))
-ADEX_SWITCHES = register_plan(Plan(
-    name="adex_switches",
-    rank=16,
-    action=lambda context, plan: AdExParts.of(context).switch_on(),
-    after=("adaptation_a", "adaptation", "exponential"),
-    applies=_any_adex,
-    recalibratable=False,
-    lif_part=False,
-))
+ADAPTATION_A = register_plan(
+    Plan(
+        name="adaptation_a",
+        rank=13,
+        quantities=(
+            QuantitySpec(
+                "adaptation_a",
+                "g_leak",
+                0.0,
+                0.4,
+                0.02,
+                relative=False,
+                description="subthreshold adaptation a as a fraction of the leak conductance "
+                "(a / g_leak), from the membrane's steady response to a current step",
+                long_name="subthreshold adaptation",
+            ),
+        ),
+        cells=("i_bias_adapt_a",),
+        action=lambda context, plan: AdExParts.of(context).calibrate_a(),
+        algorithm=lambda target: NoiseRobustBinarySearch(),
+        after=ADEX_AFTER,
+        applies=_targets("adaptation_a"),
+        verify=_verify_part("adaptation_a"),
+        judge=_judge_part("adaptation_a"),
+        lif_part=False,
+    )
+)
+ADAPTATION = register_plan(
+    Plan(
+        name="adaptation",
+        rank=14,
+        quantities=(
+            QuantitySpec(
+                "adaptation_ratio",
+                "f/f0",
+                0.75,
+                0.9,
+                0.03,
+                relative=True,
+                description="spike-frequency adaptation: the adapted firing rate over the rate "
+                "without adaptation, under the reference drive (the leak raised to "
+                "threshold + (threshold - reset))",
+                long_name="adaptation ratio",
+            ),
+            QuantitySpec(
+                "adaptation_time",
+                "s",
+                28e-6,
+                40e-6,
+                0.12,
+                relative=True,
+                description="time constant of the firing rate's relaxation to its adapted value, "
+                "same drive",
+                long_name="adaptation time constant",
+            ),
+        ),
+        cells=("i_bias_adapt_b", "i_bias_adapt_tau"),
+        action=lambda context, plan: AdExParts.of(context).calibrate_adaptation(),
+        algorithm=bayesian_search("adaptation"),
+        after=(*ADEX_AFTER, "adaptation_a"),
+        applies=_targets("adaptation"),
+        verify=_verify_part("adaptation"),
+        judge=_judge_part("adaptation"),
+        lif_part=False,
+    )
+)
+EXPONENTIAL = register_plan(
+    Plan(
+        name="exponential",
+        rank=15,
+        quantities=(
+            QuantitySpec(
+                "exp_onset",
+                "CADC LSB",
+                60.0,
+                200.0,
+                1.5,
+                relative=False,
+                description="exponential term: the leak potential above which the neuron fires "
+                "tonically (its rheobase, as a potential); between leak and threshold",
+                long_name="exponential onset",
+            ),
+            QuantitySpec(
+                "exp_rate",
+                "Hz",
+                20e3,
+                120e3,
+                0.04,
+                relative=True,
+                description="exponential term: the firing rate with the leak potential at the "
+                "threshold, where a plain LIF neuron stays silent",
+                long_name="exponential firing rate",
+            ),
+        ),
+        cells=("i_bias_exp", "v_exp"),
+        action=lambda context, plan: AdExParts.of(context).calibrate_exponential(),
+        algorithm=bayesian_search("exponential"),
+        after=(*ADEX_AFTER, "adaptation"),
+        applies=_targets("exponential"),
+        verify=_verify_part("exponential"),
+        judge=_judge_part("exponential"),
+        lif_part=False,
+        extra={"check_target": check_adex_target},
+    )
+)
+ADEX_SWITCHES = register_plan(
+    Plan(
+        name="adex_switches",
+        rank=16,
+        action=lambda context, plan: AdExParts.of(context).switch_on(),
+        after=("adaptation_a", "adaptation", "exponential"),
+        applies=_any_adex,
+        recalibratable=False,
+        lif_part=False,
+    )
+)

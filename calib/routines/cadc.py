@@ -85,18 +85,19 @@ def channel_offsets(device: Device) -> np.ndarray:
     """
     spec = CELLS["cadc_channel_offset"]
     saved = device.read_settings(["cadc_connect_reference", "cadc_channel_offset"])
-    device.write({
-        "cadc_connect_reference": 1,
-        "cadc_channel_offset": 0,
-        "v_cadc_reference": OFFSET_REFERENCE_CODE,
-    })
+    device.write(
+        {
+            "cadc_connect_reference": 1,
+            "cadc_channel_offset": 0,
+            "v_cadc_reference": OFFSET_REFERENCE_CODE,
+        }
+    )
     try:
         readings = cadc_mean(device, CHANNEL_OFFSET_SAMPLES)
     finally:
         device.write(saved)
     offsets = np.rint(expected_reading(OFFSET_REFERENCE_CODE) - readings)
     return np.clip(offsets, spec.low, spec.high).astype(np.int64)
-
 
 
 # -- plan -----------------------------------------------------------------------------------
@@ -112,12 +113,14 @@ def calibrate_cadc(context: CalibrationContext, plan: Plan) -> None:
     context.write({"cadc_channel_offset": offsets, "cadc_connect_reference": 0})
 
 
-CADC = register_plan(Plan(
-    name="cadc",
-    rank=0,
-    cells=("cadc_ramp_offset", "cadc_ramp_slope", "cadc_channel_offset"),
-    action=calibrate_cadc,
-    algorithm=lambda target: BinarySearch(),
-    recalibratable=False,
-    extra={"searches": ("cadc_ramp_offset", "cadc_ramp_slope")},
-))
+CADC = register_plan(
+    Plan(
+        name="cadc",
+        rank=0,
+        cells=("cadc_ramp_offset", "cadc_ramp_slope", "cadc_channel_offset"),
+        action=calibrate_cadc,
+        algorithm=lambda target: BinarySearch(),
+        recalibratable=False,
+        extra={"searches": ("cadc_ramp_offset", "cadc_ramp_slope")},
+    )
+)

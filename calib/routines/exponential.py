@@ -66,13 +66,20 @@ class ExponentialTerm(MultiParameterRoutine):
     parameters = ("i_bias_exp", "v_exp")
 
     def __init__(
-        self, v_leak: np.ndarray, leak: np.ndarray, threshold: np.ndarray, onset: np.ndarray,
-        slowest_rate: float, observables: tuple[str, ...] = EXPONENTIAL_OBSERVABLES,
+        self,
+        v_leak: np.ndarray,
+        leak: np.ndarray,
+        threshold: np.ndarray,
+        onset: np.ndarray,
+        slowest_rate: float,
+        observables: tuple[str, ...] = EXPONENTIAL_OBSERVABLES,
     ) -> None:
         unknown = set(observables) - set(EXPONENTIAL_OBSERVABLES)
         if not observables or unknown:
-            raise ValueError(f"observables must be some of {EXPONENTIAL_OBSERVABLES}, "
-                             f"got {observables!r}")
+            raise ValueError(
+                f"observables must be some of {EXPONENTIAL_OBSERVABLES}, got {observables!r}"
+            )
+
         def per_neuron(value: ArrayLike) -> np.ndarray:
             return np.broadcast_to(np.asarray(value, dtype=float), (N_NEURONS,))
 
@@ -86,8 +93,13 @@ class ExponentialTerm(MultiParameterRoutine):
         self.parameter_ranges = (ParameterRange(), v_exp_range(self.onset))
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
-        return {"exponential_enable": 1, "adaptation_enable": 0, "reset_hold": 0,
-                "threshold_enable": 0, "v_leak": self.rate_drive}
+        return {
+            "exponential_enable": 1,
+            "adaptation_enable": 0,
+            "reset_hold": 0,
+            "threshold_enable": 0,
+            "v_leak": self.rate_drive,
+        }
 
     def apply(self, device: Device, codes: np.ndarray) -> None:
         """Written twice: one write's settling leaves 0.7 % of a jump, and a jump across the
@@ -118,8 +130,9 @@ class ExponentialTerm(MultiParameterRoutine):
     def measure_rate(self, device: Device) -> np.ndarray:
         """Firing rate (Hz) with the leak at the threshold; NaN with fewer than two spikes."""
         device.write({"v_leak": self.rate_drive, "threshold_enable": 1})
-        trace = device.record_madc(np.arange(device.n_neurons), self.duration,
-                                   ResetRelease(RELEASE_TIME))
+        trace = device.record_madc(
+            np.arange(device.n_neurons), self.duration, ResetRelease(RELEASE_TIME)
+        )
         return 1.0 / isi_summary(trace, start_time=RELEASE_TIME, min_spikes=2).mean
 
     def measure_all(self, device: Device) -> dict[str, np.ndarray]:
@@ -154,16 +167,23 @@ def _linearised(values: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def exponential_guess(
-    routine: ExponentialTerm, device: Device, onset: np.ndarray, rate: np.ndarray,
+    routine: ExponentialTerm,
+    device: Device,
+    onset: np.ndarray,
+    rate: np.ndarray,
     iterations: int = 4,
 ) -> np.ndarray:
     """Per-neuron (i_bias_exp, v_exp) codes expected to give `onset` and `rate`: a Jacobian from
     two finite differences at a nominal start, then `iterations` Newton steps with Broyden
     updates. Call between `routine.prelude` and `routine.postlude`; `routine` must measure both
     observables."""
-    goal = np.stack([np.broadcast_to(np.asarray(onset, dtype=float), (N_NEURONS,)),
-                     np.log(np.broadcast_to(np.asarray(rate, dtype=float), (N_NEURONS,)))],
-                    axis=1)
+    goal = np.stack(
+        [
+            np.broadcast_to(np.asarray(onset, dtype=float), (N_NEURONS,)),
+            np.log(np.broadcast_to(np.asarray(rate, dtype=float), (N_NEURONS,))),
+        ],
+        axis=1,
+    )
     ranges = routine.parameter_ranges
 
     def clip(codes: np.ndarray) -> np.ndarray:
@@ -173,8 +193,10 @@ def exponential_guess(
         routine.apply(device, codes)
         return _linearised(routine.measure_all(device))
 
-    start = np.stack([np.full(N_NEURONS, float(GUESS_START_EXP)),
-                      potential_code(goal[:, 0] + NOMINAL_DELTA_T)], axis=1)
+    start = np.stack(
+        [np.full(N_NEURONS, float(GUESS_START_EXP)), potential_code(goal[:, 0] + NOMINAL_DELTA_T)],
+        axis=1,
+    )
     codes = clip(start)
     values = measured(codes)
     jacobian = np.empty((N_NEURONS, 2, 2))

@@ -123,8 +123,9 @@ class MacSynapticTimeConstant(Routine):
     def response(self, device: Device, delay: float) -> np.ndarray:
         """Mean reading `delay` after the events minus the reading without them."""
         read_time = TAU_EVENT + delay
-        with_events = device.read_cadc(self.samples, stimulus=(self.release, self.events),
-                                       read_time=read_time)
+        with_events = device.read_cadc(
+            self.samples, stimulus=(self.release, self.events), read_time=read_time
+        )
         without = device.read_cadc(self.samples, stimulus=self.release, read_time=read_time)
         return with_events.astype(float).mean(axis=0) - without.astype(float).mean(axis=0)
 

@@ -80,13 +80,22 @@ class MembraneTimeConstant(Routine):
         target = per_neuron(target)
         if device is not None:
             settings = device.read_settings(
-                ["leak_divide", "leak_multiply", "membrane_capacitance"])
+                ["leak_divide", "leak_multiply", "membrane_capacitance"]
+            )
         else:
-            settings = {**leak_switches(target), "membrane_capacitance": np.full(
-                N_NEURONS, self.membrane_capacitance)}
-        code = np.minimum(leak_bias_code(target, settings["membrane_capacitance"],
-                                         settings["leak_divide"], settings["leak_multiply"]),
-                          1e6)
+            settings = {
+                **leak_switches(target),
+                "membrane_capacitance": np.full(N_NEURONS, self.membrane_capacitance),
+            }
+        code = np.minimum(
+            leak_bias_code(
+                target,
+                settings["membrane_capacitance"],
+                settings["leak_divide"],
+                settings["leak_multiply"],
+            ),
+            1e6,
+        )
         return self.parameter_range.clip(np.outer(self.HINT_SPREAD, code))
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
@@ -123,8 +132,11 @@ search's 13, with lower residuals (bench/fitting_search.py)."""
 
 
 def _tau_mem(context: CalibrationContext, *, choose_switches: bool = True) -> MembraneTimeConstant:
-    return MembraneTimeConstant(context.goals["tau_mem"], context.target.membrane_capacitance,
-                                choose_switches=choose_switches)
+    return MembraneTimeConstant(
+        context.goals["tau_mem"],
+        context.target.membrane_capacitance,
+        choose_switches=choose_switches,
+    )
 
 
 def _verify_tau_mem(context: CalibrationContext) -> dict[str, np.ndarray]:
@@ -132,16 +144,28 @@ def _verify_tau_mem(context: CalibrationContext) -> dict[str, np.ndarray]:
     return {"tau_mem": context.measure(_tau_mem(context, choose_switches=False))}
 
 
-TAU_MEM = register_plan(Plan(
-    name="tau_mem",
-    rank=3,
-    quantities=(QuantitySpec(
-        "tau_mem", "s", 0.5e-6, 60e-6, 0.10, relative=True, default=10e-6,
-        description="membrane time constant C / g_leak", long_name="membrane time constant"),),
-    cells=("i_bias_leak", "leak_divide", "leak_multiply"),
-    routine=_tau_mem,
-    algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS),
-    after=("leak",),
-    disturbs=("leak",),  # the leak conductance moves the resting potential
-    verify=_verify_tau_mem,
-))
+TAU_MEM = register_plan(
+    Plan(
+        name="tau_mem",
+        rank=3,
+        quantities=(
+            QuantitySpec(
+                "tau_mem",
+                "s",
+                0.5e-6,
+                60e-6,
+                0.10,
+                relative=True,
+                default=10e-6,
+                description="membrane time constant C / g_leak",
+                long_name="membrane time constant",
+            ),
+        ),
+        cells=("i_bias_leak", "leak_divide", "leak_multiply"),
+        routine=_tau_mem,
+        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS),
+        after=("leak",),
+        disturbs=("leak",),  # the leak conductance moves the resting potential
+        verify=_verify_tau_mem,
+    )
+)

@@ -81,8 +81,12 @@ class ThresholdPotential(Routine):
     name = "threshold"
     parameter = "v_threshold"
 
-    def __init__(self, samples: int = THRESHOLD_SAMPLES, reads: int = THRESHOLD_READS,
-                 lower_reset: ArrayLike | None = None) -> None:
+    def __init__(
+        self,
+        samples: int = THRESHOLD_SAMPLES,
+        reads: int = THRESHOLD_READS,
+        lower_reset: ArrayLike | None = None,
+    ) -> None:
         """`lower_reset`: neurons read with their reset at its lowest code (`plateau_crowds`)."""
         self.samples = samples
         self.reads = reads
@@ -106,7 +110,6 @@ class ThresholdPotential(Routine):
         return maxima - maxima_bias(codes, maxima)
 
 
-
 def maxima_bias(codes: np.ndarray, maxima: np.ndarray) -> float:
     """Median over neurons of (mean read maximum - noise-free threshold estimate).
 
@@ -124,8 +127,9 @@ def maxima_bias(codes: np.ndarray, maxima: np.ndarray) -> float:
     return band_bias(maxima, level, above, near, far)
 
 
-def band_bias(maxima: np.ndarray, level: np.ndarray, above: np.ndarray, near: np.ndarray,
-              far: np.ndarray) -> float:
+def band_bias(
+    maxima: np.ndarray, level: np.ndarray, above: np.ndarray, near: np.ndarray, far: np.ndarray
+) -> float:
     """`maxima_bias` from the sample counts: above the level, and in the two half-band bins
     below it (the nearer and the farther)."""
     half = BAND_WIDTH / 2
@@ -136,8 +140,9 @@ def band_bias(maxima: np.ndarray, level: np.ndarray, above: np.ndarray, near: np
     with np.errstate(invalid="ignore", divide="ignore"):
         curved = np.abs(slope) > 1e-9 * np.abs(at_level)
         root = np.sqrt(at_level**2 + 2 * slope * above)
-        distance = np.where(curved, (root - at_level) / np.where(curved, slope, 1.0),
-                            above / at_level)
+        distance = np.where(
+            curved, (root - at_level) / np.where(curved, slope, 1.0), above / at_level
+        )
     usable = ((far + near) * half >= MIN_BAND_SAMPLES) & np.isfinite(distance) & (distance > 0)
     if not usable.any():
         return 0.0
@@ -169,10 +174,20 @@ def check_consistency(target: NeuronTarget) -> None:
     reset at or above it fires again at once).
     """
     rules = (
-        ("threshold", "leak", np.greater_equal, "is below",
-         "a neuron resting above its threshold fires without input"),
-        ("reset", "threshold", np.less, "is not below",
-         "a neuron reset at or above its threshold fires again at once"),
+        (
+            "threshold",
+            "leak",
+            np.greater_equal,
+            "is below",
+            "a neuron resting above its threshold fires without input",
+        ),
+        (
+            "reset",
+            "threshold",
+            np.less,
+            "is not below",
+            "a neuron reset at or above its threshold fires again at once",
+        ),
     )
     for first, second, holds, relation, why in rules:
         a = np.broadcast_to(np.asarray(getattr(target, first), float), (N_NEURONS,))
@@ -185,57 +200,97 @@ def check_consistency(target: NeuronTarget) -> None:
             raise ValueError(f"{first} = {a[n]:g} {relation} {second} = {b[n]:g}{where}: {why}")
 
 
-LEAK = register_plan(Plan(
-    name="leak",
-    rank=2,
-    display_rank=2.0,
-    quantities=(QuantitySpec(
-        "leak", POTENTIAL_UNIT, 50, 160, 3.0, relative=False, default=80.0,
-        description="resting potential of a quiet neuron", long_name="leak potential"),),
-    cells=("v_leak",),
-    routine=_leak,
-    algorithm=lambda target: NoiseRobustBinarySearch(),
-    after=("working_point",),
-    disturbs=("reset",),
-    record_before=False,  # the final leak step records the spread, in the final configuration
-))
-LEAK_FINAL = register_plan(Plan(
-    name="leak_final",
-    rank=100,
-    records="leak",
-    cells=("v_leak",),
-    action=_final_leak,
-    algorithm=lambda target: NoiseRobustBinarySearch(),
-    after=("psp_amplitude_exc", "psp_amplitude_inh", "refractory_time", "adex_switches"),
-    recalibratable=False,
-    extra={"searches": ()},  # its search is the leak's ("leak" in an algorithm mapping)
-))
-RESET = register_plan(Plan(
-    name="reset",
-    rank=10,
-    display_rank=2.1,
-    quantities=(QuantitySpec(
-        "reset", POTENTIAL_UNIT, 50, 160, 3.0, relative=False, default=70.0,
-        description="potential a neuron is held at after a spike", long_name="reset potential"),),
-    cells=("v_reset",),
-    routine=lambda context: ResetPotential(context.options.cadc_samples),
-    algorithm=lambda target: NoiseRobustBinarySearch(),
-    after=("leak",),
-    disturbs=("threshold",),  # read on the firing trajectory, which starts at the reset
-))
-THRESHOLD = register_plan(Plan(
-    name="threshold",
-    rank=11,
-    display_rank=2.2,
-    quantities=(QuantitySpec(
-        "threshold", POTENTIAL_UNIT, 50, 220, 4.0, relative=False, default=125.0,
-        description="membrane potential at which the neuron spikes",
-        long_name="threshold potential"),),
-    cells=("v_threshold",),
-    routine=lambda context: ThresholdPotential(
-        context.options.threshold_samples, lower_reset=plateau_crowds(
-            context.goals["threshold"], context.goals["reset"], context.goals["tau_mem"])),
-    algorithm=lambda target: NoiseRobustBinarySearch(),
-    after=("reset",),
-    extra={"check_before_run": check_consistency},
-))
+LEAK = register_plan(
+    Plan(
+        name="leak",
+        rank=2,
+        display_rank=2.0,
+        quantities=(
+            QuantitySpec(
+                "leak",
+                POTENTIAL_UNIT,
+                50,
+                160,
+                3.0,
+                relative=False,
+                default=80.0,
+                description="resting potential of a quiet neuron",
+                long_name="leak potential",
+            ),
+        ),
+        cells=("v_leak",),
+        routine=_leak,
+        algorithm=lambda target: NoiseRobustBinarySearch(),
+        after=("working_point",),
+        disturbs=("reset",),
+        record_before=False,  # the final leak step records the spread, in the final configuration
+    )
+)
+LEAK_FINAL = register_plan(
+    Plan(
+        name="leak_final",
+        rank=100,
+        records="leak",
+        cells=("v_leak",),
+        action=_final_leak,
+        algorithm=lambda target: NoiseRobustBinarySearch(),
+        after=("psp_amplitude_exc", "psp_amplitude_inh", "refractory_time", "adex_switches"),
+        recalibratable=False,
+        extra={"searches": ()},  # its search is the leak's ("leak" in an algorithm mapping)
+    )
+)
+RESET = register_plan(
+    Plan(
+        name="reset",
+        rank=10,
+        display_rank=2.1,
+        quantities=(
+            QuantitySpec(
+                "reset",
+                POTENTIAL_UNIT,
+                50,
+                160,
+                3.0,
+                relative=False,
+                default=70.0,
+                description="potential a neuron is held at after a spike",
+                long_name="reset potential",
+            ),
+        ),
+        cells=("v_reset",),
+        routine=lambda context: ResetPotential(context.options.cadc_samples),
+        algorithm=lambda target: NoiseRobustBinarySearch(),
+        after=("leak",),
+        disturbs=("threshold",),  # read on the firing trajectory, which starts at the reset
+    )
+)
+THRESHOLD = register_plan(
+    Plan(
+        name="threshold",
+        rank=11,
+        display_rank=2.2,
+        quantities=(
+            QuantitySpec(
+                "threshold",
+                POTENTIAL_UNIT,
+                50,
+                220,
+                4.0,
+                relative=False,
+                default=125.0,
+                description="membrane potential at which the neuron spikes",
+                long_name="threshold potential",
+            ),
+        ),
+        cells=("v_threshold",),
+        routine=lambda context: ThresholdPotential(
+            context.options.threshold_samples,
+            lower_reset=plateau_crowds(
+                context.goals["threshold"], context.goals["reset"], context.goals["tau_mem"]
+            ),
+        ),
+        algorithm=lambda target: NoiseRobustBinarySearch(),
+        after=("reset",),
+        extra={"check_before_run": check_consistency},
+    )
+)

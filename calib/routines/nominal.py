@@ -54,21 +54,32 @@ def stronger_switches(tau_mem: ArrayLike, too_slow: ArrayLike) -> dict[str, np.n
     divide = nominal["leak_divide"].astype(bool)
     multiply = nominal["leak_multiply"].astype(bool)
     slow = np.asarray(too_slow, dtype=bool)
-    return {"leak_divide": (divide & ~slow).astype(np.int64),
-            "leak_multiply": (multiply | (slow & ~divide)).astype(np.int64)}
+    return {
+        "leak_divide": (divide & ~slow).astype(np.int64),
+        "leak_multiply": (multiply | (slow & ~divide)).astype(np.int64),
+    }
 
 
-def leak_bias_code(tau_mem: ArrayLike, capacitance: ArrayLike, divide: ArrayLike,
-                   multiply: ArrayLike) -> np.ndarray:
+def leak_bias_code(
+    tau_mem: ArrayLike, capacitance: ArrayLike, divide: ArrayLike, multiply: ArrayLike
+) -> np.ndarray:
     """The (continuous, unclipped) leak bias code giving `tau_mem` on a nominal neuron; +inf
     where the conductance saturates below what the target needs."""
-    factor = np.where(np.asarray(divide) == 1, DIVIDE_FACTOR,
-                      np.where(np.asarray(multiply) == 1, MULTIPLY_FACTOR, 1.0))
+    factor = np.where(
+        np.asarray(divide) == 1,
+        DIVIDE_FACTOR,
+        np.where(np.asarray(multiply) == 1, MULTIPLY_FACTOR, 1.0),
+    )
     anchor = LEAK_ANCHOR_CODE / (1 + LEAK_ANCHOR_CODE / LEAK_SATURATION)
     ratio = membrane_capacitance(capacitance) / membrane_capacitance(MAX_MEMBRANE_CAPACITANCE)
     # g(code) = k f code / (1 + code / s); k from the anchor: the linear code, then saturated
-    linear = anchor * LEAK_ANCHOR_TAU / np.asarray(tau_mem, dtype=float) * ratio * (
-        DIVIDE_FACTOR / factor)
+    linear = (
+        anchor
+        * LEAK_ANCHOR_TAU
+        / np.asarray(tau_mem, dtype=float)
+        * ratio
+        * (DIVIDE_FACTOR / factor)
+    )
     remaining = 1 - linear / LEAK_SATURATION
     with np.errstate(divide="ignore"):
         return np.where(remaining > 0, linear / np.where(remaining > 0, remaining, 1.0), np.inf)
@@ -78,8 +89,7 @@ def nominal_leak_bias(tau_mem: ArrayLike, capacitance: int) -> np.ndarray:
     """A leak bias code (1..1022) that gives roughly `tau_mem` on a nominal neuron, with the
     switches `leak_switches` chooses for it."""
     switches = leak_switches(tau_mem)
-    code = leak_bias_code(tau_mem, capacitance, switches["leak_divide"],
-                          switches["leak_multiply"])
+    code = leak_bias_code(tau_mem, capacitance, switches["leak_divide"], switches["leak_multiply"])
     return np.clip(np.rint(np.minimum(code, CAPMEM_MAX)), 1, CAPMEM_MAX).astype(np.int64)
 
 

@@ -192,34 +192,59 @@ def _judge(context: CalibrationContext, achieved: dict[str, np.ndarray]) -> list
     if expected is None or check is None:
         return []
     measured = check.measured
-    disagrees = ~(np.abs(measured - expected) <= np.maximum(VERIFY_TOLERANCE * expected,
-                                                            VERIFY_FLOOR))
+    disagrees = ~(
+        np.abs(measured - expected) <= np.maximum(VERIFY_TOLERANCE * expected, VERIFY_FLOOR)
+    )
     failures = []
     for neuron in np.flatnonzero(disagrees):
         value = float(measured[neuron])
         if np.isfinite(value):
-            failures.append(Failure(
-                int(neuron), "refractory_time", FailureKind.OUT_OF_TOLERANCE, value=value,
-                target=float(expected[neuron]),
-                tolerance=float(max(VERIFY_TOLERANCE * expected[neuron], VERIFY_FLOOR)),
-                unit="s", note="measured against the setting"))
+            failures.append(
+                Failure(
+                    int(neuron),
+                    "refractory_time",
+                    FailureKind.OUT_OF_TOLERANCE,
+                    value=value,
+                    target=float(expected[neuron]),
+                    tolerance=float(max(VERIFY_TOLERANCE * expected[neuron], VERIFY_FLOOR)),
+                    unit="s",
+                    note="measured against the setting",
+                )
+            )
         else:
-            failures.append(Failure(
-                int(neuron), "refractory_time", FailureKind.MEASUREMENT_FAILED,
-                target=float(expected[neuron]), unit="s",
-                note=f"not verified: {check.why[neuron]}"))
+            failures.append(
+                Failure(
+                    int(neuron),
+                    "refractory_time",
+                    FailureKind.MEASUREMENT_FAILED,
+                    target=float(expected[neuron]),
+                    unit="s",
+                    note=f"not verified: {check.why[neuron]}",
+                )
+            )
     return failures
 
 
-REFRACTORY_TIME = register_plan(Plan(
-    name="refractory_time",
-    rank=12,
-    quantities=(QuantitySpec(
-        "refractory_time", "s", 40e-9, 32e-6, 0.02, relative=True, default=2e-6,
-        description="time a neuron is held at reset after a spike (digital counter)",
-        long_name="refractory time"),),
-    cells=("refractory_counter", "refractory_clock_scale"),
-    action=_set_refractory,
-    verify=_verify,
-    judge=_judge,
-))
+REFRACTORY_TIME = register_plan(
+    Plan(
+        name="refractory_time",
+        rank=12,
+        quantities=(
+            QuantitySpec(
+                "refractory_time",
+                "s",
+                40e-9,
+                32e-6,
+                0.02,
+                relative=True,
+                default=2e-6,
+                description="time a neuron is held at reset after a spike (digital counter)",
+                long_name="refractory time",
+            ),
+        ),
+        cells=("refractory_counter", "refractory_clock_scale"),
+        action=_set_refractory,
+        verify=_verify,
+        judge=_judge,
+    )
+)

@@ -80,8 +80,9 @@ def nominal_per_weight(tau_mem: ArrayLike, tau_syn: ArrayLike, gm_code: float) -
     """PSP height per weight unit (CADC LSB) of a nominal neuron at `gm_code`, from the
     synaptic gain's design figures (a train of weight-63 events)."""
     strength = (gm_code / NOMINAL_GM_REFERENCE) ** NOMINAL_GM_EXPONENT
-    return NOMINAL_PSP_PER_SECOND / MAX_SYNAPTIC_WEIGHT * response_peak(tau_mem, tau_syn)[1] \
-        * strength
+    return (
+        NOMINAL_PSP_PER_SECOND / MAX_SYNAPTIC_WEIGHT * response_peak(tau_mem, tau_syn)[1] * strength
+    )
 
 
 def read_time_groups(tau_mem: ArrayLike, tau_syn: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -114,16 +115,18 @@ class RowPsp(Routine):
     array as it was.
     """
 
-    def __init__(self, target: ArrayLike, inhibitory: bool, tau_mem: ArrayLike,
-                 tau_syn: ArrayLike) -> None:
+    def __init__(
+        self, target: ArrayLike, inhibitory: bool, tau_mem: ArrayLike, tau_syn: ArrayLike
+    ) -> None:
         self.inhibitory = inhibitory
         self.name = f"psp_per_weight_{'inh' if inhibitory else 'exc'}"
         self.parameter = f"i_bias_{_prefix(inhibitory)}_gm"
         self.rows = volley_rows(target)
         self.read_times, self.groups = read_time_groups(tau_mem, tau_syn)
         both = np.arange(self.rows)
-        self.stimulus = RowEvents.volley(VOLLEY_TIME, np.concatenate(
-            [both, ROWS_PER_HEMISPHERE + both]))
+        self.stimulus = RowEvents.volley(
+            VOLLEY_TIME, np.concatenate([both, ROWS_PER_HEMISPHERE + both])
+        )
 
     @property
     def weight_units(self) -> int:
@@ -136,23 +139,31 @@ class RowPsp(Routine):
         kind = ROW_INHIBITORY if self.inhibitory else ROW_EXCITATORY
         drivers = np.tile(np.arange(N_DRIVERS // 2) < self.rows // ROWS_PER_DRIVER, 2)
         return {
-            "threshold_enable": 0, "reset_hold": 0, **input_switches(self.inhibitory),
-            "synapse_weight": weights, "synapse_address": 0,
-            "row_mode": np.where(mode, kind, 0), "driver_enable": drivers.astype(np.int64),
+            "threshold_enable": 0,
+            "reset_hold": 0,
+            **input_switches(self.inhibitory),
+            "synapse_weight": weights,
+            "synapse_address": 0,
+            "row_mode": np.where(mode, kind, 0),
+            "driver_enable": drivers.astype(np.int64),
         }
 
     def measure(self, device: Device) -> np.ndarray:
         baseline = cadc_mean(device, BASELINE_SAMPLES)
         peak = np.empty_like(baseline)
         for group, read_time in enumerate(self.read_times):
-            reading = device.read_cadc(samples=PSP_SAMPLES, stimulus=self.stimulus,
-                                       read_time=VOLLEY_TIME + float(read_time))
+            reading = device.read_cadc(
+                samples=PSP_SAMPLES,
+                stimulus=self.stimulus,
+                read_time=VOLLEY_TIME + float(read_time),
+            )
             members = self.groups == group
             peak[members] = reading.astype(float).mean(axis=0)[members]
         return np.abs(peak - baseline) / self.weight_units
 
 
 # -- plans ----------------------------------------------------------------------------------
+
 
 def _names(inhibitory: bool) -> tuple[str, str, str]:
     kind = "inh" if inhibitory else "exc"
@@ -169,25 +180,31 @@ def check_per_weight(target: NeuronTarget) -> None:
         if asked is None:
             continue
         if getattr(target, amplitude) is not None:
-            raise ValueError(f"{name} and {amplitude} both set the {kind} input's strength; "
-                             f"give one of them")
-        largest = nominal_per_weight(target.tau_mem, getattr(target, f"tau_syn_{kind}"),
-                                     CAPMEM_MAX) * FEASIBLE_SPREAD
+            raise ValueError(
+                f"{name} and {amplitude} both set the {kind} input's strength; give one of them"
+            )
+        largest = (
+            nominal_per_weight(target.tau_mem, getattr(target, f"tau_syn_{kind}"), CAPMEM_MAX)
+            * FEASIBLE_SPREAD
+        )
         asked_array = np.broadcast_to(np.asarray(asked, float), (N_NEURONS,))
         largest = np.broadcast_to(largest, (N_NEURONS,))
         bad = np.flatnonzero(asked_array > largest)
         if bad.size:
             n = int(bad[0])
             where = "" if np.ndim(asked) == 0 else f" (neuron {n}, {bad.size} neurons in all)"
-            raise ValueError(f"{name} = {asked_array[n]:g} LSB per weight unit{where} is beyond "
-                             f"what the time constants can carry: reachable up to "
-                             f"{largest[n]:.3g}; ask for less or slower time constants")
+            raise ValueError(
+                f"{name} = {asked_array[n]:g} LSB per weight unit{where} is beyond "
+                f"what the time constants can carry: reachable up to "
+                f"{largest[n]:.3g}; ask for less or slower time constants"
+            )
 
 
 def _routine(context: CalibrationContext, inhibitory: bool) -> RowPsp:
     kind, name, _ = _names(inhibitory)
-    return RowPsp(context.goals[name], inhibitory, context.goals["tau_mem"],
-                  context.goals[f"tau_syn_{kind}"])
+    return RowPsp(
+        context.goals[name], inhibitory, context.goals["tau_mem"], context.goals[f"tau_syn_{kind}"]
+    )
 
 
 def _plan(inhibitory: bool, rank: float) -> Plan:
@@ -199,28 +216,38 @@ def _plan(inhibitory: bool, rank: float) -> Plan:
         search the train goal that carries the asked PSP per weight on every neuron."""
         goal = context.goals[name]
         routine = _routine(context, inhibitory)
-        train = SynapticGain(np.nan, inhibitory, context.goals["tau_mem"],
-                             context.goals[f"tau_syn_{kind}"])
+        train = SynapticGain(
+            np.nan, inhibitory, context.goals["tau_mem"], context.goals[f"tau_syn_{kind}"]
+        )
         context.write({routine.parameter: context.target.synaptic_gm_bias})
         per_weight = context.measure(routine)
         train_height = context.measure(train)
-        ratio = np.where(per_weight > 0, train_height / np.where(per_weight > 0, per_weight, 1),
-                         np.nan)
+        ratio = np.where(
+            per_weight > 0, train_height / np.where(per_weight > 0, per_weight, 1), np.nan
+        )
         # A neuron without a usable reading gets the chip's ratio; its verification shows it.
         ratio = np.where(np.isfinite(ratio), ratio, np.nanmedian(ratio))
         context.goals[amplitude] = goal * ratio
-        context.models[name] = {"train_per_weight": ratio,
-                                "at_gm_bias": per_weight}
+        context.models[name] = {"train_per_weight": ratio, "at_gm_bias": per_weight}
         context.models.setdefault(amplitude, {})["target"] = goal * ratio
 
     return Plan(
         name=name,
         rank=rank,
-        quantities=(QuantitySpec(
-            name, "CADC LSB/weight", 0.005, 0.5, 0.10, relative=True, default=None,
-            description=f"{word} PSP height per weight unit of events sent through synapse "
-                        f"rows (spiking mode); sets the {word} PSP amplitude, not set with it",
-            long_name=f"{word} PSP per synapse weight"),),
+        quantities=(
+            QuantitySpec(
+                name,
+                "CADC LSB/weight",
+                0.005,
+                0.5,
+                0.10,
+                relative=True,
+                default=None,
+                description=f"{word} PSP height per weight unit of events sent through synapse "
+                f"rows (spiking mode); sets the {word} PSP amplitude, not set with it",
+                long_name=f"{word} PSP per synapse weight",
+            ),
+        ),
         cells=(f"i_bias_{_prefix(inhibitory)}_gm",),
         routine=lambda context: _routine(context, inhibitory),
         action=hand_over,

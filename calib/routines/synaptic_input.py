@@ -117,8 +117,9 @@ class SynapticTimeConstant(Routine):
         self.parameter = _bias(inhibitory, "tau")
         self.kept_settings = (f"{_prefix(inhibitory)}_high_resistance",)
         self.target = per_neuron(target)
-        samples = max(1, round(BURST_PERIOD_TIME_CONSTANTS * float(self.target.max())
-                               * MADC_SAMPLE_RATE))
+        samples = max(
+            1, round(BURST_PERIOD_TIME_CONSTANTS * float(self.target.max()) * MADC_SAMPLE_RATE)
+        )
         self.period_samples = samples
         self.period = samples / MADC_SAMPLE_RATE
         self.bursts = max(1, int(BURSTS_RECORDED_TIME // self.period))
@@ -127,12 +128,14 @@ class SynapticTimeConstant(Routine):
         membrane_tau = MEMBRANE_FRACTION * self.target
         capacitance = membrane_capacitance_for(self.target)
         switches = leak_switches(membrane_tau)
-        code = leak_bias_code(membrane_tau, capacitance, switches["leak_divide"],
-                              switches["leak_multiply"])
+        code = leak_bias_code(
+            membrane_tau, capacitance, switches["leak_divide"], switches["leak_multiply"]
+        )
         self.membrane = {
             **switches,
-            "i_bias_leak": np.clip(np.rint(np.minimum(code, CAPMEM_MAX)), 1,
-                                   CAPMEM_MAX).astype(np.int64),
+            "i_bias_leak": np.clip(np.rint(np.minimum(code, CAPMEM_MAX)), 1, CAPMEM_MAX).astype(
+                np.int64
+            ),
             "membrane_capacitance": capacitance,
         }
 
@@ -148,8 +151,11 @@ class SynapticTimeConstant(Routine):
         where given, else taken as the target sets it."""
         target = per_neuron(target)
         switch = f"{_prefix(self.inhibitory)}_high_resistance"
-        high = (device.read_settings([switch])[switch] if device is not None
-                else target > HIGH_RESISTANCE_ABOVE)
+        high = (
+            device.read_settings([switch])[switch]
+            if device is not None
+            else target > HIGH_RESISTANCE_ABOVE
+        )
         code = synapse_bias_code(target, high)
         return self.parameter_range.clip(np.outer(self.HINT_SPREAD, code))
 
@@ -171,7 +177,8 @@ class SynapticTimeConstant(Routine):
         device.write({"v_reset": np.clip(v_leak - RESET_BELOW_LEAK, 0, None)})
         membrane = MEMBRANE_FRACTION * self.target
         tau_mem = record_decays(
-            device, MEMBRANE_RECORDINGS * float(membrane.max()), 0.5 * float(membrane.min()))
+            device, MEMBRANE_RECORDINGS * float(membrane.max()), 0.5 * float(membrane.min())
+        )
         device.write(saved_reset)
         # A neuron without a valid membrane fit gets the median; its PSP fit will show it.
         self.tau_mem = np.where(np.isfinite(tau_mem), tau_mem, np.nanmedian(tau_mem))
@@ -179,8 +186,9 @@ class SynapticTimeConstant(Routine):
     def measure(self, device: Device) -> np.ndarray:
         burst = BURST_SPACING * np.arange(BURST_EVENTS)
         starts = EVENT_TIME + self.period * np.arange(self.bursts)
-        stimulus = SynapticEvents(tuple((starts[:, None] + burst[None, :]).ravel()),
-                                  inhibitory=self.inhibitory)
+        stimulus = SynapticEvents(
+            tuple((starts[:, None] + burst[None, :]).ravel()), inhibitory=self.inhibitory
+        )
         trace = device.record_madc(np.arange(device.n_neurons), self.duration, stimulus)
         folded = fold_bursts(trace, EVENT_TIME, self.period_samples, self.bursts)
         assert self.tau_mem is not None
@@ -190,8 +198,13 @@ class SynapticTimeConstant(Routine):
         refit = float(np.min(self.tau_mem)) >= REFIT_MEMBRANE_SAMPLES * interval
         window = select_window(binned, EVENT_TIME)
         return fit_known_and_free_decay(
-            window, end, self.tau_mem, start_time=EVENT_TIME, refit_known=refit,
-            tau_range=(0.5 * interval, 20 * self.period))["tau"]
+            window,
+            end,
+            self.tau_mem,
+            start_time=EVENT_TIME,
+            refit_known=refit,
+            tau_range=(0.5 * interval, 20 * self.period),
+        )["tau"]
 
 
 def fold_bursts(trace: Trace, start: float, period_samples: int, bursts: int) -> Trace:
@@ -202,10 +215,17 @@ def fold_bursts(trace: Trace, start: float, period_samples: int, bursts: int) ->
     codes = np.asarray(trace.codes[:, first:used], dtype=float)
     codes = codes.reshape(codes.shape[0], bursts, period_samples).mean(axis=1)
     valid = np.asarray(trace.valid)
-    valid = (valid[first:used].reshape(bursts, period_samples).all(axis=0) if valid.ndim == 1
-             else valid[:, first:used].reshape(-1, bursts, period_samples).all(axis=1))
-    return Trace(neurons=trace.neurons, times=trace.times[first:first + period_samples],
-                 codes=codes, valid=valid)
+    valid = (
+        valid[first:used].reshape(bursts, period_samples).all(axis=0)
+        if valid.ndim == 1
+        else valid[:, first:used].reshape(-1, bursts, period_samples).all(axis=1)
+    )
+    return Trace(
+        neurons=trace.neurons,
+        times=trace.times[first : first + period_samples],
+        codes=codes,
+        valid=valid,
+    )
 
 
 def train_curve(tau_mem: float, tau_syn: float) -> tuple[np.ndarray, np.ndarray]:
@@ -219,8 +239,12 @@ def train_curve(tau_mem: float, tau_syn: float) -> tuple[np.ndarray, np.ndarray]
         if np.isclose(tau_mem, tau_syn):
             response += s * np.exp(-s / tau_syn)
         else:
-            response += (tau_mem * tau_syn / (tau_mem - tau_syn)
-                         * (np.exp(-s / tau_mem) - np.exp(-s / tau_syn)))
+            response += (
+                tau_mem
+                * tau_syn
+                / (tau_mem - tau_syn)
+                * (np.exp(-s / tau_mem) - np.exp(-s / tau_syn))
+            )
     return t, response
 
 
@@ -255,9 +279,13 @@ class SynapticGain(Routine):
         baseline = cadc_mean(device, BASELINE_SAMPLES)
         peak = np.empty_like(baseline)
         for group, read_time in enumerate(self.read_times):
-            reading = device.read_cadc(
-                samples=GAIN_SAMPLES, stimulus=self.stimulus, read_time=float(read_time)
-            ).astype(float).mean(axis=0)
+            reading = (
+                device.read_cadc(
+                    samples=GAIN_SAMPLES, stimulus=self.stimulus, read_time=float(read_time)
+                )
+                .astype(float)
+                .mean(axis=0)
+            )
             members = self.groups == group
             peak[members] = reading[members]
         return np.abs(peak - baseline)
@@ -283,8 +311,9 @@ def train_response(tau_mem: float, tau_syn: float) -> float:
 
 def largest_psp(tau_mem: ArrayLike, tau_syn: ArrayLike) -> np.ndarray:
     """The largest PSP amplitude (CADC LSB) a nominal neuron reaches with these constants."""
-    pairs = np.stack(np.broadcast_arrays(np.asarray(tau_mem, float), np.asarray(tau_syn, float)),
-                     axis=-1).reshape(-1, 2)
+    pairs = np.stack(
+        np.broadcast_arrays(np.asarray(tau_mem, float), np.asarray(tau_syn, float)), axis=-1
+    ).reshape(-1, 2)
     unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
     peak = np.array([train_response(m, s) for m, s in unique])[np.asarray(inverse).reshape(-1)]
     strongest = (CAPMEM_MAX / NOMINAL_GM_REFERENCE) ** NOMINAL_GM_EXPONENT
@@ -299,11 +328,13 @@ def check_psp_feasible(target: NeuronTarget) -> None:
         asked = getattr(target, name)
         if asked is None:
             continue
-        scalar = all(np.ndim(v) == 0 for v in (asked, target.tau_mem,
-                                               getattr(target, f"tau_syn_{kind}")))
+        scalar = all(
+            np.ndim(v) == 0 for v in (asked, target.tau_mem, getattr(target, f"tau_syn_{kind}"))
+        )
         tau_mem = np.broadcast_to(np.asarray(target.tau_mem, float), (N_NEURONS,))
-        tau_syn = np.broadcast_to(np.asarray(getattr(target, f"tau_syn_{kind}"), float),
-                                  (N_NEURONS,))
+        tau_syn = np.broadcast_to(
+            np.asarray(getattr(target, f"tau_syn_{kind}"), float), (N_NEURONS,)
+        )
         asked = np.broadcast_to(np.asarray(asked, float), (N_NEURONS,))
         largest = largest_psp(tau_mem, tau_syn) * FEASIBLE_SPREAD
         bad = np.flatnonzero(asked > largest)
@@ -314,7 +345,8 @@ def check_psp_feasible(target: NeuronTarget) -> None:
                 f"{name} = {asked[n]:g} LSB{where} is beyond what tau_mem = "
                 f"{tau_mem[n] * 1e6:g} µs and tau_syn_{kind} = {tau_syn[n] * 1e6:g} µs can "
                 f"carry: reachable 2..{largest[n]:.3g} LSB; ask for less, slower time "
-                f"constants, or leave {name} unset (matched to the chip's median)")
+                f"constants, or leave {name} unset (matched to the chip's median)"
+            )
 
 
 MAX_READ_GROUPS = 8
@@ -324,8 +356,9 @@ MAX_READ_GROUPS = 8
 def read_time_groups(tau_mem: ArrayLike, tau_syn: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """(read times, group index per neuron): the nominal peak time of each neuron's response,
     grouped into at most MAX_READ_GROUPS reads."""
-    pairs = np.stack(np.broadcast_arrays(np.asarray(tau_mem, float), np.asarray(tau_syn, float)),
-                     axis=1).reshape(-1, 2)
+    pairs = np.stack(
+        np.broadcast_arrays(np.asarray(tau_mem, float), np.asarray(tau_syn, float)), axis=1
+    ).reshape(-1, 2)
     unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
     peaks = GAIN_TRAIN_START + np.array([psp_peak_time(m, s) for m, s in unique])
     if peaks.size > MAX_READ_GROUPS:
@@ -373,8 +406,12 @@ TIME_CONSTANT_REFINEMENTS = 2
 
 
 GM_BIAS_SETTING = SettingSpec(
-    "synaptic_gm_bias", 1, CAPMEM_MAX, DEFAULT_GM_BIAS,
-    description="transconductance bias whose chip median sets a PSP amplitude left unset")
+    "synaptic_gm_bias",
+    1,
+    CAPMEM_MAX,
+    DEFAULT_GM_BIAS,
+    description="transconductance bias whose chip median sets a PSP amplitude left unset",
+)
 
 
 def psp_goal(context: CalibrationContext, inhibitory: bool) -> np.ndarray:
@@ -398,8 +435,12 @@ def psp_goal(context: CalibrationContext, inhibitory: bool) -> np.ndarray:
 
 def _gain(context: CalibrationContext, inhibitory: bool) -> SynapticGain:
     kind = "inh" if inhibitory else "exc"
-    return SynapticGain(context.goals.get(f"psp_amplitude_{kind}", np.nan), inhibitory,
-                        context.goals["tau_mem"], context.goals[f"tau_syn_{kind}"])
+    return SynapticGain(
+        context.goals.get(f"psp_amplitude_{kind}", np.nan),
+        inhibitory,
+        context.goals["tau_mem"],
+        context.goals[f"tau_syn_{kind}"],
+    )
 
 
 def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
@@ -414,10 +455,19 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
     time_constant = Plan(
         name=tau,
         rank=rank,
-        quantities=(QuantitySpec(
-            tau, "s", 0.3e-6, 30e-6, 0.10, relative=True, default=10e-6,
-            description=f"{word} synaptic input's time constant",
-            long_name=f"{word} synaptic time constant"),),
+        quantities=(
+            QuantitySpec(
+                tau,
+                "s",
+                0.3e-6,
+                30e-6,
+                0.10,
+                relative=True,
+                default=10e-6,
+                description=f"{word} synaptic input's time constant",
+                long_name=f"{word} synaptic time constant",
+            ),
+        ),
         cells=(_bias(inhibitory, "tau"), f"{_prefix(inhibitory)}_high_resistance"),
         routine=lambda context: SynapticTimeConstant(context.goals[tau], inhibitory),
         algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS),
@@ -439,12 +489,21 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
     strength = Plan(
         name=amplitude,
         rank=rank + 4,
-        quantities=(QuantitySpec(
-            amplitude, "CADC LSB", 2.0, 60.0, 0.15, relative=True, default=None,
-            unset="chip median",
-            description=f"peak of the {word} PSP of a fixed event train; unset: every "
-                        "neuron matched to the chip's median at synaptic_gm_bias",
-            long_name=f"{word} PSP amplitude"),),
+        quantities=(
+            QuantitySpec(
+                amplitude,
+                "CADC LSB",
+                2.0,
+                60.0,
+                0.15,
+                relative=True,
+                default=None,
+                unset="chip median",
+                description=f"peak of the {word} PSP of a fixed event train; unset: every "
+                "neuron matched to the chip's median at synaptic_gm_bias",
+                long_name=f"{word} PSP amplitude",
+            ),
+        ),
         settings=(GM_BIAS_SETTING,) if not inhibitory else (),
         cells=(_bias(inhibitory, "gm"),),
         routine=lambda context: _gain(context, inhibitory),

@@ -43,15 +43,18 @@ def _algorithms(algorithm: Algorithm | Mapping[str, Algorithm] | None) -> dict[s
     known = searched_routines(lif_only_plans=False)
     unknown = set(chosen) - set(known)
     if unknown:
-        raise ValueError(f"algorithm given for unknown routines {sorted(unknown)}; "
-                         f"known: {', '.join(known)}")
+        raise ValueError(
+            f"algorithm given for unknown routines {sorted(unknown)}; known: {', '.join(known)}"
+        )
     return chosen
 
 
 def _check_device(device: Device) -> None:
     if device.n_neurons != N_NEURONS:
-        raise ValueError(f"device {device.chip_id!r} has {device.n_neurons} neurons, "
-                         f"calibration expects {N_NEURONS}")
+        raise ValueError(
+            f"device {device.chip_id!r} has {device.n_neurons} neurons, "
+            f"calibration expects {N_NEURONS}"
+        )
 
 
 def _run(
@@ -157,8 +160,9 @@ def recalibrate(
     """Start from `previous` on its chip and recalibrate only `quantities` (and what they
     disturb); every quantity is verified again. The CADC calibration is kept."""
     if device.chip_id != previous.chip_id:
-        raise ValueError(f"previous result is for chip {previous.chip_id!r}, "
-                         f"device is {device.chip_id!r}")
+        raise ValueError(
+            f"previous result is for chip {previous.chip_id!r}, device is {device.chip_id!r}"
+        )
     _check_device(device)
     quantities = list(quantities)
     calibration = NeuronCalibration(device, previous.target, _algorithms(algorithm), options)

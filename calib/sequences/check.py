@@ -75,26 +75,44 @@ class CheckReport:
     def stale(self) -> list[str]:
         return [name for name, check in self.quantities.items() if check.stale]
 
-    def record(self, result: NeuronResult, checked_run: str | None = None,
-               extra: dict[str, Any] | None = None) -> CheckRecord:
+    def record(
+        self,
+        result: NeuronResult,
+        checked_run: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> CheckRecord:
         """The check as a record for the results store (its own kind, `check_record`)."""
         quantities = {
             name: QuantityDrift(
-                median_shift=check.median_shift, spread=check.spread,
-                out_of_tolerance=check.out_of_tolerance, tolerance=check.tolerance,
-                checked_neurons=check.checked_neurons, stale=check.stale)
-            for name, check in self.quantities.items()}
-        measured = {name: np.asarray(check.measured, dtype=float)
-                    for name, check in self.quantities.items() if check.measured is not None}
+                median_shift=check.median_shift,
+                spread=check.spread,
+                out_of_tolerance=check.out_of_tolerance,
+                tolerance=check.tolerance,
+                checked_neurons=check.checked_neurons,
+                stale=check.stale,
+            )
+            for name, check in self.quantities.items()
+        }
+        measured = {
+            name: np.asarray(check.measured, dtype=float)
+            for name, check in self.quantities.items()
+            if check.measured is not None
+        }
         return CheckRecord(
-            chip_id=self.chip_id, checked_run=checked_run,
+            chip_id=self.chip_id,
+            checked_run=checked_run,
             target_fingerprint=result.target.fingerprint(),
-            created=datetime.now(UTC).isoformat(timespec="seconds"), runs=self.runs,
-            quantities=quantities, measured=measured, extra=dict(extra or {}))
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            runs=self.runs,
+            quantities=quantities,
+            measured=measured,
+            extra=dict(extra or {}),
+        )
 
     def summary(self) -> str:
-        lines = [f"chip {self.chip_id}: {'holds' if self.holds else 'drifted'} "
-                 f"({self.runs} device runs)"]
+        lines = [
+            f"chip {self.chip_id}: {'holds' if self.holds else 'drifted'} ({self.runs} device runs)"
+        ]
         for check in self.quantities.values():
             lines.append(
                 f"  {check.name:<10} shift {check.median_shift:+.3g}, "
@@ -109,8 +127,11 @@ def _sampled_tau_mem(device: Device, neurons: np.ndarray, duration: float) -> np
     v_leak = device.read_settings(["v_leak"])["v_leak"]
     device.write({"threshold_enable": 0, "v_reset": np.clip(v_leak - RESET_BELOW_LEAK, 0, None)})
     try:
-        trace = device.record_madc([int(n) for n in neurons], RELEASE_TIME + duration,
-                                   ResetRelease(release_time=RELEASE_TIME))
+        trace = device.record_madc(
+            [int(n) for n in neurons],
+            RELEASE_TIME + duration,
+            ResetRelease(release_time=RELEASE_TIME),
+        )
     finally:
         device.write(saved)
     binned = bin_trace(trace, bin_factor(SHORTEST_FRACTION * duration / 5))
@@ -132,8 +153,7 @@ def check_result(device: Device, result: NeuronResult, *, apply: bool = True) ->
         "threshold": measure_once(ThresholdPotential(), device),
     }
     ok = result.success
-    sample = np.flatnonzero(ok)[:: max(1, int(ok.sum()) // TAU_SAMPLE_NEURONS)][
-        :TAU_SAMPLE_NEURONS]
+    sample = np.flatnonzero(ok)[:: max(1, int(ok.sum()) // TAU_SAMPLE_NEURONS)][:TAU_SAMPLE_NEURONS]
     tau = np.full(device.n_neurons, np.nan)
     if sample.size:
         tau[sample] = _sampled_tau_mem(device, sample, 5 * float(goals["tau_mem"].max()))

@@ -35,8 +35,9 @@ def selected_plans(target: NeuronTarget, mode: str = HOST) -> list[Plan]:
     covered = {name for plan in plans for name in plan.quantity_names}
     missing = sorted({name for plan in applied for name in plan.quantity_names} - covered)
     if missing:
-        raise ValueError(f"no {mode} plan calibrates {', '.join(missing)}; "
-                         f"calibrate them in another mode")
+        raise ValueError(
+            f"no {mode} plan calibrates {', '.join(missing)}; calibrate them in another mode"
+        )
     return dependency_order(plans)
 
 
@@ -55,11 +56,15 @@ def dependency_order(plans: list[Plan]) -> list[Plan]:
     placed: set[str] = set()
     pending = sorted(plans, key=lambda plan: plan.rank)
     while pending:
-        ready = [plan for plan in pending
-                 if all(needed in placed or needed not in names for needed in plan.after)]
+        ready = [
+            plan
+            for plan in pending
+            if all(needed in placed or needed not in names for needed in plan.after)
+        ]
         if not ready:
-            raise ValueError("plans depend on each other in a cycle: "
-                             + ", ".join(plan.name for plan in pending))
+            raise ValueError(
+                "plans depend on each other in a cycle: " + ", ".join(plan.name for plan in pending)
+            )
         ordered.append(ready[0])
         placed.update((ready[0].name, ready[0].recorded_as))
         pending.remove(ready[0])
@@ -82,8 +87,12 @@ def recalibratable() -> tuple[str, ...]:
 
 def searched_routines(lif_only_plans: bool = True) -> tuple[str, ...]:
     """Routine names an algorithm can be chosen for (the `algorithm` mapping's keys)."""
-    return tuple(name for plan in PLANS if plan.lif_part or not lif_only_plans
-                 for name in plan.extra.get("searches", (plan.name,) if plan.routine else ()))
+    return tuple(
+        name
+        for plan in PLANS
+        if plan.lif_part or not lif_only_plans
+        for name in plan.extra.get("searches", (plan.name,) if plan.routine else ())
+    )
 
 
 class NeuronCalibration:
@@ -100,7 +109,8 @@ class NeuronCalibration:
         self.target = target
         self.mode = check_mode(mode)
         self.session = CalibrationSession(
-            retrying(device), target, options or CalibrationOptions(), dict(algorithms or {}))
+            retrying(device), target, options or CalibrationOptions(), dict(algorithms or {})
+        )
         check_target(target, mode)
         self.plans = selected_plans(target, mode)
         for plan in self.plans:
@@ -123,8 +133,11 @@ class NeuronCalibration:
             else:
                 assert plan.routine is not None
                 routine = plan.routine(session)
-                goal = (routine.target if isinstance(routine, TargetedRoutine)
-                        else plan.goal_for(session))
+                goal = (
+                    routine.target
+                    if isinstance(routine, TargetedRoutine)
+                    else plan.goal_for(session)
+                )
                 session.search(plan, routine, goal)
 
         return run
@@ -155,7 +168,8 @@ class NeuronCalibration:
         unknown = wanted - set(allowed)
         if unknown:
             raise ValueError(
-                f"cannot recalibrate {sorted(unknown)}; choose from {', '.join(allowed)}")
+                f"cannot recalibrate {sorted(unknown)}; choose from {', '.join(allowed)}"
+            )
         names = {PLANS.plan_of(quantity).name for quantity in wanted}
         grow = True
         while grow:
@@ -167,7 +181,7 @@ class NeuronCalibration:
         steps: list[Step] = []
         deferred: set[str] = set()
         for index, plan in enumerate(chosen):
-            if any(plan.name in later.disturbs for later in chosen[index + 1:]):
+            if any(plan.name in later.disturbs for later in chosen[index + 1 :]):
                 deferred.add(plan.name)
                 continue
             steps.append((plan.recorded_as, self._runner(plan)))
@@ -204,8 +218,9 @@ class NeuronCalibration:
         tolerance = PLANS.quantities()[name].tolerance_for(goal)
         return np.isfinite(values) & (np.abs(values - goal) > tolerance)
 
-    def _ranges_at_bound(self, achieved: dict[str, np.ndarray]
-                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def _ranges_at_bound(
+        self, achieved: dict[str, np.ndarray]
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """(lowest, highest) reachable value per neuron of the quantities whose search ended on
         a code bound outside tolerance: tells an unreachable target from a missed one."""
         session = self.session
@@ -213,8 +228,12 @@ class NeuronCalibration:
         for name, values in achieved.items():
             record = session.bounds.get(name)
             plan = PLANS.plan_of(name, self.mode)
-            if (record is None or record.flags.shape != (N_NEURONS, 1) or plan.routine is None
-                    or len(plan.quantities) != 1):
+            if (
+                record is None
+                or record.flags.shape != (N_NEURONS, 1)
+                or plan.routine is None
+                or len(plan.quantities) != 1
+            ):
                 continue
             if ((record.flags[:, 0] != 0) & self._misses(name, values)).any():
                 session.device.step = f"range of {name}"
@@ -244,25 +263,47 @@ class NeuronCalibration:
                 continue  # nothing asked (a partial recalibration of a matched quantity)
             tolerance = spec.tolerance_for(goal)
             for neuron in np.flatnonzero(~np.isfinite(values)):
-                failures.append(Failure(int(neuron), name, FailureKind.MEASUREMENT_FAILED,
-                                        target=float(goal[neuron]), unit=spec.unit))
+                failures.append(
+                    Failure(
+                        int(neuron),
+                        name,
+                        FailureKind.MEASUREMENT_FAILED,
+                        target=float(goal[neuron]),
+                        unit=spec.unit,
+                    )
+                )
             miss = missed[name] = self._misses(name, values)
             unreachable = np.zeros(N_NEURONS, dtype=bool)
             if name in ranges:
                 low, high = ranges[name]
-                unreachable = miss & (session.bounds[name].flags[:, 0] != 0) & (
-                    (goal < low) | (goal > high))
+                unreachable = (
+                    miss & (session.bounds[name].flags[:, 0] != 0) & ((goal < low) | (goal > high))
+                )
                 for neuron in np.flatnonzero(unreachable):
-                    failures.append(Failure(
-                        int(neuron), name, FailureKind.UNREACHABLE, target=float(goal[neuron]),
-                        unit=spec.unit, note=f"{_value(goal[neuron], spec.unit)} outside this "
-                        f"neuron's range {_value(low[neuron], spec.unit, False)}.."
-                        f"{_value(high[neuron], spec.unit)}"))
+                    failures.append(
+                        Failure(
+                            int(neuron),
+                            name,
+                            FailureKind.UNREACHABLE,
+                            target=float(goal[neuron]),
+                            unit=spec.unit,
+                            note=f"{_value(goal[neuron], spec.unit)} outside this "
+                            f"neuron's range {_value(low[neuron], spec.unit, False)}.."
+                            f"{_value(high[neuron], spec.unit)}",
+                        )
+                    )
             for neuron in np.flatnonzero(miss & ~unreachable):
-                failures.append(Failure(
-                    int(neuron), name, FailureKind.OUT_OF_TOLERANCE, value=float(values[neuron]),
-                    target=float(goal[neuron]), tolerance=float(tolerance[neuron]),
-                    unit=spec.unit))
+                failures.append(
+                    Failure(
+                        int(neuron),
+                        name,
+                        FailureKind.OUT_OF_TOLERANCE,
+                        value=float(values[neuron]),
+                        target=float(goal[neuron]),
+                        tolerance=float(tolerance[neuron]),
+                        unit=spec.unit,
+                    )
+                )
         for name, record in session.bounds.items():
             if record.flags.shape[0] != N_NEURONS:
                 continue  # per-quadrant cells (the CADC): no neuron's failure
@@ -270,15 +311,20 @@ class NeuronCalibration:
                 continue
             # A code on a bound is a failure only where the quantity missed its tolerance.
             relevant = missed.get(name, np.ones(N_NEURONS, dtype=bool))
-            for column, (cell, limits) in enumerate(zip(record.cells, record.ranges,
-                                                        strict=True)):
+            for column, (cell, limits) in enumerate(zip(record.cells, record.ranges, strict=True)):
                 flags = np.where(relevant, record.flags[:, column], 0)
                 for neuron in np.flatnonzero(flags):
                     low = flags[neuron] < 0
-                    failures.append(Failure(
-                        int(neuron), name, FailureKind.AT_BOUND, cell=cell,
-                        value=float(limits.low if low else limits.high),
-                        bound="lower" if low else "upper"))
+                    failures.append(
+                        Failure(
+                            int(neuron),
+                            name,
+                            FailureKind.AT_BOUND,
+                            cell=cell,
+                            value=float(limits.low if low else limits.high),
+                            bound="lower" if low else "upper",
+                        )
+                    )
         failures.extend(session.failures)
         for plan in self.plans:
             if plan.judge is not None:

@@ -96,16 +96,24 @@ class CalibrationSession:
         self.used[routine_name] = type(chosen).__name__
         return chosen
 
-    def search(self, plan: Plan, routine: Routine, goal: np.ndarray, *,
-               record_before: bool | None = None) -> SearchOutcome:
+    def search(
+        self, plan: Plan, routine: Routine, goal: np.ndarray, *, record_before: bool | None = None
+    ) -> SearchOutcome:
         """Drive `routine` to `goal`; keep its codes, bounds, models, notes and the spread with
         every unit at the median code."""
         outcome = self.algorithm(routine.name, plan).run(routine, self.device, goal)
         self.record(plan, routine, outcome, record_before=record_before)
         return outcome
 
-    def record(self, plan: Plan, routine: Routine, outcome: SearchOutcome, *,
-               record_before: bool | None = None, write: bool = False) -> None:
+    def record(
+        self,
+        plan: Plan,
+        routine: Routine,
+        outcome: SearchOutcome,
+        *,
+        record_before: bool | None = None,
+        write: bool = False,
+    ) -> None:
         """What a search found, kept under the plan's recorded name; `write` applies it."""
         cells = routine_parameter_names(routine)
         codes = np.asarray(outcome.codes).reshape(len(outcome.codes), -1)
@@ -113,15 +121,18 @@ class CalibrationSession:
         if write:
             self.write(settings)
         else:
-            self.codes.update({cell: np.array(value, copy=True)
-                               for cell, value in settings.items()})
+            self.codes.update(
+                {cell: np.array(value, copy=True) for cell, value in settings.items()}
+            )
         name = plan.recorded_as
         ranges = routine_search_ranges(routine)
         range_list = (ranges,) if isinstance(ranges, ParameterRange) else tuple(ranges)
-        flags = outcome.at_bound if outcome.at_bound is not None else at_bounds(
-            ranges, outcome.codes)
+        flags = (
+            outcome.at_bound if outcome.at_bound is not None else at_bounds(ranges, outcome.codes)
+        )
         self.bounds[routine.name if name == plan.name else name] = BoundRecord(
-            cells, range_list, np.asarray(flags).reshape(len(codes), -1))
+            cells, range_list, np.asarray(flags).reshape(len(codes), -1)
+        )
         if outcome.models:
             self.models[name] = dict(outcome.models)
         if outcome.notes:
@@ -133,8 +144,11 @@ class CalibrationSession:
     def record_uniform(self, plan: Plan, routine: Routine, codes: np.ndarray) -> None:
         """The quantities with every neuron at the median code (per parameter): the
         uncalibrated spread, kept in `before`."""
-        quantities = [name for name in (plan.quantity_names or (plan.recorded_as,))
-                      if name in PLANS.quantities()]
+        quantities = [
+            name
+            for name in (plan.quantity_names or (plan.recorded_as,))
+            if name in PLANS.quantities()
+        ]
         if not quantities:
             return
         codes = np.asarray(codes)

@@ -81,9 +81,16 @@ class FiringRateTimeConstant(Routine):
     inverted = True
     kept_settings = ("leak_divide", "leak_multiply", "membrane_capacitance")
 
-    def __init__(self, target: ArrayLike, membrane_capacitance: int, leak_goal: ArrayLike,
-                 reset_goal: ArrayLike, *, choose_switches: bool = True,
-                 runs: int | None = None) -> None:
+    def __init__(
+        self,
+        target: ArrayLike,
+        membrane_capacitance: int,
+        leak_goal: ArrayLike,
+        reset_goal: ArrayLike,
+        *,
+        choose_switches: bool = True,
+        runs: int | None = None,
+    ) -> None:
         self.target = np.broadcast_to(np.asarray(target, dtype=float), (512,))
         self.membrane_capacitance = membrane_capacitance
         self.leak_goal = np.broadcast_to(np.asarray(leak_goal, dtype=float), (512,))
@@ -104,9 +111,11 @@ class FiringRateTimeConstant(Routine):
         codes = device.read_settings(["v_leak", "v_reset"])
         raise_leak = np.rint((SETUP_LEAK - self.leak_goal) * CODES_PER_LSB)
         self._resets = [
-            np.clip(codes["v_reset"] + np.rint((level - self.reset_goal) * CODES_PER_LSB),
-                    0, CAPMEM_MAX).astype(np.int64)
-            for level in SETUP_RESETS]
+            np.clip(
+                codes["v_reset"] + np.rint((level - self.reset_goal) * CODES_PER_LSB), 0, CAPMEM_MAX
+            ).astype(np.int64)
+            for level in SETUP_RESETS
+        ]
         settings: dict[str, ArrayLike] = {
             "threshold_enable": 1,
             "reset_hold": 0,

@@ -54,8 +54,12 @@ def twin(plan: Plan, **changes: Any) -> Plan:
     """`plan` for the embedded mode, recorded under its host name."""
     disturbs = tuple(name + SUFFIX for name in plan.disturbs)
     fields: dict[str, Any] = {
-        "name": plan.name + SUFFIX, "records": plan.recorded_as, "modes": (EMBEDDED,),
-        "disturbs": disturbs, "recalibratable": False, "extra": {"searches": ()},
+        "name": plan.name + SUFFIX,
+        "records": plan.recorded_as,
+        "modes": (EMBEDDED,),
+        "disturbs": disturbs,
+        "recalibratable": False,
+        "extra": {"searches": ()},
     }
     fields.update(changes)
     return replace(plan, **fields)
@@ -66,8 +70,12 @@ def twin(plan: Plan, **changes: Any) -> Plan:
 
 def _tau_mem(context: CalibrationContext, **kwargs: Any) -> FiringRateTimeConstant:
     return FiringRateTimeConstant(
-        context.goals["tau_mem"], context.target.membrane_capacitance, context.goals["leak"],
-        context.goals["reset"], **kwargs)
+        context.goals["tau_mem"],
+        context.target.membrane_capacitance,
+        context.goals["leak"],
+        context.goals["reset"],
+        **kwargs,
+    )
 
 
 def _tau_mem_search(target: NeuronTarget) -> SecantSearch:
@@ -87,10 +95,18 @@ def _verify_tau_mem(context: CalibrationContext) -> dict[str, np.ndarray]:
     return {"tau_mem": measured}
 
 
-TAU_MEM_EMBEDDED = register_plan(twin(
-    TAU_MEM, routine=_tau_mem, action=_calibrate_tau_mem, algorithm=_tau_mem_search,
-    after=("threshold",), disturbs=("leak" + SUFFIX,), verify=_verify_tau_mem,
-    extra={"searches": ()}))
+TAU_MEM_EMBEDDED = register_plan(
+    twin(
+        TAU_MEM,
+        routine=_tau_mem,
+        action=_calibrate_tau_mem,
+        algorithm=_tau_mem_search,
+        after=("threshold",),
+        disturbs=("leak" + SUFFIX,),
+        verify=_verify_tau_mem,
+        extra={"searches": ()},
+    )
+)
 
 
 # -- tau_syn --------------------------------------------------------------------------------
@@ -102,8 +118,9 @@ def _tau_syn_plan(host: Plan, inhibitory: bool) -> Plan:
     def routine(context: CalibrationContext, **kwargs: Any) -> IntegratedInputTimeConstant:
         tau_mem = context.state.get(TAU_MEM_STATE, context.goals["tau_mem"])
         tau_mem = np.where(np.isfinite(tau_mem), tau_mem, context.goals["tau_mem"])
-        return IntegratedInputTimeConstant(context.goals[quantity], inhibitory, tau_mem,
-                                           context.goals["leak"], **kwargs)
+        return IntegratedInputTimeConstant(
+            context.goals[quantity], inhibitory, tau_mem, context.goals["leak"], **kwargs
+        )
 
     def search(target: NeuronTarget) -> SecantSearch:
         goal = target.quantities()[quantity]
@@ -143,8 +160,10 @@ def nominal_code(reading: np.ndarray, follower: bool) -> np.ndarray:
 def _potential_search(quantity: str, follower: bool) -> Any:
     def search(target: NeuronTarget) -> SecantSearch:
         guess = nominal_code(target.quantities()[quantity], follower)
-        return SecantSearch(guess, steps=POTENTIAL_STEPS, slope=1 / CODES_PER_LSB,
-                            average=POTENTIAL_AVERAGE)
+        return SecantSearch(
+            guess, steps=POTENTIAL_STEPS, slope=1 / CODES_PER_LSB, average=POTENTIAL_AVERAGE
+        )
+
     return search
 
 
@@ -152,10 +171,15 @@ CADC_EMBEDDED = register_plan(twin(CADC))
 WORKING_POINT_EMBEDDED = register_plan(twin(WORKING_POINT))
 LEAK_EMBEDDED = register_plan(twin(LEAK, algorithm=_potential_search("leak", True)))
 RESET_EMBEDDED = register_plan(twin(RESET, algorithm=_potential_search("reset", True)))
-THRESHOLD_EMBEDDED = register_plan(twin(
-    THRESHOLD, algorithm=_potential_search("threshold", False),
-    routine=lambda context: CountingThreshold(
-        THRESHOLD_SAMPLE_FACTOR * context.options.threshold_samples)))
+THRESHOLD_EMBEDDED = register_plan(
+    twin(
+        THRESHOLD,
+        algorithm=_potential_search("threshold", False),
+        routine=lambda context: CountingThreshold(
+            THRESHOLD_SAMPLE_FACTOR * context.options.threshold_samples
+        ),
+    )
+)
 PSP_AMPLITUDE_EXC_EMBEDDED = register_plan(twin(PSP_AMPLITUDE_EXC))
 PSP_AMPLITUDE_INH_EMBEDDED = register_plan(twin(PSP_AMPLITUDE_INH))
 REFERENCE_EXC_EMBEDDED = register_plan(twin(REFERENCE_EXC))

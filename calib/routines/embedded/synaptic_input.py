@@ -59,8 +59,12 @@ def spacing_groups(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if unique.size > MAX_READ_GROUPS:
         edges = np.quantile(target, np.linspace(0, 1, MAX_READ_GROUPS + 1)[1:-1])
         inverse = np.digitize(target, edges)
-        unique = np.array([np.median(target[inverse == g]) if np.any(inverse == g) else 1e-6
-                           for g in range(MAX_READ_GROUPS)])
+        unique = np.array(
+            [
+                np.median(target[inverse == g]) if np.any(inverse == g) else 1e-6
+                for g in range(MAX_READ_GROUPS)
+            ]
+        )
     return unique, np.asarray(inverse).reshape(-1)
 
 
@@ -69,8 +73,15 @@ class IntegratedInputTimeConstant(Routine):
 
     inverted = True
 
-    def __init__(self, target: ArrayLike, inhibitory: bool, tau_mem: ArrayLike,
-                 leak_goal: ArrayLike, *, samples: int | None = None) -> None:
+    def __init__(
+        self,
+        target: ArrayLike,
+        inhibitory: bool,
+        tau_mem: ArrayLike,
+        leak_goal: ArrayLike,
+        *,
+        samples: int | None = None,
+    ) -> None:
         self.inhibitory = inhibitory
         prefix = "syn_inh" if inhibitory else "syn_exc"
         self.name = f"tau_{prefix}"
@@ -118,9 +129,14 @@ class IntegratedInputTimeConstant(Routine):
         tau = np.full(512, np.nan)
         for group, spacing in enumerate(self.spacings):
             members = self.groups == group
-            first, second = (device.read_cadc(
-                samples=samples, stimulus=self.stimulus,
-                read_time=EVENT_TIME + k * float(spacing)).mean(axis=0) for k in (1, 2))
+            first, second = (
+                device.read_cadc(
+                    samples=samples,
+                    stimulus=self.stimulus,
+                    read_time=EVENT_TIME + k * float(spacing),
+                ).mean(axis=0)
+                for k in (1, 2)
+            )
             p = np.exp(-spacing / self.tau_mem)
             with np.errstate(divide="ignore", invalid="ignore"):
                 q = (second - rest) / (first - rest) - p

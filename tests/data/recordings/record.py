@@ -32,16 +32,18 @@ LEAK_SAMPLES = 20
 
 def leak_search(device: Device) -> SearchOutcome:
     """The pinned search: the leak potential of every neuron to LEAK_TARGET."""
-    return NoiseRobustBinarySearch().run(LeakPotential(LEAK_SAMPLES), device,
-                                         np.full(device.n_neurons, LEAK_TARGET))
+    return NoiseRobustBinarySearch().run(
+        LeakPotential(LEAK_SAMPLES), device, np.full(device.n_neurons, LEAK_TARGET)
+    )
 
 
 def main() -> None:
     shutil.rmtree(LEAK_SESSION, ignore_errors=True)
     with RecordingDevice(SimulatedChip("pinned-leak-0"), LEAK_SESSION) as device:
         outcome = leak_search(device)
-    LEAK_EXPECTED.write_text(json.dumps({"codes": outcome.codes.tolist(),
-                                         "steps": outcome.steps}) + "\n")
+    LEAK_EXPECTED.write_text(
+        json.dumps({"codes": outcome.codes.tolist(), "steps": outcome.steps}) + "\n"
+    )
     print(f"{LEAK_SESSION.name}: {device.calls} calls; {LEAK_EXPECTED.name} written")
 
 
