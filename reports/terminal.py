@@ -10,6 +10,7 @@ from rich.text import Text
 
 from calib.core.results import NeuronResult
 from reports.summary import RunSummary, success_level, summarize
+from reports.text import terminal_safe
 from reports.units import display_unit, format_duration, format_number
 
 
@@ -91,7 +92,7 @@ def failure_table(summary: RunSummary) -> Table | Text:
         examples = ", ".join(str(n) for n in group.examples)
         if group.count > len(group.examples):
             examples += ", ..."
-        table.add_row(str(group.count), escape(group.label), examples)
+        table.add_row(str(group.count), escape(terminal_safe(group.label)), examples)
     return table
 
 

@@ -289,3 +289,18 @@ def test_no_arguments_prints_the_help() -> None:
     assert result.exit_code == 0
     for command in ("calibrate", "show", "history", "export", "check", "report"):
         assert command in result.output
+
+
+def test_escape_sequences_stored_in_metadata_are_shown_not_obeyed(tmp_path: Path) -> None:
+    from results_store import ResultsStore
+
+    result = make_result(chip_id="escape-0")
+    result.provenance.extra["target_source"] = "file\x1b[2J\x1b]0;owned\x07.toml"
+    store = ResultsStore(tmp_path / "store", create=True)
+    store.save(result)
+    for command in ("show", "history"):
+        output = invoke(
+            command, "escape-0", "--store", str(tmp_path / "store"), env={"COLUMNS": "200"}
+        ).output
+        assert "\x1b[2J" not in output and "\x07" not in output
+        assert "\\x1b[2J" in output

@@ -39,6 +39,7 @@ from calib.cli.app import (
 from calib.cli.tables import ESSENTIAL, Column, fitted_table
 from calib.cli.target_flags import TARGET_PANEL, TargetFlagsCommand, with_target_flags
 from device_model.limits import MAX_DRIFT_HOURS, MAX_SCALE
+from reports.text import terminal_safe
 
 if TYPE_CHECKING:
     from calib.core.results import NeuronResult
@@ -729,6 +730,11 @@ def calibrate(
 
 
 def provenance_lines(result: NeuronResult, run_id: str) -> list[str]:
+    """What a result says of where it comes from (stored text, shown safely)."""
+    return [terminal_safe(line) for line in _provenance_lines(result, run_id)]
+
+
+def _provenance_lines(result: NeuronResult, run_id: str) -> list[str]:
     extra = result.provenance.extra
     lines = [
         f"run {run_id} · target {result.target.fingerprint()}"
@@ -917,7 +923,9 @@ class RunRow:
             holds=None,
             hardware_time=(provenance.get("device_stats") or {}).get("hardware_time"),
             source=(
-                f"NIR {nir.get('graph_name')}" if nir else str(extra.get("target_source", "-"))
+                terminal_safe(
+                    f"NIR {nir.get('graph_name')}" if nir else extra.get("target_source", "-")
+                )
             ),
             quantities={},
         )
