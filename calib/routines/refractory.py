@@ -180,22 +180,44 @@ def _set_refractory(context: CalibrationContext, plan: Plan) -> None:
 
 
 def _verify(context: CalibrationContext) -> dict[str, np.ndarray]:
-    """The time the settings give, and (for the judgement) what a firing neuron shows."""
+    """What a firing neuron shows (NaN where it cannot be measured); the time the settings
+    give is kept beside it (models['refractory_time']['setting'])."""
     settings = context.device.read_settings(["refractory_counter", "refractory_clock_scale"])
-    context.state["refractory_check"] = measure_refractory_time(context.device, settings)
-    return {"refractory_time": refractory_time(*settings.values())}
+    check = measure_refractory_time(context.device, settings)
+    context.state["refractory_check"] = check
+    context.models.setdefault("refractory_time", {})["setting"] = refractory_time(
+        *settings.values()
+    )
+    return {"refractory_time": check.measured}
 
 
 def _judge(context: CalibrationContext, achieved: dict[str, np.ndarray]) -> list[Failure]:
-    expected = achieved.get("refractory_time")
+    """The setting within the quantity's tolerance of the target (the digital part), and the
+    measured time within the measurement's resolution of the setting (the neuron obeys it)."""
     check = context.state.get("refractory_check")
-    if expected is None or check is None:
+    if check is None:
         return []
+    expected = context.models["refractory_time"]["setting"]
+    goal = context.goals["refractory_time"]
+    failures = []
+    spec = REFRACTORY_TIME.quantities[0]
+    tolerance = spec.tolerance_for(goal)
+    for neuron in np.flatnonzero(np.abs(expected - goal) > tolerance):
+        failures.append(
+            Failure(
+                int(neuron),
+                "refractory_time",
+                FailureKind.UNREACHABLE,
+                target=float(goal[neuron]),
+                unit="s",
+                note=f"{goal[neuron] * 1e6:.3g} µs is between the counter's steps (nearest "
+                f"{expected[neuron] * 1e6:.3g} µs)",
+            )
+        )
     measured = check.measured
     disagrees = ~(
         np.abs(measured - expected) <= np.maximum(VERIFY_TOLERANCE * expected, VERIFY_FLOOR)
     )
-    failures = []
     for neuron in np.flatnonzero(disagrees):
         value = float(measured[neuron])
         if np.isfinite(value):
@@ -246,5 +268,7 @@ REFRACTORY_TIME = register_plan(
         action=_set_refractory,
         verify=_verify,
         judge=_judge,
+        # measured against the setting at the measurement's resolution, not the tolerance
+        extra={"judged_by_plan": True},
     )
 )

@@ -259,8 +259,8 @@ class NeuronCalibration:
         for name, values in achieved.items():
             spec = specs[name]
             goal = session.goals.get(name)
-            if goal is None:
-                continue  # nothing asked (a partial recalibration of a matched quantity)
+            if goal is None or PLANS.plan_of(name, self.mode).extra.get("judged_by_plan"):
+                continue  # nothing asked, or judged by its plan alone
             tolerance = spec.tolerance_for(goal)
             for neuron in np.flatnonzero(~np.isfinite(values)):
                 failures.append(

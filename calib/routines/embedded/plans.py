@@ -59,7 +59,7 @@ def twin(plan: Plan, **changes: Any) -> Plan:
         "modes": (EMBEDDED,),
         "disturbs": disturbs,
         "recalibratable": False,
-        "extra": {"searches": ()},
+        "extra": {**plan.extra, "searches": ()},
     }
     fields.update(changes)
     return replace(plan, **fields)
