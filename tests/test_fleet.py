@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -285,3 +286,19 @@ def test_a_chip_whose_newest_run_is_damaged_is_calibrated_again(
     assert outcome.status == "calibrated", outcome.detail
     assert "damaged" in outcome.detail
     assert outcome.run_id not in runs
+
+
+def test_a_checked_chip_drifts_night_over_night_from_its_last_check(
+    night_three: dict[str, ChipOutcome], store_path: Path
+) -> None:
+    chip = GOOD[1]
+    outcome = night_three[chip]
+    assert outcome.status == "ok, checked", outcome.detail
+    store = ResultsStore(store_path)
+    checks = [
+        store.get(chip, info.run_id) for info in store.history(chip) if info.kind == "check_record"
+    ]
+    assert len(checks) == 2  # night two's and night three's
+    earlier, latest = checks
+    change = latest.measured["leak"] - earlier.measured["leak"]
+    assert outcome.drift["leak"] == pytest.approx(float(np.nanmedian(change)))

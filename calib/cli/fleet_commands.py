@@ -169,9 +169,10 @@ def nightly_table(outcomes: Sequence[ChipOutcome], console: Console) -> Table:
         for outcome in outcomes
     ]
     caption = (
-        "Δ: median shift since the previous stored result (potentials and PSP "
-        "amplitudes in CADC LSB, times in µs): measured now minus stored for a checked "
-        "chip, new minus previous calibration for a recalibrated one."
+        "Δ: median shift (potentials and PSP amplitudes in CADC LSB, times in µs): for a "
+        "checked chip, measured now minus its last stored check (night over night), or minus "
+        "the calibration when it has no check yet; for a recalibrated one, new minus previous "
+        "calibration."
         if quantities
         else None
     )

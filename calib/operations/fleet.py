@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from calib.core.checks import CHECK_KIND
 from calib.core.results import NeuronResult
 from calib.core.targets import NeuronTarget
 from calib.operations.compare import compare_results
@@ -359,6 +360,28 @@ class ChipOutcome:
         return self.status if self.error or not self.detail else f"{self.status}: {self.detail}"
 
 
+def _since_last_check(
+    store: ResultsStore, chip_id: str, run_id: str, report: CheckReport
+) -> dict[str, float]:
+    """Per quantity, the median change since the last stored check of the same calibration
+    (night over night); empty when there is none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedRunWarning)  # a damaged check: no baseline
+        last = store.latest(chip_id, kind=CHECK_KIND)
+    if last is None or getattr(last, "checked_run", None) != run_id:
+        return {}
+    drift = {}
+    for name, check in report.quantities.items():
+        before = last.measured.get(name)
+        if check.measured is None or before is None:
+            continue
+        change = np.asarray(check.measured, float) - np.asarray(before, float)
+        change = change[np.isfinite(change)]
+        if change.size:
+            drift[name] = float(np.median(change))
+    return drift
+
+
 def _check_summary(report: CheckReport) -> dict[str, dict[str, float | bool]]:
     return {
         name: {
@@ -466,6 +489,7 @@ def _maintain(
             why = f"check failed ({type(error).__name__}: {error})"
         else:
             check = _check_summary(report)
+            since = _since_last_check(store, chip_id, stored.run_id, report)
             store.save(
                 report.record(
                     previous,
@@ -483,7 +507,8 @@ def _maintain(
                     detail=f"stored result holds ({report.runs} device runs), not recalibrated",
                     success_fraction=float(np.mean(previous.success)),
                     run_id=stored.run_id,
-                    drift={name: float(item["median_shift"]) for name, item in check.items()},
+                    drift=since
+                    or {name: float(item["median_shift"]) for name, item in check.items()},
                     check=check,
                     host_seconds=time.perf_counter() - started,
                     n_neurons=int(previous.success.size),
