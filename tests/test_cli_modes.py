@@ -78,6 +78,14 @@ def test_mac_mode_calibrates_stores_and_shows_a_mac_result(tmp_path: Path) -> No
     assert run.kind == "mac_result"
     shown = invoke("show", "mode-mac-0", "--store", str(store))
     assert shown.exit_code == 0 and "MAC target" in shown.output
+    history = invoke("history", "mode-mac-0", "--store", str(store))
+    assert history.exit_code == 0 and "MAC calibration" in history.output
+    exported = invoke(
+        "export", "mode-mac-0", "--store", str(store), "--run", run.run_id, "--format", "json"
+    )
+    assert exported.exit_code == 0 and '"mac_result"' in exported.output
+    reported = invoke("report", "mode-mac-0", "--store", str(store), "--run", run.run_id)
+    assert reported.exit_code == 0 and "MAC target" in reported.output
 
 
 @pytest.mark.slow

@@ -908,16 +908,17 @@ class RunRow:
                 checked_run=attrs.get("checked_run"),
                 quantities=quantities,
             )
-        spec = info.arrays.get("success")
+        mac = info.kind == MAC_RESULT_KIND
+        spec = info.arrays.get("success/neurons" if mac else "success")
         n_neurons = spec.shape[0] if spec is not None and spec.shape else 0
-        failed = len(failed_neurons(attrs))
+        failed = len(attrs.get("neuron_reasons") or {}) if mac else len(failed_neurons(attrs))
         provenance = attrs.get("provenance") or {}
         extra = provenance.get("extra") or {}
         nir = extra.get("nir") or {}
         return cls(
             saved=saved,
             run_id=info.run_id,
-            kind="calibration",
+            kind="MAC calibration" if mac else "calibration",
             target=str(info.target_fingerprint or "-"),
             success=(n_neurons - failed) / n_neurons if n_neurons else float("nan"),
             holds=None,
@@ -980,8 +981,14 @@ HISTORY_COLUMNS = (
 def history_runs(store: ResultsStore, chip: str) -> list[RunInfo]:
     """The calibrations and checks of `chip`, oldest first; a usage error when it has no
     calibration."""
-    neuron_runs(store, chip)  # the error naming the known chips when there is none
-    return [info for info in store.history(chip) if info.kind in (NEURON_RESULT_KIND, CHECK_KIND)]
+    runs = [
+        info
+        for info in store.history(chip)
+        if info.kind in (NEURON_RESULT_KIND, MAC_RESULT_KIND, CHECK_KIND)
+    ]
+    if not any(info.kind != CHECK_KIND for info in runs):
+        neuron_runs(store, chip)  # the error naming the known chips
+    return runs
 
 
 @app.command(rich_help_panel="Inspect")
@@ -1084,7 +1091,15 @@ def export(
         raise CLIError("--format zarr exports a history: add --history")
     if output is not None and output.is_dir():
         raise CLIError(f"--output {output} is a directory")
-    result, run_id = load_result(results, chip, run)
+    if run is not None and results.info(chip, run).kind == MAC_RESULT_KIND:
+        if export_format is ExportFormat.target:
+            raise CLIError(
+                "--format target exports a neuron target; a MAC calibration exports "
+                "as json or netcdf"
+            )
+        run_id = run  # a MAC calibration: its arrays and metadata as stored
+    else:
+        result, run_id = load_result(results, chip, run)
     err = error_console()
     if export_format is ExportFormat.target:
         from calib.cli.target_file import target_to_toml
@@ -1304,6 +1319,14 @@ def report(
     from reports import render_summary
 
     results = open_store(store)
+    if run is not None and results.info(chip, run).kind == MAC_RESULT_KIND:
+        if html is not None:
+            raise CLIError(
+                "--html: the HTML report covers neuron calibrations; this run is a "
+                "MAC calibration (its summary follows without --html)"
+            )
+        show_mac(results, chip, run, as_json=False)
+        return
     result, run_id = load_result(results, chip, run)
     out = output_console()
     for line in provenance_lines(result, run_id):
