@@ -12,9 +12,9 @@ import typer
 from rich.markup import escape
 
 from calib.cli.app import app, check_chip, error_console, output_console
+from calib.cli.commands import DriftOption, FaultsOption, MismatchOption, NoiseOption, SeedOption
 
 SERVER_PANEL = "Server"
-SIMULATION_PANEL = "Simulated chip"
 
 
 @app.command(rich_help_panel="Serve")
@@ -70,53 +70,11 @@ def serve(
             help="A client silent this long loses its lease (0.05..3600 s).",
         ),
     ] = 10.0,
-    mismatch_scale: Annotated[
-        float,
-        typer.Option(
-            "--mismatch-scale",
-            metavar="SCALE",
-            min=0.0,
-            rich_help_panel=SIMULATION_PANEL,
-            help="Multiplies every fixed-pattern spread (0: an ideal chip).",
-        ),
-    ] = 1.0,
-    noise_scale: Annotated[
-        float,
-        typer.Option(
-            "--noise-scale",
-            metavar="SCALE",
-            min=0.0,
-            rich_help_panel=SIMULATION_PANEL,
-            help="Multiplies every temporal noise (0: noiseless readouts).",
-        ),
-    ] = 1.0,
-    drift_hours: Annotated[
-        float,
-        typer.Option(
-            "--drift-hours",
-            metavar="HOURS",
-            min=0.0,
-            rich_help_panel=SIMULATION_PANEL,
-            help="Age of the chip in hours: its offsets random-walk with age.",
-        ),
-    ] = 0.0,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed",
-            metavar="SEED",
-            rich_help_panel=SIMULATION_PANEL,
-            help="Seed of the chip's mismatch (default: derived from the chip id).",
-        ),
-    ] = None,
-    faults: Annotated[
-        bool,
-        typer.Option(
-            "--faults/--no-faults",
-            rich_help_panel=SIMULATION_PANEL,
-            help="Inject typical faults: dead and stuck neurons, transient run failures.",
-        ),
-    ] = False,
+    mismatch_scale: MismatchOption = 1.0,
+    noise_scale: NoiseOption = 1.0,
+    drift_hours: DriftOption = 0.0,
+    seed: SeedOption = None,
+    faults: FaultsOption = False,
 ) -> None:
     """Serve a simulated chip over the network until stopped (Ctrl-C or SIGTERM).
 

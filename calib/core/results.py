@@ -31,6 +31,18 @@ from device_model.protocol import (
 )
 
 
+def apply_settings(device: Device, settings: Mapping[str, np.ndarray], n_neurons: int) -> None:
+    """Write a result's cell codes to `device` (of `n_neurons` neurons) twice: a large step (a
+    chip fresh at its default codes) is still ~0.7 % short after one write's settling wait; the
+    second write's wait lets the cells settle."""
+    if device.n_neurons != n_neurons:
+        raise ValueError(
+            f"result has {n_neurons} neurons, device {device.chip_id!r} has {device.n_neurons}"
+        )
+    device.write(settings)
+    device.write(settings)
+
+
 class ResultsStoreLike(Protocol):
     """What calibrate() and ensure() need of a results store (`results_store.ResultsStore`)."""
 
@@ -151,14 +163,7 @@ class NeuronResult:
         Written twice: a large step (a chip fresh at its default codes) is still ~0.7 % short
         after one write's settling wait; the second write's wait lets the cells settle.
         """
-        if device.n_neurons != self.success.shape[0]:
-            raise ValueError(
-                f"result has {self.success.shape[0]} neurons, device {device.chip_id!r} has "
-                f"{device.n_neurons}"
-            )
-        settings = self.to_settings()
-        device.write(settings)
-        device.write(settings)
+        apply_settings(device, self.to_settings(), self.success.shape[0])
 
     def summary(self) -> str:
         """One table a person can read."""

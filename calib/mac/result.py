@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from calib.core.results import array_meta
+from calib.core.results import apply_settings, array_meta
 from calib.mac.target import MacTarget
 from device_model.protocol import CELLS, Device
 
@@ -63,14 +63,7 @@ class MacResult:
 
     def apply(self, device: Device) -> None:
         """Inject the calibration (written twice: large steps settle within the second wait)."""
-        if device.n_neurons != self.neuron_success.shape[0]:
-            raise ValueError(
-                f"result has {self.neuron_success.shape[0]} neurons, device "
-                f"{device.chip_id!r} has {device.n_neurons}"
-            )
-        settings = self.to_settings()
-        device.write(settings)
-        device.write(settings)
+        apply_settings(device, self.to_settings(), self.neuron_success.shape[0])
 
     def summary(self) -> str:
         ok, drivers = self.neuron_success, self.driver_success
