@@ -99,6 +99,20 @@ def test_calibration_shrinks_the_spread(calibrated, quantity):
     assert ratio <= SPREAD_RATIO_LIMITS[quantity], f"{quantity}: spread ratio {ratio:.3f}"
 
 
+@pytest.mark.parametrize("quantity", ["tau_mem", "tau_syn_exc", "tau_syn_inh"])
+def test_the_uncalibrated_spread_read_off_the_curves_agrees_with_the_truth(calibrated, quantity):
+    """The time constants' `before` comes from the search's fitted curves, not a device run:
+    it must still be what the chip does with every neuron at the median code."""
+    chip, _, result = calibrated
+    settings = result.to_settings()
+    cell = QUANTITY_CELLS[quantity]
+    median_code = int(np.rint(np.median(settings[cell])))
+    uniform = chip.true_quantities({**settings, cell: np.full(512, median_code)})[quantity]
+    relative = result.before[quantity] / uniform - 1
+    assert np.mean(np.isfinite(relative)) >= 0.99
+    assert np.sqrt(np.nanmean(relative**2)) <= 0.02, quantity
+
+
 def test_achieved_values_agree_with_the_truth(calibrated):
     chip, target, result = calibrated
     truth = chip.true_quantities()

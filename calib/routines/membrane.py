@@ -22,6 +22,7 @@ from calib.routines.nominal import (
 from device_model.protocol import MADC_INVALID_TIME, MADC_SAMPLE_RATE, N_NEURONS, Device
 from device_model.stimuli import ResetRelease
 from observables import decay_time_constants
+from observables.cadc_decay import cadc_decay_time_constants
 from observables.traces import bin_trace
 
 RELEASE_TIME = MADC_INVALID_TIME + 2e-6
@@ -33,6 +34,15 @@ SHORTEST_FRACTION = 0.25
 """Time constants down to this fraction of the target are fitted without loss."""
 RESET_BELOW_LEAK = 150
 """Reset code this far below the leak code, so the decay spans ~60 CADC LSB."""
+PROBE_SAMPLES = 64
+"""CADC repetitions per read of the switch probe: about 1 % per neuron, ample for a choice
+between switch settings."""
+PROBE_MARGIN = 0.05
+"""A neuron within this fraction of its target at the strongest bias also takes the stronger
+switches: its code would sit at the top of the range, where the probe's error could leave it
+just short."""
+PROBE_FASTEST = 0.2
+"""The probe reads decays down to this fraction of the target (faster ones need no switch)."""
 
 
 def bin_factor(shortest_time_constant: float) -> int:
@@ -47,6 +57,23 @@ def record_decays(device: Device, duration: float, shortest: float) -> np.ndarra
     trace = device.record_madc(np.arange(device.n_neurons), RELEASE_TIME + duration, stimulus)
     binned = bin_trace(trace, bin_factor(shortest))
     return decay_time_constants(binned, start_time=RELEASE_TIME)["tau"]
+
+
+def probe_decays(device: Device, target: np.ndarray) -> np.ndarray:
+    """A coarse decay time constant of every neuron read with the CADC in a few runs (an MADC
+    recording of all neurons costs 256 runs), for decays around `target` and faster."""
+    expected = np.concatenate([PROBE_FASTEST * np.atleast_1d(target), np.atleast_1d(target)])
+    return cadc_decay_time_constants(device, expected, PROBE_SAMPLES, RELEASE_TIME)
+
+
+CADC_USABLE_FRACTION = 0.5
+"""At least this fraction of neurons must yield a CADC decay for it to stand; fewer (an
+uncalibrated CADC, potentials outside its range) fall back to the MADC recording."""
+
+
+def cadc_decays_usable(values: np.ndarray) -> bool:
+    """Whether a CADC decay reading served (see CADC_USABLE_FRACTION)."""
+    return bool(np.mean(np.isfinite(values)) >= CADC_USABLE_FRACTION)
 
 
 class MembraneTimeConstant(Routine):
@@ -117,7 +144,10 @@ class MembraneTimeConstant(Routine):
         if not self.choose_switches:
             return
         device.write({self.parameter: self.parameter_range.high})
-        device.write(stronger_switches(self.target, ~(self.measure(device) <= self.target)))
+        probed = probe_decays(device, self.target)
+        if not cadc_decays_usable(probed):
+            probed = self.measure(device)
+        device.write(stronger_switches(self.target, ~(probed <= self.target * (1 - PROBE_MARGIN))))
 
     def measure(self, device: Device) -> np.ndarray:
         # A search passes through codes far faster than the target: fit finely enough for them.

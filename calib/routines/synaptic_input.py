@@ -21,7 +21,13 @@ from calib.algorithms.fitting import FittingSearch
 from calib.core.plans import CalibrationContext, Plan, QuantitySpec, SettingSpec, register_plan
 from calib.core.routine import Routine
 from calib.core.targets import NeuronTarget
-from calib.routines.membrane import RESET_BELOW_LEAK, bin_factor, record_decays
+from calib.routines.membrane import (
+    RELEASE_TIME,
+    RESET_BELOW_LEAK,
+    bin_factor,
+    cadc_decays_usable,
+    record_decays,
+)
 from calib.routines.nominal import (
     CAPACITANCE_UNIT,
     HIGH_RESISTANCE_ABOVE,
@@ -43,6 +49,7 @@ from device_model.protocol import (
 )
 from device_model.stimuli import SynapticEvents
 from observables.cadc import cadc_mean
+from observables.cadc_decay import cadc_decay_time_constants
 from observables.traces import bin_trace, select_window
 from observables.two_decays import fit_known_and_free_decay
 
@@ -69,8 +76,11 @@ NOMINAL_TAIL_PER_SECOND = 5.5e6
 """Nominal PSP height (MADC LSB) per second of tau_syn with the full membrane capacitance, the
 strongest gm bias, the burst and MEMBRANE_FRACTION (design figure): the charge grows with
 tau_syn, the height falls with the capacitance."""
+MEMBRANE_SAMPLES = 256
+"""CADC repetitions per read of the fast membrane's decay: about 0.5 % per neuron."""
 MEMBRANE_RECORDINGS = 6.0
-"""Recorded decay of the fast membrane, in its target time constants."""
+"""Where the CADC cannot read it, the fast membrane's decay is recorded with the MADC for
+this many of its target time constants."""
 REFIT_MEMBRANE_SAMPLES = 3.0
 """A membrane constant of at least this many MADC samples is fitted along with tau_syn (its
 measurement's error then drops out); a faster one is held at its measured value."""
@@ -176,9 +186,13 @@ class SynapticTimeConstant(Routine):
         saved_reset = device.read_settings(["v_reset"])
         device.write({"v_reset": np.clip(v_leak - RESET_BELOW_LEAK, 0, None)})
         membrane = MEMBRANE_FRACTION * self.target
-        tau_mem = record_decays(
-            device, MEMBRANE_RECORDINGS * float(membrane.max()), 0.5 * float(membrane.min())
-        )
+        # Read with the CADC: a few runs where an MADC recording takes 256; the PSP fit
+        # refines it where the membrane spans enough MADC samples (REFIT_MEMBRANE_SAMPLES).
+        tau_mem = cadc_decay_time_constants(device, membrane, MEMBRANE_SAMPLES, RELEASE_TIME)
+        if not cadc_decays_usable(tau_mem):
+            tau_mem = record_decays(
+                device, MEMBRANE_RECORDINGS * float(membrane.max()), 0.5 * float(membrane.min())
+            )
         device.write(saved_reset)
         # A neuron without a valid membrane fit gets the median; its PSP fit will show it.
         self.tau_mem = np.where(np.isfinite(tau_mem), tau_mem, np.nanmedian(tau_mem))

@@ -15,6 +15,7 @@ import numpy as np
 from calib.algorithms.base import Algorithm, SearchOutcome, at_bounds, measure_once
 from calib.algorithms.base import parameter_names as routine_parameter_names
 from calib.algorithms.base import search_ranges as routine_search_ranges
+from calib.algorithms.fitting import curves_from_params
 from calib.core.failures import Failure
 from calib.core.plans import PLANS, Plan
 from calib.core.retry import RetryingDevice
@@ -139,7 +140,32 @@ class CalibrationSession:
             self.notes[routine.name] = dict(outcome.notes)
         wanted = plan.record_before if record_before is None else record_before
         if (wanted or self.partial) and len(codes) == N_NEURONS:
-            self.record_uniform(plan, routine, outcome.codes)
+            if not self.record_predicted(plan, routine, outcome):
+                self.record_uniform(plan, routine, outcome.codes)
+
+    def record_predicted(self, plan: Plan, routine: Routine, outcome: SearchOutcome) -> bool:
+        """The uncalibrated spread read off the transfer curves the search fitted (every
+        neuron's curve at the median code), where it fitted them: the curves pass through that
+        neuron's own reads around the code, so a device run would only add noise. False where
+        there are no curves to read (the spread is then measured)."""
+        names = [
+            name
+            for name in (plan.quantity_names or (plan.recorded_as,))
+            if name in PLANS.quantities()
+        ]
+        ranges = routine_search_ranges(routine)
+        if len(names) != 1 or not outcome.models or not isinstance(ranges, ParameterRange):
+            return False
+        try:
+            curves = curves_from_params(outcome.models, ranges)
+        except ValueError:
+            return False
+        codes = np.asarray(outcome.codes)
+        median = np.full(codes.shape, np.rint(np.median(codes)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = curves.evaluate(median)
+        self.before[names[0]] = np.where(curves.valid, values, np.nan)
+        return True
 
     def record_uniform(self, plan: Plan, routine: Routine, codes: np.ndarray) -> None:
         """The quantities with every neuron at the median code (per parameter): the
