@@ -380,10 +380,13 @@ class SimulatedChip:
         cycling = phase_potential(m, v_inf, phase)
         return clip_rails(np.where(firing, cycling, v_inf))
 
-    def _potential_at(self, m: Membrane, drive: Drive, read_time: float) -> np.ndarray:
-        """Noise-free potential of every neuron `read_time` after the stimulus starts."""
+    def _potential_at(
+        self, m: Membrane, drive: Drive, read_time: float, phase: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Noise-free potential of every neuron `read_time` after the stimulus starts (firing
+        neurons from this run's `phase`, drawn when not given)."""
         volts = np.empty(N_NEURONS)
-        phase = self._phase()
+        phase = self._phase() if phase is None else phase
         nonlinear = m.nonlinear
         linear = np.flatnonzero(~nonlinear)
         if linear.size:
@@ -532,6 +535,29 @@ class SimulatedChip:
         nominal synapse, the input connected), for the present codes (fully settled)
         overridden by `settings`."""
         return true_quantities(self._settled_codes(settings), self.truth)
+
+    def true_potentials(
+        self,
+        settings: Mapping[str, ArrayLike] | None = None,
+        stimulus: StimulusArg = None,
+        read_time: float | None = None,
+    ) -> np.ndarray:
+        """Noise-free CADC reading (LSB, continuous; NaN for a dead neuron) of every quiet
+        neuron: its resting potential, or its potential `read_time` after `stimulus` starts,
+        for the present codes (fully settled) overridden by `settings`. The ground truth of a
+        potential reading such as a PSP amplitude; no device time passes, no noise is drawn."""
+        values = evaluate(self._settled_codes(settings), self.truth)
+        m = Membrane.from_values(values, self.truth.dead, self.truth.stuck)
+        drive = Drive.from_stimuli(as_stimulus_tuple(stimulus))
+        if read_time is None:
+            volts = steady_potential(m, drive.steady_current)
+        else:
+            read_time = _check_duration("read_time", read_time, p.MAX_RUN_DURATION)
+            volts = self._potential_at(m, drive, read_time, np.full(N_NEURONS, 0.5))
+        volts = np.clip(volts, *p.MEMBRANE_RAILS)
+        return np.where(
+            self.truth.dead, np.nan, cadc_continuous(volts, values, self.truth.cadc_channel_offset)
+        )
 
     def ideal_codes(
         self, quantity: str, target: ArrayLike, settings: Mapping[str, ArrayLike] | None = None

@@ -48,7 +48,7 @@ def cadc_decay_time_constants(
     """Decay time constant (s) of every neuron after a reset release, NaN where fewer than two
     reads lie far enough from the resting potential. `expected` (s, scalar or per neuron) sets
     the read times; `samples` repetitions are averaged per read. The neurons must be quiet
-    (threshold off) with their reset below the leak."""
+    (threshold off); the reset lies on either side of the leak."""
     rest = cadc_mean(device, REST_SAMPLES)
     offsets = read_offsets(expected)
     stimulus = ResetRelease(release_time=release_time)
@@ -58,7 +58,9 @@ def cadc_decay_time_constants(
             for offset in offsets
         ]
     )
-    distance = rest[None, :] - reads
+    # A reset above the resting potential (a defective neuron) decays downwards instead.
+    side = np.where(rest - reads[0] >= 0, 1.0, -1.0)
+    distance = side * (rest[None, :] - reads)
     usable = (distance > MIN_DISTANCE) & (reads > MIN_READ)
     # Var(ln d) ~ (sigma / d)^2: weight each read by d^2.
     weights = np.where(usable, distance, 0.0) ** 2

@@ -180,3 +180,15 @@ def test_sweep_codes_outside_the_range_are_refused():
 def test_predict_before_any_run_is_refused():
     with pytest.raises(ValueError, match="run the algorithm once"):
         FittingSearch().predict(np.zeros(3))
+
+
+def test_a_unit_with_one_usable_read_borrows_the_others_pole_and_offset():
+    codes = np.array([[100.0, 100.0, 100.0], [200.0, 200.0, 200.0], [400.0, 400.0, 400.0]])
+    truth = 1e-3 / (codes - 10.0) + 1e-7
+    values = truth.copy()
+    values[1:, 2] = np.nan  # the third unit read only at code 100
+    params = InverseModel().fit(codes, values)
+    assert np.all(np.isfinite([params[name][2] for name in ("a", "b", "c0")]))
+    predicted = InverseModel().evaluate(params, np.array([[100.0] * 3, [150.0] * 3]))
+    assert predicted[0, 2] == pytest.approx(truth[0, 2], rel=1e-6)  # through its one point
+    assert predicted[1, 2] == pytest.approx(1e-3 / 140.0 + 1e-7, rel=0.05)

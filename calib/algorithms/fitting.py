@@ -93,7 +93,8 @@ class InverseModel(TransferModel):
     each candidate; Levenberg-Marquardt steps on all three then refine it. Codes may differ
     per unit. A unit whose codes form fewer than three clusters (`cluster_gap`) leaves its pole
     open: it takes the median pole of the units whose codes determine it (`fallback_pole`
-    when none do) and fits only a and b. `linearise` gives 1 / tau, the conductance, which a
+    when none do) and fits only a and b; a unit with a single usable read also takes the
+    median b and fits only a. `linearise` gives 1 / tau, the conductance, which a
     local refinement fits with a straight line.
     """
 
@@ -177,6 +178,22 @@ class InverseModel(TransferModel):
             b = np.where(open_pole, fixed_b, b)
             c0 = np.where(open_pole, pole, c0)
         enough = distinct >= 2
+        # A unit with a single usable read (the others out of its measurement's reach) borrows
+        # the pole and the offset b too, so that its one point still places the next code.
+        single = distinct == 1
+        fitted = enough & np.isfinite(a) & np.isfinite(b) & np.isfinite(c0)
+        if np.any(single) and np.any(fitted):
+            pole = np.minimum(shared, pole_limit - 0.9)
+            offset = float(np.median(b[fitted]))
+            total = np.maximum(weights.sum(axis=0), 1e-300)
+            point_code = (weights * codes).sum(axis=0) / total
+            point_value = (weights * values).sum(axis=0) / total
+            one_a = (point_value - offset) * (point_code - pole)
+            usable_single = single & (one_a > 0)
+            a = np.where(usable_single, one_a, a)
+            b = np.where(usable_single, offset, b)
+            c0 = np.where(usable_single, pole, c0)
+            enough = enough | usable_single
         return {
             name: np.where(enough, value, np.nan)
             for name, value in zip(self.param_names, (a, b, c0), strict=True)

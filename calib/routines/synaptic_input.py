@@ -37,6 +37,7 @@ from calib.routines.nominal import (
     leak_switches,
     membrane_capacitance,
     per_neuron,
+    stronger_switches,
     synapse_bias_code,
 )
 from device_model.protocol import (
@@ -76,6 +77,10 @@ NOMINAL_TAIL_PER_SECOND = 5.5e6
 """Nominal PSP height (MADC LSB) per second of tau_syn with the full membrane capacitance, the
 strongest gm bias, the burst and MEMBRANE_FRACTION (design figure): the charge grows with
 tau_syn, the height falls with the capacitance."""
+INHIBITORY_HEADROOM = 250
+"""Leak codes (about 0.44 V) the inhibitory input's measurement raises the leak by."""
+SLOW_MEMBRANE = 1.3
+"""A measurement membrane slower than this many times its plan gets one corrective step."""
 MEMBRANE_SAMPLES = 256
 """CADC repetitions per read of the fast membrane's decay: about 0.5 % per neuron."""
 MEMBRANE_RECORDINGS = 6.0
@@ -99,7 +104,16 @@ GAIN_TRAIN_START = 2e-6
 GAIN_TRAIN_EVENTS = 5
 GAIN_TRAIN_SPACING = 1e-6
 GAIN_SAMPLES = 40
+"""Timed CADC reads per PSP reading at the least: ample for a PSP of about 10 LSB or more."""
 BASELINE_SAMPLES = 100
+PSP_READ_NOISE = 1.5
+"""CADC read noise (LSB) a PSP reading's sample count is sized for: the design's 1 LSB, with
+room for noisier chips."""
+PSP_PRECISION = 0.02
+"""A PSP reading's noise as a fraction of the PSP: about an eighth of the 15 % tolerance, so
+that only a neuron on the edge of tolerance can be read across it (a 2 LSB PSP takes ~2800
+reads)."""
+MAX_GAIN_SAMPLES = 4000
 REFERENCE_SAMPLES = 200
 
 
@@ -171,7 +185,7 @@ class SynapticTimeConstant(Routine):
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
         high = (self.target > HIGH_RESISTANCE_ABOVE).astype(np.int64)
-        return {
+        settings: dict[str, ArrayLike] = {
             "threshold_enable": 0,
             "reset_hold": 0,
             **input_switches(self.inhibitory),
@@ -179,6 +193,12 @@ class SynapticTimeConstant(Routine):
             _bias(self.inhibitory, "gm"): CAPMEM_MAX,
             **self.membrane,
         }
+        if self.inhibitory:
+            # An inhibitory PSP goes down, towards the lower rail a few hundred mV below a
+            # usual leak; a strong input clipped there no longer has the two decays' shape.
+            v_leak = device.read_settings(["v_leak"])["v_leak"]
+            settings["v_leak"] = np.clip(v_leak + INHIBITORY_HEADROOM, 0, CAPMEM_MAX)
+        return settings
 
     def prelude(self, device: Device) -> None:
         super().prelude(device)
@@ -189,6 +209,11 @@ class SynapticTimeConstant(Routine):
         # Read with the CADC: a few runs where an MADC recording takes 256; the PSP fit
         # refines it where the membrane spans enough MADC samples (REFIT_MEMBRANE_SAMPLES).
         tau_mem = cadc_decay_time_constants(device, membrane, MEMBRANE_SAMPLES, RELEASE_TIME)
+        if cadc_decays_usable(tau_mem) and np.any(tau_mem > SLOW_MEMBRANE * membrane):
+            # A neuron whose membrane stays far slower than planned blurs its two decays
+            # into one: one corrective step on its leak settings, then read again.
+            device.write(self.faster_membrane(tau_mem, membrane))
+            tau_mem = cadc_decay_time_constants(device, membrane, MEMBRANE_SAMPLES, RELEASE_TIME)
         if not cadc_decays_usable(tau_mem):
             tau_mem = record_decays(
                 device, MEMBRANE_RECORDINGS * float(membrane.max()), 0.5 * float(membrane.min())
@@ -196,6 +221,25 @@ class SynapticTimeConstant(Routine):
         device.write(saved_reset)
         # A neuron without a valid membrane fit gets the median; its PSP fit will show it.
         self.tau_mem = np.where(np.isfinite(tau_mem), tau_mem, np.nanmedian(tau_mem))
+
+    def faster_membrane(self, measured: np.ndarray, wanted: np.ndarray) -> dict[str, np.ndarray]:
+        """Leak settings for the neurons whose measurement membrane came out slower than
+        SLOW_MEMBRANE x `wanted`: the nominal code for the target scaled by the neuron's
+        shortfall (its conductance gain), with the next stronger switches where that code lies
+        beyond the range; the others keep theirs."""
+        slow = np.isfinite(measured) & (measured > SLOW_MEMBRANE * wanted)
+        aim = np.where(slow, wanted * wanted / np.where(slow, measured, 1.0), wanted)
+        capacitance = self.membrane["membrane_capacitance"]
+        switches = {name: self.membrane[name] for name in ("leak_divide", "leak_multiply")}
+        code = leak_bias_code(aim, capacitance, switches["leak_divide"], switches["leak_multiply"])
+        beyond = slow & ~(code <= CAPMEM_MAX)
+        if beyond.any():
+            switches = stronger_switches(wanted, beyond)
+            code = leak_bias_code(
+                aim, capacitance, switches["leak_divide"], switches["leak_multiply"]
+            )
+        new_code = np.clip(np.rint(np.minimum(code, CAPMEM_MAX)), 1, CAPMEM_MAX).astype(np.int64)
+        return {"i_bias_leak": np.where(slow, new_code, self.membrane["i_bias_leak"]), **switches}
 
     def measure(self, device: Device) -> np.ndarray:
         burst = BURST_SPACING * np.arange(BURST_EVENTS)
@@ -282,6 +326,11 @@ class SynapticGain(Routine):
         self.name = f"psp_amplitude_{'inh' if inhibitory else 'exc'}"
         self.parameter = _bias(inhibitory, "gm")
         self.read_times, self.groups = read_time_groups(tau_mem, tau_syn)
+        target = np.broadcast_to(np.asarray(target, dtype=float), (N_NEURONS,))
+        expected = np.where(
+            np.isfinite(target), target, median_psp_at(DEFAULT_GM_BIAS, tau_mem, tau_syn)
+        )
+        self.samples = gain_samples(expected)
         self.stimulus = SynapticEvents.regular(
             GAIN_TRAIN_START, GAIN_TRAIN_SPACING, GAIN_TRAIN_EVENTS, inhibitory=inhibitory
         )
@@ -290,12 +339,12 @@ class SynapticGain(Routine):
         return {"threshold_enable": 0, "reset_hold": 0, **input_switches(self.inhibitory)}
 
     def measure(self, device: Device) -> np.ndarray:
-        baseline = cadc_mean(device, BASELINE_SAMPLES)
+        baseline = cadc_mean(device, max(BASELINE_SAMPLES, self.samples))
         peak = np.empty_like(baseline)
         for group, read_time in enumerate(self.read_times):
             reading = (
                 device.read_cadc(
-                    samples=GAIN_SAMPLES, stimulus=self.stimulus, read_time=float(read_time)
+                    samples=self.samples, stimulus=self.stimulus, read_time=float(read_time)
                 )
                 .astype(float)
                 .mean(axis=0)
@@ -332,6 +381,23 @@ def largest_psp(tau_mem: ArrayLike, tau_syn: ArrayLike) -> np.ndarray:
     peak = np.array([train_response(m, s) for m, s in unique])[np.asarray(inverse).reshape(-1)]
     strongest = (CAPMEM_MAX / NOMINAL_GM_REFERENCE) ** NOMINAL_GM_EXPONENT
     return NOMINAL_PSP_PER_SECOND * peak * strongest
+
+
+def median_psp_at(gm_code: float, tau_mem: ArrayLike, tau_syn: ArrayLike) -> np.ndarray:
+    """A nominal neuron's PSP amplitude (CADC LSB) at transconductance bias `gm_code`."""
+    scale = (gm_code / CAPMEM_MAX) ** NOMINAL_GM_EXPONENT
+    return largest_psp(tau_mem, tau_syn) * scale
+
+
+def gain_samples(expected: ArrayLike) -> int:
+    """Timed reads per PSP reading for PSPs of about `expected` LSB (the smallest counts): the
+    reading's noise is then about PSP_PRECISION of the PSP."""
+    smallest = float(np.nanmin(np.abs(np.asarray(expected, dtype=float))))
+    if not np.isfinite(smallest) or smallest <= 0:
+        return MAX_GAIN_SAMPLES
+    # the peak and the baseline reading both carry the read noise
+    needed = 2 * (PSP_READ_NOISE / (PSP_PRECISION * smallest)) ** 2
+    return int(np.clip(np.ceil(needed), GAIN_SAMPLES, MAX_GAIN_SAMPLES))
 
 
 def check_psp_feasible(target: NeuronTarget) -> None:

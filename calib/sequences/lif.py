@@ -21,6 +21,10 @@ from calib.routines.adex import lif_only
 from calib.sequences.session import CalibrationOptions, CalibrationSession
 from device_model.protocol import N_NEURONS, Device
 
+BOUND_EDGE = 0.2
+"""Outer fraction of the tolerance band in which a neuron whose code sits on a range bound is
+reported failed (elsewhere a bound alone is no failure)."""
+
 Step = tuple[str, Callable[[], None]]
 
 
@@ -272,7 +276,13 @@ class NeuronCalibration:
                         unit=spec.unit,
                     )
                 )
-            miss = missed[name] = self._misses(name, values)
+            miss = self._misses(name, values)
+            # On a code bound the value is the neuron's limit, not a searched optimum: one in
+            # the band's outer edge is a read-noise step from outside and counts as missed for
+            # the bound check below.
+            with np.errstate(invalid="ignore"):
+                edge = np.abs(values - goal) > (1 - BOUND_EDGE) * tolerance
+            missed[name] = miss | edge
             unreachable = np.zeros(N_NEURONS, dtype=bool)
             if name in ranges:
                 low, high = ranges[name]
@@ -309,7 +319,8 @@ class NeuronCalibration:
                 continue  # per-quadrant cells (the CADC): no neuron's failure
             if name in PLANS and not PLANS[name].extra.get("bounds_are_failures", True):
                 continue
-            # A code on a bound is a failure only where the quantity missed its tolerance.
+            # A code on a bound is a failure only where the quantity missed its tolerance or
+            # lies in its outer edge (BOUND_EDGE).
             relevant = missed.get(name, np.ones(N_NEURONS, dtype=bool))
             for column, (cell, limits) in enumerate(zip(record.cells, record.ranges, strict=True)):
                 flags = np.where(relevant, record.flags[:, column], 0)
