@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from calib import PLANS, NeuronTarget, calibrate
+from calib import PLANS, NeuronTarget, calibrate, recalibrate
 from calib.cli import app
 from calib.cli.target_file import build_target
 from calib.operations.study import parse_target_grid, reachable
@@ -243,3 +243,12 @@ def test_the_mismatch_study_scans_a_reversal_potential(calibrated) -> None:
     grid = parse_target_grid("e_coba_exc=140:190:3")
     assert grid["e_coba_exc"].tolist() == [140.0, 165.0, 190.0]
     assert reachable(chip, result.to_settings(), "e_coba_exc", 165.0).mean() > 0.9
+
+
+def test_a_reversal_potential_is_recalibrated_alone(calibrated) -> None:
+    chip, target, result = calibrated
+    again = recalibrate(chip, result, ["e_coba_exc"])
+    assert set(again.provenance.steps) >= {"e_coba_exc"}
+    assert not {"coba_reference_exc", "psp_amplitude_exc", "leak"} & set(again.provenance.steps)
+    reachable_, within, _ = _judged(chip, again, target, "e_coba_exc")
+    assert within[reachable_].mean() >= 0.97

@@ -57,6 +57,9 @@ AIMED_PSP = 50.0
 """Height (LSB) the larger of the two PSPs is sized for: far above the read noise, and inside
 the CADC's linear range from either resting potential."""
 MAX_VOLLEY_EVENTS = 40
+TYPICAL_PSP_AMPLITUDE = 20.0
+"""PSP amplitude (LSB) of the gain train assumed where no goal says it (a recalibration of the
+reversal potential alone): about the chip median at the default gm bias."""
 VOLLEY_TIME = 2e-6
 """The volley (events at one moment: one PSP) arrives this long after the run starts."""
 PSP_SAMPLES = 1000
@@ -96,13 +99,11 @@ def volley_events(
     """Events of weight 63 in the volley so that the larger PSP is about AIMED_PSP: from the
     calibrated amplitude of the gain train (at the leak) and the nominal shapes, `far` the
     ratio of the larger PSP to the one at the leak."""
-    tau_mem = float(np.median(tau_mem))
-    tau_syn = float(np.median(tau_syn))
-    single = (
-        float(np.nanmedian(psp_amplitude))
-        * response_peak(tau_mem, tau_syn)[1]
-        / (train_response(tau_mem, tau_syn))
-    )
+    membrane, synapse = float(np.median(tau_mem)), float(np.median(tau_syn))
+    known = np.asarray(psp_amplitude, dtype=float)
+    known = known[np.isfinite(known)]
+    amplitude = float(np.median(known)) if known.size else TYPICAL_PSP_AMPLITUDE
+    single = amplitude * response_peak(membrane, synapse)[1] / train_response(membrane, synapse)
     wanted = AIMED_PSP / max(float(single) * far, 1e-3)
     return int(np.clip(np.rint(wanted), 1, MAX_VOLLEY_EVENTS))
 
@@ -297,7 +298,7 @@ def check_coba(target: NeuronTarget) -> None:
 def _arguments(context: CalibrationContext, inhibitory: bool) -> tuple[np.ndarray, ...]:
     kind = _kind(inhibitory)
     amplitude = context.goals.get(f"psp_amplitude_{kind}")
-    if amplitude is None:  # the strength step left no goal (it always runs before this one)
+    if amplitude is None:  # recalibrated alone: the strength step left no goal
         amplitude = np.full(N_NEURONS, np.nan)
     return (
         context.goals[f"e_coba_{kind}"],
