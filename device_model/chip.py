@@ -532,8 +532,9 @@ class SimulatedChip:
         """Noise-free per-neuron leak, reset, threshold (CADC LSB, continuous, through the
         present CADC configuration), tau_mem, tau_syn_exc, tau_syn_inh, refractory_time (s),
         psp_per_weight_exc, psp_per_weight_inh (CADC LSB per weight unit of an event through a
-        nominal synapse, the input connected), for the present codes (fully settled)
-        overridden by `settings`."""
+        nominal synapse, the input connected), e_coba_exc, e_coba_inh (effective reversal
+        potentials, CADC LSB on the linear scale; NaN with the COBA bias at 0), for the present
+        codes (fully settled) overridden by `settings`."""
         return true_quantities(self._settled_codes(settings), self.truth)
 
     def true_potentials(

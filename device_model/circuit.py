@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from device_model import coba
 from device_model import params as p
 from device_model.mismatch import ChipTruth
 
@@ -200,16 +201,16 @@ def _jump(kind: str, v: Values, t: ChipTruth) -> np.ndarray:
     return np.where(v[f"syn_{kind}_enable"] > 0, jump, 0.0)
 
 
-@node("i_bias_syn_exc_gm", "syn_exc_enable", "syn_i_bias_dac")
+@node("i_bias_syn_exc_gm", "syn_exc_enable", "syn_i_bias_dac", "coba_scale_exc")
 def jump_exc(v: Values, t: ChipTruth) -> np.ndarray:
     """Synaptic current jump (A) per excitatory weight unit; zero while the input is off."""
-    return _jump("exc", v, t)
+    return _jump("exc", v, t) * v["coba_scale_exc"]
 
 
-@node("i_bias_syn_inh_gm", "syn_inh_enable", "syn_i_bias_dac")
+@node("i_bias_syn_inh_gm", "syn_inh_enable", "syn_i_bias_dac", "coba_scale_inh")
 def jump_inh(v: Values, t: ChipTruth) -> np.ndarray:
     """Synaptic current jump (A) per inhibitory weight unit (pulls down); zero while off."""
-    return -_jump("inh", v, t)
+    return -_jump("inh", v, t) * v["coba_scale_inh"]
 
 
 # --- MAC mode (device_model/synapses.py): charge gain of the synaptic inputs ---------------
@@ -288,6 +289,40 @@ def cadc_lsb(v: Values, t: ChipTruth) -> np.ndarray:
 def v_reference(v: Values, t: ChipTruth) -> np.ndarray:
     volts = v["v_cadc_reference"] * p.CAPMEM_VOLTS_PER_CODE * (1 + t.capmem_gain)
     return t.per_neuron(volts)
+
+
+# --- COBA synaptic inputs (device_model/coba.py) ------------------------------------------
+def _coba_nodes(kind: str) -> None:
+    reference, bias = f"v_syn_{kind}_coba_reference", f"i_bias_syn_{kind}_coba"
+
+    def v_ref(v: Values, t: ChipTruth) -> np.ndarray:
+        return coba.reference_volts(kind, v[reference], t.per_neuron(t.capmem_gain), t.coba)
+
+    def k(v: Values, t: ChipTruth) -> np.ndarray:
+        return coba.slope(kind, v[bias], t.coba)
+
+    def scale(v: Values, t: ChipTruth) -> np.ndarray:
+        return coba.strength_scale(
+            kind, v["e_rest"], v[f"coba_reference_{kind}"], v[f"coba_slope_{kind}"]
+        )
+
+    def reversal(v: Values, t: ChipTruth) -> np.ndarray:
+        return coba.reversal_volts(kind, v[f"coba_reference_{kind}"], v[f"coba_slope_{kind}"])
+
+    NODES.append(Node(f"coba_reference_{kind}", (reference,), v_ref))
+    NODES.append(Node(f"coba_slope_{kind}", (bias,), k))
+    NODES.append(
+        Node(
+            f"coba_scale_{kind}", ("e_rest", f"coba_reference_{kind}", f"coba_slope_{kind}"), scale
+        )
+    )
+    NODES.append(
+        Node(f"coba_reversal_{kind}", (f"coba_reference_{kind}", f"coba_slope_{kind}"), reversal)
+    )
+
+
+for _kind in coba.KINDS:
+    _coba_nodes(_kind)
 
 
 def _order(nodes: list[Node]) -> list[Node]:

@@ -14,7 +14,7 @@ from device_model import params as p
 from device_model.circuit import CROSSTALK_CELLS, evaluate, quadrant_mean
 from device_model.mismatch import ChipTruth
 from device_model.protocol import CAPMEM_MAX, N_NEURONS
-from device_model.readout import cadc_continuous
+from device_model.readout import cadc_continuous, cadc_ramp_count
 
 QUANTITY_CELLS = {
     "leak": "v_leak",
@@ -31,7 +31,14 @@ MAC_QUANTITY_CELLS = {
 }
 """MAC-mode quantities `ideal_codes` knows: the charge gain of each synaptic input (V per weight
 unit and unit pulse, see device_model/synapses.py)."""
-ALL_QUANTITY_CELLS = {**QUANTITY_CELLS, **MAC_QUANTITY_CELLS}
+COBA_QUANTITY_CELLS = {
+    "e_coba_exc": "i_bias_syn_exc_coba",
+    "e_coba_inh": "i_bias_syn_inh_coba",
+}
+"""COBA quantities `ideal_codes` knows: each input's effective reversal potential (CADC LSB on
+the CADC's linear scale, the compressed top not applied: where the PSP amplitude extrapolates
+to zero, see device_model/coba.py), set by the COBA bias at a given reference."""
+ALL_QUANTITY_CELLS = {**QUANTITY_CELLS, **MAC_QUANTITY_CELLS, **COBA_QUANTITY_CELLS}
 
 
 def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.ndarray:
@@ -49,6 +56,11 @@ def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.
         return np.where(dead, np.nan, lsb(values["v_threshold_volts"]))
     if name == "refractory_time":
         return np.broadcast_to(values["refractory_time"], (N_NEURONS,)).copy()
+    if name in COBA_QUANTITY_CELLS:
+        # An extrapolated potential: the ramp's linear count, not the compressed reading.
+        reversal = values[f"coba_reversal_{name[-3:]}"]
+        reading = cadc_ramp_count(reversal, values, truth.cadc_channel_offset)
+        return np.where(dead | stuck, np.nan, reading + values["cadc_channel_offset"])
     return np.where(dead, np.nan, values[name])
 
 
@@ -105,12 +117,13 @@ def psp_per_weight(codes: dict[str, np.ndarray], truth: ChipTruth) -> dict[str, 
 
 
 def true_quantities(codes: dict[str, np.ndarray], truth: ChipTruth) -> dict[str, np.ndarray]:
-    """Every quantity of TRUE_QUANTITIES and PSP_PER_WEIGHT for fully settled `codes` (cell ->
-    float codes)."""
+    """Every quantity of TRUE_QUANTITIES, PSP_PER_WEIGHT and COBA_QUANTITY_CELLS for fully
+    settled `codes` (cell -> float codes)."""
     values = evaluate(dict(codes), truth)
     return {
         **{name: _quantity(name, values, truth) for name in TRUE_QUANTITIES},
         **psp_per_weight(codes, truth),
+        **{name: _quantity(name, values, truth) for name in COBA_QUANTITY_CELLS},
     }
 
 

@@ -265,3 +265,15 @@ MAC_INTEGRATION_NOISE = 5e-3
 about 1.2 LSB. [E]"""
 SYNAPSE_ARRAY_WRITE_TIME = 2e-3
 """Emulated time of a write that touches a whole synapse cell (256 x 512 entries). [E]"""
+
+# --- Conductance-based (COBA) synaptic inputs (device_model/coba.py) -------------------------
+# BSS-2 (calix spiking/synapse.py, COBA classes): an OTA compares the membrane with a reference
+# potential and modulates the synaptic input's bias current accordingly. The numbers are [E].
+COBA_REFERENCE_OFFSET_SPREAD = 15e-3
+"""Input offset of the COBA OTA (normal sigma, V): the reference it acts at is moved by it."""
+COBA_SLOPE_PER_CODE = 0.02
+"""Relative change of the input's strength per volt of membrane potential, per code of the
+COBA bias (1/V per code): code 1022 puts the reversal potential about 50 mV from the
+reference, code 100 about 0.5 V. [E]"""
+COBA_SLOPE_SIGMA = 0.2
+"""Lognormal sigma of the per-neuron COBA OTA gain. [E]"""

@@ -185,6 +185,19 @@ CELLS: dict[str, CellSpec] = {
             "drivers' STP ramp current per CapMem block (higher: longer pulses per activation)",
             scope="quadrant",
         ),
+        # --- Conductance-based synaptic inputs (device_model/coba.py) ---
+        _analog(
+            "v_syn_exc_coba_reference",
+            400,
+            "excitatory COBA reference: the membrane potential the OTA leaves the input at",
+        ),
+        _analog(
+            "v_syn_inh_coba_reference",
+            400,
+            "inhibitory COBA reference: the membrane potential the OTA leaves the input at",
+        ),
+        _analog("i_bias_syn_exc_coba", 0, "excitatory COBA OTA bias (0: current-based input)"),
+        _analog("i_bias_syn_inh_coba", 0, "inhibitory COBA OTA bias (0: current-based input)"),
     )
 }
 

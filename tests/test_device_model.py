@@ -329,6 +329,8 @@ def test_mismatch_scale_zero_gives_identical_neurons_and_quadrants():
     chip.write(QUIET)
     quantities = chip.true_quantities()
     for name, values in quantities.items():
+        if name.startswith("e_coba") and np.isnan(values).all():
+            continue  # no reversal potential with the COBA bias at 0 (current-based input)
         assert np.ptp(values) <= 1e-12 * max(abs(values[0]), 1), name
     assert not chip.truth.outlier.any()
     assert np.ptp(chip.truth.capmem_gain) == 0 and np.ptp(chip.truth.syn_dac_gain) == 0

@@ -491,4 +491,6 @@ def test_true_quantities_follow_overrides_without_writing():
         "refractory_time",
         "psp_per_weight_exc",
         "psp_per_weight_inh",
+        "e_coba_exc",
+        "e_coba_inh",
     }
