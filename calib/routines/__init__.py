@@ -23,6 +23,7 @@ How to write a routine (the leak potential, `neuron_potentials.py`, is the templ
 from calib.routines import (  # noqa: F401  (each module registers its plans on import)
     adex,
     cadc,
+    compartments,
     embedded,
     membrane,
     neuron_potentials,
