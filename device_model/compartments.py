@@ -77,19 +77,16 @@ def connection_error(first: int, second: int) -> str | None:
     """Why the chip cannot connect neurons `first` and `second` (None: it can)."""
     low, high = sorted((int(first), int(second)))
     if low < 0 or high >= N_NEURONS:
-        return f"neurons {first} and {second}: indices must lie in 0..{N_NEURONS - 1}"
+        return f"indices must lie in 0..{N_NEURONS - 1}"
     if high - low == 1 and low // COLUMNS_PER_HEMISPHERE == high // COLUMNS_PER_HEMISPHERE:
         return None
     if high - low == COLUMNS_PER_HEMISPHERE:
         return None
     if high - low == 1:
-        return (
-            f"neurons {first} and {second} sit at the ends of different rows: a row's last "
-            "neuron has no right neighbour"
-        )
+        return "they sit at the ends of different rows (a row's last neuron has no right neighbour)"
     return (
-        f"neurons {first} and {second} are not neighbours: a neuron connects to its right "
-        f"neighbour (i, i + 1 in a row) or to the one below (i, i + {COLUMNS_PER_HEMISPHERE})"
+        "they are not neighbours (a neuron connects to its right neighbour i + 1 in its row "
+        f"or to the neuron i + {COLUMNS_PER_HEMISPHERE} below it)"
     )
 
 

@@ -108,7 +108,9 @@ def parse_layout(value: Any) -> str:
     for first, second in pairs:
         why = connection_error(first, second)
         if why is not None:
-            raise ValueError(f"compartments: the chip cannot connect {why}")
+            raise ValueError(
+                f"compartments: the chip cannot connect neurons {first} and {second}: {why}"
+            )
     ordered = sorted((min(a, b), max(a, b)) for a, b in pairs)
     seen: dict[int, tuple[int, int]] = {}
     for pair in ordered:
@@ -453,7 +455,7 @@ INTER_COMPARTMENT = register_plan(
     Plan(
         name="tau_icc",
         rank=101,
-        display_rank=4.5,
+        display_rank=12.5,
         quantities=(TAU_ICC,),
         settings=(LAYOUT,),
         cells=("i_bias_icc", "icc_connect_right", "icc_connect_down", "icc_divide", "icc_multiply"),
