@@ -467,6 +467,7 @@ INTER_COMPARTMENT = register_plan(
         applies=_asks,
         extra={
             "configure_after_verify": close_connections,
+            "open_while_checked": ("icc_connect_right", "icc_connect_down"),
             "check_target": check_layout_target,
             "judged_by_plan": True,
             "bounds_are_failures": False,
