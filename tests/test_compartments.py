@@ -313,5 +313,5 @@ def test_a_full_calibration_with_compartments_agrees_with_the_ground_truth():
     assert "tau_icc" in result.summary()
     # a quick check measures single membranes with the connections opened, then closes them
     report = check_result(chip, result)
-    assert not report.checks["tau_mem"].stale
+    assert not report.quantities["tau_mem"].stale
     assert chip.read_settings(["icc_connect_down"])["icc_connect_down"][:256].all()
