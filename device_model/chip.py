@@ -569,7 +569,8 @@ class SimulatedChip:
         """Noise-free per-neuron leak, reset, threshold (CADC LSB, continuous, through the
         present CADC configuration), tau_mem, tau_syn_exc, tau_syn_inh, refractory_time (s),
         psp_per_weight_exc, psp_per_weight_inh (CADC LSB per weight unit of an event through a
-        nominal synapse, the input connected), for the present codes (fully settled)
+        nominal synapse, the input connected), tau_icc (s, while a compartment connection is
+        closed; NaN for neurons outside one), for the present codes (fully settled)
         overridden by `settings`."""
         return true_quantities(self._settled_codes(settings), self.truth)
 

@@ -123,11 +123,12 @@ def true_quantities(codes: dict[str, np.ndarray], truth: ChipTruth) -> dict[str,
 def compartment_quantities(
     values: dict[str, np.ndarray], truth: ChipTruth
 ) -> dict[str, np.ndarray]:
-    """tau_icc of every neuron's connection (NaN where it has none or a circuit is dead)."""
-    if truth.compartments is None:
+    """tau_icc of every neuron's connection (NaN where it has none or a circuit is dead);
+    nothing while no connection is closed (the quantities of single neurons as before)."""
+    owners, partners = connections(values)
+    if truth.compartments is None or not owners.size:
         return {}
     tau = true_tau_icc(values, truth.compartments, values["capacitance"])
-    owners, partners = connections(values)
     broken = np.zeros(N_NEURONS, dtype=bool)
     if owners.size:
         bad = truth.dead | truth.stuck
