@@ -229,7 +229,7 @@ def as_stimulus_tuple(stimulus: Stimulus | Sequence[Stimulus] | None) -> tuple[S
         ):
             raise ValueError(
                 "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations or "
-                "RowEvents (or CompartmentConnect), "
+                "RowEvents, "
                 f"got {type(item).__name__}"
             )
     return items
