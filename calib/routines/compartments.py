@@ -21,7 +21,6 @@ the bias is found by binary search. Neurons outside the layout are not touched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -148,7 +147,9 @@ MODE_CEILING_CODE = 450
 """The first switch setting whose nominal code for the target lies below this is taken: up to
 a gain of about 0.45 (3 sigma of the mismatch) still reaches the target in range."""
 UNIT_CAPACITANCE = 36e-15
+"""Design capacitance of one membrane capacitance unit (F)."""
 INTRINSIC_CAPACITANCE = 0.15e-12
+"""Design capacitance of a membrane beside its units (F)."""
 
 
 def nominal_code(tau: ArrayLike, capacitance_units: int, factor: float) -> np.ndarray:
@@ -429,13 +430,6 @@ def _range(context: CalibrationContext, routine: InterCompartmentTime) -> tuple[
         routine.apply(device, saved)
         routine.postlude(device)
     return ends[0], ends[1]
-
-
-def layout_of(target: NeuronTarget) -> Iterable[tuple[int, int]]:
-    """The target's connected pairs (empty without a layout)."""
-    if target.compartments is None:
-        return []
-    return [(int(a), int(b)) for a, b in layout_pairs(target.compartments)]
 
 
 TAU_ICC = QuantitySpec(
