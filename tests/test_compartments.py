@@ -17,6 +17,7 @@ from calib.cli.target_flags import flag_params
 from calib.core.failures import FailureKind
 from calib.core.plans import PLANS
 from calib.core.retry import retrying
+from calib.operations.study import parse_target_grid, reachable, run_study
 from calib.routines.compartments import InterCompartmentTime, decay_rate, layout_pairs
 from calib.sequences.check import check_result
 from calib.sequences.lif import NeuronCalibration, selected_plans
@@ -315,3 +316,16 @@ def test_a_full_calibration_with_compartments_agrees_with_the_ground_truth():
     report = check_result(chip, result)
     assert not report.quantities["tau_mem"].stale
     assert chip.read_settings(["icc_connect_down"])["icc_connect_down"][:256].all()
+
+
+def test_a_mismatch_study_can_scan_tau_icc_on_the_ground_truth():
+    grid = parse_target_grid("tau_icc=0.5:20:3")
+    assert np.allclose(grid["tau_icc"], [0.5e-6, 10.25e-6, 20e-6])
+    chip = SimulatedChip("icc-study")
+    right = np.zeros(512, dtype=np.int64)
+    right[0::2] = 1
+    settings = {**chip.read_settings(), "icc_connect_right": right}
+    for tau in grid["tau_icc"]:
+        assert reachable(chip, settings, "tau_icc", float(tau)).mean() > 0.95
+    with pytest.raises(ValueError, match="grid tau_icc: the study target needs a compartments"):
+        run_study(1, grid={"tau_icc": [3e-6]}, client=object())
