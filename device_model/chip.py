@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 from numpy.typing import ArrayLike
 
+from device_model import compartments
 from device_model import params as p
 from device_model.circuit import evaluate
 from device_model.dynamics import (
@@ -53,7 +54,12 @@ from device_model.protocol import (
     validate_settings,
 )
 from device_model.readout import cadc_codes, cadc_continuous, madc_codes, madc_times
-from device_model.stimuli import MacActivations, RowEvents, as_stimulus_tuple
+from device_model.stimuli import (
+    CompartmentConnect,
+    MacActivations,
+    RowEvents,
+    as_stimulus_tuple,
+)
 from device_model.synapses import (
     ideal_driver_offsets,
     ideal_ramp_codes,
@@ -155,6 +161,8 @@ class SimulatedChip:
         checked = validate_settings(settings)
         if not checked:
             return
+        if checked.keys() & {compartments.RIGHT, compartments.DOWN}:
+            compartments.connections({**self._codes, **checked})
         analog = False
         for name, codes in checked.items():
             if CELLS[name].kind == "analog":
@@ -442,6 +450,7 @@ class SimulatedChip:
             volts[begin : begin + batch.size] = self._traces(
                 m.take(batch), drive.take(batch), times, threshold[batch], phase[batch]
             )
+        volts = self._coupled(volts, index, times, as_stimulus_tuple(stimulus), m)
         codes = madc_codes(volts, times, p.MADC_NOISE * self.noise_scale, self._noise)
         return Trace(
             neurons=index.astype(np.int64),
@@ -449,6 +458,37 @@ class SimulatedChip:
             codes=codes,
             valid=times >= MADC_INVALID_TIME,
         )
+
+    def _coupled(
+        self,
+        volts: np.ndarray,
+        index: np.ndarray,
+        times: np.ndarray,
+        stimuli: tuple,
+        m: Membrane,
+    ) -> np.ndarray:
+        """`volts` with the recorded neurons of closed inter-compartment connections replaced
+        by their pair's traces (device_model/compartments.py)."""
+        owners, partners = compartments.connections(self._codes)
+        if not owners.size or self.truth.compartments is None:
+            return volts
+        live = ~(m.dead | m.clamped)
+        keep = live[owners] & live[partners]
+        owners, partners = owners[keep], partners[keep]
+        recorded = np.isin(owners, index) | np.isin(partners, index)
+        owners, partners = owners[recorded], partners[recorded]
+        if not owners.size:
+            return volts
+        connects = [s.time for s in stimuli if isinstance(s, CompartmentConnect)]
+        conductance = compartments.g_icc(self._values, self.truth.compartments)[owners]
+        first, second = compartments.pair_traces(
+            m, owners, partners, conductance, times, max(connects) if connects else None
+        )
+        volts = volts.copy()
+        for traces, members in ((first, owners), (second, partners)):
+            rows, columns = np.nonzero(index[:, None] == members[None, :])
+            volts[rows] = traces[columns]
+        return volts
 
     def _traces(
         self, m: Membrane, drive: Drive, times: np.ndarray, threshold: np.ndarray, phase: np.ndarray
@@ -533,8 +573,9 @@ class SimulatedChip:
         present CADC configuration), tau_mem, tau_syn_exc, tau_syn_inh, refractory_time (s),
         psp_per_weight_exc, psp_per_weight_inh (CADC LSB per weight unit of an event through a
         nominal synapse, the input connected), e_coba_exc, e_coba_inh (effective reversal
-        potentials, CADC LSB on the linear scale; NaN with the COBA bias at 0), for the present
-        codes (fully settled) overridden by `settings`."""
+        potentials, CADC LSB on the linear scale; NaN with the COBA bias at 0), tau_icc (s, while a
+        compartment connection is closed; NaN for neurons outside one), for the present codes
+        (fully settled) overridden by `settings`."""
         return true_quantities(self._settled_codes(settings), self.truth)
 
     def true_potentials(

@@ -13,6 +13,7 @@ import numpy as np
 
 from device_model import params as p
 from device_model.coba import CobaTruth, draw_coba_truth
+from device_model.compartments import CompartmentTruth, draw_compartment_truth
 from device_model.protocol import N_NEURONS, N_QUADRANTS, NEURONS_PER_QUADRANT
 from device_model.synapses import SynapseTruth, draw_synapse_truth
 
@@ -132,6 +133,8 @@ class ChipTruth:
     coba: CobaTruth | None = None
     """COBA OTAs of the synaptic inputs (device_model/coba.py); drawn from a stream of its
     own, like the synapses."""
+    compartments: CompartmentTruth | None = None
+    """Inter-compartment conductances (device_model/compartments.py); a stream of their own."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -264,6 +267,7 @@ def draw_truth(
         stuck=stuck,
         synapses=draw_synapse_truth(seed, mismatch_scale),
         coba=draw_coba_truth(seed, mismatch_scale),
+        compartments=draw_compartment_truth(seed, mismatch_scale),
     )
 
 

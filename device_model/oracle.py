@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike
 
 from device_model import params as p
 from device_model.circuit import CROSSTALK_CELLS, evaluate, quadrant_mean
+from device_model.compartments import connections, true_tau_icc
 from device_model.mismatch import ChipTruth
 from device_model.protocol import CAPMEM_MAX, N_NEURONS
 from device_model.readout import cadc_continuous, cadc_ramp_count
@@ -39,6 +40,10 @@ COBA_QUANTITY_CELLS = {
 the CADC's linear scale, the compressed top not applied: where the PSP amplitude extrapolates
 to zero, see device_model/coba.py), set by the COBA bias at a given reference."""
 ALL_QUANTITY_CELLS = {**QUANTITY_CELLS, **MAC_QUANTITY_CELLS, **COBA_QUANTITY_CELLS}
+COMPARTMENT_QUANTITY_CELLS = {"tau_icc": "i_bias_icc"}
+"""The inter-compartment time constant (s) of each neuron's connection (NaN without one), set
+by the bias of the pair's owner (device_model/compartments.py)."""
+ALL_QUANTITY_CELLS.update(COMPARTMENT_QUANTITY_CELLS)
 
 
 def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.ndarray:
@@ -124,7 +129,47 @@ def true_quantities(codes: dict[str, np.ndarray], truth: ChipTruth) -> dict[str,
         **{name: _quantity(name, values, truth) for name in TRUE_QUANTITIES},
         **psp_per_weight(codes, truth),
         **{name: _quantity(name, values, truth) for name in COBA_QUANTITY_CELLS},
+        **compartment_quantities(values, truth),
     }
+
+
+def compartment_quantities(
+    values: dict[str, np.ndarray], truth: ChipTruth
+) -> dict[str, np.ndarray]:
+    """tau_icc of every neuron's connection (NaN where it has none or a circuit is dead);
+    nothing while no connection is closed (the quantities of single neurons as before)."""
+    owners, partners = connections(values)
+    if truth.compartments is None or not owners.size:
+        return {}
+    tau = true_tau_icc(values, truth.compartments, values["capacitance"])
+    broken = np.zeros(N_NEURONS, dtype=bool)
+    if owners.size:
+        bad = truth.dead | truth.stuck
+        pair_bad = bad[owners] | bad[partners]
+        broken[owners[pair_bad]] = True
+        broken[partners[pair_bad]] = True
+    return {"tau_icc": np.where(broken, np.nan, tau)}
+
+
+def ideal_icc_codes(
+    target: ArrayLike, codes: dict[str, np.ndarray], truth: ChipTruth
+) -> np.ndarray:
+    """Per neuron of a connection, the i_bias_icc code whose tau_icc lies closest to `target`
+    (the owner's code decides; its partner gets the same); other neurons keep their code."""
+    assert truth.compartments is not None
+    target = np.broadcast_to(np.asarray(target, dtype=float), (N_NEURONS,))
+    values = evaluate(dict(codes), truth)
+    candidates = np.arange(CAPMEM_MAX + 1, dtype=float)[:, None]
+    grid = {**values, "i_bias_icc": np.broadcast_to(candidates, (CAPMEM_MAX + 1, N_NEURONS))}
+    tau = true_tau_icc(grid, truth.compartments, values["capacitance"])
+    error = np.abs(tau - target)
+    error = np.where(np.isfinite(error), error, np.inf)
+    best = np.argmin(error, axis=0)
+    owners, partners = connections(values)
+    out = np.asarray(codes["i_bias_icc"]).astype(np.int64).copy()
+    out[owners] = best[owners]
+    out[partners] = best[owners]
+    return out
 
 
 def ideal_codes(
@@ -137,6 +182,8 @@ def ideal_codes(
     taken from the previous answer (three rounds, starting from the present codes), so the
     returned codes are consistent with the crosstalk they cause themselves.
     """
+    if quantity in COMPARTMENT_QUANTITY_CELLS:
+        return ideal_icc_codes(target, codes, truth)
     cell = ALL_QUANTITY_CELLS[quantity]
     target = np.broadcast_to(np.asarray(target, dtype=float), (N_NEURONS,))
     candidates = np.broadcast_to(

@@ -277,3 +277,17 @@ COBA bias (1/V per code): code 1022 puts the reversal potential about 50 mV from
 reference, code 100 about 0.5 V. [E]"""
 COBA_SLOPE_SIGMA = 0.2
 """Lognormal sigma of the per-neuron COBA OTA gain. [E]"""
+# --- Multi-compartment neurons (device_model/compartments.py) --------------------------------
+ICC_CONDUCTANCE_PER_CODE = 6e-9
+"""Inter-compartment conductance per bias code without the divide or multiply switch: about
+4.9 uS at code 1022 (tau_icc about 0.5 us at full capacitance), so that the multiply switch
+reaches 0.1 us and the divide switch 30 us with room for the mismatch. [E]"""
+ICC_SATURATION_CODE = 4000.0
+"""Saturation of g_icc(c), of the leak's form. [E]"""
+ICC_GAIN_SIGMA = 0.2
+"""Lognormal sigma of each neuron circuit's inter-compartment conductance gain. [E]"""
+ICC_DEAD_ZONE_SPREAD = 3.0
+ICC_DIVIDE_FACTOR = 1.0 / 8.0
+ICC_MULTIPLY_FACTOR = 8.0
+ICC_SWITCH_SPREAD = 0.05
+"""Lognormal sigma of the divide and multiply factors, per neuron circuit. [E]"""

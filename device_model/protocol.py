@@ -179,6 +179,12 @@ CELLS: dict[str, CellSpec] = {
             "synapse DAC bias current: charge per weight unit",
             scope="quadrant",
         ),
+        # --- Multi-compartment neurons (device_model/compartments.py) ---
+        _switch("icc_connect_right", "connect this neuron's membrane to its right neighbour"),
+        _switch("icc_connect_down", "connect this neuron's membrane to the one 256 below"),
+        _analog("i_bias_icc", 500, "inter-compartment conductance of this neuron's connection"),
+        _switch("icc_divide", "divide the inter-compartment conductance by about 8"),
+        _switch("icc_multiply", "multiply the inter-compartment conductance by about 8"),
         _analog(
             "stp_i_ramp",
             500,

@@ -196,7 +196,20 @@ class RowEvents:
         return cls(np.full(rows.shape, float(time)), rows, address)
 
 
-Stimulus = ResetRelease | CurrentStep | SynapticEvents | MacActivations | RowEvents
+@dataclass(frozen=True)
+class CompartmentConnect:
+    """The configured inter-compartment connections close `time` s after the run starts
+    (before, every compartment rests on its own); without it they are closed throughout."""
+
+    time: float
+
+    def __post_init__(self) -> None:
+        _check_time("time", self.time)
+
+
+Stimulus = (
+    ResetRelease | CurrentStep | SynapticEvents | MacActivations | RowEvents | CompartmentConnect
+)
 
 
 def as_stimulus_tuple(stimulus: Stimulus | Sequence[Stimulus] | None) -> tuple[Stimulus, ...]:
@@ -206,7 +219,13 @@ def as_stimulus_tuple(stimulus: Stimulus | Sequence[Stimulus] | None) -> tuple[S
     items = (stimulus,) if not isinstance(stimulus, list | tuple) else tuple(stimulus)
     for item in items:
         if not isinstance(
-            item, ResetRelease | CurrentStep | SynapticEvents | MacActivations | RowEvents
+            item,
+            ResetRelease
+            | CurrentStep
+            | SynapticEvents
+            | MacActivations
+            | RowEvents
+            | CompartmentConnect,
         ):
             raise ValueError(
                 "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations or "

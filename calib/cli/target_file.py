@@ -17,6 +17,7 @@ the allowed range is an error naming the key, the value and the range (in these 
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from calib.core.plans import PLANS, SettingSpec, quantity_spec
+from calib.core.plans import PLANS, SettingSpec, TextSettingSpec, quantity_spec
 from calib.core.targets import NeuronTarget
 from device_model.protocol import N_NEURONS
 
@@ -52,6 +53,7 @@ class CliUnit:
 
 
 NOT_CALIBRATED = "not calibrated"
+NOT_SET = "not set"
 
 
 def cli_unit(name: str) -> CliUnit:
@@ -80,7 +82,7 @@ def target_fields() -> list[str]:
 def default_value(name: str) -> float | None:
     """A field's default, in command-line units (None: not calibrated unless asked for)."""
     if (setting := setting_spec(name)) is not None:
-        return float(setting.default)
+        return None if setting.default is None else float(setting.default)
     default = quantity_spec(name).default
     if default is None:
         return None
@@ -108,7 +110,12 @@ def _checked_scalar(name: str, where: str, value: Any) -> float:
 
 def _checked(name: str, where: str, value: Any) -> float | np.ndarray:
     """A field's value in command-line units, checked against its range."""
-    if (setting := setting_spec(name)) is not None:
+    if isinstance(setting := setting_spec(name), TextSettingSpec):
+        try:
+            return setting.check(value)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+    if setting is not None:
         if (
             isinstance(value, bool)
             or not isinstance(value, int)
@@ -243,7 +250,8 @@ def target_as_cli_values(target: NeuronTarget) -> dict[str, float | str]:
     for name in target_fields():
         value = getattr(target, name)
         if value is None:
-            shown[name] = quantity_spec(name).unset
+            setting = setting_spec(name)
+            shown[name] = NOT_SET if setting is not None else quantity_spec(name).unset
             continue
         if setting_spec(name) is not None:
             shown[name] = value
@@ -278,7 +286,10 @@ def target_to_toml(target: NeuronTarget, *, header: str | None = None) -> str:
         value = getattr(target, name)
         if value is None:
             continue
-        if (setting := setting_spec(name)) is not None:
+        if isinstance(setting := setting_spec(name), TextSettingSpec):
+            lines.append(f"{name} = {json.dumps(value)}  # {setting.unit}, not calibrated")
+            continue
+        if setting is not None:
             lines.append(f"{name} = {int(value)}  # {setting.unit}, not calibrated")
             continue
         unit = cli_unit(name)

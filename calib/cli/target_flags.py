@@ -48,10 +48,14 @@ def target_option(name: str) -> Any:
     default = default_value(name)
     spec = PLANS.quantities().get(name)
     shown = (spec.unset if spec is not None else "unset") if default is None else f"{default:g}"
+    setting = PLANS.settings().get(name)
+    text = f"{name} in {unit.label} ({low:g}..{high:g}; default {shown})."
+    if _flag_type(setting) is str:
+        text = f"{name}: {setting.description} (default {shown})."  # type: ignore[union-attr]
     return typer.Option(
         flag_name(name),
         metavar=unit.label,
-        help=f"{name} in {unit.label} ({low:g}..{high:g}; default {shown}).",
+        help=text,
         rich_help_panel=TARGET_PANEL,
         show_default=False,
     )
@@ -78,7 +82,7 @@ def _flag_signature(names: tuple[str, ...]) -> Callable[..., None]:
             name,
             inspect.Parameter.KEYWORD_ONLY,
             default=None,
-            annotation=Annotated[(int if name in settings else float) | None, target_option(name)],
+            annotation=Annotated[_flag_type(settings.get(name)) | None, target_option(name)],
         )
         for name in names
     ]
@@ -87,6 +91,15 @@ def _flag_signature(names: tuple[str, ...]) -> Callable[..., None]:
         parameter.name: parameter.annotation for parameter in parameters
     }
     return target_flags
+
+
+def _flag_type(setting: Any) -> type:
+    """A quantity's flag takes a number, a setting's an integer, a text setting's text."""
+    from calib.core.plans import TextSettingSpec
+
+    if setting is None:
+        return float
+    return str if isinstance(setting, TextSettingSpec) else int
 
 
 @functools.lru_cache(maxsize=8)

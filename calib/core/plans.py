@@ -403,3 +403,24 @@ def ordered_quantities(names: Iterable[str]) -> list[str]:
     names = set(names)
     order = list(PLANS.quantities())
     return [name for name in order if name in names] + sorted(names - set(order))
+
+
+@dataclass(frozen=True)
+class TextSettingSpec(SettingSpec):
+    """A target field that is set, not calibrated, written as text (e.g. a layout of
+    connected neurons); default None: left out of a target that does not set it, so such a
+    target keeps its fingerprint. `parse` checks a value and returns its canonical text
+    (ValueError naming the field otherwise)."""
+
+    default: Any = None
+    unit: str = "text"
+    parse: Callable[[Any], str] | None = None
+
+    def check(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if self.parse is None:
+            if not isinstance(value, str):
+                raise ValueError(f"{self.name}: expected text, got {type(value).__name__}")
+            return value
+        return self.parse(value)

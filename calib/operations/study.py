@@ -42,15 +42,16 @@ from calib.core.routine import ParameterRange
 from calib.core.targets import NeuronTarget
 from calib.operations.defaults import CONNECT_TIMEOUT, DEFAULT_GRID, DEFAULT_WORKERS
 from calib.operations.fleet import check_workers, dask_client
+from calib.routines.compartments import switch_modes
 from calib.routines.nominal import HIGH_RESISTANCE_ABOVE, leak_switches
 from calib.sequences.calibrate import CalibrationOptions, calibrate
 from device_model import SimulatedChip
-from device_model.oracle import COBA_QUANTITY_CELLS, QUANTITY_CELLS
+from device_model.oracle import COBA_QUANTITY_CELLS, COMPARTMENT_QUANTITY_CELLS, QUANTITY_CELLS
 from results_store import check_chip_id
 
 CELL_OF = {
     name: PLANS.plan_of(name).cells[0]
-    for name in (*QUANTITY_CELLS, *COBA_QUANTITY_CELLS)
+    for name in (*QUANTITY_CELLS, *COBA_QUANTITY_CELLS, *COMPARTMENT_QUANTITY_CELLS)
     if name in PLANS.quantities()
 }
 """The quantities the oracle knows the ground truth of, and the cell their plan sets."""
@@ -179,7 +180,11 @@ def reachable(
     cell = CELL_OF[quantity]
     tolerance = PLANS.quantities()[quantity].tolerance_for(np.array([target]))[0]
     ok = np.zeros(chip.n_neurons, dtype=bool)
-    for switches in _switch_variants(quantity, target):
+    variants = _switch_variants(quantity, target)
+    if quantity == "tau_icc":  # the conductance switches the calibration picks for `target`
+        units = int(np.median(settings["membrane_capacitance"]))
+        variants = [dict(switch_modes(target, units))]
+    for switches in variants:
         context = {**settings, **switches}
         codes = chip.ideal_codes(quantity, target, context)
         value = chip.true_quantities({**context, cell: codes})[quantity]
@@ -431,6 +436,8 @@ def run_study(
         grid = parse_target_grid(DEFAULT_GRID if grid is None else grid)
     grid = {name_: np.asarray(values, dtype=float) for name_, values in grid.items()}
     for quantity, values in grid.items():
+        if quantity == "tau_icc" and target.compartments is None:
+            raise ValueError("grid tau_icc: the study target needs a compartments layout")
         if quantity not in CELL_OF:
             raise ValueError(f"grid quantity {quantity!r} is not one of {', '.join(CELL_OF)}")
         spec = PLANS.quantities()[quantity]

@@ -24,6 +24,7 @@ from calib.routines import (  # noqa: F401  (each module registers its plans on 
     adex,
     cadc,
     coba,
+    compartments,
     embedded,
     membrane,
     neuron_potentials,

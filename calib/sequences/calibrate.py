@@ -86,6 +86,12 @@ def _run(
         timed(name, index, step)
     achieved = timed("verify", len(steps), calibration.verify)
     success, failures = calibration.judge(achieved)
+    for plan in calibration.plans:
+        # What belongs to the calibrated configuration but would disturb the verification of
+        # the other quantities (e.g. closed compartment connections) is configured last.
+        finish = plan.extra.get("configure_after_verify")
+        if finish is not None:
+            finish(session)
     used: dict[str, list[str]] = {}
     for name, kind in sorted(session.used.items()):
         used.setdefault(kind, []).append(name)
@@ -146,6 +152,21 @@ def calibrate(
     return result
 
 
+def _open_while_calibrated(calibration: NeuronCalibration) -> None:
+    """Open what a plan configures only after the verification (closed compartment
+    connections) when a previous result applied it; the plan closes it again at the end."""
+    cells = [
+        cell
+        for plan in calibration.plans
+        if "configure_after_verify" in plan.extra
+        for cell in plan.extra.get("open_while_checked", ())
+    ]
+    device = calibration.session.device
+    closed = [name for name, codes in device.read_settings(cells).items() if codes.any()]
+    if closed:
+        device.write(dict.fromkeys(closed, 0))
+
+
 def recalibrate(
     device: Device,
     previous: NeuronResult,
@@ -168,6 +189,7 @@ def recalibrate(
     calibration = NeuronCalibration(device, previous.target, _algorithms(algorithm), options)
     steps = calibration.partial_steps(quantities)
     previous.apply(calibration.session.device)
+    _open_while_calibrated(calibration)
     calibration.session.codes = calibration.session.device.read_settings()
     for name, goal in previous.goals().items():  # matched quantities keep their chosen goal
         calibration.session.goals.setdefault(name, goal)

@@ -156,7 +156,15 @@ def check_result(device: Device, result: NeuronResult, *, apply: bool = True) ->
     sample = np.flatnonzero(ok)[:: max(1, int(ok.sum()) // TAU_SAMPLE_NEURONS)][:TAU_SAMPLE_NEURONS]
     tau = np.full(device.n_neurons, np.nan)
     if sample.size:
+        # cells a plan opens while single neurons are measured (closed compartment
+        # connections couple the sampled membranes), restored afterwards
+        cells = [cell for plan in PLANS for cell in plan.extra.get("open_while_checked", ())]
+        kept = {name: codes for name, codes in device.read_settings(cells).items() if codes.any()}
+        if kept:
+            device.write(dict.fromkeys(kept, 0))
         tau[sample] = _sampled_tau_mem(device, sample, 5 * float(goals["tau_mem"].max()))
+        if kept:
+            device.write(kept)
     measured["tau_mem"] = tau
 
     checks = {}
