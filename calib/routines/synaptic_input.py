@@ -114,6 +114,8 @@ PSP_PRECISION = 0.02
 that only a neuron on the edge of tolerance can be read across it (a 2 LSB PSP takes ~2800
 reads)."""
 MAX_GAIN_SAMPLES = 4000
+VERIFY_SAMPLE_FACTOR = 4
+"""The verification reads a PSP amplitude with this many times the search's repetitions."""
 REFERENCE_SAMPLES = 200
 
 
@@ -163,7 +165,7 @@ class SynapticTimeConstant(Routine):
             "membrane_capacitance": capacitance,
         }
 
-    HINT_SPREAD = (1.6, 1.0, 0.6)
+    HINT_SPREAD = (1.3, 0.75)
     """Sweep codes as factors of the nominal code: they bracket the per-neuron gain spread
     (lognormal, sigma ~0.25). In order from the fast end (next to the prelude's last code),
     so that each write jumps little: a large jump leaves a CapMem settling error in the read
@@ -523,6 +525,17 @@ def _gain(context: CalibrationContext, inhibitory: bool) -> SynapticGain:
     )
 
 
+def _verify_gain(context: CalibrationContext, inhibitory: bool) -> dict[str, np.ndarray]:
+    """The PSP amplitude read with VERIFY_SAMPLE_FACTOR times the search's repetitions: the
+    verdict of a neuron the search left near the tolerance's edge (often one at its limit)
+    should not rest on one noise draw."""
+    routine = _gain(context, inhibitory)
+    routine.samples = min(
+        VERIFY_SAMPLE_FACTOR * routine.samples, VERIFY_SAMPLE_FACTOR * MAX_GAIN_SAMPLES
+    )
+    return {routine.name: context.measure(routine)}
+
+
 def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
     kind = "inh" if inhibitory else "exc"
     word = "inhibitory" if inhibitory else "excitatory"
@@ -588,6 +601,7 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
         cells=(_bias(inhibitory, "gm"),),
         routine=lambda context: _gain(context, inhibitory),
         action=calibrate_strength,
+        verify=lambda context: _verify_gain(context, inhibitory),
         algorithm=lambda target: BinarySearch(),
         after=(f"reference_{kind}",),
         extra={"check_before_run": check_psp_feasible},
