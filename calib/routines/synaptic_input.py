@@ -165,7 +165,7 @@ class SynapticTimeConstant(Routine):
             "membrane_capacitance": capacitance,
         }
 
-    HINT_SPREAD = (1.3, 0.75)
+    HINT_SPREAD = (1.6, 1.0, 0.6)
     """Sweep codes as factors of the nominal code: they bracket the per-neuron gain spread
     (lognormal, sigma ~0.25). In order from the fast end (next to the prelude's last code),
     so that each write jumps little: a large jump leaves a CapMem settling error in the read
