@@ -150,11 +150,19 @@ def measure_once(routine: Routine, device: Device) -> np.ndarray:
 
 def measure_range(routine: Routine, device: Device) -> tuple[np.ndarray, np.ndarray]:
     """Per unit, the lowest and highest observable over the routine's code range (read at its
-    two ends, with the device as configured otherwise); the present codes are restored."""
-    saved = device.read_settings([routine.parameter])
+    two ends, with the device as configured otherwise, NaN where an end cannot be read); the
+    present codes are restored.
+
+    The range is that of the configuration as calibrated: what the routine keeps of its own
+    choosing (`kept_settings`, e.g. switches its prelude picks) is put back after the prelude,
+    and restored with the codes afterwards."""
+    kept = tuple(routine.kept_settings)
+    saved = device.read_settings([routine.parameter, *kept])
     limits = routine.parameter_range
     with_retries(routine, routine.prelude, device)
     try:
+        if kept:
+            device.write({name: saved[name] for name in kept})
         ends = []
         for code in (limits.low, limits.high):
             with_retries(
@@ -166,7 +174,7 @@ def measure_range(routine: Routine, device: Device) -> tuple[np.ndarray, np.ndar
         device.write(saved)
         device.write(saved)  # a step across the whole range settles over two waits
     with np.errstate(invalid="ignore"):
-        return np.fmin(*ends), np.fmax(*ends)
+        return np.minimum(*ends), np.maximum(*ends)
 
 
 class Algorithm(ABC):

@@ -14,6 +14,7 @@ from calib.algorithms.fitting import FittingSearch
 from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
 from calib.core.routine import Routine
 from calib.routines.nominal import (
+    DIVIDE_FACTOR,
     leak_bias_code,
     leak_switches,
     per_neuron,
@@ -147,7 +148,10 @@ class MembraneTimeConstant(Routine):
         probed = probe_decays(device, self.target)
         if not cadc_decays_usable(probed):
             probed = self.measure(device)
-        device.write(stronger_switches(self.target, ~(probed <= self.target * (1 - PROBE_MARGIN))))
+        reach = self.target * (1 - PROBE_MARGIN)
+        # a switch step is a factor of about 8 (DIVIDE_FACTOR): slower than that, two steps
+        far = ~(probed * DIVIDE_FACTOR <= reach)
+        device.write(stronger_switches(self.target, ~(probed <= reach), far))
 
     def measure(self, device: Device) -> np.ndarray:
         # A search passes through codes far faster than the target: fit finely enough for them.

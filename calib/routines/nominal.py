@@ -47,16 +47,20 @@ def leak_switches(tau_mem: ArrayLike) -> dict[str, np.ndarray]:
     }
 
 
-def stronger_switches(tau_mem: ArrayLike, too_slow: ArrayLike) -> dict[str, np.ndarray]:
+def stronger_switches(
+    tau_mem: ArrayLike, too_slow: ArrayLike, far_too_slow: ArrayLike | None = None
+) -> dict[str, np.ndarray]:
     """The nominal switches for `tau_mem`, one step stronger where a neuron stayed `too_slow`
-    at the strongest bias (divide -> neither -> multiply)."""
+    at the strongest bias (divide -> neither -> multiply), two where it stayed `far_too_slow`
+    (slower than one step can make up: divide -> multiply)."""
     nominal = leak_switches(tau_mem)
     divide = nominal["leak_divide"].astype(bool)
     multiply = nominal["leak_multiply"].astype(bool)
     slow = np.asarray(too_slow, dtype=bool)
+    far = slow if far_too_slow is None else slow & np.asarray(far_too_slow, dtype=bool)
     return {
         "leak_divide": (divide & ~slow).astype(np.int64),
-        "leak_multiply": (multiply | (slow & ~divide)).astype(np.int64),
+        "leak_multiply": (multiply | (slow & ~divide) | (far & divide)).astype(np.int64),
     }
 
 
