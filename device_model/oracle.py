@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike
 
 from device_model import params as p
 from device_model.circuit import CROSSTALK_CELLS, evaluate, quadrant_mean
+from device_model.dynamics import Membrane, interspike_interval, steady_potential
 from device_model.mismatch import ChipTruth
 from device_model.protocol import CAPMEM_MAX, N_NEURONS
 from device_model.readout import cadc_continuous
@@ -31,7 +32,10 @@ MAC_QUANTITY_CELLS = {
 }
 """MAC-mode quantities `ideal_codes` knows: the charge gain of each synaptic input (V per weight
 unit and unit pulse, see device_model/synapses.py)."""
-ALL_QUANTITY_CELLS = {**QUANTITY_CELLS, **MAC_QUANTITY_CELLS}
+SPIKING_QUANTITY_CELLS = {"firing_rate": "v_threshold"}
+"""Quantities of a neuron firing under its own leak (leak above threshold): the regular rate
+(Hz) is set by the threshold, with leak, reset, tau_mem and refractory time as configured."""
+ALL_QUANTITY_CELLS = {**QUANTITY_CELLS, **MAC_QUANTITY_CELLS, **SPIKING_QUANTITY_CELLS}
 
 
 def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.ndarray:
@@ -47,6 +51,8 @@ def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.
         return lsb(values["v_hold"])
     if name == "threshold":
         return np.where(dead, np.nan, lsb(values["v_threshold_volts"]))
+    if name == "firing_rate":
+        return firing_rate(values, truth)
     if name == "refractory_time":
         return np.broadcast_to(values["refractory_time"], (N_NEURONS,)).copy()
     return np.where(dead, np.nan, values[name])
@@ -60,10 +66,22 @@ TRUE_QUANTITIES = (
     "tau_syn_exc",
     "tau_syn_inh",
     "refractory_time",
+    "firing_rate",
 )
 PSP_PER_WEIGHT = ("psp_per_weight_exc", "psp_per_weight_inh")
 """Spiking-mode PSP height (CADC LSB) per weight unit of one event through a synapse of
 nominal current (device_model/synapses.py), with the input connected."""
+
+
+def firing_rate(values: dict[str, np.ndarray], truth: ChipTruth) -> np.ndarray:
+    """Regular firing rate (Hz) without input: 1 / the LIF interval from the hold potential
+    to the threshold under the resting potential, the hold after a spike included; 0 for a
+    neuron that does not fire, NaN for a dead one."""
+    m = Membrane.from_values(values, truth.dead, truth.stuck)
+    interval = interspike_interval(m, steady_potential(m))
+    with np.errstate(divide="ignore"):
+        rate = np.where(np.isfinite(interval), 1.0 / interval, 0.0)
+    return np.where(truth.dead, np.nan, rate)
 
 
 def psp_peak(tau_mem: np.ndarray, tau_syn: np.ndarray) -> np.ndarray:

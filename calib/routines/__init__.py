@@ -24,6 +24,7 @@ from calib.routines import (  # noqa: F401  (each module registers its plans on 
     adex,
     cadc,
     embedded,
+    firing_rate,
     membrane,
     neuron_potentials,
     refractory,

@@ -291,6 +291,8 @@ THRESHOLD = register_plan(
         ),
         algorithm=lambda target: NoiseRobustBinarySearch(),
         after=("reset",),
+        # a target may ask for a firing rate instead (calib/routines/firing_rate.py)
+        applies=lambda target: target.threshold is not None,
         extra={"check_before_run": check_consistency},
     )
 )
