@@ -33,9 +33,9 @@ to well below 1 % (the window opens at a random phase, so the mean count is unbi
 rate up to 1.1 .. 2.2 times the target (the window is rounded) fits the 8-bit counter."""
 WINDOW_STEP = 2.0
 """Windows are rounded to powers of this factor, so that few runs serve every target."""
-COUNT_RUNS = 2
+COUNT_RUNS = 4
 """Counting runs per measurement: the comparator's run-to-run jitter moves a run's rate by
-about 1 %; the mean of the runs halves its variance."""
+about 1 % (more on a steep part of the curve); the mean of four runs halves it."""
 OVERFLOWED = SPIKE_COUNTER_MAX + 1
 """Spikes reported for a window whose counter overflowed: a lower bound of the rate, far
 enough above the target to steer a search and to fail a verification."""
