@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from device_model import params as p
+from device_model.holdoff import HoldoffTruth, draw_holdoff_truth
 from device_model.protocol import N_NEURONS, N_QUADRANTS, NEURONS_PER_QUADRANT
 from device_model.synapses import SynapseTruth, draw_synapse_truth
 
@@ -128,6 +129,8 @@ class ChipTruth:
     synapses: SynapseTruth | None = None
     """Synapse array and synapse drivers (device_model/synapses.py); drawn from a stream of
     its own, so the neurons are the same with or without it."""
+    holdoff: HoldoffTruth | None = None
+    """Release latency of the reset holdoff (device_model/holdoff.py); a stream of its own."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -259,6 +262,7 @@ def draw_truth(
         dead=dead,
         stuck=stuck,
         synapses=draw_synapse_truth(seed, mismatch_scale),
+        holdoff=draw_holdoff_truth(seed, mismatch_scale),
     )
 
 

@@ -67,6 +67,7 @@ TRUE_QUANTITIES = (
     "tau_syn_inh",
     "refractory_time",
     "firing_rate",
+    "holdoff_time",
 )
 PSP_PER_WEIGHT = ("psp_per_weight_exc", "psp_per_weight_inh")
 """Spiking-mode PSP height (CADC LSB) per weight unit of one event through a synapse of

@@ -265,3 +265,12 @@ MAC_INTEGRATION_NOISE = 5e-3
 about 1.2 LSB. [E]"""
 SYNAPSE_ARRAY_WRITE_TIME = 2e-3
 """Emulated time of a write that touches a whole synapse cell (256 x 512 entries). [E]"""
+
+# --- Reset holdoff (device_model/holdoff.py) --------------------------------------------------
+HOLDOFF_STEP = 16e-9
+"""Holdoff per code of the `reset_holdoff` counter (four cycles of the 250 MHz base clock):
+0..255 codes span 0..4.08 us, calix's holdoff targets 0..4 us. [E]"""
+HOLDOFF_LATENCY_MEAN = 40e-9
+"""Mean delay of the reset switch's opening after the reset phase's digital end. [E]"""
+HOLDOFF_LATENCY_SPREAD = 15e-9
+"""Per-neuron spread of that delay (normal sigma; clipped at 0). [E]"""

@@ -185,6 +185,17 @@ CELLS: dict[str, CellSpec] = {
             "drivers' STP ramp current per CapMem block (higher: longer pulses per activation)",
             scope="quadrant",
         ),
+        # --- Reset holdoff (device_model/holdoff.py) ---
+        CellSpec(
+            "reset_holdoff",
+            0,
+            255,
+            "neuron",
+            "digital",
+            0,
+            "holdoff at the end of the refractory time (16 ns per code): membrane released, "
+            "spikes blocked",
+        ),
     )
 }
 

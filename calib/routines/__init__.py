@@ -25,6 +25,7 @@ from calib.routines import (  # noqa: F401  (each module registers its plans on 
     cadc,
     embedded,
     firing_rate,
+    holdoff,
     membrane,
     neuron_potentials,
     refractory,

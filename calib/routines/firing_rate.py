@@ -128,7 +128,7 @@ FIRING_RATE = register_plan(
         cells=("v_threshold",),
         routine=lambda context: FiringRate(context.goals["firing_rate"]),
         algorithm=lambda target: NoiseRobustBinarySearch(),
-        after=("leak_final", "reset", "tau_mem", "refractory_time"),
+        after=("leak_final", "reset", "tau_mem", "refractory_time", "holdoff_time"),
         applies=lambda target: target.firing_rate is not None,
         # a neuron that never fires counts nothing at every code: its search ends anywhere
         extra={"check_before_run": check_rate_target, "flat_out_of_range": True},

@@ -98,6 +98,7 @@ class ThresholdPotential(Routine):
             "reset_hold": 0,
             "v_leak": CAPMEM_MAX,
             **FAST_REFRACTORY,
+            "reset_holdoff": 0,  # a free membrane inside a holdoff may pass the threshold
         }
         if self.lower_reset is not None and self.lower_reset.any():
             v_reset = device.read_settings(["v_reset"])["v_reset"]
