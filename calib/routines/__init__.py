@@ -31,5 +31,6 @@ from calib.routines import (  # noqa: F401  (each module registers its plans on 
     refractory,
     synapse_weight,
     synaptic_input,
+    threshold_madc,
     working_point,
 )
