@@ -60,6 +60,15 @@ def test_replacing_one_alternative_drops_the_other():
     assert back.firing_rate is None and back.threshold == 130.0
 
 
+def test_a_rate_with_adex_parts_asks_for_a_threshold_instead():
+    from calib import PLANS
+
+    adex = next(spec for plan in PLANS if not plan.lif_part for spec in plan.quantities)
+    value = adex.default if adex.default is not None else 0.5 * (adex.low + adex.high)
+    with pytest.raises(ValueError, match=f"firing_rate and {adex.name}: .* set threshold"):
+        NeuronTarget(leak=120, reset=60, firing_rate=50e3, **{adex.name: value})
+
+
 def test_a_rate_outside_its_range_names_the_field_and_the_range():
     with pytest.raises(ValueError, match=r"firing_rate = 5000.0 is outside .* 10000..200000 Hz"):
         NeuronTarget(leak=120, reset=60, firing_rate=5e3)
@@ -162,3 +171,22 @@ def test_a_neuron_whose_threshold_cannot_come_low_enough_fails_as_unreachable():
     mine = [f for f in failures if f.neuron == 3]
     assert mine and mine[0].kind == FailureKind.UNREACHABLE
     assert "firing_rate 190 kHz outside this neuron's range" in mine[0].text()
+
+
+@pytest.mark.slow
+def test_a_full_calibration_to_per_neuron_rates_holds_on_the_ground_truth():
+    chip = SimulatedChip("rate-full-29", mismatch_scale=1.3, noise_scale=1.5)
+    rates = np.random.default_rng(29).uniform(10e3, 200e3, 512)
+    tau_mem = np.where(rates < 40e3, 40e-6, 10e-6)
+    result = calibrate(chip, NeuronTarget(leak=130, reset=55, tau_mem=tau_mem, firing_rate=rates))
+    result.apply(chip)
+    truth = chip.true_quantities()["firing_rate"]
+    error = np.abs(truth / rates - 1)
+    failures = _rate_failures(result.failure_records)
+    unreachable = {f.neuron for f in failures if f.kind == FailureKind.UNREACHABLE}
+    reachable = np.array([n not in unreachable for n in range(512)])
+    assert np.mean(error[reachable] < 0.05) >= 0.97
+    judged_ok = np.ones(512, dtype=bool)
+    judged_ok[[f.neuron for f in failures]] = False
+    assert np.mean(judged_ok == (error <= 0.05)) > 0.98
+    assert "threshold" not in result.achieved and "firing_rate" in result.achieved

@@ -105,6 +105,16 @@ def check_rate_target(target: NeuronTarget) -> None:
         )
 
 
+def check_rate_is_lif(target: NeuronTarget) -> None:
+    """A rate is calibrated on the LIF neuron: the AdEx parts place themselves against a
+    threshold potential, so a target with them sets the threshold instead."""
+    if target.adex:
+        raise ValueError(
+            f"firing_rate and {target.adex[0]}: the AdEx parts need a threshold potential; "
+            "set threshold instead of firing_rate"
+        )
+
+
 FIRING_RATE = register_plan(
     Plan(
         name="firing_rate",
@@ -131,6 +141,10 @@ FIRING_RATE = register_plan(
         after=("leak_final", "reset", "tau_mem", "refractory_time", "holdoff_time"),
         applies=lambda target: target.firing_rate is not None,
         # a neuron that never fires counts nothing at every code: its search ends anywhere
-        extra={"check_before_run": check_rate_target, "flat_out_of_range": True},
+        extra={
+            "check_before_run": check_rate_target,
+            "check_target": check_rate_is_lif,
+            "flat_out_of_range": True,
+        },
     )
 )
