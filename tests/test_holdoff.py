@@ -118,7 +118,8 @@ def test_the_holdoff_has_a_flag_and_a_listing():
     help_text = CliRunner().invoke(app, ["calibrate", "--help"], env={"COLUMNS": "200"})
     assert "--holdoff-time" in help_text.output
     listing = CliRunner().invoke(app, ["targets"], env={"COLUMNS": "200"})
-    assert "holdoff_time" in listing.output
+    row = next(line for line in listing.output.splitlines() if "holdoff_time" in line)
+    assert "0..4" in row and "± 0.1 µs" in row  # the tolerance in the field's unit
 
 
 # -- its calibration ---------------------------------------------------------------------------

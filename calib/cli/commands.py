@@ -1454,7 +1454,7 @@ def targets() -> None:
             tolerance = (
                 f"± {100 * spec.tolerance:g} %"
                 if spec.relative
-                else f"± {spec.tolerance:g} {cli_unit(name).label}"
+                else f"± {spec.tolerance / cli_unit(name).to_si:.3g} {cli_unit(name).label}"
             )
         default = defaults[name]
         table.add_row(
