@@ -100,8 +100,13 @@ class MadcThreshold(Routine):
         super().prelude(device)
 
     def measure(self, device: Device) -> np.ndarray:
+        """Threshold per neuron; where no reset shows (a threshold so close to the held
+        potential that the drop is lost in the noise, or one the membrane never reaches) the
+        highest potential of the trace stands in, so that a search still sees which way to go."""
         trace = device.record_madc(list(range(N_NEURONS)), RECORD_DURATION)
-        return self.offset + self.slope * peak_potentials(trace.codes, trace.valid)
+        peaks = peak_potentials(trace.codes, trace.valid)
+        highest = trace.codes[:, trace.valid].max(axis=1).astype(float)
+        return self.offset + self.slope * np.where(np.isfinite(peaks), peaks, highest)
 
 
 def madc_threshold(context: CalibrationContext) -> MadcThreshold:
