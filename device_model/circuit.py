@@ -14,6 +14,7 @@ import numpy as np
 
 from device_model import coba
 from device_model import params as p
+from device_model.holdoff import effective_holdoff
 from device_model.mismatch import ChipTruth
 
 Values = Mapping[str, np.ndarray]
@@ -230,6 +231,12 @@ def mac_gain_inh(v: Values, t: ChipTruth) -> np.ndarray:
 @node("refractory_counter", "refractory_clock_scale")
 def refractory_time(v: Values, t: ChipTruth) -> np.ndarray:
     return v["refractory_counter"] * 2.0 ** (v["refractory_clock_scale"] + 1) / p.REFRACTORY_CLOCK
+
+
+@node("reset_holdoff", "refractory_time")
+def holdoff_time(v: Values, t: ChipTruth) -> np.ndarray:
+    """Free part of the holdoff (s): released from the reset, spikes still blocked."""
+    return effective_holdoff(v["reset_holdoff"], v["refractory_time"], t.holdoff)
 
 
 @node("i_bias_adapt_a", "adaptation_enable")

@@ -52,6 +52,9 @@ class Membrane:
     exponential: np.ndarray
     delta_t: np.ndarray
     v_t: np.ndarray
+    holdoff: np.ndarray | float = 0.0
+    """End part of `refractory` in which the membrane is free but cannot fire
+    (device_model/holdoff.py); the clamp lasts `refractory - holdoff`."""
 
     @classmethod
     def from_values(
@@ -80,15 +83,26 @@ class Membrane:
             exponential=values["exponential_enable"] > 0,
             delta_t=values["delta_t"],
             v_t=values["v_t"],
+            holdoff=values.get("holdoff_time", 0.0),
         )
 
     def take(self, index: np.ndarray) -> Membrane:
-        return Membrane(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return Membrane(**{f.name: _take(getattr(self, f.name), index) for f in fields(self)})
+
+    @property
+    def release(self) -> np.ndarray:
+        """Time after a spike at which the clamp lets the membrane go (the holdoff before the
+        end of the refractory time)."""
+        return self.refractory - self.holdoff
 
     @property
     def nonlinear(self) -> np.ndarray:
         """Neurons that need numerical integration (adaptation or exponential term)."""
         return ((self.adapt_a != 0) | (self.adapt_b != 0) | self.exponential) & ~self.dead
+
+
+def _take(value: np.ndarray | float, index: np.ndarray) -> np.ndarray | float:
+    return value[index] if isinstance(value, np.ndarray) and value.ndim else value
 
 
 @dataclass(frozen=True)
@@ -240,17 +254,21 @@ def interspike_interval(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (v_inf - m.v_hold) / (v_inf - threshold)
         rise = np.where(np.isinf(v_inf), 0.0, m.tau_mem * np.log(np.maximum(ratio, 1.0)))
-    return np.where(firing, m.refractory + rise, np.inf)
+    # released `holdoff` before the hold ends; a threshold crossed inside it fires at its end
+    return np.where(firing, m.refractory + np.maximum(rise - m.holdoff, 0.0), np.inf)
 
 
 def phase_potential(m: Membrane, v_inf: np.ndarray, phase: np.ndarray) -> np.ndarray:
     """Potential at `phase` (0..1, shape (samples, n)) of the firing cycle (LIF trajectory)."""
     isi = interspike_interval(m, v_inf)
     t = phase * np.where(np.isfinite(isi), isi, 0.0)
+    release = m.release
     with np.errstate(invalid="ignore", over="ignore"):
-        rising = v_inf + (m.v_hold - v_inf) * np.exp(-(t - m.refractory) / m.tau_mem)
+        rising = v_inf + (m.v_hold - v_inf) * np.exp(-(t - release) / m.tau_mem)
     rising = np.where(np.isinf(v_inf), m.v_threshold, rising)
-    return np.where(t < m.refractory, m.v_hold, np.minimum(rising, m.v_threshold))
+    # inside the holdoff the free membrane may pass the threshold (spikes are blocked)
+    free = np.where(t < m.refractory, rising, np.minimum(rising, m.v_threshold))
+    return np.where(t < release, m.v_hold, free)
 
 
 def count_constant(
@@ -272,7 +290,13 @@ def count_constant(
     if start is None:
         count = np.floor(duration / safe + phase)
     else:
+        # after a reset release no holdoff: the first spike comes a full rise after it
         first = start + (safe - m.refractory)
+        if np.any(m.holdoff):
+            full = interspike_interval(replace(m, holdoff=0.0), v_inf, v_threshold)
+            first = np.where(
+                m.holdoff > 0, start + (np.where(finite, full, 1.0) - m.refractory), first
+            )
         count = np.where(first <= duration, 1 + np.floor((duration - first) / safe), 0.0)
     return np.where(finite, count, 0.0)
 
@@ -289,8 +313,8 @@ def initial_state(m: Membrane, drive: Drive, phase: np.ndarray) -> tuple[np.ndar
     firing = fires(m, v_inf)
     isi = interspike_interval(m, v_inf)
     elapsed = phase * np.where(np.isfinite(isi), isi, 0.0)
-    in_hold = firing & (elapsed < m.refractory)
-    free_from = np.where(in_hold, m.refractory - elapsed, 0.0)
+    in_hold = firing & (elapsed < m.release)
+    free_from = np.where(in_hold, m.release - elapsed, 0.0)
     v_start = np.where(
         firing, phase_potential(m, v_inf, phase), np.where(np.isfinite(v_inf), v_inf, m.v_hold)
     )
@@ -439,6 +463,7 @@ def linear_response(
     start, v_start = (np.array(a, dtype=float) for a in initial)
     deviation = v_start - free_potential(m, drive, start[None, :])[0]
     v_at_start = v_start.copy()
+    ready = start.copy()  # when each neuron may fire next (after a spike: its holdoff's end)
     counts = np.zeros(n, dtype=np.int64)
     # Below threshold everywhere (free response, start and reset potentials): never fires,
     # since the potential always lies between the free response and a restart value.
@@ -458,7 +483,7 @@ def linear_response(
             if index.size == 0:
                 break
             own = tt[first - low :]
-            crossed = (own >= start[index]) & (seg[first - low :, index] >= v_threshold[index])
+            crossed = (own >= ready[index]) & (seg[first - low :, index] >= v_threshold[index])
             has = crossed.any(axis=0)
             if not has.any():
                 break
@@ -466,8 +491,8 @@ def linear_response(
             k = crossed[:, has].argmax(axis=0) + (first - low)
             t_k, v_k = tt[k, 0], seg[k, index]
             previous = np.maximum(k - 1, 0)
-            use_previous = (k > 0) & (tt[previous, 0] >= start[index])
-            t_prev = np.where(use_previous, tt[previous, 0], start[index])
+            use_previous = (k > 0) & (tt[previous, 0] >= ready[index])
+            t_prev = np.where(use_previous, tt[previous, 0], ready[index])
             v_prev = np.where(use_previous, seg[previous, index], v_at_start[index])
             with np.errstate(divide="ignore", invalid="ignore"):
                 fraction = np.clip((v_threshold[index] - v_prev) / (v_k - v_prev), 0.0, 1.0)
@@ -477,12 +502,22 @@ def linear_response(
                 t_prev + np.nan_to_num(fraction) * (t_k - t_prev),
             )
             counts[index] += 1
-            start[index] = spike + m.refractory[index]
+            sub = m.take(index)
+            start[index] = spike + sub.release
             deviation[index] = (
-                m.v_hold[index]
-                - free_potential(m.take(index), drive.take(index), start[index][None, :])[0]
+                m.v_hold[index] - free_potential(sub, drive.take(index), start[index][None, :])[0]
             )
             v_at_start[index] = m.v_hold[index]
+            if np.any(sub.holdoff):
+                # no crossing counts before the holdoff ends; from there on the membrane is
+                # where its free rise took it
+                ready[index] = spike + sub.refractory
+                at_ready = free_potential(sub, drive.take(index), ready[index][None, :])[0]
+                v_at_start[index] = at_ready + deviation[index] * np.exp(
+                    -(ready[index] - start[index]) / sub.tau_mem
+                )
+            else:
+                ready[index] = start[index]
             restarted = _segment(
                 free[low:last, index],
                 tt,
@@ -556,6 +591,8 @@ def integrate(
     exc_at = np.any(exc_add.reshape(len(times) + 1, -1) != 0, axis=1)
     inh_at = np.any(inh_add.reshape(len(times) + 1, -1) != 0, axis=1)
     adaptive = bool(np.any(m.adapt_a) or np.any(m.adapt_b))
+    holdoff = bool(np.any(m.holdoff))
+    blocked_until = free_at.copy()
     exponential = bool(m.exponential.any())
     cache: dict[float, tuple[np.ndarray, ...]] = {}
     previous_time = times[0]
@@ -597,10 +634,14 @@ def integrate(
         held = (time < free_at) | m.clamped
         v = np.where(held, m.v_hold, v)
         spike = m.threshold_on & ~held & (v >= v_threshold)
+        if holdoff:
+            spike &= time >= blocked_until
         if spike.any():
             counts += spike
             w = w + np.where(spike, m.adapt_b, 0.0)
-            free_at = np.where(spike, time + m.refractory, free_at)
+            free_at = np.where(spike, time + m.release, free_at)
+            if holdoff:
+                blocked_until = np.where(spike, time + m.refractory, blocked_until)
             v = np.where(spike, m.v_hold, v)
         if exc_at[k]:
             i_exc = i_exc + exc_add[k] * m.jump_exc

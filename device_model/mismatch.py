@@ -14,6 +14,7 @@ import numpy as np
 from device_model import params as p
 from device_model.coba import CobaTruth, draw_coba_truth
 from device_model.compartments import CompartmentTruth, draw_compartment_truth
+from device_model.holdoff import HoldoffTruth, draw_holdoff_truth
 from device_model.protocol import N_NEURONS, N_QUADRANTS, NEURONS_PER_QUADRANT
 from device_model.synapses import SynapseTruth, draw_synapse_truth
 
@@ -135,6 +136,8 @@ class ChipTruth:
     own, like the synapses."""
     compartments: CompartmentTruth | None = None
     """Inter-compartment conductances (device_model/compartments.py); a stream of their own."""
+    holdoff: HoldoffTruth | None = None
+    """Release latency of the reset holdoff (device_model/holdoff.py); a stream of its own."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -268,6 +271,7 @@ def draw_truth(
         synapses=draw_synapse_truth(seed, mismatch_scale),
         coba=draw_coba_truth(seed, mismatch_scale),
         compartments=draw_compartment_truth(seed, mismatch_scale),
+        holdoff=draw_holdoff_truth(seed, mismatch_scale),
     )
 
 

@@ -13,6 +13,7 @@ from numpy.typing import ArrayLike
 from device_model import params as p
 from device_model.circuit import CROSSTALK_CELLS, evaluate, quadrant_mean
 from device_model.compartments import connections, true_tau_icc
+from device_model.dynamics import Membrane, interspike_interval, steady_potential
 from device_model.mismatch import ChipTruth
 from device_model.protocol import CAPMEM_MAX, N_NEURONS
 from device_model.readout import cadc_continuous, cadc_ramp_count
@@ -39,7 +40,15 @@ COBA_QUANTITY_CELLS = {
 """COBA quantities `ideal_codes` knows: each input's effective reversal potential (CADC LSB on
 the CADC's linear scale, the compressed top not applied: where the PSP amplitude extrapolates
 to zero, see device_model/coba.py), set by the COBA bias at a given reference."""
-ALL_QUANTITY_CELLS = {**QUANTITY_CELLS, **MAC_QUANTITY_CELLS, **COBA_QUANTITY_CELLS}
+SPIKING_QUANTITY_CELLS = {"firing_rate": "v_threshold"}
+"""Quantities of a neuron firing under its own leak (leak above threshold): the regular rate
+(Hz) is set by the threshold, with leak, reset, tau_mem and refractory time as configured."""
+ALL_QUANTITY_CELLS = {
+    **QUANTITY_CELLS,
+    **MAC_QUANTITY_CELLS,
+    **COBA_QUANTITY_CELLS,
+    **SPIKING_QUANTITY_CELLS,
+}
 COMPARTMENT_QUANTITY_CELLS = {"tau_icc": "i_bias_icc"}
 """The inter-compartment time constant (s) of each neuron's connection (NaN without one), set
 by the bias of the pair's owner (device_model/compartments.py)."""
@@ -59,6 +68,8 @@ def _quantity(name: str, values: dict[str, np.ndarray], truth: ChipTruth) -> np.
         return lsb(values["v_hold"])
     if name == "threshold":
         return np.where(dead, np.nan, lsb(values["v_threshold_volts"]))
+    if name == "firing_rate":
+        return firing_rate(values, truth)
     if name == "refractory_time":
         return np.broadcast_to(values["refractory_time"], (N_NEURONS,)).copy()
     if name in COBA_QUANTITY_CELLS:
@@ -77,10 +88,23 @@ TRUE_QUANTITIES = (
     "tau_syn_exc",
     "tau_syn_inh",
     "refractory_time",
+    "firing_rate",
+    "holdoff_time",
 )
 PSP_PER_WEIGHT = ("psp_per_weight_exc", "psp_per_weight_inh")
 """Spiking-mode PSP height (CADC LSB) per weight unit of one event through a synapse of
 nominal current (device_model/synapses.py), with the input connected."""
+
+
+def firing_rate(values: dict[str, np.ndarray], truth: ChipTruth) -> np.ndarray:
+    """Regular firing rate (Hz) without input: 1 / the LIF interval from the hold potential
+    to the threshold under the resting potential, the hold after a spike included; 0 for a
+    neuron that does not fire, NaN for a dead one."""
+    m = Membrane.from_values(values, truth.dead, truth.stuck)
+    interval = interspike_interval(m, steady_potential(m))
+    with np.errstate(divide="ignore"):
+        rate = np.where(np.isfinite(interval), 1.0 / interval, 0.0)
+    return np.where(truth.dead, np.nan, rate)
 
 
 def psp_peak(tau_mem: np.ndarray, tau_syn: np.ndarray) -> np.ndarray:

@@ -291,3 +291,11 @@ ICC_DIVIDE_FACTOR = 1.0 / 8.0
 ICC_MULTIPLY_FACTOR = 8.0
 ICC_SWITCH_SPREAD = 0.05
 """Lognormal sigma of the divide and multiply factors, per neuron circuit. [E]"""
+# --- Reset holdoff (device_model/holdoff.py) --------------------------------------------------
+HOLDOFF_STEP = 16e-9
+"""Holdoff per code of the `reset_holdoff` counter (four cycles of the 250 MHz base clock):
+0..255 codes span 0..4.08 us, calix's holdoff targets 0..4 us. [E]"""
+HOLDOFF_LATENCY_MEAN = 40e-9
+"""Mean delay of the reset switch's opening after the reset phase's digital end. [E]"""
+HOLDOFF_LATENCY_SPREAD = 15e-9
+"""Per-neuron spread of that delay (normal sigma; clipped at 0). [E]"""

@@ -204,6 +204,17 @@ CELLS: dict[str, CellSpec] = {
         ),
         _analog("i_bias_syn_exc_coba", 0, "excitatory COBA OTA bias (0: current-based input)"),
         _analog("i_bias_syn_inh_coba", 0, "inhibitory COBA OTA bias (0: current-based input)"),
+        # --- Reset holdoff (device_model/holdoff.py) ---
+        CellSpec(
+            "reset_holdoff",
+            0,
+            255,
+            "neuron",
+            "digital",
+            0,
+            "holdoff at the end of the refractory time (16 ns per code): membrane released, "
+            "spikes blocked",
+        ),
     )
 }
 

@@ -489,6 +489,8 @@ def test_true_quantities_follow_overrides_without_writing():
         "tau_syn_exc",
         "tau_syn_inh",
         "refractory_time",
+        "firing_rate",
+        "holdoff_time",
         "psp_per_weight_exc",
         "psp_per_weight_inh",
         "e_coba_exc",

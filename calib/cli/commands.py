@@ -436,7 +436,12 @@ def nir_provenance(mapping: Any) -> dict[str, Any]:
 
 
 def calibrate_with_progress(
-    device: Any, target: Any, extra: dict[str, Any], console: Console, mode: str = "host"
+    device: Any,
+    target: Any,
+    extra: dict[str, Any],
+    console: Console,
+    mode: str = "host",
+    options: Any = None,
 ) -> Any:
     """calibrate() (or, in MAC mode, calibrate_mac()) with a progress bar over its steps (on
     stderr)."""
@@ -479,7 +484,12 @@ def calibrate_with_progress(
                     result = calibrate_mac(device, target, progress=on_step, provenance_extra=extra)
                 else:
                     result = calibrate(
-                        device, target, progress=on_step, provenance_extra=extra, mode=mode
+                        device,
+                        target,
+                        progress=on_step,
+                        provenance_extra=extra,
+                        mode=mode,
+                        options=options,
                     )
             except Exception as error:
                 raise CommandFailed(
@@ -566,6 +576,16 @@ def calibrate(
         bool,
         typer.Option("--embedded", rich_help_panel=DEVICE_PANEL, help="Short for --mode embedded."),
     ] = False,
+    threshold_method: Annotated[
+        str,
+        typer.Option(
+            "--threshold-method",
+            metavar="METHOD",
+            rich_help_panel=DEVICE_PANEL,
+            help="How the threshold is measured: cadc (default) or madc (MADC traces, "
+            "cross-checked against the CADC in the result; slower).",
+        ),
+    ] = "cadc",
     device_address: DeviceOption = None,
     token_file: TokenFileOption = None,
     mac_baseline: Annotated[
@@ -669,6 +689,16 @@ def calibrate(
 
         check_target(choice.target, mode.value)  # contradicting fields: before anything runs
     check_output_file(html, "--html")
+    options = None
+    if threshold_method != "cadc":
+        from calib.sequences.session import THRESHOLD_METHOD_NAMES, CalibrationOptions
+
+        if threshold_method not in THRESHOLD_METHOD_NAMES or mode is not CalibrationMode.host:
+            raise CLIError(
+                f"--threshold-method {threshold_method!r}: choose "
+                f"{' or '.join(THRESHOLD_METHOD_NAMES)} (other than cadc only in host mode)"
+            )
+        options = CalibrationOptions(threshold_method=threshold_method)
     simulation = Simulation(
         seed=seed,
         mismatch_scale=1.0 if mismatch_scale is None else mismatch_scale,
@@ -694,7 +724,9 @@ def calibrate(
         f"target from {escape(choice.source)}"
     )
     try:
-        result = calibrate_with_progress(device, choice.target, extra, err, mode.value)
+        result = calibrate_with_progress(
+            device, choice.target, extra, err, mode.value, options=options
+        )
     finally:
         close_device(device)
     run_id = results.save(result)
@@ -1422,7 +1454,7 @@ def targets() -> None:
             tolerance = (
                 f"± {100 * spec.tolerance:g} %"
                 if spec.relative
-                else f"± {spec.tolerance:g} {cli_unit(name).label}"
+                else f"± {spec.tolerance / cli_unit(name).to_si:.3g} {cli_unit(name).label}"
             )
         default = defaults[name]
         table.add_row(

@@ -80,6 +80,9 @@ class QuantitySpec:
     """A few words for plots and exports (CF `long_name`); the name when empty."""
     unset: str = "not calibrated"
     """What a target that leaves the field unset (None) gets."""
+    alternative_to: tuple[str, ...] = ()
+    """Fields this one replaces (e.g. a firing rate instead of a threshold potential): a target
+    that sets this field leaves their defaults aside, and one that sets both is an error."""
 
     def __post_init__(self) -> None:
         if not self.low <= self.high:
@@ -357,6 +360,15 @@ class PlanRegistry:
             for spec in plan.quantities:
                 specs.setdefault(spec.name, spec)
         return specs
+
+    def alternatives(self) -> dict[str, set[str]]:
+        """Field -> the fields it excludes (`QuantitySpec.alternative_to`, both ways)."""
+        pairs: dict[str, set[str]] = {}
+        for spec in self.quantities().values():
+            for other in spec.alternative_to:
+                pairs.setdefault(spec.name, set()).add(other)
+                pairs.setdefault(other, set()).add(spec.name)
+        return pairs
 
     def settings(self) -> dict[str, SettingSpec]:
         """Every target field that is set, not calibrated."""

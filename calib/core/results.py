@@ -187,6 +187,12 @@ class NeuronResult:
                 f"{np.nanmedian(good) * scale:12.3g}{np.nanstd(good) * scale:12.3g}"
                 f"{spread_before}"
             )
+        cross_check = self.models.get("threshold", {}).get("madc_minus_cadc")
+        if cross_check is not None:  # the threshold measured through the MADC as well
+            lines.append(
+                f"threshold cross-check, MADC - CADC [LSB]: median "
+                f"{np.nanmedian(cross_check):.3g}, spread {np.nanstd(cross_check):.3g}"
+            )
         return "\n".join(lines)
 
     # -- notebooks ---------------------------------------------------------------------------

@@ -80,9 +80,18 @@ class NeuronTarget:
         if unknown:
             known = ", ".join([*specs, *settings])
             raise ValueError(f"unknown target fields: {', '.join(sorted(unknown))}; known: {known}")
+        alternatives = PLANS.alternatives()
+        given = {name for name, value in values.items() if value is not None}
+        for name in sorted(given & set(alternatives)):
+            both = sorted(given & alternatives[name])
+            if both:
+                raise ValueError(
+                    f"{name} and {both[0]} are alternatives: a target sets one of them, not both"
+                )
+        stepped_aside = {other for name in given for other in alternatives.get(name, ())}
         checked: dict[str, Any] = {}
         for name, spec in specs.items():
-            value = values.get(name, spec.default)
+            value = values.get(name, None if name in stepped_aside else spec.default)
             checked[name] = (
                 None if value is None else check_value(name, value, spec.low, spec.high, spec.unit)
             )
@@ -106,8 +115,16 @@ class NeuronTarget:
         raise AttributeError(f"NeuronTarget is immutable: use target.replace({name}=...)")
 
     def replace(self, **changes: Any) -> NeuronTarget:
-        """A copy with `changes` applied (validated like a new target)."""
-        return NeuronTarget(**{**self.to_dict(), **changes})
+        """A copy with `changes` applied (validated like a new target). A change to one of
+        two alternative fields (`QuantitySpec.alternative_to`) drops the other one."""
+        base = self.to_dict()
+        alternatives = PLANS.alternatives()
+        for name, value in changes.items():
+            if value is not None:
+                for other in alternatives.get(name, ()):
+                    if other not in changes:
+                        base.pop(other, None)
+        return NeuronTarget(**{**base, **changes})
 
     @staticmethod
     def field_names() -> tuple[str, ...]:

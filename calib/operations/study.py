@@ -17,8 +17,9 @@ and gathers, per chip:
 
 Target grids: ``QUANTITY=START:STOP:COUNT[,QUANTITY=...]``, e.g. ``tau_mem=2:40:8`` (eight
 targets from 2 to 40 µs) or ``leak=60:140:5,tau_syn_exc=1:20:6``; times in µs, potentials in
-CADC LSB; quantities: leak, reset, threshold, tau_mem, tau_syn_exc, tau_syn_inh, e_coba_exc,
-e_coba_inh.
+CADC LSB, rates in kHz; quantities: leak, reset, threshold, tau_mem, tau_syn_exc, tau_syn_inh,
+e_coba_exc, e_coba_inh, tau_icc (with a compartment layout), firing_rate (with a target that
+sets a firing rate).
 """
 
 from __future__ import annotations
@@ -46,13 +47,11 @@ from calib.routines.compartments import switch_modes
 from calib.routines.nominal import HIGH_RESISTANCE_ABOVE, leak_switches
 from calib.sequences.calibrate import CalibrationOptions, calibrate
 from device_model import SimulatedChip
-from device_model.oracle import COBA_QUANTITY_CELLS, COMPARTMENT_QUANTITY_CELLS, QUANTITY_CELLS
+from device_model.oracle import ALL_QUANTITY_CELLS
 from results_store import check_chip_id
 
 CELL_OF = {
-    name: PLANS.plan_of(name).cells[0]
-    for name in (*QUANTITY_CELLS, *COBA_QUANTITY_CELLS, *COMPARTMENT_QUANTITY_CELLS)
-    if name in PLANS.quantities()
+    name: PLANS.plan_of(name).cells[0] for name in ALL_QUANTITY_CELLS if name in PLANS.quantities()
 }
 """The quantities the oracle knows the ground truth of, and the cell their plan sets."""
 """The quantities a target grid may scan, and the cell that sets each."""

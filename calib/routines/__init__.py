@@ -26,10 +26,13 @@ from calib.routines import (  # noqa: F401  (each module registers its plans on 
     coba,
     compartments,
     embedded,
+    firing_rate,
+    holdoff,
     membrane,
     neuron_potentials,
     refractory,
     synapse_weight,
     synaptic_input,
+    threshold_madc,
     working_point,
 )

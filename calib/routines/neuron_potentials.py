@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -98,6 +100,7 @@ class ThresholdPotential(Routine):
             "reset_hold": 0,
             "v_leak": CAPMEM_MAX,
             **FAST_REFRACTORY,
+            "reset_holdoff": 0,  # a free membrane inside a holdoff may pass the threshold
         }
         if self.lower_reset is not None and self.lower_reset.any():
             v_reset = device.read_settings(["v_reset"])["v_reset"]
@@ -264,6 +267,39 @@ RESET = register_plan(
         disturbs=("threshold",),  # read on the firing trajectory, which starts at the reset
     )
 )
+
+
+def _cadc_threshold(context: CalibrationContext) -> ThresholdPotential:
+    return ThresholdPotential(
+        context.options.threshold_samples,
+        lower_reset=plateau_crowds(
+            context.goals["threshold"], context.goals["reset"], context.goals["tau_mem"]
+        ),
+    )
+
+
+THRESHOLD_METHODS: dict[str, Callable[[CalibrationContext], Routine]] = {"cadc": _cadc_threshold}
+"""Ways to measure the threshold, by the name `CalibrationOptions.threshold_method` gives:
+the CADC here, the MADC in calib/routines/threshold_madc.py."""
+
+
+def threshold_routine(context: CalibrationContext) -> Routine:
+    """The threshold's routine for the method the calibration's options choose."""
+    return THRESHOLD_METHODS[getattr(context.options, "threshold_method", "cadc")](context)
+
+
+def verify_threshold(context: CalibrationContext) -> dict[str, np.ndarray]:
+    """The threshold measured by the chosen method; with another method than the CADC, the
+    CADC estimate as well, kept with the difference in models['threshold'] (a cross-check)."""
+    measured = context.measure(threshold_routine(context))
+    if getattr(context.options, "threshold_method", "cadc") != "cadc":
+        cadc = context.measure(_cadc_threshold(context))
+        models = context.models.setdefault("threshold", {})
+        models["cadc_estimate"] = cadc
+        models["madc_minus_cadc"] = measured - cadc
+    return {"threshold": measured}
+
+
 THRESHOLD = register_plan(
     Plan(
         name="threshold",
@@ -283,14 +319,12 @@ THRESHOLD = register_plan(
             ),
         ),
         cells=("v_threshold",),
-        routine=lambda context: ThresholdPotential(
-            context.options.threshold_samples,
-            lower_reset=plateau_crowds(
-                context.goals["threshold"], context.goals["reset"], context.goals["tau_mem"]
-            ),
-        ),
+        routine=lambda context: threshold_routine(context),
         algorithm=lambda target: NoiseRobustBinarySearch(),
+        verify=lambda context: verify_threshold(context),
         after=("reset",),
+        # a target may ask for a firing rate instead (calib/routines/firing_rate.py)
+        applies=lambda target: target.threshold is not None,
         extra={"check_before_run": check_consistency},
     )
 )

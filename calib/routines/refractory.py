@@ -48,6 +48,7 @@ VERIFY_SETTINGS = {
     "leak_divide": 0,
     "leak_multiply": 0,
     "v_reset": 0,
+    "reset_holdoff": 0,  # a holdoff would cut the rise into the period (calib/routines/holdoff.py)
 }
 
 

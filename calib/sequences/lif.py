@@ -239,7 +239,7 @@ class NeuronCalibration:
                 or len(plan.quantities) != 1
             ):
                 continue
-            if ((record.flags[:, 0] != 0) & self._misses(name, values)).any():
+            if ((_stranded(record.flags[:, 0], plan) != 0) & self._misses(name, values)).any():
                 session.device.step = f"range of {name}"
                 with lif_only(session.device):
                     ranges[name] = measure_range(plan.routine(session), session.device)
@@ -286,9 +286,10 @@ class NeuronCalibration:
             unreachable = np.zeros(N_NEURONS, dtype=bool)
             if name in ranges:
                 low, high = ranges[name]
-                unreachable = (
-                    miss & (session.bounds[name].flags[:, 0] != 0) & ((goal < low) | (goal > high))
+                stranded = _stranded(
+                    session.bounds[name].flags[:, 0], PLANS.plan_of(name, self.mode)
                 )
+                unreachable = miss & (stranded != 0) & ((goal < low) | (goal > high))
                 for neuron in np.flatnonzero(unreachable):
                     failures.append(
                         Failure(
@@ -348,7 +349,18 @@ class NeuronCalibration:
         return ~failed, failures
 
 
+def _stranded(flags: np.ndarray, plan: Plan) -> np.ndarray:
+    """Where a search may have ended short of a target outside the neuron's range: on a code
+    bound, or anywhere for a plan whose observable can be flat across codes (a neuron that
+    never fires counts no spikes at any code: `extra["flat_out_of_range"]`)."""
+    if plan.extra.get("flat_out_of_range"):
+        return np.ones_like(flags)
+    return flags
+
+
 def _value(value: float, unit: str, with_unit: bool = True) -> str:
     if unit == "s":
         return f"{value * 1e6:.3g}" + (" µs" if with_unit else "")
+    if unit == "Hz":
+        return f"{value * 1e-3:.3g}" + (" kHz" if with_unit else "")
     return f"{value:.3g}" + (f" {unit}" if with_unit else "")

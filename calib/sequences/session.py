@@ -31,12 +31,24 @@ class CalibrationOptions:
 
     cadc_samples: int = 200
     threshold_samples: int = 400
+    threshold_method: str = "cadc"
+    """How the threshold is measured: 'cadc' or 'madc' (calib/routines/threshold_madc.py,
+    which also cross-checks against the CADC)."""
 
     def __post_init__(self) -> None:
         for name in ("cadc_samples", "threshold_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, int) and 1 <= value <= 10_000):
                 raise ValueError(f"{name} must be an integer 1..10000, got {value!r}")
+        if self.threshold_method not in THRESHOLD_METHOD_NAMES:
+            raise ValueError(
+                f"threshold_method must be one of {', '.join(THRESHOLD_METHOD_NAMES)}, "
+                f"got {self.threshold_method!r}"
+            )
+
+
+THRESHOLD_METHOD_NAMES = ("cadc", "madc")
+"""Threshold measurement methods (calib.routines.neuron_potentials.THRESHOLD_METHODS)."""
 
 
 @dataclass(frozen=True)
