@@ -77,6 +77,11 @@ def cadc_decays_usable(values: np.ndarray) -> bool:
     return bool(np.mean(np.isfinite(values)) >= CADC_USABLE_FRACTION)
 
 
+def switch_strength(switches: dict[str, np.ndarray]) -> np.ndarray:
+    """0 with the divide switch, 1 with neither, 2 with the multiply switch."""
+    return 1 - np.asarray(switches["leak_divide"]) + np.asarray(switches["leak_multiply"])
+
+
 class MembraneTimeConstant(Routine):
     """tau_mem = C / g_leak, set by i_bias_leak (higher bias: faster)."""
 
@@ -124,6 +129,13 @@ class MembraneTimeConstant(Routine):
             ),
             1e6,
         )
+        if self.probed_code is not None:
+            # Where the probe puts a neuron outside what the spread brackets, it is trusted.
+            ratio = self.probed_code / code
+            outside = np.isfinite(ratio) & (
+                (ratio < min(self.HINT_SPREAD)) | (ratio > max(self.HINT_SPREAD))
+            )
+            code = np.where(outside, self.probed_code, code)
         return self.parameter_range.clip(np.outer(self.HINT_SPREAD, code))
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
@@ -151,7 +163,18 @@ class MembraneTimeConstant(Routine):
         reach = self.target * (1 - PROBE_MARGIN)
         # a switch step is a factor of about 8 (DIVIDE_FACTOR): slower than that, two steps
         far = ~(probed * DIVIDE_FACTOR <= reach)
-        device.write(stronger_switches(self.target, ~(probed <= reach), far))
+        before = leak_switches(self.target)
+        chosen = stronger_switches(self.target, ~(probed <= reach), far)
+        device.write(chosen)
+        steps = switch_strength(chosen) - switch_strength(before)
+        # The probe's reading at the top code, carried over to the chosen switches, places a
+        # neuron far from the nominal (a gross gain defect) where its code must be.
+        fastest = probed * DIVIDE_FACTOR**steps
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.probed_code = self.parameter_range.high * fastest / self.target
+
+    probed_code: np.ndarray | None = None
+    """Per neuron, the code the prelude's probe points to (NaN where it read nothing)."""
 
     def measure(self, device: Device) -> np.ndarray:
         # A search passes through codes far faster than the target: fit finely enough for them.
