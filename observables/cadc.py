@@ -52,3 +52,20 @@ def cadc_standard_error(
         raise ValueError(f"samples must be an integer >= 2 for a standard error, got {samples!r}")
     codes = read_cadc_samples(device, samples, **read_kwargs)
     return codes.mean(axis=0), codes.std(axis=0, ddof=1) / np.sqrt(codes.shape[0])
+
+
+def timed_group_means(
+    device: Device,
+    samples: int,
+    stimulus: Any,
+    read_times: np.ndarray,
+    groups: np.ndarray,
+    start: float = 0.0,
+) -> np.ndarray:
+    """Mean CADC code per neuron, each neuron read `read_times[groups[neuron]]` after `start`
+    into `stimulus` (one timed read of `samples` repetitions per group), shape (n_neurons,)."""
+    means = np.full(device.n_neurons, np.nan)
+    for group, read_time in enumerate(read_times):
+        reading = cadc_mean(device, samples, stimulus=stimulus, read_time=start + float(read_time))
+        means = np.where(groups == group, reading, means)
+    return means

@@ -35,7 +35,7 @@ from calib.routines.synapse_weight import read_time_groups, response_peak
 from calib.routines.synaptic_input import input_switches, train_response
 from device_model.protocol import CAPMEM_MAX, N_NEURONS, Device
 from device_model.stimuli import MAX_SYNAPTIC_WEIGHT, SynapticEvents
-from observables.cadc import cadc_mean
+from observables.cadc import cadc_mean, timed_group_means
 
 NOMINAL_LSB_VOLTS = 4.224e-3
 """Volts per CADC LSB of a calibrated CADC (its 20..220 range over CapMem codes 70..550)."""
@@ -120,15 +120,9 @@ class _Volley:
     def measure(self, device: Device) -> tuple[np.ndarray, np.ndarray]:
         """(resting potential, PSP amplitude) per neuron, LSB."""
         baseline = cadc_mean(device, BASELINE_SAMPLES)
-        peak = np.empty_like(baseline)
-        for group, read_time in enumerate(self.read_times):
-            reading = device.read_cadc(
-                samples=PSP_SAMPLES,
-                stimulus=self.stimulus,
-                read_time=VOLLEY_TIME + float(read_time),
-            )
-            members = self.groups == group
-            peak[members] = reading.astype(float).mean(axis=0)[members]
+        peak = timed_group_means(
+            device, PSP_SAMPLES, self.stimulus, self.read_times, self.groups, VOLLEY_TIME
+        )
         return baseline, np.abs(peak - baseline)
 
 

@@ -43,7 +43,7 @@ from device_model.protocol import (
     Device,
 )
 from device_model.stimuli import MAX_SYNAPTIC_WEIGHT, RowEvents
-from observables.cadc import cadc_mean
+from observables.cadc import cadc_mean, timed_group_means
 
 PSP_WEIGHT = 32
 """Weight of every synapse of the measured rows (the middle of the 6-bit range 0..63)."""
@@ -150,15 +150,9 @@ class RowPsp(Routine):
 
     def measure(self, device: Device) -> np.ndarray:
         baseline = cadc_mean(device, BASELINE_SAMPLES)
-        peak = np.empty_like(baseline)
-        for group, read_time in enumerate(self.read_times):
-            reading = device.read_cadc(
-                samples=PSP_SAMPLES,
-                stimulus=self.stimulus,
-                read_time=VOLLEY_TIME + float(read_time),
-            )
-            members = self.groups == group
-            peak[members] = reading.astype(float).mean(axis=0)[members]
+        peak = timed_group_means(
+            device, PSP_SAMPLES, self.stimulus, self.read_times, self.groups, VOLLEY_TIME
+        )
         return np.abs(peak - baseline) / self.weight_units
 
 

@@ -49,7 +49,7 @@ from device_model.protocol import (
     Trace,
 )
 from device_model.stimuli import SynapticEvents
-from observables.cadc import cadc_mean
+from observables.cadc import cadc_mean, timed_group_means
 from observables.cadc_decay import cadc_decay_time_constants
 from observables.traces import bin_trace, select_window
 from observables.two_decays import fit_known_and_free_decay
@@ -342,17 +342,7 @@ class SynapticGain(Routine):
 
     def measure(self, device: Device) -> np.ndarray:
         baseline = cadc_mean(device, max(BASELINE_SAMPLES, self.samples))
-        peak = np.empty_like(baseline)
-        for group, read_time in enumerate(self.read_times):
-            reading = (
-                device.read_cadc(
-                    samples=self.samples, stimulus=self.stimulus, read_time=float(read_time)
-                )
-                .astype(float)
-                .mean(axis=0)
-            )
-            members = self.groups == group
-            peak[members] = reading[members]
+        peak = timed_group_means(device, self.samples, self.stimulus, self.read_times, self.groups)
         return np.abs(peak - baseline)
 
 
