@@ -20,7 +20,7 @@ from calib.routines.nominal import (
     per_neuron,
     stronger_switches,
 )
-from device_model.protocol import MADC_INVALID_TIME, MADC_SAMPLE_RATE, N_NEURONS, Device
+from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, MADC_SAMPLE_RATE, N_NEURONS, Device
 from device_model.stimuli import ResetRelease
 from observables import decay_time_constants
 from observables.cadc_decay import cadc_decay_time_constants
@@ -35,6 +35,22 @@ SHORTEST_FRACTION = 0.25
 """Time constants down to this fraction of the target are fitted without loss."""
 RESET_BELOW_LEAK = 150
 """Reset code this far below the leak code, so the decay spans ~60 CADC LSB."""
+LOWEST_DECAY_RESET = 460
+"""Lowest reset code a decay starts from: about 0.1 V on a nominal neuron (code x 1.76 mV less
+the 0.7 V follower drop), clear of the membrane's lower rail. Below a low leak there is no room,
+and the decay starts this far above it instead (it runs downwards)."""
+
+
+def decay_reset(v_leak: ArrayLike) -> np.ndarray:
+    """Reset codes a decay back to the leak is recorded from: RESET_BELOW_LEAK below the leak
+    code, or as far above it where that would reach the lower rail."""
+    v_leak = np.asarray(v_leak, dtype=np.int64)
+    below = v_leak - RESET_BELOW_LEAK
+    return np.where(
+        below >= LOWEST_DECAY_RESET, below, np.minimum(v_leak + RESET_BELOW_LEAK, CAPMEM_MAX)
+    )
+
+
 PROBE_SAMPLES = 64
 """CADC repetitions per read of the switch probe: about 1 % per neuron, ample for a choice
 between switch settings."""
@@ -143,7 +159,7 @@ class MembraneTimeConstant(Routine):
         settings: dict[str, ArrayLike] = {
             "threshold_enable": 0,
             "reset_hold": 0,
-            "v_reset": np.clip(v_leak - RESET_BELOW_LEAK, 0, None),
+            "v_reset": decay_reset(v_leak),
         }
         if self.choose_switches:
             settings["membrane_capacitance"] = self.membrane_capacitance

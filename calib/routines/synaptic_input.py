@@ -23,9 +23,9 @@ from calib.core.routine import Routine
 from calib.core.targets import NeuronTarget
 from calib.routines.membrane import (
     RELEASE_TIME,
-    RESET_BELOW_LEAK,
     bin_factor,
     cadc_decays_usable,
+    decay_reset,
     record_decays,
 )
 from calib.routines.nominal import (
@@ -206,7 +206,7 @@ class SynapticTimeConstant(Routine):
         super().prelude(device)
         v_leak = device.read_settings(["v_leak"])["v_leak"]
         saved_reset = device.read_settings(["v_reset"])
-        device.write({"v_reset": np.clip(v_leak - RESET_BELOW_LEAK, 0, None)})
+        device.write({"v_reset": decay_reset(v_leak)})
         membrane = MEMBRANE_FRACTION * self.target
         # Read with the CADC: a few runs where an MADC recording takes 256; the PSP fit
         # refines it where the membrane spans enough MADC samples (REFIT_MEMBRANE_SAMPLES).

@@ -19,9 +19,9 @@ from calib.core.results import NeuronResult
 from calib.core.retry import retrying
 from calib.routines.membrane import (
     RELEASE_TIME,
-    RESET_BELOW_LEAK,
     SHORTEST_FRACTION,
     bin_factor,
+    decay_reset,
 )
 from calib.routines.neuron_potentials import LeakPotential, ResetPotential, ThresholdPotential
 from device_model.protocol import Device
@@ -125,7 +125,7 @@ class CheckReport:
 def _sampled_tau_mem(device: Device, neurons: np.ndarray, duration: float) -> np.ndarray:
     saved = device.read_settings(["threshold_enable", "v_reset"])
     v_leak = device.read_settings(["v_leak"])["v_leak"]
-    device.write({"threshold_enable": 0, "v_reset": np.clip(v_leak - RESET_BELOW_LEAK, 0, None)})
+    device.write({"threshold_enable": 0, "v_reset": decay_reset(v_leak)})
     try:
         trace = device.record_madc(
             [int(n) for n in neurons],
