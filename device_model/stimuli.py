@@ -228,8 +228,7 @@ def as_stimulus_tuple(stimulus: Stimulus | Sequence[Stimulus] | None) -> tuple[S
             | CompartmentConnect,
         ):
             raise ValueError(
-                "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations or "
-                "RowEvents, "
-                f"got {type(item).__name__}"
+                "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations, "
+                f"RowEvents or CompartmentConnect, got {type(item).__name__}"
             )
     return items

@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 
 from device_model.protocol import DeviceError, DeviceStats, SpikeCounts, Trace, TransientRunError
 from device_model.stimuli import (
+    CompartmentConnect,
     CurrentStep,
     MacActivations,
     ResetRelease,
@@ -162,9 +163,11 @@ def encode_stimulus(item: Stimulus) -> pb.Stimulus:
                 addresses=encode_array(item.addresses, "stimulus.addresses"),
             )
         )
+    if isinstance(item, CompartmentConnect):
+        return pb.Stimulus(compartment_connect=pb.CompartmentConnect(time=item.time))
     raise ValueError(
-        "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations or "
-        f"RowEvents, got {type(item).__name__}"
+        "stimulus must be ResetRelease, CurrentStep, SynapticEvents, MacActivations, "
+        f"RowEvents or CompartmentConnect, got {type(item).__name__}"
     )
 
 
@@ -200,6 +203,8 @@ def decode_stimulus(message: pb.Stimulus, field: str) -> Stimulus:
                 decode_array(rows.rows, f"{field}.rows"),
                 decode_array(rows.addresses, f"{field}.addresses"),
             )
+        if kind == "compartment_connect":
+            return CompartmentConnect(message.compartment_connect.time)
     except ValueError as error:
         raise MalformedMessage(f"{field}: {error}") from error
     raise MalformedMessage(f"{field}: missing stimulus kind")

@@ -185,3 +185,23 @@ def test_mac_activations_and_row_events_travel_and_read_as_in_process() -> None:
                 device.read_cadc(samples=2, stimulus=stimulus),
                 local.read_cadc(samples=2, stimulus=stimulus),
             )
+
+
+def test_a_compartment_connection_travels_and_records_as_in_process() -> None:
+    from device_model.stimuli import CompartmentConnect
+
+    def connect(chip) -> None:
+        chip.write({"icc_connect_right": np.where(np.arange(512) == 0, 1, 0)})
+        v_leak = np.full(512, 500)
+        v_leak[1] = 800
+        chip.write({"i_bias_icc": 200, "v_leak": v_leak, "threshold_enable": 0})
+
+    local = SimulatedChip("remote-icc-0")
+    with served(SimulatedChip("remote-icc-0")) as server, RemoteDevice(server.address) as device:
+        for chip in (local, device):
+            connect(chip)
+        stimulus = CompartmentConnect(10e-6)
+        remote = device.record_madc([0, 1], 30e-6, stimulus)
+        np.testing.assert_array_equal(
+            remote.codes, local.record_madc([0, 1], 30e-6, stimulus).codes
+        )

@@ -81,19 +81,27 @@ class RowEvents(_message.Message):
     addresses: NDArray
     def __init__(self, times: _Optional[_Union[NDArray, _Mapping]] = ..., rows: _Optional[_Union[NDArray, _Mapping]] = ..., addresses: _Optional[_Union[NDArray, _Mapping]] = ...) -> None: ...
 
+class CompartmentConnect(_message.Message):
+    __slots__ = ("time",)
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    def __init__(self, time: _Optional[float] = ...) -> None: ...
+
 class Stimulus(_message.Message):
-    __slots__ = ("reset_release", "current_step", "synaptic_events", "mac_activations", "row_events")
+    __slots__ = ("reset_release", "current_step", "synaptic_events", "mac_activations", "row_events", "compartment_connect")
     RESET_RELEASE_FIELD_NUMBER: _ClassVar[int]
     CURRENT_STEP_FIELD_NUMBER: _ClassVar[int]
     SYNAPTIC_EVENTS_FIELD_NUMBER: _ClassVar[int]
     MAC_ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
     ROW_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    COMPARTMENT_CONNECT_FIELD_NUMBER: _ClassVar[int]
     reset_release: ResetRelease
     current_step: CurrentStep
     synaptic_events: SynapticEvents
     mac_activations: MacActivations
     row_events: RowEvents
-    def __init__(self, reset_release: _Optional[_Union[ResetRelease, _Mapping]] = ..., current_step: _Optional[_Union[CurrentStep, _Mapping]] = ..., synaptic_events: _Optional[_Union[SynapticEvents, _Mapping]] = ..., mac_activations: _Optional[_Union[MacActivations, _Mapping]] = ..., row_events: _Optional[_Union[RowEvents, _Mapping]] = ...) -> None: ...
+    compartment_connect: CompartmentConnect
+    def __init__(self, reset_release: _Optional[_Union[ResetRelease, _Mapping]] = ..., current_step: _Optional[_Union[CurrentStep, _Mapping]] = ..., synaptic_events: _Optional[_Union[SynapticEvents, _Mapping]] = ..., mac_activations: _Optional[_Union[MacActivations, _Mapping]] = ..., row_events: _Optional[_Union[RowEvents, _Mapping]] = ..., compartment_connect: _Optional[_Union[CompartmentConnect, _Mapping]] = ...) -> None: ...
 
 class Stimuli(_message.Message):
     __slots__ = ("given", "single", "items")
