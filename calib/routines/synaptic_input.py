@@ -18,7 +18,14 @@ from numpy.typing import ArrayLike
 
 from calib.algorithms import BinarySearch, NoiseRobustBinarySearch
 from calib.algorithms.fitting import FittingSearch
-from calib.core.plans import CalibrationContext, Plan, QuantitySpec, SettingSpec, register_plan
+from calib.core.plans import (
+    PLANS,
+    CalibrationContext,
+    Plan,
+    QuantitySpec,
+    SettingSpec,
+    register_plan,
+)
 from calib.core.routine import Routine
 from calib.core.targets import NeuronTarget
 from calib.routines.membrane import (
@@ -486,11 +493,16 @@ GM_BIAS_SETTING = SettingSpec(
 )
 
 
-def psp_goal(context: CalibrationContext, inhibitory: bool) -> np.ndarray:
+def psp_goal(context: CalibrationContext, inhibitory: bool) -> np.ndarray | None:
     """The PSP amplitude to reach: the target's, or (unset) the chip's median strength at the
     target's gm bias, scaled to each neuron's nominal response to its own time constants (so
     that neurons asked for other constants get their share of it). Kept in the goals and in
-    the result's models[name]['target']."""
+    the result's models[name]['target'].
+
+    None where an unset amplitude's chip median lies below the smallest PSP the quantity
+    allows (very short time constants carry little charge at the bias): a reading cannot
+    resolve it, so the inputs stay at the bias and the amplitude is not judged (the median is
+    kept in models[name]['chip_median'])."""
     kind = "inh" if inhibitory else "exc"
     name = f"psp_amplitude_{kind}"
     if name in context.goals:
@@ -498,8 +510,12 @@ def psp_goal(context: CalibrationContext, inhibitory: bool) -> np.ndarray:
     routine = _gain(context, inhibitory)
     context.write({routine.parameter: context.target.synaptic_gm_bias})
     shape = largest_psp(context.goals["tau_mem"], context.goals[f"tau_syn_{kind}"])
-    strength = context.measure(routine) / shape
-    goal = np.nanmedian(strength) * shape
+    measured = context.measure(routine)
+    goal = np.nanmedian(measured / shape) * shape
+    median = float(np.nanmedian(measured))
+    if not median >= PLANS.quantities()[name].low:
+        context.models.setdefault(name, {})["chip_median"] = np.full(N_NEURONS, median)
+        return None
     context.goals[name] = goal
     context.models.setdefault(name, {})["target"] = goal
     return goal
@@ -533,7 +549,8 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
 
     def calibrate_strength(context: CalibrationContext, plan: Plan) -> None:
         goal = psp_goal(context, inhibitory)
-        context.search(plan, _gain(context, inhibitory), goal)
+        if goal is not None:
+            context.search(plan, _gain(context, inhibitory), goal)
 
     time_constant = Plan(
         name=tau,
