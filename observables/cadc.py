@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from device_model.protocol import Device
+from device_model.protocol import CADC_MAX, Device
 
 
 def read_cadc_samples(device: Device, samples: int, **read_kwargs: Any) -> np.ndarray:
@@ -69,3 +69,16 @@ def timed_group_means(
         reading = cadc_mean(device, samples, stimulus=stimulus, read_time=start + float(read_time))
         means = np.where(groups == group, reading, means)
     return means
+
+
+CLIPPED_MARGIN = 3.0
+"""Mean codes within this many LSB of either end of the CADC's range count as clipped."""
+
+
+def unclipped(*readings: np.ndarray) -> np.ndarray:
+    """False for every neuron whose mean reading in any of `readings` lies at an end of the
+    CADC's range: its samples were cut off there, so differences of them mean nothing."""
+    inside = np.ones(np.shape(readings[0]), dtype=bool)
+    for reading in readings:
+        inside &= (reading > CLIPPED_MARGIN) & (reading < CADC_MAX - CLIPPED_MARGIN)
+    return inside

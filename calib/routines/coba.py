@@ -35,7 +35,7 @@ from calib.routines.synapse_weight import read_time_groups, response_peak
 from calib.routines.synaptic_input import input_switches, train_response
 from device_model.protocol import CAPMEM_MAX, N_NEURONS, Device
 from device_model.stimuli import MAX_SYNAPTIC_WEIGHT, SynapticEvents
-from observables.cadc import cadc_mean, timed_group_means
+from observables.cadc import cadc_mean, timed_group_means, unclipped
 
 NOMINAL_LSB_VOLTS = 4.224e-3
 """Volts per CADC LSB of a calibrated CADC (its 20..220 range over CapMem codes 70..550)."""
@@ -123,7 +123,7 @@ class _Volley:
         peak = timed_group_means(
             device, PSP_SAMPLES, self.stimulus, self.read_times, self.groups, VOLLEY_TIME
         )
-        return baseline, np.abs(peak - baseline)
+        return baseline, np.where(unclipped(baseline, peak), np.abs(peak - baseline), np.nan)
 
 
 class _CobaRoutine(Routine):

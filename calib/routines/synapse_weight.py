@@ -43,7 +43,7 @@ from device_model.protocol import (
     Device,
 )
 from device_model.stimuli import MAX_SYNAPTIC_WEIGHT, RowEvents
-from observables.cadc import cadc_mean, timed_group_means
+from observables.cadc import cadc_mean, timed_group_means, unclipped
 
 PSP_WEIGHT = 32
 """Weight of every synapse of the measured rows (the middle of the 6-bit range 0..63)."""
@@ -153,7 +153,8 @@ class RowPsp(Routine):
         peak = timed_group_means(
             device, PSP_SAMPLES, self.stimulus, self.read_times, self.groups, VOLLEY_TIME
         )
-        return np.abs(peak - baseline) / self.weight_units
+        amplitude = np.abs(peak - baseline) / self.weight_units
+        return np.where(unclipped(baseline, peak), amplitude, np.nan)
 
 
 # -- plans ----------------------------------------------------------------------------------

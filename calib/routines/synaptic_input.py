@@ -56,7 +56,7 @@ from device_model.protocol import (
     Trace,
 )
 from device_model.stimuli import SynapticEvents
-from observables.cadc import cadc_mean, timed_group_means
+from observables.cadc import cadc_mean, timed_group_means, unclipped
 from observables.cadc_decay import cadc_decay_time_constants
 from observables.traces import bin_trace, select_window
 from observables.two_decays import fit_known_and_free_decay
@@ -350,7 +350,7 @@ class SynapticGain(Routine):
     def measure(self, device: Device) -> np.ndarray:
         baseline = cadc_mean(device, max(BASELINE_SAMPLES, self.samples))
         peak = timed_group_means(device, self.samples, self.stimulus, self.read_times, self.groups)
-        return np.abs(peak - baseline)
+        return np.where(unclipped(baseline, peak), np.abs(peak - baseline), np.nan)
 
 
 NOMINAL_PSP_PER_SECOND = 1.1e6
