@@ -18,7 +18,8 @@ from calib.routines.nominal import (
     leak_bias_code,
     leak_switches,
     per_neuron,
-    stronger_switches,
+    switch_strength,
+    switches_after_probe,
 )
 from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, MADC_SAMPLE_RATE, N_NEURONS, Device
 from device_model.stimuli import ResetRelease
@@ -91,11 +92,6 @@ uncalibrated CADC, potentials outside its range) fall back to the MADC recording
 def cadc_decays_usable(values: np.ndarray) -> bool:
     """Whether a CADC decay reading served (see CADC_USABLE_FRACTION)."""
     return bool(np.mean(np.isfinite(values)) >= CADC_USABLE_FRACTION)
-
-
-def switch_strength(switches: dict[str, np.ndarray]) -> np.ndarray:
-    """0 with the divide switch, 1 with neither, 2 with the multiply switch."""
-    return 1 - np.asarray(switches["leak_divide"]) + np.asarray(switches["leak_multiply"])
 
 
 class MembraneTimeConstant(Routine):
@@ -176,13 +172,9 @@ class MembraneTimeConstant(Routine):
         probed = probe_decays(device, self.target)
         if not cadc_decays_usable(probed):
             probed = self.measure(device)
-        reach = self.target * (1 - PROBE_MARGIN)
-        # a switch step is a factor of about 8 (DIVIDE_FACTOR): slower than that, two steps
-        far = ~(probed * DIVIDE_FACTOR <= reach)
-        before = leak_switches(self.target)
-        chosen = stronger_switches(self.target, ~(probed <= reach), far)
+        chosen = switches_after_probe(self.target, probed, PROBE_MARGIN)
         device.write(chosen)
-        steps = switch_strength(chosen) - switch_strength(before)
+        steps = switch_strength(chosen) - switch_strength(leak_switches(self.target))
         # The probe's reading at the top code, carried over to the chosen switches, places a
         # neuron far from the nominal (a gross gain defect) where its code must be.
         fastest = probed * DIVIDE_FACTOR**steps

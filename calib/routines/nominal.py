@@ -64,6 +64,23 @@ def stronger_switches(
     }
 
 
+def switch_strength(switches: dict[str, np.ndarray]) -> np.ndarray:
+    """0 with the divide switch, 1 with neither, 2 with the multiply switch."""
+    return 1 - np.asarray(switches["leak_divide"]) + np.asarray(switches["leak_multiply"])
+
+
+def switches_after_probe(
+    tau_mem: ArrayLike, probed: ArrayLike, margin: float = 0.0
+) -> dict[str, np.ndarray]:
+    """The switches for `tau_mem` once a probe at the strongest bias read `probed` (s): one
+    step stronger where the neuron stayed slower than its target less `margin` (or read
+    nothing), two where even one step (a factor of about 1 / DIVIDE_FACTOR) would not make up."""
+    tau_mem = np.asarray(tau_mem, dtype=float)
+    probed = np.asarray(probed, dtype=float)
+    reach = tau_mem * (1 - margin)
+    return stronger_switches(tau_mem, ~(probed <= reach), probed * DIVIDE_FACTOR > reach)
+
+
 def leak_bias_code(
     tau_mem: ArrayLike, capacitance: ArrayLike, divide: ArrayLike, multiply: ArrayLike
 ) -> np.ndarray:

@@ -160,11 +160,7 @@ class CalibrationSession:
         neuron's curve at the median code), where it fitted them: the curves pass through that
         neuron's own reads around the code, so a device run would only add noise. False where
         there are no curves to read (the spread is then measured)."""
-        names = [
-            name
-            for name in (plan.quantity_names or (plan.recorded_as,))
-            if name in PLANS.quantities()
-        ]
+        names = recorded_quantities(plan)
         ranges = routine_search_ranges(routine)
         if len(names) != 1 or not outcome.models or not isinstance(ranges, ParameterRange):
             return False
@@ -182,11 +178,7 @@ class CalibrationSession:
     def record_uniform(self, plan: Plan, routine: Routine, codes: np.ndarray) -> None:
         """The quantities with every neuron at the median code (per parameter): the
         uncalibrated spread, kept in `before`."""
-        quantities = [
-            name
-            for name in (plan.quantity_names or (plan.recorded_as,))
-            if name in PLANS.quantities()
-        ]
+        quantities = recorded_quantities(plan)
         if not quantities:
             return
         codes = np.asarray(codes)
@@ -204,3 +196,10 @@ class CalibrationSession:
         for column, name in enumerate(measured):
             if name in quantities and column < values.shape[1]:
                 self.before[name] = values[:, column]
+
+
+def recorded_quantities(plan: Plan) -> list[str]:
+    """The quantities a plan's search records (its own, or the one it is recorded as)."""
+    return [
+        name for name in (plan.quantity_names or (plan.recorded_as,)) if name in PLANS.quantities()
+    ]

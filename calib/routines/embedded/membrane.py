@@ -30,7 +30,7 @@ from numpy.typing import ArrayLike
 
 from calib.core.routine import Routine
 from calib.routines.cadc import READ_AT_HIGH, READ_AT_LOW, REFERENCE_HIGH_CODE, REFERENCE_LOW_CODE
-from calib.routines.nominal import leak_switches, nominal_leak_bias, stronger_switches
+from calib.routines.nominal import leak_switches, nominal_leak_bias, switches_after_probe
 from device_model.protocol import CAPMEM_MAX, Device
 
 CODES_PER_LSB = (REFERENCE_HIGH_CODE - REFERENCE_LOW_CODE) / (READ_AT_HIGH - READ_AT_LOW)
@@ -136,7 +136,7 @@ class FiringRateTimeConstant(Routine):
         if not self.choose_switches:
             return
         device.write({self.parameter: self.parameter_range.high})
-        device.write(stronger_switches(self.target, ~(self.measure(device) <= self.target)))
+        device.write(switches_after_probe(self.target, self.measure(device)))
         self._close = False
 
     def _runs(self) -> int:
