@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
+from scipy import stats
 
 from calib.algorithms.base import Algorithm, measure_range
 from calib.core.failures import Failure, FailureKind
@@ -21,9 +22,16 @@ from calib.routines.adex import lif_only
 from calib.sequences.session import CalibrationOptions, CalibrationSession
 from device_model.protocol import N_NEURONS, Device
 
-BOUND_EDGE = 0.2
-"""Outer fraction of the tolerance band in which a neuron whose code sits on a range bound is
-reported failed (elsewhere a bound alone is no failure)."""
+EDGE_BAND = 0.2
+"""A verified value within this fraction of the tolerance of the tolerance's edge (either side)
+is read again: one read cannot tell which side of the edge the neuron lies on."""
+EDGE_READS = 4
+"""Reads in all of a quantity with a neuron in the edge band; their mean is the verdict's
+value."""
+EDGE_CONFIDENCE = 0.95
+"""A neuron inside tolerance by its mean passes only when the mean's one-sided confidence bound
+at this level is inside too (Student's t over its reads); else its verdict is unresolved and it
+is reported failed."""
 
 Step = tuple[str, Callable[[], None]]
 
@@ -210,10 +218,62 @@ class NeuronCalibration:
         for plan in verified:
             if not plan.lif_part:
                 achieved.update(self._verify(plan))
+        self.unresolved = self._read_edges_again(achieved, verified)
         order = list(PLANS.quantities())
         achieved = dict(sorted(achieved.items(), key=lambda item: order.index(item[0])))
         self.ranges = self._ranges_at_bound(achieved)
         return achieved
+
+    def _edge_band(self, name: str, values: np.ndarray) -> np.ndarray:
+        goal = self.session.goals.get(name)
+        if goal is None:
+            return np.zeros(values.shape, dtype=bool)
+        tolerance = PLANS.quantities()[name].tolerance_for(goal)
+        with np.errstate(invalid="ignore"):
+            return np.abs(np.abs(values - goal) - tolerance) <= EDGE_BAND * tolerance
+
+    def _read_edges_again(
+        self, achieved: dict[str, np.ndarray], plans: list[Plan]
+    ) -> dict[str, np.ndarray]:
+        """Where a verified value lies in the edge band (EDGE_BAND), its plan is verified
+        again up to EDGE_READS reads in all (every neuron at once) and the mean of each
+        neuron's finite reads replaces its value in `achieved`. Returns per such quantity the
+        neurons inside tolerance by their mean but not by its confidence bound
+        (EDGE_CONFIDENCE): their verdict is unresolved."""
+        unresolved: dict[str, np.ndarray] = {}
+        for plan in plans:
+            if plan.extra.get("judged_by_plan"):
+                continue  # its own rule judges it
+            names = [q.name for q in plan.quantities if q.name in achieved]
+            if not any(self._edge_band(name, achieved[name]).any() for name in names):
+                continue
+            reads = {name: [achieved[name]] for name in names}
+            for _ in range(EDGE_READS - 1):
+                if plan.lif_part:
+                    with lif_only(self.session.device):
+                        again = self._verify(plan)
+                else:
+                    again = self._verify(plan)
+                for name in names:
+                    reads[name].append(again[name])
+            for name in names:
+                stack = np.stack(reads[name])
+                count = np.isfinite(stack).sum(axis=0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = np.nanmean(np.where(count > 0, stack, 0.0), axis=0)
+                    spread = np.nanstd(np.where(count > 1, stack, 0.0), axis=0, ddof=1)
+                    margin = stats.t.ppf(EDGE_CONFIDENCE, np.maximum(count - 1, 1)) * (
+                        spread / np.sqrt(count)
+                    )
+                mean = np.where(count > 0, mean, np.nan)
+                margin = np.where(count > 1, margin, np.inf)
+                achieved[name] = mean
+                goal = self.session.goals[name]
+                tolerance = PLANS.quantities()[name].tolerance_for(goal)
+                distance = np.abs(mean - goal)
+                with np.errstate(invalid="ignore"):
+                    unresolved[name] = (distance <= tolerance) & (distance + margin > tolerance)
+        return unresolved
 
     def _misses(self, name: str, values: np.ndarray) -> np.ndarray:
         goal = self.session.goals.get(name)
@@ -277,11 +337,9 @@ class NeuronCalibration:
                     )
                 )
             miss = self._misses(name, values)
-            # On a code bound the value is the neuron's limit, not a searched optimum: one in
-            # the band's outer edge is a read-noise step from outside and counts as missed for
-            # the bound check below.
-            with np.errstate(invalid="ignore"):
-                edge = np.abs(values - goal) > (1 - BOUND_EDGE) * tolerance
+            # Inside tolerance by the mean of its reads but not by the mean's confidence bound:
+            # the reads cannot tell the side of the edge, so the neuron is not passed.
+            edge = getattr(self, "unresolved", {}).get(name, np.zeros(N_NEURONS, dtype=bool))
             missed[name] = miss | edge
             unreachable = np.zeros(N_NEURONS, dtype=bool)
             if name in ranges:
@@ -321,7 +379,7 @@ class NeuronCalibration:
             if name in PLANS and not PLANS[name].extra.get("bounds_are_failures", True):
                 continue
             # A code on a bound is a failure only where the quantity missed its tolerance or
-            # lies in its outer edge (BOUND_EDGE).
+            # has an unresolved verdict (EDGE_BAND).
             relevant = missed.get(name, np.ones(N_NEURONS, dtype=bool))
             for column, (cell, limits) in enumerate(zip(record.cells, record.ranges, strict=True)):
                 flags = np.where(relevant, record.flags[:, column], 0)
@@ -337,6 +395,25 @@ class NeuronCalibration:
                             bound="lower" if low else "upper",
                         )
                     )
+        for name, unresolved in getattr(self, "unresolved", {}).items():
+            judged = {f.neuron for f in failures if f.quantity == name}
+            goal, spec = session.goals[name], specs[name]
+            for neuron in np.flatnonzero(unresolved):
+                if int(neuron) in judged:
+                    continue
+                failures.append(
+                    Failure(
+                        int(neuron),
+                        name,
+                        FailureKind.OUT_OF_TOLERANCE,
+                        value=float(achieved[name][neuron]),
+                        target=float(goal[neuron]),
+                        tolerance=float(spec.tolerance_for(goal)[neuron]),
+                        unit=spec.unit,
+                        note=f"inside by the mean of {EDGE_READS} reads, not by its "
+                        f"{EDGE_CONFIDENCE:.0%} confidence bound",
+                    )
+                )
         failures.extend(session.failures)
         for plan in self.plans:
             if plan.judge is not None:
