@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from fakes import CurveRoutine, FakeDevice, assert_within_quantisation
 
-from calib.algorithms.binary_search import BinarySearch, NoiseRobustBinarySearch
+from calib.algorithms.binary_search import BinarySearch, LocalScan, NoiseRobustBinarySearch
 from calib.core.routine import ParameterRange
 
 SEARCHES = [BinarySearch, NoiseRobustBinarySearch]
@@ -98,3 +98,21 @@ def test_noise_robust_search_refuses_a_bad_scan_radius():
 def test_single_parameter_search_refuses_a_multi_parameter_range():
     with pytest.raises(ValueError, match="BayesianSearch"):
         BinarySearch().start((ParameterRange(), ParameterRange()), np.zeros(3), False)
+
+
+def test_local_scan_moves_from_the_present_codes_to_a_nearby_target_in_few_writes():
+    routine = CurveRoutine(noise=0.5 / 1022)
+    target = routine.reachable_target()
+    device = FakeDevice()
+    ideal = routine.ideal_codes(target)
+    # the cell holds codes a few steps off the target's (a disturbed quantity's last result)
+    device.write({routine.parameter: np.clip(ideal + 6, 0, 1022)})
+    outcome = LocalScan().run(routine, device, target)
+    assert np.mean(np.abs(outcome.codes - ideal) <= 1) > 0.95
+    # three windows of five codes, three reads each, at the most
+    assert outcome.steps <= 3 * 5 * 3
+
+
+def test_local_scan_needs_the_device_codes():
+    with pytest.raises(RuntimeError, match="run"):
+        LocalScan().start(ParameterRange(), np.zeros(3), False)

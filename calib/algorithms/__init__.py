@@ -7,7 +7,7 @@ from calib.algorithms.base import (
     SearchOutcome,
 )
 from calib.algorithms.bayesian import BayesianSearch
-from calib.algorithms.binary_search import BinarySearch, NoiseRobustBinarySearch
+from calib.algorithms.binary_search import BinarySearch, LocalScan, NoiseRobustBinarySearch
 from calib.algorithms.fitting import (
     FittingSearch,
     InverseModel,
@@ -31,6 +31,7 @@ __all__ = [
     "LinearModel",
     "LinearSearch",
     "LmfitModel",
+    "LocalScan",
     "MultiParameterRoutine",
     "NoiseRobustBinarySearch",
     "PolynomialModel",

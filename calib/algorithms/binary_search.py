@@ -9,11 +9,15 @@ from calib.algorithms.base import (
     BestTracker,
     CodeSweep,
     Ranges,
+    SearchOutcome,
     check_int_option,
     need_higher_code,
+    parameter_names,
     single_range,
 )
 from calib.algorithms.prediction import finite_weights, weighted_least_squares
+from calib.core.routine import Routine
+from device_model.protocol import Device
 
 
 class BinarySearch(Algorithm):
@@ -172,3 +176,43 @@ def _line_fit(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nda
     design = np.stack([codes - centre, np.ones(codes.shape)], axis=-1)
     slope, level = weighted_least_squares(design, values, finite_weights(values)).T
     return slope, level - slope * centre
+
+
+class LocalScan(NoiseRobustBinarySearch):
+    """The noise-robust search's scan alone, centred on each unit's present code.
+
+    For a cell searched before whose observable has moved a little since (a quantity another
+    step disturbed, a final pass in the configuration of use): the binary phase would spend
+    ten writes to land where the unit already is. Every code within `scan_radius` of the
+    present one is measured `scan_repeats` times; where the line through them crosses the
+    target outside the window, a window is centred on the crossing, up to `max_shifts` times.
+    """
+
+    name = "local_scan"
+
+    def __init__(self, scan_radius: int = 2, scan_repeats: int = 3, max_shifts: int = 2) -> None:
+        super().__init__(scan_radius=scan_radius, scan_repeats=scan_repeats, max_shifts=max_shifts)
+        self._present: np.ndarray | None = None
+
+    def run(self, routine: Routine, device: Device, target: np.ndarray) -> SearchOutcome:
+        """As `Algorithm.run`, from the codes the routine's cell holds now."""
+        name = parameter_names(routine)
+        if len(name) != 1:
+            raise ValueError(f"{self.name} searches one cell; {routine.name} sets {name}")
+        self._present = device.read_settings([name[0]])[name[0]]
+        try:
+            return super().run(routine, device, target)
+        finally:
+            self._present = None
+
+    def start(self, parameter_range: Ranges, target: np.ndarray, inverted: bool) -> np.ndarray:
+        if self._present is None:
+            raise RuntimeError(f"{self.name} starts from the device's codes: call run")
+        self._range = single_range(type(self).__name__, parameter_range)
+        self._target = np.asarray(target, dtype=float)
+        self._finished = False
+        self._windows = []
+        self._codes = np.broadcast_to(self._present, self._target.shape).astype(np.int64)
+        self._measured = np.full(self._target.shape, np.nan)
+        self._scan = self._window(self._codes)
+        return self._scan.codes

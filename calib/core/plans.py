@@ -225,6 +225,9 @@ class Plan:
     """The search's goal; default: the target of the plan's one quantity."""
     algorithm: Callable[[NeuronTarget], Algorithm] | None = None
     """Default algorithm for a target (a factory: every calibration gets its own instance)."""
+    rerun_algorithm: Callable[[NeuronTarget], Algorithm] | None = None
+    """Algorithm for a routine the calibration has searched before (a disturbed step run
+    again, a final pass): it may start from the present codes. Default: `algorithm`."""
     action: StepAction | None = None
     after: tuple[str, ...] = ()
     """Plans that must have run first (when they run at all)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.algorithms import BinarySearch
+from calib.algorithms import BinarySearch, LocalScan
 from calib.core.plans import CalibrationContext, Plan, register_plan
 from calib.core.routine import Routine
 from device_model.protocol import (
@@ -24,6 +24,8 @@ REFERENCE_LOW_CODE = 70
 READ_AT_LOW = 20.0
 REFERENCE_HIGH_CODE = 550
 READ_AT_HIGH = 220.0
+CODES_PER_LSB = (REFERENCE_HIGH_CODE - REFERENCE_LOW_CODE) / (READ_AT_HIGH - READ_AT_LOW)
+"""CapMem codes of a potential cell per calibrated CADC LSB (the calibration's map)."""
 OFFSET_REFERENCE_CODE = 310
 """Reference code at which channel offsets are equalised: mid-range of the calibrated map."""
 SAMPLES = 20
@@ -120,6 +122,8 @@ CADC = register_plan(
         cells=("cadc_ramp_offset", "cadc_ramp_slope", "cadc_channel_offset"),
         action=calibrate_cadc,
         algorithm=lambda target: BinarySearch(),
+        # the offset's second search: the slope moved it a little from the first's result
+        rerun_algorithm=lambda target: LocalScan(),
         recalibratable=False,
         extra={"searches": ("cadc_ramp_offset", "cadc_ramp_slope")},
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calib.algorithms import NoiseRobustBinarySearch
+from calib.algorithms import LocalScan, NoiseRobustBinarySearch
 from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
 from calib.core.routine import Routine
 from calib.core.targets import NeuronTarget
@@ -224,6 +224,7 @@ LEAK = register_plan(
         cells=("v_leak",),
         routine=_leak,
         algorithm=lambda target: NoiseRobustBinarySearch(),
+        rerun_algorithm=lambda target: LocalScan(),
         after=("working_point",),
         disturbs=("reset",),
         record_before=False,  # the final leak step records the spread, in the final configuration
@@ -237,6 +238,7 @@ LEAK_FINAL = register_plan(
         cells=("v_leak",),
         action=_final_leak,
         algorithm=lambda target: NoiseRobustBinarySearch(),
+        rerun_algorithm=lambda target: LocalScan(),
         after=("psp_amplitude_exc", "psp_amplitude_inh", "refractory_time", "adex_switches"),
         recalibratable=False,
         extra={"searches": ()},  # its search is the leak's ("leak" in an algorithm mapping)

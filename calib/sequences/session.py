@@ -82,6 +82,8 @@ class CalibrationSession:
     state: dict[str, Any] = field(default_factory=dict)
     used: dict[str, str] = field(default_factory=dict)
     """Routine name -> the algorithm class that drove it."""
+    searched: set[str] = field(default_factory=set)
+    """Routine names searched so far (a plan's `rerun_algorithm` serves their next search)."""
     partial: bool = False
 
     def __post_init__(self) -> None:
@@ -102,6 +104,8 @@ class CalibrationSession:
 
     def algorithm(self, routine_name: str, plan: Plan) -> Algorithm:
         chosen = self.overrides.get(routine_name)
+        if chosen is None and routine_name in self.searched and plan.rerun_algorithm:
+            chosen = plan.rerun_algorithm(self.target)
         if chosen is None:
             if plan.algorithm is None:
                 raise ValueError(f"plan {plan.name}: no algorithm for routine {routine_name!r}")
@@ -115,6 +119,7 @@ class CalibrationSession:
         """Drive `routine` to `goal`; keep its codes, bounds, models, notes and the spread with
         every unit at the median code."""
         outcome = self.algorithm(routine.name, plan).run(routine, self.device, goal)
+        self.searched.add(routine.name)
         self.record(plan, routine, outcome, record_before=record_before)
         return outcome
 
