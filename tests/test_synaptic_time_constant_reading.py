@@ -8,7 +8,14 @@ import pytest
 
 from calib import NeuronTarget
 from calib.algorithms.base import measure_once
-from calib.routines.synaptic_input import SynapticTimeConstant
+from calib.routines.cadc import CODES_PER_LSB
+from calib.routines.nominal import HIGH_RESISTANCE_ABOVE
+from calib.routines.synaptic_input import (
+    GROUP_RATIO,
+    INHIBITORY_LEAK,
+    SynapticTimeConstant,
+    time_constant_groups,
+)
 from calib.sequences.lif import NeuronCalibration
 from device_model import SimulatedChip
 
@@ -39,3 +46,49 @@ def test_short_constants_are_read_within_a_few_percent(chip, inhibitory):
     assert np.mean(np.isfinite(measured[healthy])) >= 0.98
     assert np.mean(relative[healthy & np.isfinite(measured)] <= 0.05) >= 0.995
     assert np.nanmedian(relative) <= 0.01
+
+
+def test_targets_far_apart_get_recordings_of_their_own():
+    target = np.where(np.arange(512) % 2 == 0, 0.4 * US, 25 * US)
+    routine = SynapticTimeConstant(target, inhibitory=False)
+    assert len(routine.recordings) == 2
+    covered = np.concatenate([recording.neurons for recording in routine.recordings])
+    np.testing.assert_array_equal(np.sort(covered), np.arange(512))
+    short, long = sorted(routine.recordings, key=lambda recording: recording.period)
+    # the short constants are averaged over many bursts, not one period of the long ones
+    assert short.bursts > 50 and long.bursts == 1
+
+
+def test_groups_span_at_most_the_group_ratio():
+    rng = np.random.default_rng(3)
+    target = np.exp(rng.uniform(np.log(0.3 * US), np.log(30 * US), 512))
+    groups = time_constant_groups(target)
+    assert sum(group.size for group in groups) == 512
+    for group in groups:
+        assert target[group].max() <= GROUP_RATIO * target[group].min()
+    assert len(time_constant_groups(np.full(512, 10 * US))) == 1
+
+
+def test_mixed_short_and_long_constants_are_read_within_a_few_percent(chip):
+    target = np.where(np.arange(512) % 2 == 0, 0.8 * US, 12 * US)
+    # the switch as the routine sets it, the codes that reach the targets
+    chip.write({"syn_exc_high_resistance": (target > HIGH_RESISTANCE_ABOVE).astype(np.int64)})
+    chip.write({"i_bias_syn_exc_tau": chip.ideal_codes("tau_syn_exc", target)})
+    truth = chip.true_quantities()["tau_syn_exc"]
+    measured = measure_once(SynapticTimeConstant(target, inhibitory=False), chip)
+    relative = np.abs(measured / truth - 1)
+    healthy = ~chip.truth.outlier & ~chip.truth.dead
+    for part in (np.arange(512) % 2 == 0, np.arange(512) % 2 == 1):
+        rows = healthy & part
+        assert np.mean(np.isfinite(measured[rows])) >= 0.97
+        # one recording for both read the short ones at about 0.9 % median, 3.4 % p95
+        assert np.nanmedian(relative[rows]) <= 0.005
+        assert np.nanquantile(relative[rows], 0.95) <= 0.02
+
+
+def test_the_inhibitory_measurement_raises_every_leak_to_one_level(chip):
+    leak = np.linspace(50, 160, 512)
+    routine = SynapticTimeConstant(np.full(512, 5 * US), inhibitory=True, leak=leak)
+    v_leak = chip.read_settings(["v_leak"])["v_leak"]
+    raised = routine.measurement_settings(chip)["v_leak"] - v_leak
+    np.testing.assert_allclose(raised, np.rint((INHIBITORY_LEAK - leak) * CODES_PER_LSB), atol=1)

@@ -31,13 +31,10 @@ from numpy.typing import ArrayLike
 
 from calib.algorithms.base import MultiParameterRoutine
 from calib.core.routine import ParameterRange, Routine
-from calib.routines.cadc import READ_AT_HIGH, READ_AT_LOW, REFERENCE_HIGH_CODE, REFERENCE_LOW_CODE
+from calib.routines.cadc import CODES_PER_LSB
 from device_model.protocol import CAPMEM_MAX, MADC_INVALID_TIME, N_NEURONS, Device, Trace
 from device_model.stimuli import CurrentStep, ResetRelease
 from observables.spikes import isi_summary, spike_times
-
-CODES_PER_LSB = (REFERENCE_HIGH_CODE - REFERENCE_LOW_CODE) / (READ_AT_HIGH - READ_AT_LOW)
-"""CapMem codes of a potential cell per calibrated CADC LSB (the CADC calibration's map)."""
 
 # --- subthreshold adaptation a ---------------------------------------------------------------
 

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -28,6 +30,7 @@ from calib.core.plans import (
 )
 from calib.core.routine import Routine
 from calib.core.targets import NeuronTarget
+from calib.routines.cadc import CODES_PER_LSB
 from calib.routines.membrane import (
     RELEASE_TIME,
     bin_factor,
@@ -85,7 +88,13 @@ NOMINAL_TAIL_PER_SECOND = 5.5e6
 strongest gm bias, the burst and MEMBRANE_FRACTION (design figure): the charge grows with
 tau_syn, the height falls with the capacitance."""
 INHIBITORY_HEADROOM = 250
-"""Leak codes (about 0.44 V) the inhibitory input's measurement raises the leak by."""
+"""Leak codes (about 0.44 V) the inhibitory input's measurement raises the leak by, where the
+leak's level is not known."""
+INHIBITORY_LEAK = 184.0
+"""Leak potential (CADC LSB) the inhibitory input's measurement raises every neuron to where
+its calibrated leak is known (the default leak 80 raised by INHIBITORY_HEADROOM): room for the
+PSP below, and the membrane reading below the CADC's compressed top (above about 200 LSB),
+whatever the leak target."""
 SLOW_MEMBRANE = 1.3
 """A measurement membrane slower than this many times its plan gets one corrective step."""
 MEMBRANE_SAMPLES = 256
@@ -144,19 +153,19 @@ class SynapticTimeConstant(Routine):
 
     inverted = True
 
-    def __init__(self, target: ArrayLike, inhibitory: bool) -> None:
+    def __init__(self, target: ArrayLike, inhibitory: bool, leak: ArrayLike | None = None) -> None:
+        """`leak`: the calibrated leak potential (CADC LSB), which sets how far the inhibitory
+        measurement raises it (INHIBITORY_LEAK; unknown: INHIBITORY_HEADROOM codes)."""
         self.inhibitory = inhibitory
+        self.leak = None if leak is None else per_neuron(leak)
         self.name = f"tau_{_prefix(inhibitory)}"
         self.parameter = _bias(inhibitory, "tau")
         self.kept_settings = (f"{_prefix(inhibitory)}_high_resistance",)
         self.target = per_neuron(target)
-        samples = max(
-            1, round(BURST_PERIOD_TIME_CONSTANTS * float(self.target.max()) * MADC_SAMPLE_RATE)
-        )
-        self.period_samples = samples
-        self.period = samples / MADC_SAMPLE_RATE
-        self.bursts = max(1, int(BURSTS_RECORDED_TIME // self.period))
-        self.duration = EVENT_TIME + self.bursts * self.period
+        self.recordings = [
+            BurstRecording.for_targets(group, self.target[group])
+            for group in (time_constant_groups(self.target))
+        ]
         self.tau_mem: np.ndarray | None = None
         membrane_tau = MEMBRANE_FRACTION * self.target
         capacitance = membrane_capacitance_for(self.target)
@@ -206,7 +215,12 @@ class SynapticTimeConstant(Routine):
             # An inhibitory PSP goes down, towards the lower rail a few hundred mV below a
             # usual leak; a strong input clipped there no longer has the two decays' shape.
             v_leak = device.read_settings(["v_leak"])["v_leak"]
-            settings["v_leak"] = np.clip(v_leak + INHIBITORY_HEADROOM, 0, CAPMEM_MAX)
+            raised = (
+                np.full(N_NEURONS, float(INHIBITORY_HEADROOM))
+                if self.leak is None
+                else np.rint(np.maximum(INHIBITORY_LEAK - self.leak, 0.0) * CODES_PER_LSB)
+            )
+            settings["v_leak"] = np.clip(v_leak + raised.astype(np.int64), 0, CAPMEM_MAX)
         return settings
 
     def prelude(self, device: Device) -> None:
@@ -251,25 +265,78 @@ class SynapticTimeConstant(Routine):
         return {"i_bias_leak": np.where(slow, new_code, self.membrane["i_bias_leak"]), **switches}
 
     def measure(self, device: Device) -> np.ndarray:
+        """One recording per group of neurons with similar targets (each records only its
+        neurons, so the groups together cost about the runs of one recording of all)."""
+        assert self.tau_mem is not None
+        tau = np.full(device.n_neurons, np.nan)
+        for recording in self.recordings:
+            neurons = recording.neurons
+            tau[neurons] = recording.fit(device, self.tau_mem[neurons], inhibitory=self.inhibitory)
+        return tau
+
+
+GROUP_RATIO = 8.0
+"""Neurons whose tau_syn targets lie within this factor share a recording: its burst period
+follows the group's longest target, so a short target among long ones would get one burst
+where a recording of its own averages many."""
+
+
+def time_constant_groups(target: np.ndarray) -> list[np.ndarray]:
+    """Neuron indices grouped by target, each group spanning at most GROUP_RATIO."""
+    order = np.argsort(target, kind="stable")
+    ordered = target[order]
+    groups, start = [], 0
+    while start < ordered.size:
+        end = int(np.searchsorted(ordered, ordered[start] * GROUP_RATIO, side="right"))
+        groups.append(np.sort(order[start:end]))
+        start = end
+    return groups
+
+
+@dataclass(frozen=True)
+class BurstRecording:
+    """The burst recording of one group of neurons: bursts every `period` (BURST_PERIOD_
+    TIME_CONSTANTS of its longest target), as many as fill BURSTS_RECORDED_TIME."""
+
+    neurons: np.ndarray
+    period_samples: int
+    bursts: int
+
+    @classmethod
+    def for_targets(cls, neurons: np.ndarray, target: np.ndarray) -> BurstRecording:
+        samples = max(
+            1, round(BURST_PERIOD_TIME_CONSTANTS * float(target.max()) * MADC_SAMPLE_RATE)
+        )
+        period = samples / MADC_SAMPLE_RATE
+        return cls(neurons, samples, max(1, int(BURSTS_RECORDED_TIME // period)))
+
+    @property
+    def period(self) -> float:
+        return self.period_samples / MADC_SAMPLE_RATE
+
+    @property
+    def duration(self) -> float:
+        return EVENT_TIME + self.bursts * self.period
+
+    def fit(self, device: Device, tau_mem: np.ndarray, *, inhibitory: bool) -> np.ndarray:
+        """tau_syn of the group's neurons (NaN where the fit failed), their membrane constants
+        `tau_mem` known."""
         burst = BURST_SPACING * np.arange(BURST_EVENTS)
         starts = EVENT_TIME + self.period * np.arange(self.bursts)
         stimulus = SynapticEvents(
-            tuple((starts[:, None] + burst[None, :]).ravel()), inhibitory=self.inhibitory
+            tuple((starts[:, None] + burst[None, :]).ravel()), inhibitory=inhibitory
         )
-        trace = device.record_madc(np.arange(device.n_neurons), self.duration, stimulus)
+        trace = device.record_madc(self.neurons, self.duration, stimulus)
         folded = fold_bursts(trace, EVENT_TIME, self.period_samples, self.bursts)
-        assert self.tau_mem is not None
-        binned = bin_trace(folded, bin_factor(float(np.min(self.tau_mem))))
-        end = EVENT_TIME + float(burst[-1])
+        shortest = float(np.min(tau_mem))
+        binned = bin_trace(folded, bin_factor(shortest))
         interval = 1.0 / MADC_SAMPLE_RATE
-        refit = float(np.min(self.tau_mem)) >= REFIT_MEMBRANE_SAMPLES * interval
-        window = select_window(binned, EVENT_TIME)
         return fit_known_and_free_decay(
-            window,
-            end,
-            self.tau_mem,
+            select_window(binned, EVENT_TIME),
+            EVENT_TIME + float(burst[-1]),
+            tau_mem,
             start_time=EVENT_TIME,
-            refit_known=refit,
+            refit_known=shortest >= REFIT_MEMBRANE_SAMPLES * interval,
             tau_range=(0.5 * interval, 20 * self.period),
         )["tau"]
 
@@ -480,7 +547,7 @@ class SynapticReference(Routine):
 
 # -- plans ----------------------------------------------------------------------------------
 
-TIME_CONSTANT_REFINEMENTS = 2
+TIME_CONSTANT_REFINEMENTS = 1
 """Fitting search's local refinements (as for tau_mem; bench/fitting_search.py)."""
 
 
@@ -569,7 +636,9 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
             ),
         ),
         cells=(_bias(inhibitory, "tau"), f"{_prefix(inhibitory)}_high_resistance"),
-        routine=lambda context: SynapticTimeConstant(context.goals[tau], inhibitory),
+        routine=lambda context: SynapticTimeConstant(
+            context.goals[tau], inhibitory, context.goals["leak"]
+        ),
         algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS),
         after=("tau_mem", "leak"),
     )

@@ -29,12 +29,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from calib.core.routine import Routine
-from calib.routines.cadc import READ_AT_HIGH, READ_AT_LOW, REFERENCE_HIGH_CODE, REFERENCE_LOW_CODE
+from calib.routines.cadc import CODES_PER_LSB
 from calib.routines.nominal import leak_switches, nominal_leak_bias, switches_after_probe
 from device_model.protocol import CAPMEM_MAX, Device
 
-CODES_PER_LSB = (REFERENCE_HIGH_CODE - REFERENCE_LOW_CODE) / (READ_AT_HIGH - READ_AT_LOW)
-"""CapMem codes per CADC LSB: the calibrated CADC reads the CapMem reference on this scale."""
 SETUP_LEAK = 165.0
 """Leak potential of the set-up (LSB): high above threshold, below the CADC's compressed top
 (channel offsets of up to 3 sigma included)."""
