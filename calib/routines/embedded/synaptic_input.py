@@ -47,7 +47,8 @@ INHIBITORY_LEAK_RAISE = 50.0
 """LSB the leak is raised for the inhibitory input's downward PSP."""
 COARSE_SAMPLES = 300
 FINE_SAMPLES = 1600
-"""CADC samples per read: ~0.025 LSB on a ~90 LSB scale leaves ~0.25 % of tau_syn."""
+"""CADC samples per read: ~0.025 LSB on a ~90 LSB scale; measured, one reading's tau_syn scatters
+by about 1 % RMS over the neurons (tests/test_embedded.py)."""
 FINE_WITHIN = 0.05
 MAX_READ_GROUPS = 4
 """Distinct spacings read per measurement; finer target differences share one."""
