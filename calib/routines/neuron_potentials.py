@@ -76,9 +76,8 @@ class ThresholdPotential(Routine):
 
     The maximum of a read approaches the threshold but sits above it by the read noise's
     excursion (~0.5..1 LSB). The mean of several reads' maxima is precise; its bias is
-    measured from the same samples (see `approach_bias`) over all neurons, as a trend with
-    the approach to the threshold, and removed. The prelude reads where the pulled leak would
-    take the membrane (`drive`): how the membrane slows towards the threshold follows from it.
+    measured from the same samples (see `maxima_bias`) as the median over the neurons, and
+    removed.
     """
 
     name = "threshold"
@@ -94,13 +93,6 @@ class ThresholdPotential(Routine):
         self.samples = samples
         self.reads = reads
         self.lower_reset = None if lower_reset is None else np.asarray(lower_reset, bool)
-        self.drive: np.ndarray | None = None
-
-    def prelude(self, device: Device) -> None:
-        super().prelude(device)
-        device.write({"threshold_enable": 0})
-        self.drive = cadc_mean(device, DRIVE_SAMPLES)
-        device.write({"threshold_enable": 1})
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
         settings: dict[str, ArrayLike] = {
@@ -118,61 +110,7 @@ class ThresholdPotential(Routine):
     def measure(self, device: Device) -> np.ndarray:
         codes = device.read_cadc(samples=self.samples * self.reads).astype(float)
         maxima = codes.reshape(self.reads, self.samples, -1).max(axis=1).mean(axis=0)
-        if self.drive is None:
-            return maxima - maxima_bias(codes, maxima)
-        return maxima - approach_bias(codes, maxima, self.drive)
-
-
-DRIVE_SAMPLES = 100
-"""CADC samples of the resting potential the pulled leak drives to (threshold off)."""
-MIN_DRIVE_GAP = 0.5
-"""A drive less than this (LSB) above the band's level leaves no approach to model."""
-
-
-def approach_bias(codes: np.ndarray, maxima: np.ndarray, drive: np.ndarray) -> np.ndarray:
-    """Per neuron (mean read maximum - noise-free threshold estimate), from a line through all
-    neurons' estimates over the gap between threshold and drive: how far the maxima overshoot
-    depends on how slowly the membrane nears the threshold.
-
-    The membrane nears the threshold exponentially towards `drive`, so the samples per LSB at
-    potential V go as K / (drive - V). K follows from the samples in the band below a level a
-    little under the top; the samples above the level then give the distance x from the level
-    to the threshold: above = K ln(g / (g - x)) for the gap g = drive - level. Far below the
-    top, read noise moves as many samples up across the level as down, so the counts are those
-    of the noise-free trajectory. A drive far above gives the linear density of a steady rise.
-    """
-    level = codes.max(axis=0) - BAND_WIDTH - 0.5  # a bin edge (a code k stands for k +- 0.5)
-    above = (codes >= level).sum(axis=0)
-    band = ((codes >= level - BAND_WIDTH) & (codes < level)).sum(axis=0)
-    gap = drive - level
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_lsb = band / np.log((gap + BAND_WIDTH) / gap)
-        distance = gap * -np.expm1(-above / per_lsb)
-    usable = (
-        (band >= MIN_BAND_SAMPLES)
-        & (gap > MIN_DRIVE_GAP)
-        & np.isfinite(distance)
-        & (distance > 0)
-        & np.isfinite(maxima)
-    )
-    bias = maxima - level - distance
-    if usable.sum() < MIN_TREND_NEURONS:
-        return np.full(maxima.shape, float(np.median(bias[usable])) if usable.any() else 0.0)
-    # a straight line in the gap through the neurons' biases (outliers left out): the trend
-    # without the noise a median per group of neurons would add
-    key = drive - maxima
-    centre = float(np.median(bias[usable]))
-    spread = 1.4826 * float(np.median(np.abs(bias[usable] - centre)))
-    kept = usable & (np.abs(bias - centre) <= OUTLIER_SPREADS * max(spread, 1e-6))
-    slope, intercept = np.polyfit(key[kept], bias[kept], 1)
-    span = np.quantile(key[kept], [0.02, 0.98])
-    return intercept + slope * np.clip(np.where(np.isfinite(key), key, span.mean()), *span)
-
-
-MIN_TREND_NEURONS = 32
-"""Fewer usable neurons than this: one median bias for all."""
-OUTLIER_SPREADS = 4.0
-"""Neurons whose bias lies more than this many robust spreads off the median are left out."""
+        return maxima - maxima_bias(codes, maxima)
 
 
 def maxima_bias(codes: np.ndarray, maxima: np.ndarray) -> float:
