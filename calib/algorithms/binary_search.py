@@ -208,11 +208,8 @@ class LocalScan(NoiseRobustBinarySearch):
     def start(self, parameter_range: Ranges, target: np.ndarray, inverted: bool) -> np.ndarray:
         if self._present is None:
             raise RuntimeError(f"{self.name} starts from the device's codes: call run")
-        self._range = single_range(type(self).__name__, parameter_range)
-        self._target = np.asarray(target, dtype=float)
-        self._finished = False
-        self._windows = []
+        super().start(parameter_range, target, inverted)
+        # with a scan under way the binary phase is skipped
         self._codes = np.broadcast_to(self._present, self._target.shape).astype(np.int64)
-        self._measured = np.full(self._target.shape, np.nan)
         self._scan = self._window(self._codes)
         return self._scan.codes

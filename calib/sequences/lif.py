@@ -8,6 +8,7 @@ recalibration (a quantity takes along what it disturbs), verification and judgem
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 
 import numpy as np
 from scipy import stats
@@ -125,6 +126,8 @@ class NeuronCalibration:
         )
         check_target(target, mode)
         self.plans = selected_plans(target, mode)
+        self.unresolved: dict[str, np.ndarray] = {}
+        """Quantity -> neurons whose verdict the edge reads left unresolved (`verify`)."""
         for plan in self.plans:
             prepare = plan.extra.get("prepare")
             if prepare is not None:
@@ -249,24 +252,20 @@ class NeuronCalibration:
                 continue
             reads = {name: [achieved[name]] for name in names}
             for _ in range(EDGE_READS - 1):
-                if plan.lif_part:
-                    with lif_only(self.session.device):
-                        again = self._verify(plan)
-                else:
+                with lif_only(self.session.device) if plan.lif_part else nullcontext():
                     again = self._verify(plan)
                 for name in names:
                     reads[name].append(again[name])
             for name in names:
                 stack = np.stack(reads[name])
                 count = np.isfinite(stack).sum(axis=0)
+                finite = np.where(np.isfinite(stack), stack, 0.0)
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    mean = np.nanmean(np.where(count > 0, stack, 0.0), axis=0)
-                    spread = np.nanstd(np.where(count > 1, stack, 0.0), axis=0, ddof=1)
-                    margin = stats.t.ppf(EDGE_CONFIDENCE, np.maximum(count - 1, 1)) * (
-                        spread / np.sqrt(count)
-                    )
-                mean = np.where(count > 0, mean, np.nan)
-                margin = np.where(count > 1, margin, np.inf)
+                    mean = np.where(count > 0, finite.sum(axis=0) / count, np.nan)
+                    squares = np.where(np.isfinite(stack), (stack - mean) ** 2, 0.0).sum(axis=0)
+                    error = np.sqrt(squares / (count - 1) / count)
+                quantile = stats.t.ppf(EDGE_CONFIDENCE, np.maximum(count - 1, 1))
+                margin = np.where(count > 1, quantile * error, np.inf)
                 achieved[name] = mean
                 goal = self.session.goals[name]
                 tolerance = PLANS.quantities()[name].tolerance_for(goal)
@@ -339,7 +338,7 @@ class NeuronCalibration:
             miss = self._misses(name, values)
             # Inside tolerance by the mean of its reads but not by the mean's confidence bound:
             # the reads cannot tell the side of the edge, so the neuron is not passed.
-            edge = getattr(self, "unresolved", {}).get(name, np.zeros(N_NEURONS, dtype=bool))
+            edge = self.unresolved.get(name, np.zeros(N_NEURONS, dtype=bool))
             missed[name] = miss | edge
             unreachable = np.zeros(N_NEURONS, dtype=bool)
             if name in ranges:
@@ -395,9 +394,10 @@ class NeuronCalibration:
                             bound="lower" if low else "upper",
                         )
                     )
-        for name, unresolved in getattr(self, "unresolved", {}).items():
+        for name, unresolved in self.unresolved.items():
             judged = {f.neuron for f in failures if f.quantity == name}
             goal, spec = session.goals[name], specs[name]
+            tolerance = spec.tolerance_for(goal)
             for neuron in np.flatnonzero(unresolved):
                 if int(neuron) in judged:
                     continue
@@ -408,7 +408,7 @@ class NeuronCalibration:
                         FailureKind.OUT_OF_TOLERANCE,
                         value=float(achieved[name][neuron]),
                         target=float(goal[neuron]),
-                        tolerance=float(spec.tolerance_for(goal)[neuron]),
+                        tolerance=float(tolerance[neuron]),
                         unit=spec.unit,
                         note=f"inside by the mean of {EDGE_READS} reads, not by its "
                         f"{EDGE_CONFIDENCE:.0%} confidence bound",
