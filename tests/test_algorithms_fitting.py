@@ -192,3 +192,48 @@ def test_a_unit_with_one_usable_read_borrows_the_others_pole_and_offset():
     predicted = InverseModel().evaluate(params, np.array([[100.0] * 3, [150.0] * 3]))
     assert predicted[0, 2] == pytest.approx(truth[0, 2], rel=1e-6)  # through its one point
     assert predicted[1, 2] == pytest.approx(1e-3 / 140.0 + 1e-7, rel=0.05)
+
+
+class CoarseCurveRoutine(CurveRoutine):
+    """A curve with a coarse reading (biased by 3 %, so that its use shows) besides the
+    precise one, counting which served."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.reads: list[str] = []
+
+    def measure(self, device):
+        self.reads.append("precise")
+        return super().measure(device)
+
+    def measure_coarse(self, device):
+        self.reads.append("coarse")
+        return 1.03 * super().measure(device)
+
+
+def test_a_coarse_sweep_reads_coarsely_only_the_sweep_and_still_lands_precisely():
+    routine = CoarseCurveRoutine(shape="inverse")
+    target = routine.reachable_target(0.4)
+    outcome = FittingSearch("inverse", sweep=4, refine=2, coarse_sweep=True).run(
+        routine, FakeDevice(), target
+    )
+    assert routine.reads == ["coarse"] * 4 + ["precise"] * 3
+    # the sweep's bias only places the model: the precise reads near the target decide
+    assert_within_quantisation(routine, outcome.codes, target)
+
+
+def test_without_a_coarse_sweep_every_read_is_precise():
+    routine = CoarseCurveRoutine(shape="inverse")
+    FittingSearch("inverse", sweep=4, refine=1).run(
+        routine, FakeDevice(), routine.reachable_target(0.4)
+    )
+    assert set(routine.reads) == {"precise"}
+
+
+def test_a_coarse_sweep_of_a_routine_without_a_coarse_reading_reads_precisely():
+    routine = CurveRoutine(shape="inverse")
+    target = routine.reachable_target(0.4)
+    outcome = FittingSearch("inverse", sweep=4, coarse_sweep=True).run(
+        routine, FakeDevice(), target
+    )
+    assert_within_quantisation(routine, outcome.codes, target)

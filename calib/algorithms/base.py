@@ -21,11 +21,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from calib.core.routine import ParameterRange, Routine, RoutineFailed
+from calib.core.routine import (
+    ParameterRange,
+    Routine,
+    RoutineFailed,
+    SupportsCoarseMeasure,
+    SupportsNeuronSubset,
+)
 from device_model.protocol import Device, TransientRunError
 
 MAX_RUN_RETRIES = 3
@@ -148,15 +155,23 @@ def measure_once(routine: Routine, device: Device) -> np.ndarray:
         routine.postlude(device)
 
 
-def measure_range(routine: Routine, device: Device) -> tuple[np.ndarray, np.ndarray]:
+def measure_range(
+    routine: Routine, device: Device, units: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per unit, the lowest and highest observable over the routine's code range (read at its
     two ends, with the device as configured otherwise, NaN where an end cannot be read); the
     present codes are restored.
 
     The range is that of the configuration as calibrated: what the routine keeps of its own
     choosing (`kept_settings`, e.g. switches its prelude picks) is put back after the prelude,
-    and restored with the codes afterwards."""
+    and restored with the codes afterwards. `units` (a boolean mask) limits the reading to the
+    units asked about where the routine can read a subset for less (`SupportsNeuronSubset`);
+    the others may then be NaN."""
     kept = tuple(routine.kept_settings)
+    measure: Callable[[Device], np.ndarray] = routine.measure
+    if units is not None and isinstance(routine, SupportsNeuronSubset):
+        chosen = np.flatnonzero(units)
+        measure = partial(routine.measure_neurons, neurons=chosen)
     saved = device.read_settings([routine.parameter, *kept])
     limits = routine.parameter_range
     with_retries(routine, routine.prelude, device)
@@ -168,7 +183,7 @@ def measure_range(routine: Routine, device: Device) -> tuple[np.ndarray, np.ndar
             with_retries(
                 routine, routine.apply, device, np.full_like(saved[routine.parameter], code)
             )
-            ends.append(with_retries(routine, routine.measure, device))
+            ends.append(with_retries(routine, measure, device))
     finally:
         routine.postlude(device)
         device.write(saved)
@@ -211,6 +226,12 @@ class Algorithm(ABC):
         """Fitted per-unit transfer-curve parameters of the last run (empty if none)."""
         return {}
 
+    @property
+    def coarse(self) -> bool:
+        """Whether the next measurement only places a model, so that a routine's coarse
+        reading (`SupportsCoarseMeasure`) serves; precise `measure` otherwise."""
+        return False
+
     def run(self, routine: Routine, device: Device, target: np.ndarray) -> SearchOutcome:
         """Drive `routine` on `device` to `target`: the loop shared by every algorithm."""
         target = np.asarray(target, dtype=float)
@@ -224,7 +245,12 @@ class Algorithm(ABC):
                 if applied is None or not np.array_equal(codes, applied):
                     with_retries(routine, routine.apply, device, codes)
                     applied = codes.copy()
-                codes = self.update(with_retries(routine, routine.measure, device))
+                measure = (
+                    routine.measure_coarse
+                    if self.coarse and isinstance(routine, SupportsCoarseMeasure)
+                    else routine.measure
+                )
+                codes = self.update(with_retries(routine, measure, device))
                 steps += 1
             best_codes, measured = self.best()
             with_retries(routine, routine.apply, device, best_codes)

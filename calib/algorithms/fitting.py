@@ -360,6 +360,10 @@ def curves_from_params(
     )
 
 
+COARSE_WEIGHT = 0.01
+"""Weight of a coarse read in the local line, relative to a precise one at the same distance."""
+
+
 class FittingSearch(Algorithm):
     """Sweep a few codes, fit a transfer model per unit, invert it for the target, verify,
     refine locally.
@@ -375,7 +379,10 @@ class FittingSearch(Algorithm):
     from reads taken right after a large code jump (`settle`: the jump, as a fraction of the
     code, that halves the weight; 0 turns this off), and measures where the line meets the
     target; where that code has been measured already, its neighbour across the target
-    instead. Every candidate is measured `repeats` times. Per unit the measured code whose
+    instead. With `coarse_sweep` the sweep takes the routine's coarse reading where it has
+    one (`SupportsCoarseMeasure`): the sweep only places the model, the prediction and the
+    refinements near the target are read precisely. Every candidate is measured `repeats`
+    times. Per unit the measured code whose
     local line lies closest to the target wins, so one noisy read does not decide. Costs
     `(n_sweep + 1 + refine) * repeats` measurements. `curves` keeps the model fitted to every
     point (settling weights only), so `predict(target)` serves a new target on the same chip
@@ -397,8 +404,10 @@ class FittingSearch(Algorithm):
         refine: int = 0,
         locality: float = LOCALITY,
         settle: float = SETTLE,
+        coarse_sweep: bool = False,
     ) -> None:
         self.model = resolve_model(model)
+        self.coarse_sweep = bool(coarse_sweep)
         self.sweep = sweep
         if isinstance(sweep, int | np.integer):
             check_int_option("sweep", int(sweep), 2)
@@ -410,6 +419,11 @@ class FittingSearch(Algorithm):
         self.curves: TransferCurves | None = None
         self._hint: SweepHint | None = None
         self._present: np.ndarray | None = None
+
+    @property
+    def coarse(self) -> bool:
+        """During the sweep, with `coarse_sweep`."""
+        return self.coarse_sweep and not self._finished and self._rounds_left == self.rounds
 
     @property
     def rounds(self) -> int:
@@ -448,6 +462,7 @@ class FittingSearch(Algorithm):
         self._codes_seen: list[np.ndarray] = []
         self._values_seen: list[np.ndarray] = []
         self._jumps_seen: list[np.ndarray] = []
+        self._coarse_seen: list[bool] = []
         self._rounds_left = self.rounds
         self._finished = False
         self.curves = None
@@ -461,8 +476,9 @@ class FittingSearch(Algorithm):
         self._run.record(np.asarray(measured, dtype=float))
         if not self._run.done:
             return self._run.codes
+        coarse = self.coarse
         for candidate, mean in zip(self._run.candidates, self._run.means, strict=True):
-            self._record(candidate, mean)
+            self._record(candidate, mean, coarse)
         self._fit()
         if self._rounds_left == 0:
             self._finished = True
@@ -477,7 +493,8 @@ class FittingSearch(Algorithm):
         self._run = CodeSweep(codes[None, :], self.repeats)
         return self._run.codes
 
-    def _record(self, codes: np.ndarray, mean: np.ndarray) -> None:
+    def _record(self, codes: np.ndarray, mean: np.ndarray, coarse: bool = False) -> None:
+        self._coarse_seen.append(coarse)
         self._best.offer(codes, mean)
         previous = self._codes_seen[-1] if self._codes_seen else self._present
         jump = np.zeros(codes.shape) if previous is None else np.abs(codes - previous)
@@ -506,6 +523,9 @@ class FittingSearch(Algorithm):
             self.model, self.model.fit(codes, values, settled), self._range
         )
         weights = locality_weights(values, self._target, self.locality) * settled
+        # A coarse read (the sweep's) still gives the line its slope next to a single precise
+        # read, but does not pull it off the precise reads near the target.
+        weights = weights * np.where(self._coarse_seen, COARSE_WEIGHT, 1.0)[:, None]
         linear = self.model.linearise(values)
         self._local = TransferCurves(
             LOCAL_LINE, LOCAL_LINE.fit(codes, linear, weights), self._range
@@ -551,11 +571,16 @@ class FittingSearch(Algorithm):
         on_bound = self._range.at_bound(codes) != 0
         distance = distance + np.where(on_bound & np.isfinite(step), step * BOUND_STEPS, 0.0)
         distance = np.where(np.isfinite(distance) & np.isfinite(linear), distance, np.inf)
+        # A coarse read is chosen, and averaged in, only where no precise one is usable.
+        coarse_rows = np.asarray(self._coarse_seen, dtype=bool)[:, None]
+        has_precise = np.isfinite(np.where(coarse_rows, np.inf, distance)).any(axis=0)
+        ignored = coarse_rows & has_precise[None, :]
+        distance = np.where(ignored, np.inf, distance)
         pick = np.argmin(distance, axis=0)
         units = np.arange(self._target.size)
         chosen = codes[pick, units]
         usable = np.isfinite(distance[pick, units])
-        same = (codes == chosen) & np.isfinite(values)
+        same = (codes == chosen) & np.isfinite(values) & ~ignored
         with np.errstate(invalid="ignore", divide="ignore"):
             averaged = np.where(same, values, 0.0).sum(axis=0) / same.sum(axis=0)
         return (

@@ -120,3 +120,24 @@ class SupportsSweepHint(Protocol):
     """
 
     def sweep_hint(self, target: ArrayLike, device: Device | None = None) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SupportsCoarseMeasure(Protocol):
+    """A routine with a cheaper, less precise reading of the same observable.
+
+    `measure_coarse(device)` serves measurements that only place a model (a fitting search's
+    sweep), where `measure` must be precise: e.g. a CADC reading of all neurons in a few runs
+    where the MADC records two neurons per run.
+    """
+
+    def measure_coarse(self, device: Device) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SupportsNeuronSubset(Protocol):
+    """A routine whose measurement costs grow with the neurons it reads (an MADC recording
+    takes one run per pair): `measure_neurons(device, neurons)` reads only `neurons` (indices)
+    and gives NaN for the others."""
+
+    def measure_neurons(self, device: Device, neurons: np.ndarray) -> np.ndarray: ...
