@@ -61,6 +61,12 @@ switches: its code would sit at the top of the range, where the probe's error co
 just short."""
 PROBE_FASTEST = 0.2
 """The probe reads decays down to this fraction of the target (faster ones need no switch)."""
+SWEEP_SAMPLES = 128
+"""CADC repetitions per read of a sweep's decays: about 0.4 % per neuron (median), where the
+sweep only places the model."""
+SWEEP_FASTEST, SWEEP_SLOWEST = 0.4, 2.5
+"""A sweep's CADC reads cover decays from this fraction to this multiple of the target: the
+sweep codes' spread and the neurons' gains."""
 
 
 def bin_factor(shortest_time_constant: float) -> int:
@@ -68,13 +74,21 @@ def bin_factor(shortest_time_constant: float) -> int:
     return max(1, int(BIN_FRACTION * shortest_time_constant * MADC_SAMPLE_RATE))
 
 
-def record_decays(device: Device, duration: float, shortest: float) -> np.ndarray:
-    """Fitted decay time constant of every neuron (NaN where the fit failed); `shortest` is
-    the shortest time constant expected, which sets how finely the trace is fitted."""
+def record_decays(
+    device: Device, duration: float, shortest: float, neurons: np.ndarray | None = None
+) -> np.ndarray:
+    """Fitted decay time constant of every neuron (NaN where the fit failed, and for those
+    not among `neurons` where given: only they are recorded); `shortest` is the shortest time
+    constant expected, which sets how finely the trace is fitted."""
+    recorded = np.arange(device.n_neurons) if neurons is None else np.asarray(neurons)
+    tau = np.full(device.n_neurons, np.nan)
+    if recorded.size == 0:
+        return tau
     stimulus = ResetRelease(release_time=RELEASE_TIME)
-    trace = device.record_madc(np.arange(device.n_neurons), RELEASE_TIME + duration, stimulus)
+    trace = device.record_madc(recorded, RELEASE_TIME + duration, stimulus)
     binned = bin_trace(trace, bin_factor(shortest))
-    return decay_time_constants(binned, start_time=RELEASE_TIME)["tau"]
+    tau[recorded] = decay_time_constants(binned, start_time=RELEASE_TIME)["tau"]
+    return tau
 
 
 def probe_decays(device: Device, target: np.ndarray) -> np.ndarray:
@@ -185,8 +199,20 @@ class MembraneTimeConstant(Routine):
     """Per neuron, the code the prelude's probe points to (NaN where it read nothing)."""
 
     def measure(self, device: Device) -> np.ndarray:
+        return self.measure_neurons(device, np.arange(device.n_neurons))
+
+    def measure_neurons(self, device: Device, neurons: np.ndarray) -> np.ndarray:
         # A search passes through codes far faster than the target: fit finely enough for them.
-        return record_decays(device, self.duration, SHORTEST_FRACTION * float(self.target.min()))
+        shortest = SHORTEST_FRACTION * float(self.target.min())
+        return record_decays(device, self.duration, shortest, neurons)
+
+    def measure_coarse(self, device: Device) -> np.ndarray:
+        """The decays read with the CADC (tens of ms where an MADC recording of all neurons
+        takes about 0.27 s), for a sweep that only places the model; the MADC recording where
+        the CADC reads too few neurons."""
+        expected = np.concatenate([SWEEP_FASTEST * self.target, SWEEP_SLOWEST * self.target])
+        decays = cadc_decay_time_constants(device, expected, SWEEP_SAMPLES, RELEASE_TIME)
+        return decays if cadc_decays_usable(decays) else self.measure(device)
 
 
 # -- plan -----------------------------------------------------------------------------------
@@ -228,7 +254,7 @@ TAU_MEM = register_plan(
         ),
         cells=("i_bias_leak", "leak_divide", "leak_multiply"),
         routine=_tau_mem,
-        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS),
+        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True),
         after=("leak",),
         disturbs=("leak",),  # the leak conductance moves the resting potential
         verify=_verify_tau_mem,
