@@ -274,7 +274,9 @@ def psp_truth(
     """Per PSP amplitude: (true value, goal, reachable). The true value is the noise-free
     reading of the routine's own train at its own read times, less the resting potential; the
     goal is the target's, or the chip median the calibration matched (kept in the result's
-    models); reachable: the goal lies within tolerance of what the gm bias's range spans."""
+    models); reachable: the goal lies within tolerance of what the gm bias's range spans. A
+    neuron whose goal is NaN (its share of an unset amplitude below what a reading resolves:
+    left at the bias, not judged) counts as within and reachable."""
     out = {}
     for name in PSP_AMPLITUDES:
         goal = goals.get(name, result.models.get(name, {}).get("target"))
@@ -289,8 +291,10 @@ def psp_truth(
         cell = routine.parameter
         lowest = _true_amplitude(chip, routine, {**settings, cell: np.zeros(N_NEURONS, int)})
         highest = _true_amplitude(chip, routine, {**settings, cell: np.full(N_NEURONS, 1022)})
-        reach = (goal >= np.fmin(lowest, highest) - tolerance) & (
-            goal <= np.fmax(lowest, highest) + tolerance
+        unjudged = np.isnan(goal)
+        reach = unjudged | (
+            (goal >= np.fmin(lowest, highest) - tolerance)
+            & (goal <= np.fmax(lowest, highest) + tolerance)
         )
         out[name] = (_true_amplitude(chip, routine, settings), goal, reach)
     return out
@@ -311,7 +315,7 @@ def run_cell(chip_spec: tuple[str, float, float], target_name: str) -> Cell:
     psps = psp_truth(fresh, result, goals)
     misses: dict[int, str] = {}
     for name, (value, goal, _) in psps.items():
-        within = _within(name, value, goal)
+        within = _within(name, value, goal) | np.isnan(goal)
         for neuron in np.flatnonzero(result.success & ~within)[:5]:
             misses[int(neuron)] = f"{name} truly {value[neuron]:.3g}, goal {goal[neuron]:.3g}"
         truly &= within

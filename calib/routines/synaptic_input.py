@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -61,6 +61,7 @@ from device_model.protocol import (
 from device_model.stimuli import SynapticEvents
 from observables.cadc import cadc_mean, timed_group_means, unclipped
 from observables.cadc_decay import cadc_decay_time_constants
+from observables.cadc_psp import cadc_psp_time_constants
 from observables.traces import bin_trace, select_window
 from observables.two_decays import fit_known_and_free_decay
 
@@ -102,6 +103,18 @@ MEMBRANE_SAMPLES = 256
 MEMBRANE_RECORDINGS = 6.0
 """Where the CADC cannot read it, the fast membrane's decay is recorded with the MADC for
 this many of its target time constants."""
+SWEEP_SAMPLES = 128
+"""CADC repetitions per read of a sweep's PSP tails at SWEEP_REFERENCE and longer: about 0.6 %
+per neuron (median), where the sweep only places the model."""
+COARSE_EVENT_TIME = 1e-6
+"""The coarse reading's burst comes this soon after a run starts (the CADC has no invalid
+start like the MADC's): every repetition of a read lasts until its read time."""
+SWEEP_REFERENCE = 2e-6
+"""Shorter targets get proportionally more repetitions (a short tail spans fewer CADC steps;
+its reads are short, so the extra repetitions cost little): about 1 % at 0.3 us."""
+SWEEP_FASTEST, SWEEP_SLOWEST = 0.4, 2.5
+"""A sweep's CADC reads cover time constants from this fraction to this multiple of the
+target: the sweep codes' spread and the inputs' gains."""
 REFIT_MEMBRANE_SAMPLES = 3.0
 """A membrane constant of at least this many MADC samples is fitted along with tau_syn (its
 measurement's error then drops out); a faster one is held at its measured value."""
@@ -264,14 +277,33 @@ class SynapticTimeConstant(Routine):
         new_code = np.clip(np.rint(np.minimum(code, CAPMEM_MAX)), 1, CAPMEM_MAX).astype(np.int64)
         return {"i_bias_leak": np.where(slow, new_code, self.membrane["i_bias_leak"]), **switches}
 
+    def measure_coarse(self, device: Device) -> np.ndarray:
+        """The tails of single bursts read with the CADC (tens of ms where the MADC recordings
+        of all neurons take about 0.3 s), for a sweep that only places the model; the MADC
+        recordings where the CADC reads too few neurons."""
+        assert self.tau_mem is not None
+        burst = COARSE_EVENT_TIME + BURST_SPACING * np.arange(BURST_EVENTS)
+        stimulus = SynapticEvents(tuple(burst), inhibitory=self.inhibitory)
+        expected = np.concatenate([SWEEP_FASTEST * self.target, SWEEP_SLOWEST * self.target])
+        samples = round(SWEEP_SAMPLES * max(1.0, SWEEP_REFERENCE / float(self.target.min())))
+        tau = cadc_psp_time_constants(device, stimulus, self.tau_mem, expected, samples)
+        return tau if cadc_decays_usable(tau) else self.measure(device)
+
     def measure(self, device: Device) -> np.ndarray:
         """One recording per group of neurons with similar targets (each records only its
         neurons, so the groups together cost about the runs of one recording of all)."""
+        return self.measure_neurons(device, np.arange(device.n_neurons))
+
+    def measure_neurons(self, device: Device, neurons: np.ndarray) -> np.ndarray:
+        """As `measure`, recording only `neurons` (NaN for the others)."""
         assert self.tau_mem is not None
         tau = np.full(device.n_neurons, np.nan)
         for recording in self.recordings:
-            neurons = recording.neurons
-            tau[neurons] = recording.fit(device, self.tau_mem[neurons], inhibitory=self.inhibitory)
+            chosen = np.intersect1d(recording.neurons, neurons)
+            if chosen.size == 0:
+                continue
+            subset = replace(recording, neurons=chosen)
+            tau[chosen] = subset.fit(device, self.tau_mem[chosen], inhibitory=self.inhibitory)
         return tau
 
 
@@ -569,7 +601,8 @@ def psp_goal(context: CalibrationContext, inhibitory: bool) -> np.ndarray | None
     None where an unset amplitude's chip median lies below the smallest PSP the quantity
     allows (very short time constants carry little charge at the bias): a reading cannot
     resolve it, so the inputs stay at the bias and the amplitude is not judged (the median is
-    kept in models[name]['chip_median'])."""
+    kept in models[name]['chip_median']). Likewise per neuron: NaN where a neuron's share lies
+    below that smallest PSP (its time constants differ from the others')."""
     kind = "inh" if inhibitory else "exc"
     name = f"psp_amplitude_{kind}"
     if name in context.goals:
@@ -583,6 +616,7 @@ def psp_goal(context: CalibrationContext, inhibitory: bool) -> np.ndarray | None
     if not median >= PLANS.quantities()[name].low:
         context.models.setdefault(name, {})["chip_median"] = np.full(N_NEURONS, median)
         return None
+    goal = np.where(goal >= PLANS.quantities()[name].low, goal, np.nan)
     context.goals[name] = goal
     context.models.setdefault(name, {})["target"] = goal
     return goal
@@ -616,8 +650,20 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
 
     def calibrate_strength(context: CalibrationContext, plan: Plan) -> None:
         goal = psp_goal(context, inhibitory)
-        if goal is not None:
-            context.search(plan, _gain(context, inhibitory), goal)
+        if goal is None:
+            return
+        routine = _gain(context, inhibitory)
+        unresolvable = ~np.isfinite(goal)
+        if not unresolvable.any():
+            context.search(plan, routine, goal)
+            return
+        # Neurons whose share of an unset amplitude no reading resolves stay at the bias
+        # (searched along towards the smallest PSP, then put back), and are not judged.
+        smallest = PLANS.quantities()[amplitude].low
+        outcome = context.search(plan, routine, np.where(unresolvable, smallest, goal))
+        bias = context.target.synaptic_gm_bias
+        codes = np.where(unresolvable, bias, outcome.codes)
+        context.record(plan, routine, replace(outcome, codes=codes, at_bound=None), write=True)
 
     time_constant = Plan(
         name=tau,
@@ -639,7 +685,7 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
         routine=lambda context: SynapticTimeConstant(
             context.goals[tau], inhibitory, context.goals["leak"]
         ),
-        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS),
+        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True),
         after=("tau_mem", "leak"),
     )
     # The reference first: an input's uncancelled offset moves the resting potential the PSP

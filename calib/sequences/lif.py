@@ -298,10 +298,11 @@ class NeuronCalibration:
                 or len(plan.quantities) != 1
             ):
                 continue
-            if ((_stranded(record.flags[:, 0], plan) != 0) & self._misses(name, values)).any():
+            asked = (_stranded(record.flags[:, 0], plan) != 0) & self._misses(name, values)
+            if asked.any():
                 session.device.step = f"range of {name}"
                 with lif_only(session.device):
-                    ranges[name] = measure_range(plan.routine(session), session.device)
+                    ranges[name] = measure_range(plan.routine(session), session.device, asked)
         return ranges
 
     def _verify(self, plan: Plan) -> dict[str, np.ndarray]:
@@ -325,7 +326,8 @@ class NeuronCalibration:
             if goal is None or PLANS.plan_of(name, self.mode).extra.get("judged_by_plan"):
                 continue  # nothing asked, or judged by its plan alone
             tolerance = spec.tolerance_for(goal)
-            for neuron in np.flatnonzero(~np.isfinite(values)):
+            # A NaN goal is a neuron left out on purpose (an amplitude no reading resolves).
+            for neuron in np.flatnonzero(~np.isfinite(values) & np.isfinite(goal)):
                 failures.append(
                     Failure(
                         int(neuron),
