@@ -237,3 +237,18 @@ def test_a_coarse_sweep_of_a_routine_without_a_coarse_reading_reads_precisely():
         routine, FakeDevice(), target
     )
     assert_within_quantisation(routine, outcome.codes, target)
+
+
+def test_a_coarse_sweep_far_off_the_precise_reads_does_not_send_a_unit_to_a_bound():
+    # Units whose coarse reading runs 40 % high (a defective neuron's CADC decay): the line
+    # through the sweep and one precise read would point the wrong way.
+    routine = CoarseCurveRoutine(shape="inverse")
+    factor = np.where(np.arange(512) < 20, 1.4, 1.0)
+    routine.measure_coarse = lambda device: factor * CurveRoutine.measure(routine, device)
+    target = routine.reachable_target(0.4)
+    outcome = FittingSearch("inverse", sweep=4, refine=2, coarse_sweep=True).run(
+        routine, FakeDevice(), target
+    )
+    assert not outcome.at_bound[:20].any()
+    error = np.abs(routine.truth(outcome.codes) / target - 1)
+    assert error[:20].max() < 0.02

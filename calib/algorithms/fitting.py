@@ -362,6 +362,10 @@ def curves_from_params(
 
 COARSE_WEIGHT = 0.01
 """Weight of a coarse read in the local line, relative to a precise one at the same distance."""
+COARSE_CONFLICT = 0.1
+"""A unit whose first precise read lies this far off the curves fitted to its coarse sweep
+(linearised, as a fraction of the target) has a coarse reading that does not hold for it (a
+defective neuron): its coarse reads are dropped from both fits."""
 
 
 class FittingSearch(Algorithm):
@@ -463,6 +467,7 @@ class FittingSearch(Algorithm):
         self._values_seen: list[np.ndarray] = []
         self._jumps_seen: list[np.ndarray] = []
         self._coarse_seen: list[bool] = []
+        self._coarse_conflict = np.zeros(n_units, dtype=bool)
         self._rounds_left = self.rounds
         self._finished = False
         self.curves = None
@@ -477,6 +482,8 @@ class FittingSearch(Algorithm):
         if not self._run.done:
             return self._run.codes
         coarse = self.coarse
+        if not coarse and any(self._coarse_seen) and self.curves is not None:
+            self._check_coarse(self._run.candidates, self._run.means)
         for candidate, mean in zip(self._run.candidates, self._run.means, strict=True):
             self._record(candidate, mean, coarse)
         self._fit()
@@ -515,17 +522,29 @@ class FittingSearch(Algorithm):
     def _points(self) -> tuple[np.ndarray, np.ndarray]:
         return np.stack(self._codes_seen), np.stack(self._values_seen)
 
+    def _check_coarse(self, candidates: Sequence[np.ndarray], means: Sequence[np.ndarray]) -> None:
+        """Units whose precise reads lie off the sweep's curves by more than COARSE_CONFLICT
+        (linearised, relative to the target): their coarse reads are dropped."""
+        target = np.abs(self._local_target)
+        for codes, mean in zip(candidates, means, strict=True):
+            expected = self.model.linearise(self._curves().evaluate(np.asarray(codes, float)))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                off = np.abs(self.model.linearise(mean) - expected) / target
+            self._coarse_conflict |= np.isfinite(off) & (off > COARSE_CONFLICT)
+
     def _fit(self) -> None:
         """The model fitted to every point (the kept curves), and the local line."""
         codes, values = self._points()
         settled = settling_weights(np.stack(self._jumps_seen), codes, self.settle)
+        coarse = np.asarray(self._coarse_seen, dtype=bool)[:, None]
+        settled = np.where(coarse & self._coarse_conflict[None, :], 0.0, settled)
         self.curves = TransferCurves(
             self.model, self.model.fit(codes, values, settled), self._range
         )
         weights = locality_weights(values, self._target, self.locality) * settled
         # A coarse read (the sweep's) still gives the line its slope next to a single precise
         # read, but does not pull it off the precise reads near the target.
-        weights = weights * np.where(self._coarse_seen, COARSE_WEIGHT, 1.0)[:, None]
+        weights = weights * np.where(coarse, COARSE_WEIGHT, 1.0)
         linear = self.model.linearise(values)
         self._local = TransferCurves(
             LOCAL_LINE, LOCAL_LINE.fit(codes, linear, weights), self._range
@@ -537,7 +556,18 @@ class FittingSearch(Algorithm):
         its neighbour across the target, so that the final choice can take either side. A
         unit whose last read failed goes halfway back to its best code."""
         local, goal = self._line(), self._local_target
-        codes = np.where(local.valid, local.predict(goal), self._curves().predict(self._target))
+        curves = self._curves()
+        predicted = curves.predict(self._target)
+        codes = np.where(local.valid, local.predict(goal), predicted)
+        # A line running against the model's direction (a coarse read far off a precise one,
+        # as on a defective neuron) points nowhere: the model's prediction instead.
+        step = np.ones(codes.shape)
+        line_slope = local.evaluate(codes + step) - local.evaluate(codes - step)
+        model_slope = self.model.linearise(curves.evaluate(codes + step)) - self.model.linearise(
+            curves.evaluate(codes - step)
+        )
+        wrong_way = np.sign(line_slope) * np.sign(model_slope) < 0
+        codes = np.where(wrong_way, predicted, codes)
         seen, values = self._points()
         side = np.sign(local.evaluate(codes.astype(float)) - goal)
         measured = np.any(seen == codes, axis=0)
