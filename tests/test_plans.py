@@ -19,6 +19,7 @@ from calib.core.routine import Routine
 from calib.sequences.lif import (
     EDGE_CONFIDENCE,
     EDGE_READS,
+    FOLLOW_UP_READS,
     NeuronCalibration,
     dependency_order,
 )
@@ -227,6 +228,71 @@ def test_a_verdict_near_the_tolerance_edge_rests_on_repeated_reads() -> None:
     # inside by the mean but not by its bound: failed, and the failure says why
     assert {f.kind for f in noisy_inside.values()} == {FailureKind.OUT_OF_TOLERANCE}
     assert any("confidence bound" in f.text() for f in noisy_inside.values())
+
+
+class NoisySubsetReadback(NoisyReadback):
+    """As NoisyReadback, able to read a subset of neurons (counting what it read)."""
+
+    name = "noisy_subset_level"
+
+    def __init__(self, noise: np.ndarray) -> None:
+        super().__init__(noise)
+        self.read_sizes: list[int] = []
+        self.preludes = 0
+
+    def prelude(self, device: Device) -> None:
+        self.preludes += 1
+        super().prelude(device)
+
+    def measure(self, device: Device) -> np.ndarray:
+        return self.measure_neurons(device, np.arange(512))
+
+    def measure_neurons(self, device: Device, neurons: np.ndarray) -> np.ndarray:
+        self.read_sizes.append(len(neurons))
+        values = np.full(512, np.nan)
+        values[neurons] = super().measure(device)[neurons]
+        return values
+
+
+SUBSET_ROUTINE = NoisySubsetReadback(READ_NOISE)
+NOISY_SUBSET = Plan(
+    name="noisy_subset_level",
+    rank=11.7,
+    quantities=(
+        QuantitySpec(
+            "noisy_subset_level", "toy unit", 0.0, 10.0, 0.2, relative=False, default=None
+        ),
+    ),
+    cells=(TOY_CELL,),
+    routine=lambda context: SUBSET_ROUTINE,
+    algorithm=lambda target: BinarySearch(),
+)
+
+
+def test_neurons_left_unresolved_are_read_again_alone_where_the_routine_can() -> None:
+    with PLANS.registered(NOISY_SUBSET):
+        calibration = NeuronCalibration(
+            SimulatedChip("edge-follow-up"), NeuronTarget(noisy_subset_level=5.0)
+        )
+        calibration.plans = [NOISY_SUBSET]
+        offset = np.select([np.arange(512) < 200, np.arange(512) < 400], [17, 23], 0)
+        calibration.session.device.write({TOY_CELL: 500 + offset})
+        SUBSET_ROUTINE.read_sizes.clear()
+        SUBSET_ROUTINE.preludes = 0
+        achieved = calibration.verify()
+        success, _ = calibration.judge(achieved)
+    sizes = SUBSET_ROUTINE.read_sizes
+    # four reads of all; then only the neurons those left unresolved: a few of the 512
+    assert sizes[:EDGE_READS] == [512] * EDGE_READS
+    follow_ups = sizes[EDGE_READS:]
+    assert len(follow_ups) == FOLLOW_UP_READS
+    assert len(set(follow_ups)) == 1 and 0 < follow_ups[0] < 200
+    assert SUBSET_ROUTINE.preludes == EDGE_READS + 1  # the follow-ups after one prelude
+    inside, outside = offset == 17, offset == 23
+    noisy = READ_NOISE > 0.01
+    # sixteen reads resolve most noisy neurons 0.03 inside the edge, where four could not
+    assert success[inside & noisy].mean() > 0.5
+    assert success[outside & noisy].mean() <= 1 - EDGE_CONFIDENCE
 
 
 def test_a_routine_searched_before_gets_the_plans_rerun_algorithm() -> None:

@@ -146,11 +146,21 @@ def with_retries(routine: Routine, action: Callable[..., Any], *args: Any) -> An
     raise AssertionError("unreachable")
 
 
-def measure_once(routine: Routine, device: Device) -> np.ndarray:
-    """The routine's observable with the device as configured (prelude, measure, postlude)."""
+def measure_once(
+    routine: Routine, device: Device, neurons: np.ndarray | None = None, repeats: int = 1
+) -> np.ndarray:
+    """The routine's observable with the device as configured (prelude, measure, postlude);
+    of `neurons` alone (NaN elsewhere) where given and the routine can read a subset
+    (`SupportsNeuronSubset`). With `repeats` > 1, that many reads after the one prelude,
+    shape (repeats, n_units)."""
+    measure: Callable[[Device], np.ndarray] = routine.measure
+    if neurons is not None and isinstance(routine, SupportsNeuronSubset):
+        measure = partial(routine.measure_neurons, neurons=np.asarray(neurons))
     with_retries(routine, routine.prelude, device)
     try:
-        return with_retries(routine, routine.measure, device)
+        if repeats > 1:
+            return np.stack([with_retries(routine, measure, device) for _ in range(repeats)])
+        return with_retries(routine, measure, device)
     finally:
         routine.postlude(device)
 

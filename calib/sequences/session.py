@@ -6,7 +6,8 @@ under the retry policy (`calib.core.retry`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,11 @@ class CalibrationSession:
     searched: set[str] = field(default_factory=set)
     """Routine names searched so far (a plan's `rerun_algorithm` serves their next search)."""
     partial: bool = False
+    subset: np.ndarray | None = None
+    """Neuron indices a measurement is limited to where its routine can read a subset for
+    less (`only_neurons`); None: every neuron."""
+    repeats: int = 1
+    """Reads per measurement inside `only_neurons` (after one prelude)."""
 
     def __post_init__(self) -> None:
         if not self.goals:
@@ -97,8 +103,22 @@ class CalibrationSession:
         self.codes.update(self.device.read_settings(list(settings)))
 
     def measure(self, routine: Routine) -> np.ndarray:
-        """`routine`'s observable with the device as configured (prelude, measure, postlude)."""
-        return measure_once(routine, self.device)
+        """`routine`'s observable with the device as configured (prelude, measure, postlude);
+        inside `only_neurons`, of those neurons alone where the routine can (NaN elsewhere),
+        and with `repeats` > 1 that many reads after one prelude, shape (repeats, n)."""
+        return measure_once(routine, self.device, self.subset, self.repeats)
+
+    @contextmanager
+    def only_neurons(self, neurons: np.ndarray, repeats: int = 1) -> Iterator[None]:
+        """Measurements inside read only `neurons` where their routine can read a subset for
+        less (`SupportsNeuronSubset`: an MADC recording), every neuron otherwise; `repeats`
+        reads each after one prelude (its writes cost more than a few neurons' runs)."""
+        saved = self.subset, self.repeats
+        self.subset, self.repeats = np.asarray(neurons, dtype=np.int64), int(repeats)
+        try:
+            yield
+        finally:
+            self.subset, self.repeats = saved
 
     # -- searches ----------------------------------------------------------------------------
 
