@@ -217,7 +217,7 @@ class MembraneTimeConstant(Routine):
 
 # -- plan -----------------------------------------------------------------------------------
 
-TIME_CONSTANT_REFINEMENTS = 2
+TIME_CONSTANT_REFINEMENTS = 3
 """Fitting search's local refinements for the time constants: 9 measurements instead of binary
 search's 13, with lower residuals (bench/fitting_search.py)."""
 
