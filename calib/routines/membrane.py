@@ -218,8 +218,8 @@ class MembraneTimeConstant(Routine):
 # -- plan -----------------------------------------------------------------------------------
 
 TIME_CONSTANT_REFINEMENTS = 3
-"""Fitting search's local refinements for the time constants: 9 measurements instead of binary
-search's 13, with lower residuals (bench/fitting_search.py)."""
+"""Fitting search's local refinements of tau_mem after its coarse (CADC) sweep: four MADC
+recordings near the target in all, where a binary search takes ten (bench/calibrate_lif.py)."""
 
 
 def _tau_mem(context: CalibrationContext, *, choose_switches: bool = True) -> MembraneTimeConstant:
