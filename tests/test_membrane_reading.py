@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from readings import assert_coarse_reading_holds, assert_subset_recorded_alone
 
 from calib import NeuronTarget
 from calib.algorithms.base import measure_range
@@ -34,42 +35,12 @@ def routine_at(chip: SimulatedChip, tau: float) -> MembraneTimeConstant:
 
 @pytest.mark.parametrize("tau", [1 * US, 10 * US, 40 * US], ids=["1us", "10us", "40us"])
 def test_the_coarse_reading_is_unbiased_and_cheaper_than_the_recording(chip, tau):
-    routine = routine_at(chip, tau)
-    truth = chip.true_quantities()["tau_mem"]
-    routine.prelude(chip)
-    try:
-        before = chip.stats
-        coarse = routine.measure_coarse(chip)
-        middle = chip.stats
-        precise = routine.measure(chip)
-        after = chip.stats
-    finally:
-        routine.postlude(chip)
-    healthy = ~chip.truth.outlier & ~chip.truth.dead
-    relative = coarse[healthy] / truth[healthy] - 1
-    assert np.mean(np.isfinite(relative)) >= 0.98
-    assert abs(np.nanmedian(relative)) <= 0.003
-    assert np.nanmedian(np.abs(relative)) <= 0.015
-    assert np.isfinite(precise[healthy]).mean() >= 0.98
-    assert middle.hardware_time - before.hardware_time < 0.3 * (
-        after.hardware_time - middle.hardware_time
-    )
+    assert_coarse_reading_holds(routine_at(chip, tau), chip, "tau_mem")
 
 
 def test_a_subset_of_neurons_is_recorded_alone(chip):
     routine = routine_at(chip, 10 * US)
-    neurons = np.array([0, 7, 300])
-    routine.prelude(chip)
-    try:
-        before = chip.stats.runs
-        subset = routine.measure_neurons(chip, neurons)
-        runs = chip.stats.runs - before
-    finally:
-        routine.postlude(chip)
-    assert runs == 2
-    assert np.isnan(np.delete(subset, neurons)).all()
-    truth = chip.true_quantities()["tau_mem"][neurons]
-    np.testing.assert_allclose(subset[neurons], truth, rtol=0.03)
+    assert_subset_recorded_alone(routine, chip, np.array([0, 7, 300]), "tau_mem", rtol=0.03)
 
 
 def test_the_range_of_a_few_neurons_records_only_them(chip):

@@ -194,15 +194,22 @@ NOISY = Plan(
 )
 
 
+EDGE_OFFSET = np.select([np.arange(512) < 200, np.arange(512) < 400], [17, 23], 0)
+"""Codes off the goal 500: 0.17 (inside the 0.2 tolerance, in its edge band), 0.23, 0.0."""
+
+
+def edge_calibration(plan: Plan, chip_id: str) -> NeuronCalibration:
+    """`plan` alone, the toy cell at 5.0 + EDGE_OFFSET / 100 (call inside its registration)."""
+    calibration = NeuronCalibration(SimulatedChip(chip_id), NeuronTarget(**{plan.name: 5.0}))
+    calibration.plans = [plan]
+    calibration.session.device.write({TOY_CELL: 500 + EDGE_OFFSET})
+    return calibration
+
+
 def test_a_verdict_near_the_tolerance_edge_rests_on_repeated_reads() -> None:
+    offset = EDGE_OFFSET
     with PLANS.registered(NOISY):
-        calibration = NeuronCalibration(
-            SimulatedChip("edge-verdict"), NeuronTarget(noisy_level=5.0)
-        )
-        calibration.plans = [NOISY]
-        # 0.17 off (inside the 0.2 tolerance, in its edge band), 0.23 off, 0.0 off
-        offset = np.select([np.arange(512) < 200, np.arange(512) < 400], [17, 23], 0)
-        calibration.session.device.write({TOY_CELL: 500 + offset})
+        calibration = edge_calibration(NOISY, "edge-verdict")
         calls = []
         verify = calibration._verify
         calibration._verify = lambda plan: calls.append(plan.name) or verify(plan)
@@ -270,13 +277,9 @@ NOISY_SUBSET = Plan(
 
 
 def test_neurons_left_unresolved_are_read_again_alone_where_the_routine_can() -> None:
+    offset = EDGE_OFFSET
     with PLANS.registered(NOISY_SUBSET):
-        calibration = NeuronCalibration(
-            SimulatedChip("edge-follow-up"), NeuronTarget(noisy_subset_level=5.0)
-        )
-        calibration.plans = [NOISY_SUBSET]
-        offset = np.select([np.arange(512) < 200, np.arange(512) < 400], [17, 23], 0)
-        calibration.session.device.write({TOY_CELL: 500 + offset})
+        calibration = edge_calibration(NOISY_SUBSET, "edge-follow-up")
         SUBSET_ROUTINE.read_sizes.clear()
         SUBSET_ROUTINE.preludes = 0
         achieved = calibration.verify()

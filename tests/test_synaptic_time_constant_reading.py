@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from readings import assert_coarse_reading_holds, assert_subset_recorded_alone
 
 from calib import NeuronTarget
 from calib.algorithms.base import measure_once
@@ -102,41 +103,13 @@ def test_the_inhibitory_measurement_raises_every_leak_to_one_level(chip):
 def test_the_coarse_reading_is_unbiased_and_cheaper_than_the_recording(chip, inhibitory):
     set_both_inputs(chip, 1.5 * US)
     kind = "inh" if inhibitory else "exc"
-    truth = chip.true_quantities()[f"tau_syn_{kind}"]
     routine = SynapticTimeConstant(np.full(512, 1.5 * US), inhibitory)
-    routine.prelude(chip)
-    try:
-        before = chip.stats
-        coarse = routine.measure_coarse(chip)
-        middle = chip.stats
-        precise = routine.measure(chip)
-        after = chip.stats
-    finally:
-        routine.postlude(chip)
-    healthy = ~chip.truth.outlier & ~chip.truth.dead
-    relative = coarse[healthy] / truth[healthy] - 1
-    assert np.mean(np.isfinite(relative)) >= 0.98
     # about 0.6 % median error (the MADC recording's 0.4 %), no bias: it places a sweep's model
-    assert abs(np.nanmedian(relative)) <= 0.003
-    assert np.nanmedian(np.abs(relative)) <= 0.015
-    assert np.isfinite(precise[healthy]).mean() >= 0.98
-    coarse_time = middle.hardware_time - before.hardware_time
-    assert coarse_time < 0.3 * (after.hardware_time - middle.hardware_time)
+    assert_coarse_reading_holds(routine, chip, f"tau_syn_{kind}")
 
 
 def test_a_subset_of_neurons_is_recorded_alone(chip):
     set_both_inputs(chip, 1.5 * US)
     routine = SynapticTimeConstant(np.full(512, 1.5 * US), inhibitory=False)
     neurons = np.array([3, 100, 101, 400])
-    routine.prelude(chip)
-    try:
-        before = chip.stats.runs
-        subset = routine.measure_neurons(chip, neurons)
-        runs = chip.stats.runs - before
-    finally:
-        routine.postlude(chip)
-    assert runs == 2  # two neurons per MADC run
-    assert np.isfinite(subset[neurons]).all()
-    assert np.isnan(np.delete(subset, neurons)).all()
-    truth = chip.true_quantities()["tau_syn_exc"][neurons]
-    np.testing.assert_allclose(subset[neurons], truth, rtol=0.05)
+    assert_subset_recorded_alone(routine, chip, neurons, "tau_syn_exc", rtol=0.05)
