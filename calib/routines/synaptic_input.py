@@ -156,6 +156,19 @@ def _bias(inhibitory: bool, kind: str) -> str:
     return f"i_bias_{_prefix(inhibitory)}_{kind}"
 
 
+def raised_leak(device: Device, leak: np.ndarray | None) -> np.ndarray:
+    """Leak codes that lift every neuron from its calibrated `leak` (CADC LSB) to
+    INHIBITORY_LEAK, or by INHIBITORY_HEADROOM codes where the leak is not known: room below
+    for an inhibitory PSP."""
+    v_leak = device.read_settings(["v_leak"])["v_leak"]
+    raised = (
+        np.full(N_NEURONS, float(INHIBITORY_HEADROOM))
+        if leak is None
+        else np.rint(np.maximum(INHIBITORY_LEAK - leak, 0.0) * CODES_PER_LSB)
+    )
+    return np.clip(v_leak + raised.astype(np.int64), 0, CAPMEM_MAX)
+
+
 def input_switches(inhibitory: bool) -> dict[str, int]:
     """Only the input under calibration connected."""
     return {"syn_inh_enable": int(inhibitory), "syn_exc_enable": int(not inhibitory)}
@@ -227,13 +240,7 @@ class SynapticTimeConstant(Routine):
         if self.inhibitory:
             # An inhibitory PSP goes down, towards the lower rail a few hundred mV below a
             # usual leak; a strong input clipped there no longer has the two decays' shape.
-            v_leak = device.read_settings(["v_leak"])["v_leak"]
-            raised = (
-                np.full(N_NEURONS, float(INHIBITORY_HEADROOM))
-                if self.leak is None
-                else np.rint(np.maximum(INHIBITORY_LEAK - self.leak, 0.0) * CODES_PER_LSB)
-            )
-            settings["v_leak"] = np.clip(v_leak + raised.astype(np.int64), 0, CAPMEM_MAX)
+            settings["v_leak"] = raised_leak(device, self.leak)
         return settings
 
     def prelude(self, device: Device) -> None:
@@ -428,9 +435,20 @@ class SynapticGain(Routine):
     """
 
     def __init__(
-        self, target: ArrayLike, inhibitory: bool, tau_mem: ArrayLike, tau_syn: ArrayLike
+        self,
+        target: ArrayLike,
+        inhibitory: bool,
+        tau_mem: ArrayLike,
+        tau_syn: ArrayLike,
+        leak: ArrayLike | None = None,
     ) -> None:
+        """`leak`: the calibrated leak potential (CADC LSB); an inhibitory PSP is then read
+        with every leak raised to INHIBITORY_LEAK (the input is current-based, its PSP the
+        same at any resting level): a strong one from a low leak would read clipped at the
+        CADC's bottom and pass short while the input is far too strong. Without it the
+        reading stays at the leak as set."""
         self.inhibitory = inhibitory
+        self.leak = None if leak is None else per_neuron(leak)
         self.name = f"psp_amplitude_{'inh' if inhibitory else 'exc'}"
         self.parameter = _bias(inhibitory, "gm")
         self.read_times, self.groups = read_time_groups(tau_mem, tau_syn)
@@ -444,7 +462,14 @@ class SynapticGain(Routine):
         )
 
     def measurement_settings(self, device: Device) -> dict[str, ArrayLike]:
-        return {"threshold_enable": 0, "reset_hold": 0, **input_switches(self.inhibitory)}
+        settings: dict[str, ArrayLike] = {
+            "threshold_enable": 0,
+            "reset_hold": 0,
+            **input_switches(self.inhibitory),
+        }
+        if self.inhibitory and self.leak is not None:
+            settings["v_leak"] = raised_leak(device, self.leak)
+        return settings
 
     def measure(self, device: Device) -> np.ndarray:
         baseline = cadc_mean(device, max(BASELINE_SAMPLES, self.samples))
@@ -629,6 +654,7 @@ def _gain(context: CalibrationContext, inhibitory: bool) -> SynapticGain:
         inhibitory,
         context.goals["tau_mem"],
         context.goals[f"tau_syn_{kind}"],
+        context.goals["leak"],
     )
 
 
