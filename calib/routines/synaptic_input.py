@@ -471,6 +471,13 @@ class SynapticGain(Routine):
             settings["v_leak"] = raised_leak(device, self.leak)
         return settings
 
+    def prelude(self, device: Device) -> None:
+        super().prelude(device)
+        if self.inhibitory and self.leak is not None:
+            # The raised leak is a large step, still ~0.7 % unsettled after one write's wait:
+            # it would drift between the baseline and the peak reads of a small PSP.
+            device.write({"v_leak": device.read_settings(["v_leak"])["v_leak"]})
+
     def measure(self, device: Device) -> np.ndarray:
         baseline = cadc_mean(device, max(BASELINE_SAMPLES, self.samples))
         peak = timed_group_means(device, self.samples, self.stimulus, self.read_times, self.groups)
