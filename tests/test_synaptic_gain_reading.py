@@ -57,20 +57,29 @@ def test_a_strong_inhibitory_psp_from_a_low_leak_is_read_unclipped():
     assert "v_leak" not in SynapticGain(goal, True, tau_mem, tau_syn).measurement_settings(chip)
 
 
-def test_a_small_inhibitory_psp_is_read_at_a_settled_raised_leak():
+def test_an_inhibitory_psp_is_read_at_a_settled_raised_leak():
     # The leak's raise is a large CapMem step: unsettled, it drifts between the baseline and
-    # the peak reads by about 0.7 LSB, a sixth of a 4 LSB PSP.
+    # the peak reads by about 0.3 LSB, some 8 % of the small PSP a search passes through on
+    # its way to the 16 LSB goal.
     chip = SimulatedChip("gain-reading-32", mismatch_scale=1.3, noise_scale=1.5)
     dict(NeuronCalibration(chip, NeuronTarget()).steps)["cadc"]()
-    leak = np.full(512, 80.0)
+    leak = np.full(512, 50.0)
     chip.write({"v_leak": chip.ideal_codes("leak", leak)})
-    chip.write({"i_bias_leak": chip.ideal_codes("tau_mem", 2 * US)})
+    chip.write({"i_bias_leak": chip.ideal_codes("tau_mem", 10 * US)})
     chip.write({"i_bias_syn_inh_tau": chip.ideal_codes("tau_syn_inh", 20 * US)})
-    chip.write({"i_bias_syn_inh_gm": np.full(512, 300)})
-    tau_mem, tau_syn = np.full(512, 2 * US), np.full(512, 20 * US)
-    routine = SynapticGain(np.full(512, 4.0), True, tau_mem, tau_syn, leak)
+    chip.write({"i_bias_syn_inh_gm": np.full(512, 80)})
+    tau_mem, tau_syn = np.full(512, 10 * US), np.full(512, 20 * US)
+    routine = SynapticGain(np.full(512, 16.0), True, tau_mem, tau_syn, leak)
+    assert routine.raised.all()  # 50 LSB leave less than 20 below twice the 16 expected
     truth = true_amplitude(chip, routine)
     healthy = ~chip.truth.outlier & ~chip.truth.dead
     assert 2.0 < np.nanmedian(truth[healthy]) < 8.0
     ratio = measure_once(routine, chip)[healthy] / truth[healthy]
     assert abs(np.nanmedian(ratio) - 1) < 0.03
+
+
+def test_an_inhibitory_psp_with_room_below_is_read_where_the_leak_is():
+    tau = np.full(512, 10 * US)
+    routine = SynapticGain(np.full(512, 20.0), True, tau, tau, np.full(512, 80.0))
+    assert not routine.raised.any()
+    assert "v_leak" not in routine.measurement_settings(SimulatedChip("gain-reading-33"))

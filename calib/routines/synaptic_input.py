@@ -146,6 +146,9 @@ MAX_GAIN_SAMPLES = 4000
 VERIFY_SAMPLE_FACTOR = 4
 """The verification reads a PSP amplitude with this many times the search's repetitions."""
 REFERENCE_SAMPLES = 200
+PSP_ROOM = 20.0
+"""CADC LSB an inhibitory PSP twice as large as expected must leave above the CADC's bottom
+at the neuron's leak; with less room it is read from a raised leak (`SynapticGain`)."""
 
 
 def _prefix(inhibitory: bool) -> str:
@@ -443,10 +446,11 @@ class SynapticGain(Routine):
         leak: ArrayLike | None = None,
     ) -> None:
         """`leak`: the calibrated leak potential (CADC LSB); an inhibitory PSP is then read
-        with every leak raised to INHIBITORY_LEAK (the input is current-based, its PSP the
-        same at any resting level): a strong one from a low leak would read clipped at the
-        CADC's bottom and pass short while the input is far too strong. Without it the
-        reading stays at the leak as set."""
+        with the leak raised to INHIBITORY_LEAK where it leaves less than PSP_ROOM below
+        twice the expected PSP (the input is current-based, its PSP the same at any resting
+        level): a strong one from a low leak would read clipped at the CADC's bottom and pass
+        short while the input is far too strong. Without it the reading stays at the leak as
+        set."""
         self.inhibitory = inhibitory
         self.leak = None if leak is None else per_neuron(leak)
         self.name = f"psp_amplitude_{'inh' if inhibitory else 'exc'}"
@@ -457,6 +461,9 @@ class SynapticGain(Routine):
             np.isfinite(target), target, median_psp_at(DEFAULT_GM_BIAS, tau_mem, tau_syn)
         )
         self.samples = gain_samples(expected)
+        self.raised = np.zeros(N_NEURONS, dtype=bool)
+        if inhibitory and self.leak is not None:
+            self.raised = self.leak - 2.0 * expected < PSP_ROOM
         self.stimulus = SynapticEvents.regular(
             GAIN_TRAIN_START, GAIN_TRAIN_SPACING, GAIN_TRAIN_EVENTS, inhibitory=inhibitory
         )
@@ -467,13 +474,14 @@ class SynapticGain(Routine):
             "reset_hold": 0,
             **input_switches(self.inhibitory),
         }
-        if self.inhibitory and self.leak is not None:
-            settings["v_leak"] = raised_leak(device, self.leak)
+        if self.raised.any():
+            v_leak = device.read_settings(["v_leak"])["v_leak"]
+            settings["v_leak"] = np.where(self.raised, raised_leak(device, self.leak), v_leak)
         return settings
 
     def prelude(self, device: Device) -> None:
         super().prelude(device)
-        if self.inhibitory and self.leak is not None:
+        if self.raised.any():
             # The raised leak is a large step, still ~0.7 % unsettled after one write's wait:
             # it would drift between the baseline and the peak reads of a small PSP.
             device.write({"v_leak": device.read_settings(["v_leak"])["v_leak"]})
