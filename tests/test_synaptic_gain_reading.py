@@ -29,15 +29,25 @@ def true_amplitude(chip: SimulatedChip, routine: SynapticGain) -> np.ndarray:
     return np.abs(peak - rest)
 
 
-def test_a_strong_inhibitory_psp_from_a_low_leak_is_read_unclipped():
-    chip = SimulatedChip("gain-reading-31", mismatch_scale=1.3, noise_scale=1.5)
+def inhibitory_chip(chip_id: str, gm: int) -> SimulatedChip:
+    """A harder chip with a calibrated CADC, leaks at 50 LSB, membranes at 10 us, inhibitory
+    inputs at 20 us with the gm bias at `gm`."""
+    chip = SimulatedChip(chip_id, mismatch_scale=1.3, noise_scale=1.5)
     dict(NeuronCalibration(chip, NeuronTarget()).steps)["cadc"]()
-    leak = np.full(512, 50.0)
-    chip.write({"v_leak": chip.ideal_codes("leak", leak)})
+    chip.write({"v_leak": chip.ideal_codes("leak", LOW_LEAK)})
     chip.write({"i_bias_leak": chip.ideal_codes("tau_mem", 10 * US)})
     chip.write({"i_bias_syn_inh_tau": chip.ideal_codes("tau_syn_inh", 20 * US)})
-    chip.write({"i_bias_syn_inh_gm": np.full(512, 1022)})
-    tau_mem, tau_syn = np.full(512, 10 * US), np.full(512, 20 * US)
+    chip.write({"i_bias_syn_inh_gm": np.full(512, gm)})
+    return chip
+
+
+LOW_LEAK = np.full(512, 50.0)
+TAU_MEM, TAU_SYN = np.full(512, 10 * US), np.full(512, 20 * US)
+
+
+def test_a_strong_inhibitory_psp_from_a_low_leak_is_read_unclipped():
+    chip = inhibitory_chip("gain-reading-31", 1022)
+    leak, tau_mem, tau_syn = LOW_LEAK, TAU_MEM, TAU_SYN
     goal = np.full(512, 50.0)
     raised = SynapticGain(goal, True, tau_mem, tau_syn, leak)
     truth = true_amplitude(chip, raised)
@@ -61,15 +71,8 @@ def test_an_inhibitory_psp_is_read_at_a_settled_raised_leak():
     # The leak's raise is a large CapMem step: unsettled, it drifts between the baseline and
     # the peak reads by about 0.3 LSB, some 8 % of the small PSP a search passes through on
     # its way to the 16 LSB goal.
-    chip = SimulatedChip("gain-reading-32", mismatch_scale=1.3, noise_scale=1.5)
-    dict(NeuronCalibration(chip, NeuronTarget()).steps)["cadc"]()
-    leak = np.full(512, 50.0)
-    chip.write({"v_leak": chip.ideal_codes("leak", leak)})
-    chip.write({"i_bias_leak": chip.ideal_codes("tau_mem", 10 * US)})
-    chip.write({"i_bias_syn_inh_tau": chip.ideal_codes("tau_syn_inh", 20 * US)})
-    chip.write({"i_bias_syn_inh_gm": np.full(512, 80)})
-    tau_mem, tau_syn = np.full(512, 10 * US), np.full(512, 20 * US)
-    routine = SynapticGain(np.full(512, 16.0), True, tau_mem, tau_syn, leak)
+    chip = inhibitory_chip("gain-reading-32", 80)
+    routine = SynapticGain(np.full(512, 16.0), True, TAU_MEM, TAU_SYN, LOW_LEAK)
     assert routine.raised.all()  # 50 LSB leave less than 20 below twice the 16 expected
     truth = true_amplitude(chip, routine)
     healthy = ~chip.truth.outlier & ~chip.truth.dead
