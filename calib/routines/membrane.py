@@ -254,7 +254,9 @@ TAU_MEM = register_plan(
         ),
         cells=("i_bias_leak", "leak_divide", "leak_multiply"),
         routine=_tau_mem,
-        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True),
+        algorithm=lambda target: FittingSearch(
+            refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True, rescue=True
+        ),
         after=("leak",),
         disturbs=("leak",),  # the leak conductance moves the resting potential
         verify=_verify_tau_mem,
