@@ -252,37 +252,3 @@ def test_a_coarse_sweep_far_off_the_precise_reads_does_not_send_a_unit_to_a_boun
     assert not outcome.at_bound[:20].any()
     error = np.abs(routine.truth(outcome.codes) / target - 1)
     assert error[:20].max() < 0.02
-
-
-class SubsetCurveRoutine(CoarseCurveRoutine):
-    """A coarse-reading curve that can read a subset of units (recording which it read)."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.subsets: list[np.ndarray] = []
-
-    def measure_neurons(self, device, neurons):
-        self.subsets.append(np.asarray(neurons))
-        values = np.full(self.gain.size, np.nan)
-        values[neurons] = CurveRoutine.measure(self, device)[neurons]
-        return values
-
-
-def test_a_rescue_round_reads_only_the_units_left_far_from_their_target():
-    def run(rescue: bool):
-        routine = SubsetCurveRoutine(shape="inverse")
-        factor = np.where(np.arange(512) < 20, 1.6, 1.0)  # their sweep misplaces the model
-        routine.measure_coarse = lambda device: factor * CurveRoutine.measure(routine, device)
-        target = routine.reachable_target(0.4)
-        search = FittingSearch("inverse", sweep=4, refine=0, coarse_sweep=True, rescue=rescue)
-        outcome = search.run(routine, FakeDevice(), target)
-        return routine, np.abs(routine.truth(outcome.codes) / target - 1)
-
-    plain, plain_error = run(False)
-    rescued, rescued_error = run(True)
-    assert plain.subsets == []
-    assert len(rescued.subsets) == 1 and 0 < rescued.subsets[0].size <= 20
-    far = rescued.subsets[0]
-    assert (plain_error[far] > 0.05).all()
-    assert rescued_error[far].max() < 0.5 * plain_error[far].min()
-    np.testing.assert_array_equal(rescued_error[20:], plain_error[20:])

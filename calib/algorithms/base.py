@@ -237,12 +237,6 @@ class Algorithm(ABC):
         return {}
 
     @property
-    def subset(self) -> np.ndarray | None:
-        """Units the next measurement is for (indices), where the routine can read a subset
-        for less (`SupportsNeuronSubset`; the others read NaN); None: every unit."""
-        return None
-
-    @property
     def coarse(self) -> bool:
         """Whether the next measurement only places a model, so that a routine's coarse
         reading (`SupportsCoarseMeasure`) serves; precise `measure` otherwise."""
@@ -266,9 +260,6 @@ class Algorithm(ABC):
                     if self.coarse and isinstance(routine, SupportsCoarseMeasure)
                     else routine.measure
                 )
-                subset = self.subset
-                if subset is not None and isinstance(routine, SupportsNeuronSubset):
-                    measure = partial(routine.measure_neurons, neurons=subset)
                 codes = self.update(with_retries(routine, measure, device))
                 steps += 1
             best_codes, measured = self.best()

@@ -362,9 +362,6 @@ def curves_from_params(
 
 COARSE_WEIGHT = 0.01
 """Weight of a coarse read in the local line, relative to a precise one at the same distance."""
-RESCUE_DISTANCE = 0.1
-"""A unit this far from its target after a fitting search's planned rounds (linearised, as a
-fraction of the target: about the time constants' tolerance) gets a rescue round."""
 COARSE_CONFLICT = 0.1
 """A unit whose first precise read lies this far off the curves fitted to its coarse sweep
 (linearised, as a fraction of the target) has a coarse reading that does not hold for it (a
@@ -388,11 +385,9 @@ class FittingSearch(Algorithm):
     target; where that code has been measured already, its neighbour across the target
     instead. With `coarse_sweep` the sweep takes the routine's coarse reading where it has
     one (`SupportsCoarseMeasure`): the sweep only places the model, the prediction and the
-    refinements near the target are read precisely. With `rescue`, the units still further
-    than RESCUE_DISTANCE from the target after the planned rounds (a first prediction far off
-    leaves one refinement too little) get one more, read alone where the routine reads a
-    subset for less. Every candidate is measured `repeats` times. Per unit the measured code
-    whose local line lies closest to the target wins, so one noisy read does not decide. Costs
+    refinements near the target are read precisely. Every candidate is measured `repeats`
+    times. Per unit the measured code whose
+    local line lies closest to the target wins, so one noisy read does not decide. Costs
     `(n_sweep + 1 + refine) * repeats` measurements. `curves` keeps the model fitted to every
     point (settling weights only), so `predict(target)` serves a new target on the same chip
     without a sweep.
@@ -414,11 +409,9 @@ class FittingSearch(Algorithm):
         locality: float = LOCALITY,
         settle: float = SETTLE,
         coarse_sweep: bool = False,
-        rescue: bool = False,
     ) -> None:
         self.model = resolve_model(model)
         self.coarse_sweep = bool(coarse_sweep)
-        self.rescue = bool(rescue)
         self.sweep = sweep
         if isinstance(sweep, int | np.integer):
             check_int_option("sweep", int(sweep), 2)
@@ -435,20 +428,6 @@ class FittingSearch(Algorithm):
     def coarse(self) -> bool:
         """During the sweep, with `coarse_sweep`."""
         return self.coarse_sweep and not self._finished and self._rounds_left == self.rounds
-
-    @property
-    def subset(self) -> np.ndarray | None:
-        """The units a rescue round is for (see `rescue`)."""
-        return self._rescue_units
-
-    def _far(self, measured: np.ndarray) -> np.ndarray:
-        """Units whose chosen value lies further than RESCUE_DISTANCE from the target
-        (linearised, as a fraction of the target), or has none."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            off = np.abs(self.model.linearise(measured) - self._local_target) / np.abs(
-                self._local_target
-            )
-        return ~(off <= RESCUE_DISTANCE)
 
     @property
     def rounds(self) -> int:
@@ -489,8 +468,6 @@ class FittingSearch(Algorithm):
         self._jumps_seen: list[np.ndarray] = []
         self._coarse_seen: list[bool] = []
         self._coarse_conflict = np.zeros(n_units, dtype=bool)
-        self._rescue_units: np.ndarray | None = None
-        self._rescued = False
         self._rounds_left = self.rounds
         self._finished = False
         self.curves = None
@@ -511,17 +488,8 @@ class FittingSearch(Algorithm):
             self._record(candidate, mean, coarse)
         self._fit()
         if self._rounds_left == 0:
-            chosen = self._choose()
-            far = self._far(chosen[1]) if self.rescue and not self._rescued else None
-            if far is not None and far.any():
-                self._rescued = True
-                self._rescue_units = np.flatnonzero(far)
-                codes = np.where(far, self._proposal(), chosen[0])
-                self._run = CodeSweep(codes[None, :], self.repeats)
-                return self._run.codes
             self._finished = True
-            self._rescue_units = None
-            self._chosen = chosen
+            self._chosen = self._choose()
             return self._chosen[0]
         first = self._rounds_left == self.rounds
         self._rounds_left -= 1

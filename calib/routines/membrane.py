@@ -254,9 +254,7 @@ TAU_MEM = register_plan(
         ),
         cells=("i_bias_leak", "leak_divide", "leak_multiply"),
         routine=_tau_mem,
-        algorithm=lambda target: FittingSearch(
-            refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True, rescue=True
-        ),
+        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True),
         after=("leak",),
         disturbs=("leak",),  # the leak conductance moves the resting potential
         verify=_verify_tau_mem,

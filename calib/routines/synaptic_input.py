@@ -726,9 +726,7 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
         routine=lambda context: SynapticTimeConstant(
             context.goals[tau], inhibitory, context.goals["leak"]
         ),
-        algorithm=lambda target: FittingSearch(
-            refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True, rescue=True
-        ),
+        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True),
         after=("tau_mem", "leak"),
     )
     # The reference first: an input's uncancelled offset moves the resting potential the PSP
