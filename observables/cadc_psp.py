@@ -70,23 +70,20 @@ def cadc_psp_time_constants(
     )
     volts = np.column_stack([np.repeat(rest[:, None], BASELINE_WEIGHT, axis=1), *reads])
     times = np.concatenate([np.full(BASELINE_WEIGHT, 0.5 * start), end + offsets])
-    noise = np.fmax(np.median(np.stack(errors), axis=0), 1e-3)
-    finite = np.isfinite(volts)
     window = TraceWindow(
         neurons=np.arange(device.n_neurons),
         times=times,
-        volts=np.where(finite, volts, np.nan),
-        mask=finite,
-        noise=noise,
-        reasons=tuple("" for _ in range(device.n_neurons)),
+        volts=volts,
+        mask=np.isfinite(volts),
+        noise=np.fmax(np.median(np.stack(errors), axis=0), 1e-3),
+        reasons=("",) * device.n_neurons,
     )
-    longest = float(np.max(expected))
     outcome = fit_known_and_free_decay(
         window,
         end,
         np.asarray(tau_membrane, dtype=float),
         start_time=start,
-        tau_range=(0.2 * FIRST_READ * float(np.min(expected)), 10 * longest),
+        tau_range=(0.2 * FIRST_READ * float(np.min(expected)), 10 * float(np.max(expected))),
         max_redchi=MAX_REDUCED_CHI_SQUARE,
     )
     tau = np.asarray(outcome.params["tau"], dtype=float)

@@ -49,7 +49,7 @@ def test_the_range_of_a_few_neurons_records_only_them(chip):
     asked[[5, 6, 200]] = True
     codes = chip.read_settings(["i_bias_leak"])["i_bias_leak"]
     before = chip.stats.runs
-    low, high = measure_range(routine, chip, asked)
+    low, high = measure_range(routine, chip, np.flatnonzero(asked))
     runs = chip.stats.runs - before
     assert runs <= 4  # two recordings of two runs each, where all neurons take 512
     assert np.isnan(low[~asked]).all() and np.isnan(high[~asked]).all()

@@ -146,16 +146,21 @@ def with_retries(routine: Routine, action: Callable[..., Any], *args: Any) -> An
     raise AssertionError("unreachable")
 
 
+def subset_reader(routine: Routine, neurons: np.ndarray | None) -> Callable[[Device], np.ndarray]:
+    """The routine's measurement of `neurons` alone (NaN elsewhere) where given and the
+    routine can read a subset for less (`SupportsNeuronSubset`); of every unit otherwise."""
+    if neurons is not None and isinstance(routine, SupportsNeuronSubset):
+        return partial(routine.measure_neurons, neurons=np.asarray(neurons))
+    return routine.measure
+
+
 def measure_once(
     routine: Routine, device: Device, neurons: np.ndarray | None = None, repeats: int = 1
 ) -> np.ndarray:
     """The routine's observable with the device as configured (prelude, measure, postlude);
-    of `neurons` alone (NaN elsewhere) where given and the routine can read a subset
-    (`SupportsNeuronSubset`). With `repeats` > 1, that many reads after the one prelude,
-    shape (repeats, n_units)."""
-    measure: Callable[[Device], np.ndarray] = routine.measure
-    if neurons is not None and isinstance(routine, SupportsNeuronSubset):
-        measure = partial(routine.measure_neurons, neurons=np.asarray(neurons))
+    of `neurons` alone where the routine can (`subset_reader`). With `repeats` > 1, that many
+    reads after the one prelude, shape (repeats, n_units)."""
+    measure = subset_reader(routine, neurons)
     with_retries(routine, routine.prelude, device)
     try:
         if repeats > 1:
@@ -166,7 +171,7 @@ def measure_once(
 
 
 def measure_range(
-    routine: Routine, device: Device, units: np.ndarray | None = None
+    routine: Routine, device: Device, neurons: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per unit, the lowest and highest observable over the routine's code range (read at its
     two ends, with the device as configured otherwise, NaN where an end cannot be read); the
@@ -174,14 +179,10 @@ def measure_range(
 
     The range is that of the configuration as calibrated: what the routine keeps of its own
     choosing (`kept_settings`, e.g. switches its prelude picks) is put back after the prelude,
-    and restored with the codes afterwards. `units` (a boolean mask) limits the reading to the
-    units asked about where the routine can read a subset for less (`SupportsNeuronSubset`);
-    the others may then be NaN."""
+    and restored with the codes afterwards. `neurons` (indices) limits the reading to those
+    asked about where the routine can (`subset_reader`); the others may then be NaN."""
     kept = tuple(routine.kept_settings)
-    measure: Callable[[Device], np.ndarray] = routine.measure
-    if units is not None and isinstance(routine, SupportsNeuronSubset):
-        chosen = np.flatnonzero(units)
-        measure = partial(routine.measure_neurons, neurons=chosen)
+    measure = subset_reader(routine, neurons)
     saved = device.read_settings([routine.parameter, *kept])
     limits = routine.parameter_range
     with_retries(routine, routine.prelude, device)

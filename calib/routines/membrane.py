@@ -65,8 +65,8 @@ SWEEP_SAMPLES = 128
 """CADC repetitions per read of a sweep's decays: about 0.4 % per neuron (median), where the
 sweep only places the model."""
 SWEEP_FASTEST, SWEEP_SLOWEST = 0.4, 2.5
-"""A sweep's CADC reads cover decays from this fraction to this multiple of the target: the
-sweep codes' spread and the neurons' gains."""
+"""A sweep's CADC reads cover time constants from this fraction to this multiple of the
+target: the sweep codes' spread and the neurons' gains (tau_syn's sweep reads the same span)."""
 
 
 def bin_factor(shortest_time_constant: float) -> int:

@@ -33,6 +33,8 @@ from calib.core.targets import NeuronTarget
 from calib.routines.cadc import CODES_PER_LSB
 from calib.routines.membrane import (
     RELEASE_TIME,
+    SWEEP_FASTEST,
+    SWEEP_SLOWEST,
     bin_factor,
     cadc_decays_usable,
     decay_reset,
@@ -112,9 +114,6 @@ start like the MADC's): every repetition of a read lasts until its read time."""
 SWEEP_REFERENCE = 2e-6
 """Shorter targets get proportionally more repetitions (a short tail spans fewer CADC steps;
 its reads are short, so the extra repetitions cost little): about 1 % at 0.3 us."""
-SWEEP_FASTEST, SWEEP_SLOWEST = 0.4, 2.5
-"""A sweep's CADC reads cover time constants from this fraction to this multiple of the
-target: the sweep codes' spread and the inputs' gains."""
 REFIT_MEMBRANE_SAMPLES = 3.0
 """A membrane constant of at least this many MADC samples is fitted along with tau_syn (its
 measurement's error then drops out); a faster one is held at its measured value."""

@@ -339,7 +339,9 @@ class NeuronCalibration:
             if asked.any():
                 session.device.step = f"range of {name}"
                 with lif_only(session.device):
-                    ranges[name] = measure_range(plan.routine(session), session.device, asked)
+                    ranges[name] = measure_range(
+                        plan.routine(session), session.device, np.flatnonzero(asked)
+                    )
         return ranges
 
     def _verify(self, plan: Plan) -> dict[str, np.ndarray]:
