@@ -13,6 +13,7 @@ from calib.core.routine import Routine
 from calib.core.targets import NeuronTarget
 from device_model.protocol import CAPMEM_MAX, N_NEURONS, Device
 from observables.cadc import cadc_mean
+from observables.firing_maxima import threshold_estimate, top_counts
 
 POTENTIAL_SAMPLES = 200
 """CADC samples averaged per potential reading: read noise (~1 LSB) falls to ~0.07 LSB."""
@@ -20,10 +21,6 @@ THRESHOLD_SAMPLES = 400
 """Random-phase samples of a firing neuron; their maximum approaches the threshold."""
 THRESHOLD_READS = 8
 """Reads whose maxima are averaged: the maximum of one read scatters by ~0.4 LSB."""
-BAND_WIDTH = 8.0
-"""Distance (LSB) below the top of the level the bias estimate counts from, and the width
-below the level over which the sample density is measured."""
-MIN_BAND_SAMPLES = 50
 FAST_REFRACTORY = {"refractory_counter": 1, "refractory_clock_scale": 0}
 """Shortest refractory time: a firing neuron spends its time on the rising trajectory."""
 PLATEAU_AT_10US = 5.0
@@ -75,9 +72,9 @@ class ThresholdPotential(Routine):
     continuously, and the CADC samples its membrane at random phases of the firing cycle.
 
     The maximum of a read approaches the threshold but sits above it by the read noise's
-    excursion (~0.5..1 LSB). The mean of several reads' maxima is precise; its bias is
-    measured from the same samples (see `maxima_bias`) as the median over the neurons, and
-    removed.
+    excursion (~0.3..2 LSB). The mean of several reads' maxima is precise; its bias, per
+    neuron, follows from the sample density near the top and the read noise, both measured
+    from the same samples (`observables.firing_maxima`), and is removed.
     """
 
     name = "threshold"
@@ -108,48 +105,8 @@ class ThresholdPotential(Routine):
         return settings
 
     def measure(self, device: Device) -> np.ndarray:
-        codes = device.read_cadc(samples=self.samples * self.reads).astype(float)
-        maxima = codes.reshape(self.reads, self.samples, -1).max(axis=1).mean(axis=0)
-        return maxima - maxima_bias(codes, maxima)
-
-
-def maxima_bias(codes: np.ndarray, maxima: np.ndarray) -> float:
-    """Median over neurons of (mean read maximum - noise-free threshold estimate).
-
-    Far below the top, read noise moves as many samples up across a level as down, so the
-    samples above a level count the time the membrane spends between it and the threshold.
-    Divided by the sample density there, that count is the distance to the threshold. The
-    density rises towards the threshold (the membrane slows as it nears its leak potential):
-    it is measured in two bins below the level and extrapolated linearly above it.
-    """
-    level = codes.max(axis=0) - BAND_WIDTH - 0.5  # a bin edge (a code k stands for k +- 0.5)
-    half = BAND_WIDTH / 2
-    above = (codes >= level).sum(axis=0)
-    far = ((codes >= level - BAND_WIDTH) & (codes < level - half)).sum(axis=0)
-    near = ((codes >= level - half) & (codes < level)).sum(axis=0)
-    return band_bias(maxima, level, above, near, far)
-
-
-def band_bias(
-    maxima: np.ndarray, level: np.ndarray, above: np.ndarray, near: np.ndarray, far: np.ndarray
-) -> float:
-    """`maxima_bias` from the sample counts: above the level, and in the two half-band bins
-    below it (the nearer and the farther)."""
-    half = BAND_WIDTH / 2
-    near, far = near / half, far / half
-    slope = (near - far) / half
-    at_level = near + slope * half / 2
-    # above = at_level * x + slope * x**2 / 2 for the distance x from the level to the threshold
-    with np.errstate(invalid="ignore", divide="ignore"):
-        curved = np.abs(slope) > 1e-9 * np.abs(at_level)
-        root = np.sqrt(at_level**2 + 2 * slope * above)
-        distance = np.where(
-            curved, (root - at_level) / np.where(curved, slope, 1.0), above / at_level
-        )
-    usable = ((far + near) * half >= MIN_BAND_SAMPLES) & np.isfinite(distance) & (distance > 0)
-    if not usable.any():
-        return 0.0
-    return float(np.median(maxima[usable] - level[usable] - distance[usable]))
+        codes = device.read_cadc(samples=self.samples * self.reads)
+        return threshold_estimate(top_counts(codes, self.reads))
 
 
 # -- plans ----------------------------------------------------------------------------------

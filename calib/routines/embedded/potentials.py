@@ -1,22 +1,18 @@
 """The threshold read on integer histograms of the CADC codes (embedded mode).
 
-The estimator is the host mode's (`calib.routines.neuron_potentials.ThresholdPotential`: the
-mean of several reads' maxima of a firing neuron, less the bias that the sample density below
-the top gives), computed on the 8-bit codes themselves: per-neuron maxima and counts of codes
-at or above three levels below the top, compares and adds that a vector unit does while the
-samples stream in, instead of float passes over every sample.
+The estimator is the host mode's (`calib.routines.neuron_potentials.ThresholdPotential`,
+`observables.firing_maxima`), computed on the 8-bit codes themselves: per-neuron maxima and
+counts of codes at or above three levels below the top, compares and adds that a vector unit
+does while the samples stream in, instead of float passes over every sample.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from calib.routines.neuron_potentials import (
-    BAND_WIDTH,
-    ThresholdPotential,
-    band_bias,
-)
+from calib.routines.neuron_potentials import ThresholdPotential
 from device_model.protocol import CADC_MAX, Device
+from observables.firing_maxima import BAND_WIDTH, TopCounts, threshold_estimate
 
 
 def count_at_least(codes: np.ndarray, level: np.ndarray) -> np.ndarray:
@@ -41,6 +37,13 @@ class CountingThreshold(ThresholdPotential):
         # Bands as the host estimator's: level = top - width - 0.5 on the codes' bin edges;
         # the counts are compares and sums on the 8-bit codes.
         above = count_from(top - width)
-        near = count_from(top - width - half) - above
-        far = count_from(top - 2 * width) - count_from(top - width - half)
-        return maxima - band_bias(maxima, top - width - 0.5, above, near, far)
+        counts = TopCounts(
+            maxima=maxima,
+            top=top.astype(float),
+            above=above,
+            near=count_from(top - width - half) - above,
+            far=count_from(top - 2 * width) - count_from(top - width - half),
+            samples_per_read=self.samples,
+            reads=self.reads,
+        )
+        return threshold_estimate(counts)

@@ -1,0 +1,164 @@
+"""The threshold of a firing neuron from the maxima of its random-phase CADC samples.
+
+A neuron whose leak lies far above its threshold fires without pause; CADC samples at random
+phases of its cycle spread over the rising trajectory, up to the threshold. With read noise
+of sigma LSB, a read's maximum lies above the threshold by an amount that depends on sigma and
+on the density of samples just below the threshold (where the membrane slows towards its
+leak potential, the density rises). Both are measured from the samples themselves:
+
+- The density near the top, from the counts in two bins below a level some LSB under the
+  top. The membrane approaches its leak potential exponentially, so the density goes as
+  1 / (v_leak - v): its reciprocal is extrapolated linearly.
+- The noise, from how far the maximum of all reads lies above the mean of the single reads'
+  maxima: for a given density, that gap grows in proportion to sigma and does not depend on
+  the threshold. It is fitted across neurons at similar levels (a neighbourhood in level),
+  because the CADC's compressed top shrinks the noise there.
+
+With constant density rho (fraction of samples per LSB) near the threshold theta, a sample
+exceeds theta + sigma * u with probability rho * sigma * G(u), G(u) = phi(u) - u * Q(u), so
+the maximum of n samples has P(max < theta + sigma * u) = exp(-n * rho * sigma * G(u)): its
+mean is theta + sigma * m(n * rho * sigma) (`expected_maximum`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from scipy.integrate import trapezoid
+from scipy.stats import norm
+
+BAND_WIDTH = 8.0
+"""Distance (LSB) below the top of the level the density is measured under, and the width
+of the two bins below the level it is measured in."""
+MIN_BAND_SAMPLES = 50
+"""Samples the two bins need together for a neuron's density to count."""
+MAX_DENSITY_RISE = 2.0
+"""At most this factor between the density at the threshold and at the level."""
+NOISE_NEIGHBOURHOOD = 10.0
+"""LSB: the Gaussian width over threshold levels within which neurons share a noise fit."""
+NOISE_ITERATIONS = 3
+THRESHOLD_ITERATIONS = 2
+
+
+@dataclass(frozen=True)
+class TopCounts:
+    """What the estimate needs of `reads` reads of `samples_per_read` samples each, per
+    neuron: the mean of the reads' maxima, the maximum of all samples, and the counts of all
+    samples at or above `top - BAND_WIDTH` (above) and in the two bins of BAND_WIDTH / 2 below
+    it (near, then far)."""
+
+    maxima: np.ndarray
+    top: np.ndarray
+    above: np.ndarray
+    near: np.ndarray
+    far: np.ndarray
+    samples_per_read: int
+    reads: int
+
+    @property
+    def level(self) -> np.ndarray:
+        """The level the counts start at: a bin edge (a code k stands for k +- 0.5)."""
+        return self.top - BAND_WIDTH - 0.5
+
+
+def top_counts(codes: np.ndarray, reads: int) -> TopCounts:
+    """`TopCounts` of CADC codes (reads * samples_per_read, n), read after read."""
+    codes = np.asarray(codes, dtype=float)
+    samples_per_read = codes.shape[0] // reads
+    maxima = codes.reshape(reads, samples_per_read, -1).max(axis=1).mean(axis=0)
+    top = codes.max(axis=0)
+    level = top - BAND_WIDTH - 0.5
+    half = BAND_WIDTH / 2
+    return TopCounts(
+        maxima=maxima,
+        top=top,
+        above=(codes >= level).sum(axis=0).astype(float),
+        near=((codes >= level - half) & (codes < level)).sum(axis=0).astype(float),
+        far=((codes >= level - BAND_WIDTH) & (codes < level - half)).sum(axis=0).astype(float),
+        samples_per_read=samples_per_read,
+        reads=reads,
+    )
+
+
+@cache
+def _maximum_table() -> tuple[np.ndarray, np.ndarray]:
+    u = np.linspace(-6.0, 8.0, 2801)
+    tail = norm.pdf(u) - u * norm.sf(u)
+    log_rates = np.linspace(np.log(0.05), np.log(1e5), 240)
+    cdf = np.exp(-np.exp(log_rates)[:, None] * tail[None, :])
+    mean = trapezoid(u[None, :] * np.gradient(cdf, u, axis=1), u, axis=1)
+    return log_rates, mean
+
+
+def expected_maximum(rate: np.ndarray) -> np.ndarray:
+    """Mean maximum, in units of sigma above the threshold, of samples with `rate` samples
+    per sigma of constant density just below it (and none above), each with Gaussian noise."""
+    log_rates, mean = _maximum_table()
+    return np.interp(np.log(np.clip(rate, 1e-12, None)), log_rates, mean)
+
+
+def threshold_estimate(counts: TopCounts) -> np.ndarray:
+    """Per neuron, the noise-free threshold (LSB) the counts point at.
+
+    A neuron without a usable density (too few samples near the top, e.g. one that does not
+    fire) is read as its mean maximum less the median bias of the usable ones; with no usable
+    neuron at all, as its mean maximum.
+    """
+    half = BAND_WIDTH / 2
+    level = counts.level
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # 1 / density (LSB per sample) at the bins' centres, linear in the potential
+        inverse_near, inverse_far = half / counts.near, half / counts.far
+        slope = (inverse_near - inverse_far) / half
+        at_level = inverse_near + slope * half / 2
+        curved = np.abs(slope) > 1e-9 * np.abs(at_level)
+        # above = ln(1 + slope * x / at_level) / slope for the distance x from the level
+        distance = np.where(
+            curved,
+            at_level * np.expm1(slope * counts.above) / np.where(curved, slope, 1.0),
+            at_level * counts.above,
+        )
+    usable = (
+        (counts.near + counts.far >= MIN_BAND_SAMPLES)
+        & np.isfinite(distance)
+        & (distance > 0)
+        & (distance < 3 * BAND_WIDTH)
+        & (at_level > 0)
+    )
+    if not usable.any():
+        return counts.maxima.copy()
+    at_level, slope = np.where(usable, at_level, 1.0), np.where(usable, slope, 0.0)
+
+    def rate_per_read(distance: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        # Noisy bins can put the extrapolation's pole just above the level; the membrane's
+        # slowing near the top of the threshold reading stays well short of it.
+        inverse = np.maximum(at_level + slope * distance, at_level / MAX_DENSITY_RISE)
+        return sigma / (inverse * counts.reads)
+
+    theta = np.where(usable, level + distance, counts.maxima)
+    sigma = _noise(counts, theta, usable, lambda s: rate_per_read(distance, s))
+    for _ in range(THRESHOLD_ITERATIONS):
+        inside = np.clip(theta - level, 0.5, 3 * BAND_WIDTH)
+        theta = counts.maxima - sigma * expected_maximum(rate_per_read(inside, sigma))
+    bias = counts.maxima - theta
+    fallback = float(np.median(bias[usable]))
+    return np.where(usable, theta, counts.maxima - fallback)
+
+
+def _noise(counts: TopCounts, theta: np.ndarray, usable: np.ndarray, rate) -> np.ndarray:
+    """Per neuron, the read noise (LSB) near its top, fitted over its neighbours in level:
+    top - maxima = sigma * (m(reads * rate) - m(rate)), a least-squares ratio."""
+    gap = np.where(usable, counts.top - counts.maxima, 0.0)
+    levels = np.where(usable, theta, 0.0)
+    weights = np.exp(-0.5 * ((levels[:, None] - levels[None, :]) / NOISE_NEIGHBOURHOOD) ** 2)
+    weights *= usable[None, :]
+    sigma = np.ones_like(theta)
+    for _ in range(NOISE_ITERATIONS):
+        per_read = rate(sigma)
+        gain = expected_maximum(counts.reads * per_read) - expected_maximum(per_read)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fitted = (weights @ gap) / (weights @ np.where(usable, gain, 0.0))
+        sigma = np.where(np.isfinite(fitted) & (fitted > 0), fitted, 1.0)
+    return sigma
