@@ -130,6 +130,7 @@ def threshold_estimate(counts: TopCounts) -> np.ndarray:
     if not usable.any():
         return counts.maxima.copy()
     at_level, slope = np.where(usable, at_level, 1.0), np.where(usable, slope, 0.0)
+    distance = np.where(usable, distance, 1.0)
 
     def rate_per_read(distance: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         # Noisy bins can put the extrapolation's pole just above the level; the membrane's
