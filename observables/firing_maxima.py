@@ -11,8 +11,9 @@ leak potential, the density rises). Both are measured from the samples themselve
   1 / (v_leak - v): its reciprocal is extrapolated linearly.
 - The noise, from how far the maximum of all reads lies above the mean of the single reads'
   maxima: for a given density, that gap grows in proportion to sigma and does not depend on
-  the threshold. It is fitted across neurons at similar levels (a neighbourhood in level),
-  because the CADC's compressed top shrinks the noise there.
+  the threshold. It is fitted across neurons at similar levels (a neighbourhood in level,
+  before the channels' digital offsets), because the CADC's compressed top shrinks the noise
+  there.
 
 With constant density rho (fraction of samples per LSB) near the threshold theta, a sample
 exceeds theta + sigma * u with probability rho * sigma * G(u), G(u) = phi(u) - u * Q(u), so
@@ -99,8 +100,11 @@ def expected_maximum(rate: np.ndarray) -> np.ndarray:
     return np.interp(np.log(np.clip(rate, 1e-12, None)), log_rates, mean)
 
 
-def threshold_estimate(counts: TopCounts) -> np.ndarray:
+def threshold_estimate(counts: TopCounts, channel_offset: np.ndarray | None = None) -> np.ndarray:
     """Per neuron, the noise-free threshold (LSB) the counts point at.
+
+    `channel_offset`: the CADC channels' digital offsets (LSB), added after the conversion and
+    its compressed top, so the noise is fitted over neurons at similar codes less their offset.
 
     A neuron without a usable density (too few samples near the top, e.g. one that does not
     fire) is read as its mean maximum less the median bias of the usable ones; with no usable
@@ -139,7 +143,8 @@ def threshold_estimate(counts: TopCounts) -> np.ndarray:
         return sigma / (inverse * counts.reads)
 
     theta = np.where(usable, level + distance, counts.maxima)
-    sigma = _noise(counts, theta, usable, lambda s: rate_per_read(distance, s))
+    ramp = theta if channel_offset is None else theta - channel_offset
+    sigma = _noise(counts, ramp, usable, lambda s: rate_per_read(distance, s))
     for _ in range(THRESHOLD_ITERATIONS):
         inside = np.clip(theta - level, 0.5, 3 * BAND_WIDTH)
         theta = counts.maxima - sigma * expected_maximum(rate_per_read(inside, sigma))

@@ -31,6 +31,11 @@ PLATEAU_MARGIN = 10.0
 """LSB kept between the held potential and the threshold; closer, the reset is lowered."""
 
 
+def channel_offsets(device: Device) -> np.ndarray:
+    """The CADC channels' digital offsets (LSB) as set: the compressed top acts before them."""
+    return device.read_settings(["cadc_channel_offset"])["cadc_channel_offset"].astype(float)
+
+
 def plateau_crowds(threshold: ArrayLike, reset: ArrayLike, tau_mem: ArrayLike) -> np.ndarray:
     """Neurons whose held reset potential may reach their threshold while it is read: their
     reset is lowered for the reading (elsewhere it stays, the firing trajectory starts there)."""
@@ -106,7 +111,7 @@ class ThresholdPotential(Routine):
 
     def measure(self, device: Device) -> np.ndarray:
         codes = device.read_cadc(samples=self.samples * self.reads)
-        return threshold_estimate(top_counts(codes, self.reads))
+        return threshold_estimate(top_counts(codes, self.reads), channel_offsets(device))
 
 
 # -- plans ----------------------------------------------------------------------------------

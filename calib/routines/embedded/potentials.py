@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib.routines.neuron_potentials import ThresholdPotential
+from calib.routines.neuron_potentials import ThresholdPotential, channel_offsets
 from device_model.protocol import CADC_MAX, Device
 from observables.firing_maxima import BAND_WIDTH, TopCounts, threshold_estimate
 
@@ -46,4 +46,4 @@ class CountingThreshold(ThresholdPotential):
             samples_per_read=self.samples,
             reads=self.reads,
         )
-        return threshold_estimate(counts)
+        return threshold_estimate(counts, channel_offsets(device))
