@@ -7,10 +7,12 @@ import numpy as np
 from device_model import SimulatedChip
 
 
-def assert_coarse_reading_holds(routine, chip: SimulatedChip, quantity: str) -> None:
+def assert_coarse_reading_holds(
+    routine, chip: SimulatedChip, quantity: str, time_ratio: float = 0.3
+) -> None:
     """`routine.measure_coarse` reads every healthy neuron, unbiased (median within 0.3 %),
-    within 1.5 % (median), for less than 0.3 of the hardware time of `routine.measure`, which
-    reads them too."""
+    within 1.5 % (median), for less than `time_ratio` of the hardware time of
+    `routine.measure`, which reads them too."""
     truth = chip.true_quantities()[quantity]
     routine.prelude(chip)
     try:
@@ -28,7 +30,7 @@ def assert_coarse_reading_holds(routine, chip: SimulatedChip, quantity: str) -> 
     assert np.nanmedian(np.abs(relative)) <= 0.015
     assert np.isfinite(precise[healthy]).mean() >= 0.98
     coarse_time = middle.hardware_time - before.hardware_time
-    assert coarse_time < 0.3 * (after.hardware_time - middle.hardware_time)
+    assert coarse_time < time_ratio * (after.hardware_time - middle.hardware_time)
 
 
 def assert_subset_recorded_alone(

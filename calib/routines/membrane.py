@@ -98,6 +98,16 @@ def probe_decays(device: Device, target: np.ndarray) -> np.ndarray:
     return cadc_decay_time_constants(device, expected, PROBE_SAMPLES, RELEASE_TIME)
 
 
+CADC_PRECISE_UP_TO = 1.5e-6
+"""Targets up to this are read with the CADC's decays for the search and the verdict too: at
+0.5 / 1 us about 0.6 / 0.5 % per neuron (harder chip), where the MADC's fit, with 15 to 30
+samples a time constant, gives 2.5 / 1.5 %, at a quarter of its hardware time. From about 2 us
+on the MADC is as fine or finer (its fit gains samples, the CADC's ladder of reads does not)."""
+PRECISE_CADC_SAMPLES = 512
+"""CADC repetitions per read of a precise decay reading."""
+PRECISE_SPAN = (0.8, 1.25)
+"""A precise reading's ladder covers decays from this fraction to this multiple of the target:
+it is taken near the target (the sweep placed the model)."""
 CADC_USABLE_FRACTION = 0.5
 """At least this fraction of neurons must yield a CADC decay for it to stand; fewer (an
 uncalibrated CADC, potentials outside its range) fall back to the MADC recording."""
@@ -180,6 +190,10 @@ class MembraneTimeConstant(Routine):
         """Nominal switches from the target, then one probe at the strongest leak bias: a neuron
         that stays slower than its target there moves to the next stronger switch setting."""
         super().prelude(device)
+        if (self.target <= CADC_PRECISE_UP_TO).any():
+            # The CADC reads each time of its ladder in other runs: a reset still settling
+            # from the prelude's step would change the decay's start from read to read.
+            device.write(self.measurement_settings(device))
         if not self.choose_switches:
             return
         device.write({self.parameter: self.parameter_range.high})
@@ -202,9 +216,25 @@ class MembraneTimeConstant(Routine):
         return self.measure_neurons(device, np.arange(device.n_neurons))
 
     def measure_neurons(self, device: Device, neurons: np.ndarray) -> np.ndarray:
-        # A search passes through codes far faster than the target: fit finely enough for them.
-        shortest = SHORTEST_FRACTION * float(self.target.min())
-        return record_decays(device, self.duration, shortest, neurons)
+        """The decays of `neurons` (NaN for the others): read with the CADC where the target
+        is short (`CADC_PRECISE_UP_TO`), recorded with the MADC elsewhere and wherever the
+        CADC read nothing."""
+        neurons = np.asarray(neurons, dtype=np.int64)
+        tau = np.full(device.n_neurons, np.nan)
+        short = neurons[self.target[neurons] <= CADC_PRECISE_UP_TO]
+        if short.size:
+            expected = np.concatenate(
+                [PRECISE_SPAN[0] * self.target[short], PRECISE_SPAN[1] * self.target[short]]
+            )
+            decays = cadc_decay_time_constants(device, expected, PRECISE_CADC_SAMPLES, RELEASE_TIME)
+            tau[short] = decays[short]
+        recorded = neurons[np.isnan(tau[neurons])]
+        if recorded.size:
+            # A search passes through codes far faster than the target: fit finely enough.
+            shortest = SHORTEST_FRACTION * float(self.target[recorded].min())
+            duration = RECORDED_TIME_CONSTANTS * float(self.target[recorded].max())
+            tau[recorded] = record_decays(device, duration, shortest, recorded)[recorded]
+        return tau
 
     def measure_coarse(self, device: Device) -> np.ndarray:
         """The decays read with the CADC (tens of ms where an MADC recording of all neurons
