@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from scipy.integrate import trapezoid
-from scipy.stats import norm
 
 BAND_WIDTH = 8.0
 """Distance (LSB) below the top of the level the density is measured under, and the width
@@ -85,6 +83,10 @@ def top_counts(codes: np.ndarray, reads: int) -> TopCounts:
 
 @cache
 def _maximum_table() -> tuple[np.ndarray, np.ndarray]:
+    # scipy on first use: the command line's help loads the plans without it
+    from scipy.integrate import trapezoid
+    from scipy.stats import norm
+
     u = np.linspace(-6.0, 8.0, 2801)
     tail = norm.pdf(u) - u * norm.sf(u)
     log_rates = np.linspace(np.log(0.05), np.log(1e5), 240)

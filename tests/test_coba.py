@@ -3,11 +3,9 @@ calibration, judged on the chip's ground truth."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import fields
-
 import numpy as np
 import pytest
+from fingerprints import RTOL, float_checksum, integer_digest, truth_arrays
 from typer.testing import CliRunner
 
 from calib import PLANS, NeuronTarget, calibrate, recalibrate
@@ -27,29 +25,33 @@ COBA_PLANS = {"coba_reference_exc", "e_coba_exc", "coba_reference_inh", "e_coba_
 # -- device model ---------------------------------------------------------------------------
 
 
-def _fingerprint(chip: SimulatedChip) -> str:
-    """Every neuron and synapse ground-truth array, and a few readouts with the inputs on."""
-    digest = hashlib.sha256()
-    for part in (chip.truth, chip.truth.synapses):
-        for field in fields(part):
-            value = getattr(part, field.name)
-            if isinstance(value, np.ndarray):
-                digest.update(field.name.encode())
-                digest.update(np.ascontiguousarray(value).tobytes())
+def _fingerprint(chip: SimulatedChip) -> tuple[float, str, float]:
+    """Every neuron and synapse ground-truth array, and a few readouts with the inputs on
+    (`fingerprints`), with the hardware time they took."""
+    truth = float_checksum(truth_arrays(chip))
     chip.write({"threshold_enable": 0, "syn_exc_enable": 1, "syn_inh_enable": 1})
-    digest.update(chip.read_cadc(samples=20).tobytes())
+    readouts = [chip.read_cadc(samples=20)]
     for inhibitory, times in ((False, (2e-6, 3e-6)), (True, (2e-6,))):
         stimulus = SynapticEvents(times, inhibitory=inhibitory)
-        digest.update(chip.read_cadc(samples=20, stimulus=stimulus, read_time=8e-6).tobytes())
-    digest.update(np.float64(chip.stats.hardware_time).tobytes())
-    return digest.hexdigest()[:16]
+        readouts.append(chip.read_cadc(samples=20, stimulus=stimulus, read_time=8e-6))
+    return truth, integer_digest(readouts), chip.stats.hardware_time
 
 
 def test_existing_chips_are_bit_identical_with_the_coba_cells_at_their_defaults() -> None:
-    # Fingerprints of the chips as they were before the COBA cells existed.
-    assert _fingerprint(SimulatedChip("frozen-truth")) == "7120e9d7f6a9fb2a"
-    hard = SimulatedChip("frozen-truth-hard", mismatch_scale=1.3, noise_scale=1.5)
-    assert _fingerprint(hard) == "8ca352eb34783e30"
+    # Fingerprints of the chips as they were before the COBA cells existed (retaken in a form
+    # that holds across machines, with the model unchanged).
+    for chip, checksum, readouts in (
+        (SimulatedChip("frozen-truth"), 985917.680639797, "d89068f75d9f02cb"),
+        (
+            SimulatedChip("frozen-truth-hard", mismatch_scale=1.3, noise_scale=1.5),
+            989737.0472450022,
+            "9eb8fa54d87a9b97",
+        ),
+    ):
+        truth, codes, hardware_time = _fingerprint(chip)
+        assert truth == pytest.approx(checksum, rel=RTOL)
+        assert codes == readouts
+        assert hardware_time == pytest.approx(3.61e-3, rel=RTOL)
 
 
 @pytest.mark.parametrize("kind", ["exc", "inh"])
