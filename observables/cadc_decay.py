@@ -43,12 +43,20 @@ def read_offsets(expected: ArrayLike) -> np.ndarray:
 
 
 def cadc_decay_time_constants(
-    device: Device, expected: ArrayLike, samples: int, release_time: float
+    device: Device,
+    expected: ArrayLike,
+    samples: int,
+    release_time: float,
+    consistency: float | None = None,
 ) -> np.ndarray:
     """Decay time constant (s) of every neuron after a reset release, NaN where fewer than two
     reads lie far enough from the resting potential. `expected` (s, scalar or per neuron) sets
     the read times; `samples` repetitions are averaged per read. The neurons must be quiet
-    (threshold off); the reset lies on either side of the leak."""
+    (threshold off); the reset lies on either side of the leak.
+
+    With `consistency`, also NaN where the fit without the earliest read differs from the fit
+    with it by more than that fraction: a decay that is not one exponential, e.g. one starting
+    at the membrane's rail, which the heavily weighted earliest read would bias."""
     rest = cadc_mean(device, REST_SAMPLES)
     offsets = read_offsets(expected)
     stimulus = ResetRelease(release_time=release_time)
@@ -62,6 +70,21 @@ def cadc_decay_time_constants(
     side = np.where(rest - reads[0] >= 0, 1.0, -1.0)
     distance = side * (rest[None, :] - reads)
     usable = (distance > MIN_DISTANCE) & (reads > MIN_READ)
+    tau = _log_line_time_constant(offsets, distance, usable)
+    if consistency is not None:
+        later = usable & (np.cumsum(usable, axis=0) > 1)  # without each neuron's earliest
+        without_first = _log_line_time_constant(offsets, distance, later)
+        with np.errstate(invalid="ignore"):
+            differs = ~(np.abs(without_first / tau - 1) <= consistency)
+        tau = np.where(differs, np.nan, tau)
+    return tau
+
+
+def _log_line_time_constant(
+    offsets: np.ndarray, distance: np.ndarray, usable: np.ndarray
+) -> np.ndarray:
+    """-1 / slope of the weighted line through ln(distance) over the read times, per neuron
+    (NaN with fewer than two usable reads or a rising distance)."""
     # Var(ln d) ~ (sigma / d)^2: weight each read by d^2.
     weights = np.where(usable, distance, 0.0) ** 2
     logs = np.log(np.where(usable, distance, 1.0))

@@ -64,3 +64,35 @@ def test_the_reads_span_the_expected_decays() -> None:
     offsets = read_offsets(np.array([2e-6, 30e-6]))
     assert offsets[0] < 2e-6 and offsets[-1] >= 30e-6
     assert np.all(np.diff(offsets) > 0)
+
+
+class ClippedStartDevice:
+    """Decays of 1 us back to a rest of 100 LSB, 60 LSB deep; the odd neurons start at a rail
+    40 LSB below the rest, which their decay leaves only after about half a time constant."""
+
+    n_neurons = 64
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(5)
+        self.depth = np.where(np.arange(self.n_neurons) % 2 == 1, 40.0, np.inf)
+
+    def read_cadc(self, samples: int = 1, stimulus=None, read_time: float | None = None):
+        shape = (samples, self.n_neurons)
+        potential = np.full(self.n_neurons, 100.0)
+        if read_time is not None:
+            since = read_time - RELEASE_TIME
+            potential = potential - np.minimum(60.0 * np.exp(-since / 1e-6), self.depth)
+        noisy = potential + self.rng.standard_normal(shape)
+        return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def test_a_decay_that_starts_at_a_rail_is_not_read_as_one_exponential() -> None:
+    device = ClippedStartDevice()
+    expected = np.array([0.8e-6, 1.25e-6])
+    plain = cadc_decay_time_constants(device, expected, 512, RELEASE_TIME)
+    checked = cadc_decay_time_constants(device, expected, 512, RELEASE_TIME, consistency=0.05)
+    clean, clipped = slice(0, None, 2), slice(1, None, 2)
+    assert np.all(np.abs(plain[clipped] / 1e-6 - 1) > 0.05)  # biased without the check
+    assert np.isnan(checked[clipped]).all()
+    assert np.mean(np.isfinite(checked[clean])) >= 0.95
+    np.testing.assert_allclose(checked[clean][np.isfinite(checked[clean])], 1e-6, rtol=0.02)

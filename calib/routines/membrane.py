@@ -108,6 +108,10 @@ PRECISE_CADC_SAMPLES = 512
 PRECISE_SPAN = (0.8, 1.25)
 """A precise reading's ladder covers decays from this fraction to this multiple of the target:
 it is taken near the target (the sweep placed the model)."""
+PRECISE_CONSISTENCY = 0.05
+"""A precise CADC reading whose fit moves by more than this fraction without its earliest
+read (a decay starting at the membrane's rail: one neuron read 0.99 us for a truth of
+0.83 us) is recorded on the MADC instead."""
 CADC_USABLE_FRACTION = 0.5
 """At least this fraction of neurons must yield a CADC decay for it to stand; fewer (an
 uncalibrated CADC, potentials outside its range) fall back to the MADC recording."""
@@ -226,7 +230,9 @@ class MembraneTimeConstant(Routine):
             expected = np.concatenate(
                 [PRECISE_SPAN[0] * self.target[short], PRECISE_SPAN[1] * self.target[short]]
             )
-            decays = cadc_decay_time_constants(device, expected, PRECISE_CADC_SAMPLES, RELEASE_TIME)
+            decays = cadc_decay_time_constants(
+                device, expected, PRECISE_CADC_SAMPLES, RELEASE_TIME, PRECISE_CONSISTENCY
+            )
             tau[short] = decays[short]
         recorded = neurons[np.isnan(tau[neurons])]
         if recorded.size:
