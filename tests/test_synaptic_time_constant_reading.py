@@ -113,3 +113,19 @@ def test_a_subset_of_neurons_is_recorded_alone(chip):
     routine = SynapticTimeConstant(np.full(512, 1.5 * US), inhibitory=False)
     neurons = np.array([3, 100, 101, 400])
     assert_subset_recorded_alone(routine, chip, neurons, "tau_syn_exc", rtol=0.05)
+
+
+@pytest.mark.parametrize("target", [1.5e-6, 2e-6, 2.9e-6, 3.5e-6, 5e-6])
+def test_the_chosen_switch_reaches_the_target_on_almost_every_input_of_a_harder_chip(target):
+    """Near the switch the per-input gain spread decides: the high-resistance setting's fastest
+    constant lies beyond 2 us for several percent of the inputs."""
+    chip = SimulatedChip("switch-choice-13", mismatch_scale=1.3)
+    high = np.full(512, int(target > HIGH_RESISTANCE_ABOVE))
+    ends = [
+        chip.true_quantities(
+            {"i_bias_syn_exc_tau": np.full(512, code), "syn_exc_high_resistance": high}
+        )["tau_syn_exc"]
+        for code in (1022, 0)
+    ]
+    reached = (ends[0] <= 0.95 * target) & (ends[1] >= 1.05 * target)
+    assert reached[~chip.truth.dead].mean() >= 0.99
