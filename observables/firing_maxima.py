@@ -63,19 +63,25 @@ class TopCounts:
 
 
 def top_counts(codes: np.ndarray, reads: int) -> TopCounts:
-    """`TopCounts` of CADC codes (reads * samples_per_read, n), read after read."""
-    codes = np.asarray(codes, dtype=float)
+    """`TopCounts` of CADC codes (reads * samples_per_read, n; integers), read after read."""
+    codes = np.asarray(codes)
     samples_per_read = codes.shape[0] // reads
     maxima = codes.reshape(reads, samples_per_read, -1).max(axis=1).mean(axis=0)
-    top = codes.max(axis=0)
-    level = top - BAND_WIDTH - 0.5
-    half = BAND_WIDTH / 2
+    top = codes.max(axis=0).astype(np.int64)
+    width, half = int(BAND_WIDTH), int(BAND_WIDTH) // 2
+
+    def at_least(below_top: int) -> np.ndarray:
+        # on integer codes, a level k - 0.5 is reached by the codes k and up
+        level = np.clip(top - below_top, 0, None).astype(codes.dtype)
+        return np.count_nonzero(codes >= level[None, :], axis=0).astype(float)
+
+    above, band, bottom = at_least(width), at_least(width + half), at_least(2 * width)
     return TopCounts(
         maxima=maxima,
-        top=top,
-        above=(codes >= level).sum(axis=0).astype(float),
-        near=((codes >= level - half) & (codes < level)).sum(axis=0).astype(float),
-        far=((codes >= level - BAND_WIDTH) & (codes < level - half)).sum(axis=0).astype(float),
+        top=top.astype(float),
+        above=above,
+        near=band - above,
+        far=bottom - band,
         samples_per_read=samples_per_read,
         reads=reads,
     )
@@ -157,16 +163,25 @@ def threshold_estimate(counts: TopCounts, channel_offset: np.ndarray | None = No
 
 def _noise(counts: TopCounts, theta: np.ndarray, usable: np.ndarray, rate) -> np.ndarray:
     """Per neuron, the read noise (LSB) near its top, fitted over its neighbours in level:
-    top - maxima = sigma * (m(reads * rate) - m(rate)), a least-squares ratio."""
-    gap = np.where(usable, counts.top - counts.maxima, 0.0)
-    levels = np.where(usable, theta, 0.0)
-    weights = np.exp(-0.5 * ((levels[:, None] - levels[None, :]) / NOISE_NEIGHBOURHOOD) ** 2)
-    weights *= usable[None, :]
+    top - maxima = sigma * (m(reads * rate) - m(rate)), a least-squares ratio whose sums are
+    Gaussian-weighted over levels (taken on a 1 LSB grid: the weights vary over 10)."""
     sigma = np.ones_like(theta)
+    if not usable.any():
+        return sigma
+    low = np.floor(theta[usable].min())
+    slot = np.clip(np.rint(np.where(usable, theta, low) - low), 0, None).astype(np.int64)
+    size = int(slot.max()) + 1
+    grid = np.arange(size, dtype=float)
+    smooth = np.exp(-0.5 * ((grid[:, None] - grid[None, :]) / NOISE_NEIGHBOURHOOD) ** 2)
+
+    def smoothed(values: np.ndarray) -> np.ndarray:
+        return smooth @ np.bincount(slot[usable], values[usable], minlength=size)
+
+    gap = smoothed(counts.top - counts.maxima)
     for _ in range(NOISE_ITERATIONS):
         per_read = rate(sigma)
         gain = expected_maximum(counts.reads * per_read) - expected_maximum(per_read)
         with np.errstate(invalid="ignore", divide="ignore"):
-            fitted = (weights @ gap) / (weights @ np.where(usable, gain, 0.0))
+            fitted = (gap / smoothed(gain))[slot]
         sigma = np.where(np.isfinite(fitted) & (fitted > 0), fitted, 1.0)
     return sigma
