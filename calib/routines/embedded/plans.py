@@ -25,10 +25,9 @@ from calib.core.plans import EMBEDDED, CalibrationContext, Plan, register_plan
 from calib.core.targets import NeuronTarget
 from calib.routines.cadc import CADC, READ_AT_LOW, REFERENCE_LOW_CODE
 from calib.routines.embedded.membrane import CODES_PER_LSB, FINE_RUNS, FiringRateTimeConstant
-from calib.routines.embedded.potentials import CountingThreshold
 from calib.routines.embedded.synaptic_input import FINE_SAMPLES, IntegratedInputTimeConstant
 from calib.routines.membrane import TAU_MEM
-from calib.routines.neuron_potentials import LEAK, LEAK_FINAL, RESET, THRESHOLD
+from calib.routines.neuron_potentials import LEAK, LEAK_FINAL, RESET, THRESHOLD, ThresholdPotential
 from calib.routines.nominal import nominal_leak_bias
 from calib.routines.refractory import REFRACTORY_TIME
 from calib.routines.synaptic_input import (
@@ -175,7 +174,7 @@ THRESHOLD_EMBEDDED = register_plan(
     twin(
         THRESHOLD,
         algorithm=_potential_search("threshold", False),
-        routine=lambda context: CountingThreshold(
+        routine=lambda context: ThresholdPotential(
             THRESHOLD_SAMPLE_FACTOR * context.options.threshold_samples
         ),
     )
