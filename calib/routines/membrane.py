@@ -138,7 +138,6 @@ class MembraneTimeConstant(Routine):
         self.target = per_neuron(target)
         self.membrane_capacitance = membrane_capacitance
         self.choose_switches = choose_switches
-        self.duration = RECORDED_TIME_CONSTANTS * float(self.target.max())
 
     HINT_SPREAD = (1.6, 1.0, 0.6)
     """Sweep codes as factors of the nominal code: they bracket the per-neuron gain spread
