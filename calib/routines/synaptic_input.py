@@ -80,6 +80,14 @@ constants, so the average keeps the model exact)."""
 BURSTS_RECORDED_TIME = 200e-6
 """Bursts are repeated to fill about this long a recording: a run's fixed cost dominates a
 short recording, so short time constants get many bursts averaged for the price of one."""
+SHORT_RECORDING_BELOW = 1e-6
+"""Below this tau_syn the membrane capacitance is already at its least (`membrane_capacitance_
+for`), so the PSP, and with it the fit's precision, falls in proportion to the constant
+(0.25 % a read at 1 us, 1.1 % at 0.3 us on a noisier chip): a group whose shortest target
+lies below records for the square of the ratio longer, which keeps the precision."""
+MAX_RECORDING_FACTOR = 8.0
+"""At most this factor longer (0.4 % at 0.3 us; each MADC recording of all neurons then
+takes about 0.67 s instead of 0.31 s, its runs' fixed cost shared)."""
 MEMBRANE_FRACTION = 0.2
 """The membrane is made this much faster than the tau_syn target: the PSP's tail then decays
 with tau_syn, and an error of the membrane constant hardly moves the fitted tau_syn."""
@@ -190,9 +198,12 @@ class SynapticTimeConstant(Routine):
         self.parameter = _bias(inhibitory, "tau")
         self.kept_settings = (f"{_prefix(inhibitory)}_high_resistance",)
         self.target = per_neuron(target)
-        self.recordings = [
-            BurstRecording.for_targets(group, self.target[group])
-            for group in (time_constant_groups(self.target))
+        groups = time_constant_groups(self.target)
+        self.recordings = [BurstRecording.for_targets(g, self.target[g]) for g in groups]
+        # The sweep only places the model: where it falls back on the MADC it records for
+        # the base time, however short the targets.
+        self.sweep_recordings = [
+            BurstRecording.for_targets(g, self.target[g], precise=False) for g in groups
         ]
         self.tau_mem: np.ndarray | None = None
         membrane_tau = MEMBRANE_FRACTION * self.target
@@ -296,7 +307,9 @@ class SynapticTimeConstant(Routine):
         expected = np.concatenate([SWEEP_FASTEST * self.target, SWEEP_SLOWEST * self.target])
         samples = round(SWEEP_SAMPLES * max(1.0, SWEEP_REFERENCE / float(self.target.min())))
         tau = cadc_psp_time_constants(device, stimulus, self.tau_mem, expected, samples)
-        return tau if cadc_decays_usable(tau) else self.measure(device)
+        if cadc_decays_usable(tau):
+            return tau
+        return self._record(device, np.arange(device.n_neurons), self.sweep_recordings)
 
     def measure(self, device: Device) -> np.ndarray:
         """One recording per group of neurons with similar targets (each records only its
@@ -305,9 +318,14 @@ class SynapticTimeConstant(Routine):
 
     def measure_neurons(self, device: Device, neurons: np.ndarray) -> np.ndarray:
         """As `measure`, recording only `neurons` (NaN for the others)."""
+        return self._record(device, neurons, self.recordings)
+
+    def _record(
+        self, device: Device, neurons: np.ndarray, recordings: list[BurstRecording]
+    ) -> np.ndarray:
         assert self.tau_mem is not None
         tau = np.full(device.n_neurons, np.nan)
-        for recording in self.recordings:
+        for recording in recordings:
             chosen = np.intersect1d(recording.neurons, neurons)
             if chosen.size == 0:
                 continue
@@ -334,22 +352,33 @@ def time_constant_groups(target: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
+def recording_time(target: np.ndarray) -> float:
+    """How long the bursts of a group with these targets are recorded for (s)."""
+    ratio = SHORT_RECORDING_BELOW / float(np.min(target))
+    return BURSTS_RECORDED_TIME * float(np.clip(ratio**2, 1.0, MAX_RECORDING_FACTOR))
+
+
 @dataclass(frozen=True)
 class BurstRecording:
     """The burst recording of one group of neurons: bursts every `period` (BURST_PERIOD_
-    TIME_CONSTANTS of its longest target), as many as fill BURSTS_RECORDED_TIME."""
+    TIME_CONSTANTS of its longest target), as many as fill BURSTS_RECORDED_TIME (longer for
+    short targets, `recording_time`)."""
 
     neurons: np.ndarray
     period_samples: int
     bursts: int
 
     @classmethod
-    def for_targets(cls, neurons: np.ndarray, target: np.ndarray) -> BurstRecording:
+    def for_targets(
+        cls, neurons: np.ndarray, target: np.ndarray, precise: bool = True
+    ) -> BurstRecording:
+        """`precise`: recorded for `recording_time(target)`, else for BURSTS_RECORDED_TIME."""
         samples = max(
             1, round(BURST_PERIOD_TIME_CONSTANTS * float(target.max()) * MADC_SAMPLE_RATE)
         )
         period = samples / MADC_SAMPLE_RATE
-        return cls(neurons, samples, max(1, int(BURSTS_RECORDED_TIME // period)))
+        recorded = recording_time(target) if precise else BURSTS_RECORDED_TIME
+        return cls(neurons, samples, max(1, int(recorded // period)))
 
     @property
     def period(self) -> float:
