@@ -172,7 +172,7 @@ def fit_known_and_free_decay(
     *,
     start_time: float | None = None,
     tau_range: tuple[float, float],
-    refit_known: bool = False,
+    refit_known: bool | np.ndarray = False,
     max_redchi: float = MAX_REDUCED_CHI_SQUARE,
 ) -> FitOutcome:
     """Fit offset + amplitude_known exp(-s / tau_known) + amplitude exp(-s / tau), s = t -
@@ -184,10 +184,12 @@ def fit_known_and_free_decay(
 
     With `refit_known` the known constant is only the start: both constants are then fitted
     (Levenberg-Marquardt from the projection's solution), 'tau_known' reports the fitted one,
-    and a measurement error of the known constant no longer biases tau.
+    and a measurement error of the known constant no longer biases tau. Per row where it is an
+    array (a row whose known constant spans too few samples keeps it).
     """
     n_rows = window.n_rows
     tau_known = np.broadcast_to(np.asarray(tau_known, dtype=float), (n_rows,))
+    refit = np.broadcast_to(np.asarray(refit_known, dtype=bool), (n_rows,))
     if not (0 < tau_range[0] < tau_range[1] and math.isfinite(tau_range[1])):
         raise ValueError(f"tau_range must be 0 < low < high (finite), got {tau_range!r}")
     begin = end_time if start_time is None else start_time
@@ -220,16 +222,17 @@ def fit_known_and_free_decay(
             log_error = np.where(curvature > 0, np.sqrt(2 * variance / curvature), np.inf)
         tau = np.exp(log_tau)
         known = tau_known[rows].copy()
-        if refit_known:
-            start = np.column_stack([linear, np.log(known), log_tau])
+        again = refit[rows]
+        if again.any():
+            start = np.column_stack([linear[again], np.log(known[again]), log_tau[again]])
             bound = np.array([np.inf, np.inf, np.inf, log_range[1], log_range[1]])
             low = np.array([-np.inf, -np.inf, -np.inf, log_range[0], log_range[0]])
             solution = levenberg_marquardt(
-                _two_decays(elapsed, after), start, values, weight, low, bound
+                _two_decays(elapsed, after), start, values[again], weight[again], low, bound
             )
-            linear, known = solution.params[:, :3], np.exp(solution.params[:, 3])
-            log_tau, rss = solution.params[:, 4], solution.rss
-            log_error = np.where(solution.converged, solution.stderr[:, 4], np.inf)
+            linear[again], known[again] = solution.params[:, :3], np.exp(solution.params[:, 3])
+            log_tau[again], rss[again] = solution.params[:, 4], solution.rss
+            log_error[again] = np.where(solution.converged, solution.stderr[:, 4], np.inf)
             tau = np.exp(log_tau)
         fitted["offset"][rows] = linear[:, 0]
         fitted["amplitude_known"][rows] = linear[:, 1]
