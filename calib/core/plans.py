@@ -139,6 +139,11 @@ class SettingSpec:
         return int(value)
 
 
+UNMEASURED_STATE = "unmeasured"
+"""`CalibrationContext.state` key of {quantity: {neuron: why}}: where a plan's verification
+reads NaN, the reason it knows, shown in the neuron's failure."""
+
+
 class CalibrationContext(Protocol):
     """What a plan's callables see of a running calibration (`calib.sequences.session`)."""
 

@@ -8,7 +8,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from calib.algorithms import LocalScan, NoiseRobustBinarySearch
-from calib.core.plans import CalibrationContext, Plan, QuantitySpec, register_plan
+from calib.core.plans import (
+    UNMEASURED_STATE,
+    CalibrationContext,
+    Plan,
+    QuantitySpec,
+    register_plan,
+)
 from calib.core.routine import Routine
 from calib.core.targets import NeuronTarget
 from device_model.protocol import CAPMEM_MAX, N_NEURONS, Device
@@ -22,6 +28,11 @@ THRESHOLD_SAMPLES = 400
 THRESHOLD_READS = 8
 """Reads whose maxima are averaged: the maximum of one read scatters by ~0.4 LSB."""
 FAST_REFRACTORY = {"refractory_counter": 1, "refractory_clock_scale": 0}
+FIRING_CHECK_WINDOW = 300e-6
+"""The threshold's verification counts spikes this long in its configuration: a neuron whose
+leak at its top stays below its threshold never fires, and the top of its reads is its resting
+potential, not a threshold (it would pass wherever that rest lies near the target). A leak that
+barely clears the threshold still fires every few tens of us."""
 """Shortest refractory time: a firing neuron spends its time on the rising trajectory."""
 PLATEAU_AT_10US = 5.0
 """The reset clamp is finite and also feels the leak, pulled to the top for the reading: the
@@ -72,7 +83,24 @@ class ResetPotential(_CadcPotential):
         return {"threshold_enable": 0, "reset_hold": 1}
 
 
-class ThresholdPotential(Routine):
+class FiringCheck:
+    """A threshold reading that, with `check_firing`, also counts spikes in its configuration
+    and reads NaN for the neurons without any (`silent`, from the last read): a verification's
+    guard (see FIRING_CHECK_WINDOW). A search goes without it: there, the top of a silent
+    neuron's reads still shows which way to go."""
+
+    check_firing: bool = False
+    silent: np.ndarray | None = None
+
+    def checked(self, device: Device, values: np.ndarray) -> np.ndarray:
+        if not self.check_firing:
+            return values
+        counted = device.count_spikes(FIRING_CHECK_WINDOW)
+        self.silent = (counted.counts == 0) & ~counted.overflow
+        return np.where(self.silent, np.nan, values)
+
+
+class ThresholdPotential(FiringCheck, Routine):
     """Spike threshold: the neuron's leak is pulled far above threshold so that it fires
     continuously, and the CADC samples its membrane at random phases of the firing cycle.
 
@@ -111,7 +139,8 @@ class ThresholdPotential(Routine):
 
     def measure(self, device: Device) -> np.ndarray:
         codes = device.read_cadc(samples=self.samples * self.reads)
-        return threshold_estimate(top_counts(codes, self.reads), channel_offsets(device))
+        estimate = threshold_estimate(top_counts(codes, self.reads), channel_offsets(device))
+        return self.checked(device, estimate)
 
 
 # -- plans ----------------------------------------------------------------------------------
@@ -253,9 +282,20 @@ def threshold_routine(context: CalibrationContext) -> Routine:
 
 
 def verify_threshold(context: CalibrationContext) -> dict[str, np.ndarray]:
-    """The threshold measured by the chosen method; with another method than the CADC, the
-    CADC estimate as well, kept with the difference in models['threshold'] (a cross-check)."""
-    measured = context.measure(threshold_routine(context))
+    """The threshold measured by the chosen method, NaN where the neuron does not fire
+    (`FiringCheck`); with another method than the CADC, the CADC estimate as well, kept with
+    the difference in models['threshold'] (a cross-check)."""
+    routine = threshold_routine(context)
+    if isinstance(routine, FiringCheck):
+        routine.check_firing = True
+    measured = context.measure(routine)
+    silent = routine.silent if isinstance(routine, FiringCheck) else None
+    if silent is not None:
+        context.state.setdefault(UNMEASURED_STATE, {})["threshold"] = {
+            int(neuron): f"no spike in {FIRING_CHECK_WINDOW * 1e6:g} µs with the leak at its "
+            "top (the threshold lies above the leak's range)"
+            for neuron in np.flatnonzero(silent)
+        }
     if getattr(context.options, "threshold_method", "cadc") != "cadc":
         cadc = context.measure(_cadc_threshold(context))
         models = context.models.setdefault("threshold", {})

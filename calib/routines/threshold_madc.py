@@ -26,7 +26,12 @@ from numpy.typing import ArrayLike
 
 from calib.core.plans import CalibrationContext
 from calib.core.routine import Routine
-from calib.routines.neuron_potentials import THRESHOLD_METHODS, ThresholdPotential, plateau_crowds
+from calib.routines.neuron_potentials import (
+    THRESHOLD_METHODS,
+    FiringCheck,
+    ThresholdPotential,
+    plateau_crowds,
+)
 from device_model.protocol import CAPMEM_MAX, N_NEURONS, N_QUADRANTS, Device
 from observables.cadc import cadc_mean
 
@@ -62,7 +67,7 @@ def _madc_levels(device: Device) -> np.ndarray:
     return trace.codes[:, trace.valid].astype(float).mean(axis=1)
 
 
-class MadcThreshold(Routine):
+class MadcThreshold(FiringCheck, Routine):
     """Spike threshold (CADC LSB) from MADC traces of neurons firing under their own leak."""
 
     name = "threshold"
@@ -106,7 +111,8 @@ class MadcThreshold(Routine):
         trace = device.record_madc(list(range(N_NEURONS)), RECORD_DURATION)
         peaks = peak_potentials(trace.codes, trace.valid)
         highest = trace.codes[:, trace.valid].max(axis=1).astype(float)
-        return self.offset + self.slope * np.where(np.isfinite(peaks), peaks, highest)
+        threshold = self.offset + self.slope * np.where(np.isfinite(peaks), peaks, highest)
+        return self.checked(device, threshold)
 
 
 def madc_threshold(context: CalibrationContext) -> MadcThreshold:

@@ -15,7 +15,7 @@ from scipy import stats
 
 from calib.algorithms.base import Algorithm, measure_range
 from calib.core.failures import Failure, FailureKind
-from calib.core.plans import HOST, PLANS, Plan, check_mode
+from calib.core.plans import HOST, PLANS, UNMEASURED_STATE, Plan, check_mode
 from calib.core.retry import retrying
 from calib.core.routine import SupportsNeuronSubset, TargetedRoutine
 from calib.core.targets import NeuronTarget
@@ -366,6 +366,7 @@ class NeuronCalibration:
                 continue  # nothing asked, or judged by its plan alone
             tolerance = spec.tolerance_for(goal)
             # A NaN goal is a neuron left out on purpose (an amplitude no reading resolves).
+            why = session.state.get(UNMEASURED_STATE, {}).get(name, {})
             for neuron in np.flatnonzero(~np.isfinite(values) & np.isfinite(goal)):
                 failures.append(
                     Failure(
@@ -374,6 +375,7 @@ class NeuronCalibration:
                         FailureKind.MEASUREMENT_FAILED,
                         target=float(goal[neuron]),
                         unit=spec.unit,
+                        note=why.get(int(neuron), ""),
                     )
                 )
             miss = self._misses(name, values)
