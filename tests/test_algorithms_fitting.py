@@ -252,3 +252,46 @@ def test_a_coarse_sweep_far_off_the_precise_reads_does_not_send_a_unit_to_a_boun
     assert not outcome.at_bound[:20].any()
     error = np.abs(routine.truth(outcome.codes) / target - 1)
     assert error[:20].max() < 0.02
+
+
+class SubsetCurveRoutine(CoarseCurveRoutine):
+    """A coarse reading that misses the first 20 units (NaN, as a CADC decay a neuron does not
+    show), and a precise one that can read a subset, recording which units it read."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.subsets: list[np.ndarray] = []
+
+    def measure_coarse(self, device):
+        values = super().measure_coarse(device)
+        values[:20] = np.nan
+        return values
+
+    def measure_neurons(self, device, neurons):
+        self.subsets.append(np.asarray(neurons))
+        values = np.full(512, np.nan)
+        values[neurons] = CurveRoutine.measure(self, device)[neurons]
+        return values
+
+
+def test_units_a_blind_sweep_left_far_off_are_followed_up_alone():
+    outcomes, routines = {}, {}
+    for follow_ups in (0, 2):
+        routine = SubsetCurveRoutine(shape="inverse")
+        target = routine.reachable_target(0.4)
+        search = FittingSearch(
+            "inverse", sweep=4, refine=1, coarse_sweep=True, follow_ups=follow_ups
+        )
+        outcomes[follow_ups] = search.run(routine, FakeDevice(), target)
+        routines[follow_ups] = routine
+    errors = {n: np.abs(routines[n].truth(outcomes[n].codes) / target - 1) for n in outcomes}
+    # the refinement alone leaves some of the blind units far off
+    assert routines[0].subsets == [] and errors[0][:20].max() > 0.02
+    # a few units are read again, the blind ones among them, and those land near the target
+    assert 1 <= len(routines[2].subsets) <= 2
+    again = np.unique(np.concatenate(routines[2].subsets))
+    assert again.size < 256 and np.isin(np.flatnonzero(errors[0][:20] > 0.02), again).all()
+    assert errors[2][:20].max() < 0.02
+    # the others keep what the search without follow-ups chose
+    others = ~np.isin(np.arange(512), again)
+    np.testing.assert_array_equal(outcomes[2].codes[others], outcomes[0].codes[others])

@@ -243,6 +243,13 @@ class Algorithm(ABC):
         reading (`SupportsCoarseMeasure`) serves; precise `measure` otherwise."""
         return False
 
+    @property
+    def pending(self) -> np.ndarray | None:
+        """The units the next measurement is for (a mask), where only some are: a routine
+        that reads subsets for less (`SupportsNeuronSubset`) then reads only those, NaN for
+        the others. None: every unit."""
+        return None
+
     def run(self, routine: Routine, device: Device, target: np.ndarray) -> SearchOutcome:
         """Drive `routine` on `device` to `target`: the loop shared by every algorithm."""
         target = np.asarray(target, dtype=float)
@@ -261,6 +268,9 @@ class Algorithm(ABC):
                     if self.coarse and isinstance(routine, SupportsCoarseMeasure)
                     else routine.measure
                 )
+                pending = self.pending
+                if pending is not None and isinstance(routine, SupportsNeuronSubset):
+                    measure = partial(routine.measure_neurons, neurons=np.flatnonzero(pending))
                 codes = self.update(with_retries(routine, measure, device))
                 steps += 1
             best_codes, measured = self.best()

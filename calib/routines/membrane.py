@@ -255,6 +255,9 @@ class MembraneTimeConstant(Routine):
 TIME_CONSTANT_REFINEMENTS = 3
 """Fitting search's local refinements of tau_mem after its coarse (CADC) sweep: four MADC
 recordings near the target in all, where a binary search takes ten (bench/calibrate_lif.py)."""
+TIME_CONSTANT_FOLLOW_UPS = 1
+"""Further reads of the few neurons the refinements leave more than a code step off
+(`FittingSearch.follow_ups`; each records only those neurons)."""
 
 
 def _tau_mem(context: CalibrationContext, *, choose_switches: bool = True) -> MembraneTimeConstant:
@@ -289,7 +292,11 @@ TAU_MEM = register_plan(
         ),
         cells=("i_bias_leak", "leak_divide", "leak_multiply"),
         routine=_tau_mem,
-        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True),
+        algorithm=lambda target: FittingSearch(
+            refine=TIME_CONSTANT_REFINEMENTS,
+            coarse_sweep=True,
+            follow_ups=TIME_CONSTANT_FOLLOW_UPS,
+        ),
         after=("leak",),
         disturbs=("leak",),  # the leak conductance moves the resting potential
         verify=_verify_tau_mem,

@@ -659,6 +659,9 @@ class SynapticReference(Routine):
 
 TIME_CONSTANT_REFINEMENTS = 1
 """Fitting search's local refinements (as for tau_mem; bench/fitting_search.py)."""
+TIME_CONSTANT_FOLLOW_UPS = 1
+"""Further reads of the few neurons the refinements leave more than a code step off
+(`FittingSearch.follow_ups`; each records only those neurons)."""
 
 
 GM_BIAS_SETTING = SettingSpec(
@@ -764,7 +767,11 @@ def _plans(inhibitory: bool, rank: float) -> tuple[Plan, Plan, Plan]:
         routine=lambda context: SynapticTimeConstant(
             context.goals[tau], inhibitory, context.goals["leak"]
         ),
-        algorithm=lambda target: FittingSearch(refine=TIME_CONSTANT_REFINEMENTS, coarse_sweep=True),
+        algorithm=lambda target: FittingSearch(
+            refine=TIME_CONSTANT_REFINEMENTS,
+            coarse_sweep=True,
+            follow_ups=TIME_CONSTANT_FOLLOW_UPS,
+        ),
         after=("tau_mem", "leak"),
     )
     # The reference first: an input's uncancelled offset moves the resting potential the PSP
