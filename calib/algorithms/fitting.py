@@ -509,11 +509,11 @@ class FittingSearch(Algorithm):
         self._fit()
         if self._rounds_left == 0:
             self._chosen = self._choose()
-            far = self._far_units() if self._follow_ups_left > 0 else None
+            far, proposal = self._far_units() if self._follow_ups_left > 0 else (None, None)
             if far is not None and far.any():
                 self._follow_ups_left -= 1
                 self._pending = far
-                codes = np.where(far, self._proposal(), self._chosen[0])
+                codes = np.where(far, proposal, self._chosen[0])
                 self._run = CodeSweep(codes[None, :], self.repeats)
                 return self._run.codes
             self._pending = None
@@ -613,9 +613,10 @@ class FittingSearch(Algorithm):
     def pending(self) -> np.ndarray | None:
         return self._pending
 
-    def _far_units(self) -> np.ndarray:
-        """Units whose chosen code's local line lies more than FOLLOW_UP_STEPS code steps
-        and FOLLOW_UP_FRACTION of the target off it, with a code not yet measured to go to."""
+    def _far_units(self) -> tuple[np.ndarray, np.ndarray]:
+        """(units whose chosen code's local line lies more than FOLLOW_UP_STEPS code steps
+        and FOLLOW_UP_FRACTION of the target off it, with a code not yet measured to go to;
+        the codes to go to: `_proposal`)."""
         local = self._line()
         chosen = self._chosen[0].astype(float)
         here = local.evaluate(chosen)
@@ -628,7 +629,7 @@ class FittingSearch(Algorithm):
             far = (off > FOLLOW_UP_STEPS * step) & (
                 off > FOLLOW_UP_FRACTION * np.abs(self._local_target)
             )
-            return local.valid & far & fresh
+        return local.valid & far & fresh, proposal
 
     def _choose(self) -> tuple[np.ndarray, np.ndarray]:
         """Per unit, the measured code whose local line is closest to the target, and the mean

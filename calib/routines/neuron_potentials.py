@@ -28,12 +28,12 @@ THRESHOLD_SAMPLES = 400
 THRESHOLD_READS = 8
 """Reads whose maxima are averaged: the maximum of one read scatters by ~0.4 LSB."""
 FAST_REFRACTORY = {"refractory_counter": 1, "refractory_clock_scale": 0}
+"""Shortest refractory time: a firing neuron spends its time on the rising trajectory."""
 FIRING_CHECK_WINDOW = 300e-6
 """The threshold's verification counts spikes this long in its configuration: a neuron whose
 leak at its top stays below its threshold never fires, and the top of its reads is its resting
 potential, not a threshold (it would pass wherever that rest lies near the target). A leak that
 barely clears the threshold still fires every few tens of us."""
-"""Shortest refractory time: a firing neuron spends its time on the rising trajectory."""
 PLATEAU_AT_10US = 5.0
 """The reset clamp is finite and also feels the leak, pulled to the top for the reading: the
 held potential sits about this many LSB above the reset at tau_mem 10 us, more with a faster
