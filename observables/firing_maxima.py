@@ -8,7 +8,8 @@ leak potential, the density rises). Both are measured from the samples themselve
 
 - The density near the top, from the counts in two bins below a level some LSB under the
   top. The membrane approaches its leak potential exponentially, so the density goes as
-  1 / (v_leak - v): its reciprocal is extrapolated linearly.
+  1 / (v_leak - v): its reciprocal is extrapolated linearly, with the relative slope shared
+  among neurons at similar levels (one neuron's bins give it too noisily).
 - The noise, from how far the maximum of all reads lies above the mean of the single reads'
   maxima: for a given density, that gap grows in proportion to sigma and does not depend on
   the threshold. It is fitted across neurons at similar levels (a neighbourhood in level,
@@ -23,6 +24,7 @@ mean is theta + sigma * m(n * rho * sigma) (`expected_maximum`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -37,6 +39,9 @@ MAX_DENSITY_RISE = 2.0
 """At most this factor between the density at the threshold and at the level."""
 NOISE_NEIGHBOURHOOD = 10.0
 """LSB: the Gaussian width over threshold levels within which neurons share a noise fit."""
+LIMITED_SHRINKAGE = 1.0
+"""A neuron's density slope moves towards its neighbours' by at most this many standard
+deviations of its own counts' noise."""
 NOISE_ITERATIONS = 3
 THRESHOLD_ITERATIONS = 2
 
@@ -120,11 +125,24 @@ def threshold_estimate(counts: TopCounts, channel_offset: np.ndarray | None = No
     """
     half = BAND_WIDTH / 2
     level = counts.level
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    ramp_level = level if channel_offset is None else level - channel_offset
+    with np.errstate(invalid="ignore", divide="ignore"):
         # 1 / density (LSB per sample) at the bins' centres, linear in the potential
         inverse_near, inverse_far = half / counts.near, half / counts.far
         slope = (inverse_near - inverse_far) / half
         at_level = inverse_near + slope * half / 2
+    counted = (
+        (counts.near + counts.far >= MIN_BAND_SAMPLES)
+        & np.isfinite(slope)
+        & np.isfinite(at_level)
+        & (at_level > 0)
+    )
+    if not counted.any():
+        return counts.maxima.copy()
+    curvature = _pooled_curvature(counts, slope, at_level, ramp_level, counted)
+    at_level = _inverse_density_at_level(counts.near + counts.far, curvature)
+    slope = curvature * at_level
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         curved = np.abs(slope) > 1e-9 * np.abs(at_level)
         # above = ln(1 + slope * x / at_level) / slope for the distance x from the level
         distance = np.where(
@@ -132,13 +150,7 @@ def threshold_estimate(counts: TopCounts, channel_offset: np.ndarray | None = No
             at_level * np.expm1(slope * counts.above) / np.where(curved, slope, 1.0),
             at_level * counts.above,
         )
-    usable = (
-        (counts.near + counts.far >= MIN_BAND_SAMPLES)
-        & np.isfinite(distance)
-        & (distance > 0)
-        & (distance < 3 * BAND_WIDTH)
-        & (at_level > 0)
-    )
+    usable = counted & np.isfinite(distance) & (distance > 0) & (distance < 3 * BAND_WIDTH)
     if not usable.any():
         return counts.maxima.copy()
     at_level, slope = np.where(usable, at_level, 1.0), np.where(usable, slope, 0.0)
@@ -164,24 +176,88 @@ def threshold_estimate(counts: TopCounts, channel_offset: np.ndarray | None = No
 def _noise(counts: TopCounts, theta: np.ndarray, usable: np.ndarray, rate) -> np.ndarray:
     """Per neuron, the read noise (LSB) near its top, fitted over its neighbours in level:
     top - maxima = sigma * (m(reads * rate) - m(rate)), a least-squares ratio whose sums are
-    Gaussian-weighted over levels (taken on a 1 LSB grid: the weights vary over 10)."""
+    Gaussian-weighted over levels (`_level_neighbourhoods`)."""
     sigma = np.ones_like(theta)
     if not usable.any():
         return sigma
-    low = np.floor(theta[usable].min())
-    slot = np.clip(np.rint(np.where(usable, theta, low) - low), 0, None).astype(np.int64)
-    size = int(slot.max()) + 1
-    grid = np.arange(size, dtype=float)
-    smooth = np.exp(-0.5 * ((grid[:, None] - grid[None, :]) / NOISE_NEIGHBOURHOOD) ** 2)
-
-    def smoothed(values: np.ndarray) -> np.ndarray:
-        return smooth @ np.bincount(slot[usable], values[usable], minlength=size)
-
+    smoothed = _level_neighbourhoods(theta, usable)
     gap = smoothed(counts.top - counts.maxima)
     for _ in range(NOISE_ITERATIONS):
         per_read = rate(sigma)
         gain = expected_maximum(counts.reads * per_read) - expected_maximum(per_read)
         with np.errstate(invalid="ignore", divide="ignore"):
-            fitted = (gap / smoothed(gain))[slot]
+            fitted = gap / smoothed(gain)
         sigma = np.where(np.isfinite(fitted) & (fitted > 0), fitted, 1.0)
     return sigma
+
+
+def _level_neighbourhoods(
+    levels: np.ndarray, usable: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function of per-neuron values: their sums over the usable neurons, Gaussian-weighted
+    by level (NOISE_NEIGHBOURHOOD), at each neuron's level. Taken on a 1 LSB grid: the
+    weights vary over 10 LSB."""
+    low = np.floor(levels[usable].min())
+    slot = np.clip(np.rint(np.where(usable, levels, low) - low), 0, None).astype(np.int64)
+    size = int(slot.max()) + 1
+    grid = np.arange(size, dtype=float)
+    smooth = np.exp(-0.5 * ((grid[:, None] - grid[None, :]) / NOISE_NEIGHBOURHOOD) ** 2)
+
+    def smoothed(values: np.ndarray) -> np.ndarray:
+        return (smooth @ np.bincount(slot[usable], values[usable], minlength=size))[slot]
+
+    return smoothed
+
+
+def _pooled_curvature(
+    counts: TopCounts,
+    slope: np.ndarray,
+    at_level: np.ndarray,
+    level: np.ndarray,
+    usable: np.ndarray,
+) -> np.ndarray:
+    """Per neuron, the relative slope of 1 / density (per LSB): its own, shrunk towards that
+    of its neighbours in level.
+
+    One neuron's two bins give its slope with Poisson noise that the extrapolation to the top
+    amplifies into the threshold's bias (0.13 LSB a read at the defaults, half the read's own
+    scatter). Neighbours in level mostly share it (the approach to the same leak at the top,
+    1 / (v_leak - v), and the CADC's compressed top). The shrinkage weighs the spread of the
+    neighbours' slopes beyond their noise against this neuron's noise (empirical Bayes), and
+    moves a slope by at most LIMITED_SHRINKAGE of its own noise: a neuron whose leak barely
+    clears its threshold (a steep top; the chips' median top lies ~100 LSB above the level)
+    keeps part of its own slope, and reads at most ~0.12 LSB high."""
+    smoothed = _level_neighbourhoods(level, usable)
+    weight = smoothed(usable.astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = slope / at_level
+        # var(1 / n) ~ 1 / n**3 for a Poisson count n, in both bins
+        noise = (1.0 / counts.near**3 + 1.0 / counts.far**3) / at_level**2
+        shared = smoothed(np.where(usable, slope, 0.0)) / smoothed(np.where(usable, at_level, 0.0))
+        spread = smoothed(np.where(usable, (own - shared) ** 2 - noise, 0.0)) / weight
+        spread = np.clip(np.where(np.isfinite(spread), spread, 0.0), 0.0, None)
+        trust = np.where(usable, spread / (spread + noise), 0.0)
+        curvature = np.where(np.isfinite(shared), shared, 0.0)
+        curvature = curvature + np.where(np.isfinite(own), trust * (own - curvature), 0.0)
+        # ... but by no more than its own noise: a neuron far off its neighbours keeps most
+        # of its slope (limited translation)
+        reach = LIMITED_SHRINKAGE * np.sqrt(noise)
+        curvature = np.where(
+            np.isfinite(own) & np.isfinite(reach),
+            np.clip(curvature, own - reach, own + reach),
+            curvature,
+        )
+    # 1 / density stays positive over the bins (a pole below the level is no approach)
+    return np.minimum(curvature, 0.5 / BAND_WIDTH)
+
+
+def _inverse_density_at_level(samples: np.ndarray, curvature: np.ndarray) -> np.ndarray:
+    """1 / density (LSB per sample) at the level from the `samples` in the BAND_WIDTH below
+    it, for 1 / density = at_level * (1 + curvature * x) at the distance x from the level."""
+    flat = np.abs(curvature) < 1e-9
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # samples = -ln(1 - curvature * BAND_WIDTH) / (curvature * at_level)
+        span = np.where(
+            flat, BAND_WIDTH, -np.log1p(-curvature * BAND_WIDTH) / np.where(flat, 1.0, curvature)
+        )
+        return span / samples
