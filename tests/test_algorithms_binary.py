@@ -116,3 +116,37 @@ def test_local_scan_moves_from_the_present_codes_to_a_nearby_target_in_few_write
 def test_local_scan_needs_the_device_codes():
     with pytest.raises(RuntimeError, match="run"):
         LocalScan().start(ParameterRange(), np.zeros(3), False)
+
+
+def _excess_over_quantisation(search: NoiseRobustBinarySearch, noise_in_codes: float) -> float:
+    """Mean squared residual over that of the closest codes, over four chips of units."""
+    ratios = []
+    for seed in range(4):
+        routine = CurveRoutine(noise=noise_in_codes / 1022, seed=seed)
+        target = routine.reachable_target()
+        codes = search.run(routine, FakeDevice(), target).codes
+        ideal = routine.ideal_codes(target)
+        achieved = np.mean((routine.truth(codes) - target) ** 2)
+        ratios.append(achieved / np.mean((routine.truth(ideal) - target) ** 2))
+    return float(np.mean(ratios))
+
+
+def test_the_binary_phase_reads_near_the_window_sharpen_its_line():
+    """At half a code step of read noise (the threshold's), the binary phase's last reads
+    in the line cut the residual's excess over quantisation by a fifth or more."""
+    alone = _excess_over_quantisation(NoiseRobustBinarySearch(), 0.5)
+    joined = _excess_over_quantisation(NoiseRobustBinarySearch(binary_reads=True), 0.5)
+    assert joined - 1 < 0.8 * (alone - 1)
+
+
+def test_a_shifted_window_may_read_its_codes_fewer_times():
+    """Six binary steps leave units up to eight codes off: their line meets the target
+    outside the first window, and the shifted window, read once a code, brings them in."""
+    routine = CurveRoutine(noise=0.5 / 1022)
+    target = routine.reachable_target()
+    search = NoiseRobustBinarySearch(steps=6, scan_repeats=6, shift_repeats=1, max_shifts=1)
+    outcome = search.run(routine, FakeDevice(), target)
+    assert outcome.steps == 6 + 5 * 6 + 5 * 1
+    assert np.all(np.abs(outcome.codes - routine.ideal_codes(target)) <= 1)
+    with pytest.raises(ValueError, match="shift_repeats"):
+        NoiseRobustBinarySearch(shift_repeats=0)

@@ -301,7 +301,7 @@ def test_neurons_left_unresolved_are_read_again_alone_where_the_routine_can() ->
 def test_a_routine_searched_before_gets_the_plans_rerun_algorithm() -> None:
     calibration = NeuronCalibration(SimulatedChip("rerun-choice"), NeuronTarget())
     session, leak = calibration.session, PLANS["leak"]
-    assert type(session.algorithm("leak", leak)).__name__ == "NoiseRobustBinarySearch"
+    assert type(session.algorithm("leak", leak)).__name__ == "BinarySearch"
     session.searched.add("leak")
     assert type(session.algorithm("leak", leak)).__name__ == "LocalScan"
     assert type(session.algorithm("leak", PLANS["leak_final"])).__name__ == "LocalScan"

@@ -83,8 +83,17 @@ class NoiseRobustBinarySearch(Algorithm):
     fitted through all scan reads stands in for the raw averages (every read then informs every
     candidate, which suits a transfer curve that is locally linear). When that line crosses the
     target outside the window for some unit, a second window is centred on the crossing, up to
-    `max_shifts` times, and the line is refitted over all windows. Per unit the measured
+    `max_shifts` times, each code read `shift_repeats` times (default `scan_repeats`: fewer
+    where reads are dear, since every unit reads the shifted window but few need it), and the
+    line is refitted over all windows, every read weighed alike. Per unit the measured
     candidate whose (fitted) value is closest to the target wins.
+
+    With `binary_reads`, the line also takes the binary phase's reads that lie within
+    `2 * scan_radius` codes of the unit's first window centre (the last few steps land there),
+    each weighed as one read: they are paid for already. The read the centre was chosen by is
+    biased towards the target (it won for being closest), so this pays where the read noise
+    is up to about half a code step (the line's residual excess over quantisation falls by a
+    quarter) and costs beyond a code step.
     """
 
     name = "noise_robust_binary_search"
@@ -97,12 +106,18 @@ class NoiseRobustBinarySearch(Algorithm):
         scan_repeats: int = 3,
         smooth: bool = True,
         max_shifts: int = 1,
+        shift_repeats: int | None = None,
+        binary_reads: bool = False,
     ) -> None:
         self._binary = BinarySearch(steps=steps, repeats=repeats)
         self.scan_radius = check_int_option("scan_radius", scan_radius, 1, 64)
         self.scan_repeats = check_int_option("scan_repeats", scan_repeats, 1)
         self.max_shifts = check_int_option("max_shifts", max_shifts, 0)
+        self.shift_repeats = check_int_option(
+            "shift_repeats", scan_repeats if shift_repeats is None else shift_repeats, 1
+        )
         self.smooth = bool(smooth)
+        self.binary_reads = bool(binary_reads)
 
     def start(self, parameter_range: Ranges, target: np.ndarray, inverted: bool) -> np.ndarray:
         self._range = single_range(type(self).__name__, parameter_range)
@@ -112,14 +127,22 @@ class NoiseRobustBinarySearch(Algorithm):
         self._windows: list[CodeSweep] = []
         self._codes = np.zeros(self._target.shape, dtype=np.int64)
         self._measured = np.full(self._target.shape, np.nan)
-        return self._binary.start(parameter_range, target, inverted)
+        self._binary_reads: list[tuple[np.ndarray, np.ndarray]] = []
+        nothing = np.empty((0, *self._target.shape))
+        self._near_reads: tuple[np.ndarray, np.ndarray] = (nothing, nothing)
+        self._applied = self._binary.start(parameter_range, target, inverted)
+        return self._applied
 
     def update(self, measured: np.ndarray) -> np.ndarray:
         if self._scan is None:
-            codes = self._binary.update(measured)
+            if self.binary_reads:
+                self._binary_reads.append((self._applied, np.asarray(measured, dtype=float)))
+            self._applied = self._binary.update(measured)
             if not self._binary.done:
-                return codes
-            self._scan = self._window(self._binary.best()[0])
+                return self._applied
+            centre = self._binary.best()[0]
+            self._scan = self._window(centre)
+            self._keep_binary_reads_near(centre)
             return self._scan.codes
         self._scan.record(np.asarray(measured, dtype=float))
         if not self._scan.done:
@@ -128,23 +151,45 @@ class NoiseRobustBinarySearch(Algorithm):
         crossing = self._choose()
         outside = np.abs(crossing - self._codes) > self.scan_radius
         if outside.any() and len(self._windows) <= self.max_shifts:
-            self._scan = self._window(np.where(outside, np.rint(crossing), self._codes))
+            centre = np.where(outside, np.rint(crossing), self._codes)
+            self._scan = self._window(centre, self.shift_repeats)
             return self._scan.codes
         self._finished = True
         return self._codes
 
-    def _window(self, centre: np.ndarray) -> CodeSweep:
+    def _window(self, centre: np.ndarray, repeats: int | None = None) -> CodeSweep:
         offsets = np.arange(2 * self.scan_radius + 1)
         # Near a range bound the window slides inwards so that it keeps its width.
         high_start = max(self._range.high - 2 * self.scan_radius, self._range.low)
         low = np.clip(centre.astype(np.int64) - self.scan_radius, self._range.low, high_start)
-        return CodeSweep(self._range.clip(low[None, :] + offsets[:, None]), self.scan_repeats)
+        return CodeSweep(
+            self._range.clip(low[None, :] + offsets[:, None]), repeats or self.scan_repeats
+        )
+
+    def _keep_binary_reads_near(self, centre: np.ndarray) -> None:
+        """The binary phase's reads as (codes, values), NaN where a read lies farther than
+        2 * scan_radius from the unit's window centre."""
+        if not self._binary_reads:
+            return
+        codes = np.stack([codes for codes, _ in self._binary_reads]).astype(float)
+        values = np.stack([values for _, values in self._binary_reads])
+        near = np.abs(codes - centre) <= 2 * self.scan_radius
+        self._near_reads = (codes, np.where(near, values, np.nan))
+        self._binary_reads = []
 
     def _choose(self) -> np.ndarray:
         """Pick each unit's best measured candidate; return where its line crosses the target."""
         codes = np.concatenate([w.candidates for w in self._windows])
         means = np.concatenate([w.means for w in self._windows])
-        slope, intercept = _line_fit(codes, means)
+        near_codes, near_values = self._near_reads
+        slope, intercept = _line_fit(
+            np.concatenate([codes, near_codes]),
+            np.concatenate([means, near_values]),
+            np.concatenate(
+                [w.repeats * finite_weights(w.means) for w in self._windows]
+                + [finite_weights(near_values)]
+            ),
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             crossing = (self._target - intercept) / slope
         estimate = slope * codes + intercept if self.smooth else means
@@ -167,14 +212,19 @@ class NoiseRobustBinarySearch(Algorithm):
         return self._codes.copy(), self._measured.copy()
 
 
-def _line_fit(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit least-squares line (slope, intercept) through (codes, values), (n_points, n_units).
+def _line_fit(
+    codes: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit weighted least-squares line (slope, intercept) through (codes, values), each
+    (n_points, n_units); `weights` default to one per finite read.
 
     Non-finite reads are left out; a unit without two distinct usable codes gets NaN.
     """
+    codes = np.asarray(codes, dtype=float)
     centre = codes.mean(axis=0)
     design = np.stack([codes - centre, np.ones(codes.shape)], axis=-1)
-    slope, level = weighted_least_squares(design, values, finite_weights(values)).T
+    weights = finite_weights(values) if weights is None else weights
+    slope, level = weighted_least_squares(design, values, weights).T
     return slope, level - slope * centre
 
 
