@@ -141,8 +141,8 @@ def threshold_estimate(counts: TopCounts, channel_offset: np.ndarray | None = No
         return counts.maxima.copy()
     curvature = _pooled_curvature(counts, slope, at_level, ramp_level, counted)
     at_level = _inverse_density_at_level(counts.near + counts.far, curvature)
-    slope = curvature * at_level
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        slope = curvature * at_level  # NaN where the bins are empty (not `counted`)
         curved = np.abs(slope) > 1e-9 * np.abs(at_level)
         # above = ln(1 + slope * x / at_level) / slope for the distance x from the level
         distance = np.where(
