@@ -165,23 +165,29 @@ def test_what_a_search_noticed_reaches_the_session(toy: Plan) -> None:
 
 
 class NoisyReadback(Routine):
-    """The toy cell read back in hundredths, with per-neuron read noise."""
+    """The toy cell read back in hundredths, with per-neuron read noise; each read takes a
+    CADC conversion of `cost_samples` samples (hardware time, 4 us a sample), none if 0."""
 
     name = "noisy_level"
     parameter = TOY_CELL
 
-    def __init__(self, noise: np.ndarray) -> None:
+    def __init__(self, noise: np.ndarray, cost_samples: int = 0) -> None:
         self.noise = noise
+        self.cost_samples = cost_samples
         self.rng = np.random.default_rng(5)
 
     def measure(self, device: Device) -> np.ndarray:
+        if self.cost_samples:
+            device.read_cadc(samples=self.cost_samples)
         codes = device.read_settings([TOY_CELL])[TOY_CELL]
         return codes / 100.0 + self.noise * self.rng.standard_normal(codes.shape)
 
 
 READ_NOISE = np.where(np.arange(512) % 2 == 0, 0.005, 0.05)
 """Even neurons read precisely, odd ones noisily."""
-NOISY_ROUTINE = NoisyReadback(READ_NOISE)
+DEAR_SAMPLES = 10_000
+"""A read of 40 ms: twelve more of every neuron would cost more than FOLLOW_UP_BUDGET."""
+NOISY_ROUTINE = NoisyReadback(READ_NOISE, cost_samples=DEAR_SAMPLES)
 NOISY = Plan(
     name="noisy_level",
     rank=11.6,
@@ -190,6 +196,18 @@ NOISY = Plan(
     ),
     cells=(TOY_CELL,),
     routine=lambda context: NOISY_ROUTINE,
+    algorithm=lambda target: BinarySearch(),
+)
+CHEAP_ROUTINE = NoisyReadback(READ_NOISE)
+CHEAP_ROUTINE.name = "cheap_level"
+CHEAP = Plan(
+    name="cheap_level",
+    rank=11.65,
+    quantities=(
+        QuantitySpec("cheap_level", "toy unit", 0.0, 10.0, 0.2, relative=False, default=None),
+    ),
+    cells=(TOY_CELL,),
+    routine=lambda context: CHEAP_ROUTINE,
     algorithm=lambda target: BinarySearch(),
 )
 
@@ -235,6 +253,27 @@ def test_a_verdict_near_the_tolerance_edge_rests_on_repeated_reads() -> None:
     # inside by the mean but not by its bound: failed, and the failure says why
     assert {f.kind for f in noisy_inside.values()} == {FailureKind.OUT_OF_TOLERANCE}
     assert any("confidence bound" in f.text() for f in noisy_inside.values())
+
+
+def test_a_routine_read_cheaply_reads_every_neuron_again_for_the_unresolved() -> None:
+    """A read that costs next to nothing (a PSP amplitude's, a potential's) takes the
+    follow-ups of every neuron after one prelude, where a dear one does not (above)."""
+    offset = EDGE_OFFSET
+    with PLANS.registered(CHEAP):
+        calibration = edge_calibration(CHEAP, "edge-cheap")
+        repeats = []
+        verify = calibration._verify
+        calibration._verify = lambda plan: (
+            repeats.append(calibration.session.repeats) or verify(plan)
+        )
+        achieved = calibration.verify()
+        success, _ = calibration.judge(achieved)
+    assert repeats == [1] * EDGE_READS + [FOLLOW_UP_READS]
+    inside, outside = offset == 17, offset == 23
+    noisy = READ_NOISE > 0.01
+    # sixteen reads resolve most noisy neurons 0.03 inside the edge, where four could not
+    assert success[inside & noisy].mean() > 0.5
+    assert success[outside & noisy].mean() <= 1 - EDGE_CONFIDENCE
 
 
 class NoisySubsetReadback(NoisyReadback):

@@ -35,7 +35,12 @@ at this level is inside too (Student's t over its reads); else its verdict is un
 is reported failed."""
 FOLLOW_UP_READS = 12
 """Further reads of the neurons still unresolved after EDGE_READS, after one prelude, where the
-plan's routine reads a subset for less (an MADC recording of a few neurons takes a few runs)."""
+plan's routine reads a subset for less (an MADC recording of a few neurons takes a few runs),
+or where reading every neuron that often is cheap (FOLLOW_UP_BUDGET)."""
+FOLLOW_UP_BUDGET = 0.1
+"""Hardware time (s) the follow-ups of a routine that reads every neuron may cost, projected
+from its edge reads: a PSP amplitude or a potential, read in a few ms, takes them; the
+threshold, 75 ms a read, does not."""
 
 Step = tuple[str, Callable[[], None]]
 
@@ -242,10 +247,11 @@ class NeuronCalibration:
         self, achieved: dict[str, np.ndarray], plans: list[Plan]
     ) -> dict[str, np.ndarray]:
         """Where a verified value lies in the edge band (EDGE_BAND), its plan is verified
-        again up to EDGE_READS reads in all (every neuron at once) and the mean of each
-        neuron's finite reads replaces its value in `achieved`. Returns per such quantity the
-        neurons inside tolerance by their mean but not by its confidence bound
-        (EDGE_CONFIDENCE): their verdict is unresolved."""
+        again up to EDGE_READS reads in all (every neuron at once), then FOLLOW_UP_READS more
+        of the neurons still unresolved where that is cheap (`FOLLOW_UP_BUDGET`, or a routine
+        reading subsets), and the mean of each neuron's finite reads replaces its value in
+        `achieved`. Returns per such quantity the neurons inside tolerance by their mean but
+        not by its confidence bound (EDGE_CONFIDENCE): their verdict is unresolved."""
         unresolved: dict[str, np.ndarray] = {}
         for plan in plans:
             if plan.extra.get("judged_by_plan"):
@@ -256,11 +262,14 @@ class NeuronCalibration:
             reads = {name: [achieved[name]] for name in names}
             # Every neuron: a noisy one whose first read fell outside the band may still lie
             # across the edge, and the mean of all the reads tells.
+            spent = self.session.device.stats.hardware_time
             for _ in range(EDGE_READS - 1):
                 self._read_again(plan, names, reads)
+            per_read = (self.session.device.stats.hardware_time - spent) / max(EDGE_READS - 1, 1)
             verdicts = {name: self._edge_verdict(name, reads[name]) for name in names}
             left = np.any([verdicts[name][1] for name in names], axis=0)
-            if left.any() and self._reads_subsets(plan):
+            cheap = FOLLOW_UP_READS * per_read <= FOLLOW_UP_BUDGET
+            if left.any() and (cheap or self._reads_subsets(plan)):
                 self._read_again(plan, names, reads, np.flatnonzero(left), FOLLOW_UP_READS)
                 verdicts = {name: self._edge_verdict(name, reads[name]) for name in names}
             for name in names:
