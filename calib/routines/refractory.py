@@ -158,7 +158,7 @@ def measure_refractory_time(device: Device, settings: dict[str, np.ndarray]) -> 
         return first
     threshold = device.read_settings(["v_threshold"])["v_threshold"]
     lowered = np.where(again, np.minimum(threshold, VERIFY_THRESHOLD), threshold)
-    second, _ = _measure(device, settings, lowered)
+    second, _ = _measure(device, settings, lowered, again)
     better = again & np.isfinite(second.measured)
     return RefractoryCheck(
         measured=np.where(better, second.measured, first.measured),
@@ -167,10 +167,14 @@ def measure_refractory_time(device: Device, settings: dict[str, np.ndarray]) -> 
 
 
 def _measure(
-    device: Device, settings: dict[str, np.ndarray], threshold: np.ndarray | None
+    device: Device,
+    settings: dict[str, np.ndarray],
+    threshold: np.ndarray | None,
+    neurons: np.ndarray | None = None,
 ) -> tuple[RefractoryCheck, np.ndarray]:
     """The check with `threshold` (v_threshold codes) where given, and the period without
-    refractory time (s, NaN where not measured)."""
+    refractory time (s, NaN where not measured); the periods are counted in the windows the
+    `neurons` (a mask, default all) need, and read for them alone."""
     names = ["refractory_counter", "refractory_clock_scale"]
     verify = dict(VERIFY_SETTINGS)
     if threshold is not None:
@@ -179,6 +183,7 @@ def _measure(
     expected = refractory_time(settings["refractory_counter"], settings["refractory_clock_scale"])
     n = expected.shape[0]
     why = np.full(n, "", dtype=object)
+    chosen = np.ones(n, dtype=bool) if neurons is None else np.asarray(neurons, dtype=bool)
     try:
         device.write({**verify, "refractory_counter": 0, "refractory_clock_scale": 0})
         device.write(verify)  # the leak's large step settles over two waits
@@ -188,13 +193,13 @@ def _measure(
             f"no spike in {PROBE_DURATIONS[-1] * 1e6:g} µs with the leak pulled "
             "above the threshold (the neuron does not fire)"
         )
-        base, silent_base = _periods(device, rise, fires)
+        base, silent_base = _periods(device, rise, fires & chosen)
         device.write(settings)
-        period, silent = _periods(device, base + expected, np.isfinite(base))
+        period, silent = _periods(device, base + expected, np.isfinite(base) & chosen)
     finally:
         device.write(saved)
         device.write(saved)
-    missing = fires & ~np.isfinite(base)
+    missing = fires & chosen & ~np.isfinite(base)
     why[missing & silent_base] = "stopped firing when counted without refractory time"
     why[missing & ~silent_base] = (
         f"fires faster than the {SPIKE_COUNTER_MAX}-spike counter can count in the shortest window"
