@@ -182,3 +182,27 @@ def test_a_membrane_far_faster_than_planned_is_still_read(chip):
     error = np.abs(measured[healthy] / truth[healthy] - 1)
     assert np.median(error) <= 0.015 and np.max(error) <= 0.05
     set_both_inputs(chip, 1.5 * US)
+
+
+def test_a_membrane_far_slower_than_planned_is_corrected_again(chip):
+    """A weak leak conductance leaves the measurement membrane many times slower than its
+    plan; its ladder reading is then no measure of how much (41 us one time, 190 us the next,
+    for the same neuron), and one corrective step scaled by it can leave the membrane near
+    the synaptic decay, where the two blur: such neurons read tau_syn 1.6 to 2 % off (median),
+    about 1 % with a second step where one is still 2.5x slow."""
+    set_both_inputs(chip, 30 * US)
+    routine = SynapticTimeConstant(np.full(512, 30 * US), inhibitory=False)
+    weak = np.arange(0, 512, 16)
+    leak = routine.membrane["i_bias_leak"].copy()
+    leak[weak] = np.maximum(np.rint(leak[weak] / 8), 1).astype(np.int64)
+    routine.membrane["i_bias_leak"] = leak
+    routine.prelude(chip)
+    try:
+        measured = routine.measure(chip)
+    finally:
+        routine.postlude(chip)
+    healthy = weak[~chip.truth.outlier[weak] & ~chip.truth.dead[weak]]
+    truth = chip.true_quantities()["tau_syn_exc"]
+    error = np.abs(measured[healthy] / truth[healthy] - 1)
+    assert np.nanmedian(error) <= 0.014
+    set_both_inputs(chip, 1.5 * US)

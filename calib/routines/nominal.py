@@ -69,6 +69,16 @@ def switch_strength(switches: dict[str, np.ndarray]) -> np.ndarray:
     return 1 - np.asarray(switches["leak_divide"]) + np.asarray(switches["leak_multiply"])
 
 
+def one_step_stronger(switches: dict[str, np.ndarray], where: ArrayLike) -> dict[str, np.ndarray]:
+    """`switches` one step stronger `where` (divide -> neither -> multiply; multiply stays)."""
+    strength = switch_strength(switches)
+    strength = np.where(np.asarray(where, dtype=bool), np.minimum(strength + 1, 2), strength)
+    return {
+        "leak_divide": (strength == 0).astype(np.int64),
+        "leak_multiply": (strength == 2).astype(np.int64),
+    }
+
+
 def switches_after_probe(
     tau_mem: ArrayLike, probed: ArrayLike, margin: float = 0.0
 ) -> dict[str, np.ndarray]:

@@ -48,8 +48,8 @@ from calib.routines.nominal import (
     leak_bias_code,
     leak_switches,
     membrane_capacitance,
+    one_step_stronger,
     per_neuron,
-    stronger_switches,
     synapse_bias_code,
 )
 from device_model.protocol import (
@@ -107,7 +107,15 @@ its calibrated leak is known (the default leak 80 raised by INHIBITORY_HEADROOM)
 PSP below, and the membrane reading below the CADC's compressed top (above about 200 LSB),
 whatever the leak target."""
 SLOW_MEMBRANE = 1.3
-"""A measurement membrane slower than this many times its plan gets one corrective step."""
+"""A measurement membrane slower than this many times its plan gets a corrective step."""
+MEMBRANE_CORRECTIONS = 2
+"""Corrective steps at most: a membrane far slower than planned reads faster than it is on
+a ladder set for the plan (41 us where it was near 190 us), and one step scaled by that
+reading left it at 4.5x the plan, where its two decays blur: a 30 us tau_syn search read NaN
+or 10 % off there and ended at 25.8 us."""
+BLURRED_MEMBRANE = 2.5
+"""... the second only where a membrane is still this many times slower than planned (its
+decay nears the synaptic one's): each step costs a write and a ladder in every prelude."""
 MEMBRANE_SAMPLES = 256
 """CADC repetitions per read of the fast membrane's decay: about 0.5 % per neuron."""
 FAST_MEMBRANE_LADDER = 0.25
@@ -270,10 +278,15 @@ class SynapticTimeConstant(Routine):
         # Read with the CADC: a few runs where an MADC recording takes 256; the PSP fit
         # refines it where the membrane spans enough MADC samples (REFIT_MEMBRANE_SAMPLES).
         tau_mem = cadc_decay_time_constants(device, membrane, MEMBRANE_SAMPLES, RELEASE_TIME)
-        if cadc_decays_usable(tau_mem) and np.any(tau_mem > SLOW_MEMBRANE * membrane):
+        present, aim = None, None
+        for step in range(MEMBRANE_CORRECTIONS):
+            limit = SLOW_MEMBRANE if step == 0 else BLURRED_MEMBRANE
+            if not (cadc_decays_usable(tau_mem) and np.any(tau_mem > limit * membrane)):
+                break
             # A neuron whose membrane stays far slower than planned blurs its two decays
-            # into one: one corrective step on its leak settings, then read again.
-            device.write(self.faster_membrane(tau_mem, membrane))
+            # into one: a corrective step on its leak settings, then read again.
+            present, aim = self.faster_membrane(tau_mem, membrane, present, aim)
+            device.write(present)
             tau_mem = cadc_decay_time_constants(device, membrane, MEMBRANE_SAMPLES, RELEASE_TIME)
         if cadc_decays_usable(tau_mem) and not np.all(np.isfinite(tau_mem)):
             faster = cadc_decay_time_constants(
@@ -288,24 +301,35 @@ class SynapticTimeConstant(Routine):
         # A neuron without a valid membrane fit gets the median; its PSP fit will show it.
         self.tau_mem = np.where(np.isfinite(tau_mem), tau_mem, np.nanmedian(tau_mem))
 
-    def faster_membrane(self, measured: np.ndarray, wanted: np.ndarray) -> dict[str, np.ndarray]:
+    def faster_membrane(
+        self,
+        measured: np.ndarray,
+        wanted: np.ndarray,
+        present: dict[str, np.ndarray] | None = None,
+        aim: np.ndarray | None = None,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Leak settings for the neurons whose measurement membrane came out slower than
-        SLOW_MEMBRANE x `wanted`: the nominal code for the target scaled by the neuron's
+        SLOW_MEMBRANE x `wanted` with the `present` settings (default: the plan's), set for
+        `aim` (default `wanted`): the nominal code for the aim scaled by the neuron's
         shortfall (its conductance gain), with the next stronger switches where that code lies
-        beyond the range; the others keep theirs."""
+        beyond the range; the others keep theirs. Returns the settings and the new aim."""
+        present = present or {
+            name: self.membrane[name] for name in ("i_bias_leak", "leak_divide", "leak_multiply")
+        }
+        aim = wanted if aim is None else aim
         slow = np.isfinite(measured) & (measured > SLOW_MEMBRANE * wanted)
-        aim = np.where(slow, wanted * wanted / np.where(slow, measured, 1.0), wanted)
+        aim = np.where(slow, aim * wanted / np.where(slow, measured, 1.0), aim)
         capacitance = self.membrane["membrane_capacitance"]
-        switches = {name: self.membrane[name] for name in ("leak_divide", "leak_multiply")}
+        switches = {name: present[name] for name in ("leak_divide", "leak_multiply")}
         code = leak_bias_code(aim, capacitance, switches["leak_divide"], switches["leak_multiply"])
         beyond = slow & ~(code <= CAPMEM_MAX)
         if beyond.any():
-            switches = stronger_switches(wanted, beyond)
+            switches = one_step_stronger(switches, beyond)
             code = leak_bias_code(
                 aim, capacitance, switches["leak_divide"], switches["leak_multiply"]
             )
         new_code = np.clip(np.rint(np.minimum(code, CAPMEM_MAX)), 1, CAPMEM_MAX).astype(np.int64)
-        return {"i_bias_leak": np.where(slow, new_code, self.membrane["i_bias_leak"]), **switches}
+        return {"i_bias_leak": np.where(slow, new_code, present["i_bias_leak"]), **switches}, aim
 
     def measure_coarse(self, device: Device) -> np.ndarray:
         """The tails of single bursts read with the CADC (tens of ms where the MADC recordings
