@@ -40,3 +40,23 @@ def test_a_threshold_near_the_leaks_top_is_still_verified(chip):
     assert np.all(check.why[healthy] == "")
     # the verification leaves the threshold as it found it
     np.testing.assert_array_equal(chip.read_settings(["v_threshold"])["v_threshold"], threshold)
+
+
+def test_a_threshold_just_above_the_reset_is_still_verified(chip):
+    """With the reset clamp at its lowest code, pulled up by the leak at its top, a low
+    threshold can sit just above where the clamp holds the membrane: such a neuron fires
+    faster than the counter counts, and is measured with its threshold moved up."""
+    settings = refractory_settings(np.full(512, 2e-6))
+    chip.write(settings)
+    expected = refractory_time(settings["refractory_counter"], settings["refractory_clock_scale"])
+    threshold = np.full(512, 100, dtype=np.int64)
+    chip.write({"v_threshold": threshold})
+    healthy = ~chip.truth.outlier & ~chip.truth.dead
+    plain, _ = _measure(chip, settings, None)
+    too_fast = healthy & np.array(["faster than" in why for why in plain.why])
+    assert too_fast.sum() >= 2
+    check = measure_refractory_time(chip, settings)
+    error = np.abs(check.measured / expected - 1)
+    assert np.all(error[too_fast] <= VERIFY_TOLERANCE)
+    assert np.all(error[healthy & np.isfinite(plain.measured)] <= VERIFY_TOLERANCE)
+    np.testing.assert_array_equal(chip.read_settings(["v_threshold"])["v_threshold"], threshold)

@@ -9,7 +9,8 @@ that the reset clamp, which also feels the leak, holds the membrane below the th
 neuron's period is counted over a window of about TARGET_SPIKES periods; neurons that need
 different windows are counted in separate runs. A neuron whose leak at its top barely clears its
 threshold (a high threshold target on a weak leak) rises too slowly for the difference to stand
-out of its jitter: it is counted again with the threshold lowered.
+out of its jitter, and one whose threshold lies just above its reset fires faster than the
+counter counts: each is counted again with the threshold moved to a middle code.
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ SHORTEST_WINDOW = 1e-6
 LONGEST_WINDOW = 50e-3
 SLOW_PERIOD_FACTOR = 8.0
 """A period without refractory time this many times the chip's median marks a slow rise (a
-leak barely above the threshold), counted again with the threshold lowered."""
+leak barely above the threshold), counted again with the threshold moved (VERIFY_THRESHOLD)."""
 VERIFY_THRESHOLD = 300
-"""The lowered threshold (code; about a third of the way up the leak's range, far below its
-top, so the rise is fast and steady), for the neurons whose calibrated one is higher."""
+"""The threshold (code) a second count moves to: about a third of the way up the leak's
+range, far below its top, so the rise is fast and steady, and above the level the reset clamp
+(at its lowest code, pulled up by the leak) holds a neuron at, where a threshold just above
+the reset (a low potentials target) had it fire faster than the counter counts."""
 OVERFLOW_RETRIES = 2
 """A neuron whose count overflowed is counted again in a window this many times shorter, up
 to this many times."""
@@ -148,17 +151,17 @@ def measure_refractory_time(device: Device, settings: dict[str, np.ndarray]) -> 
 
     A neuron whose leak at its top barely clears the threshold rises slowly: its period is
     tens of times the others', its jitter swamps the difference, and one whose leak stays
-    below the threshold does not fire at all. Those are counted again with the threshold
-    lowered to VERIFY_THRESHOLD (the counter is digital: the threshold only has to be
-    crossed)."""
+    below the threshold does not fire at all; one whose threshold lies just above its reset
+    fires faster than the counter counts. Those are counted again with the threshold moved to
+    VERIFY_THRESHOLD (the counter is digital: the threshold only has to be crossed)."""
     first, base = _measure(device, settings, None)
     slow = np.isfinite(base) & (base > SLOW_PERIOD_FACTOR * np.nanmedian(base))
     again = slow | ~np.isfinite(first.measured)
     if not again.any():
         return first
     threshold = device.read_settings(["v_threshold"])["v_threshold"]
-    lowered = np.where(again, np.minimum(threshold, VERIFY_THRESHOLD), threshold)
-    second, _ = _measure(device, settings, lowered, again)
+    moved = np.where(again, VERIFY_THRESHOLD, threshold)
+    second, _ = _measure(device, settings, moved, again)
     better = again & np.isfinite(second.measured)
     return RefractoryCheck(
         measured=np.where(better, second.measured, first.measured),
