@@ -187,30 +187,25 @@ READ_NOISE = np.where(np.arange(512) % 2 == 0, 0.005, 0.05)
 """Even neurons read precisely, odd ones noisily."""
 DEAR_SAMPLES = 10_000
 """A read of 40 ms: twelve more of every neuron would cost more than FOLLOW_UP_BUDGET."""
+
+
+def edge_plan(name: str, rank: float, routine: Routine) -> Plan:
+    """A toy quantity in toy units (0..10, tolerance 0.2) searched and read by `routine`."""
+    return Plan(
+        name=name,
+        rank=rank,
+        quantities=(QuantitySpec(name, "toy unit", 0.0, 10.0, 0.2, relative=False, default=None),),
+        cells=(TOY_CELL,),
+        routine=lambda context: routine,
+        algorithm=lambda target: BinarySearch(),
+    )
+
+
 NOISY_ROUTINE = NoisyReadback(READ_NOISE, cost_samples=DEAR_SAMPLES)
-NOISY = Plan(
-    name="noisy_level",
-    rank=11.6,
-    quantities=(
-        QuantitySpec("noisy_level", "toy unit", 0.0, 10.0, 0.2, relative=False, default=None),
-    ),
-    cells=(TOY_CELL,),
-    routine=lambda context: NOISY_ROUTINE,
-    algorithm=lambda target: BinarySearch(),
-)
+NOISY = edge_plan("noisy_level", 11.6, NOISY_ROUTINE)
 CHEAP_ROUTINE = NoisyReadback(READ_NOISE)
 CHEAP_ROUTINE.name = "cheap_level"
-CHEAP = Plan(
-    name="cheap_level",
-    rank=11.65,
-    quantities=(
-        QuantitySpec("cheap_level", "toy unit", 0.0, 10.0, 0.2, relative=False, default=None),
-    ),
-    cells=(TOY_CELL,),
-    routine=lambda context: CHEAP_ROUTINE,
-    algorithm=lambda target: BinarySearch(),
-)
-
+CHEAP = edge_plan("cheap_level", 11.65, CHEAP_ROUTINE)
 
 EDGE_OFFSET = np.select([np.arange(512) < 200, np.arange(512) < 400], [17, 23], 0)
 """Codes off the goal 500: 0.17 (inside the 0.2 tolerance, in its edge band), 0.23, 0.0."""
@@ -301,18 +296,7 @@ class NoisySubsetReadback(NoisyReadback):
 
 
 SUBSET_ROUTINE = NoisySubsetReadback(READ_NOISE)
-NOISY_SUBSET = Plan(
-    name="noisy_subset_level",
-    rank=11.7,
-    quantities=(
-        QuantitySpec(
-            "noisy_subset_level", "toy unit", 0.0, 10.0, 0.2, relative=False, default=None
-        ),
-    ),
-    cells=(TOY_CELL,),
-    routine=lambda context: SUBSET_ROUTINE,
-    algorithm=lambda target: BinarySearch(),
-)
+NOISY_SUBSET = edge_plan("noisy_subset_level", 11.7, SUBSET_ROUTINE)
 
 
 def test_neurons_left_unresolved_are_read_again_alone_where_the_routine_can() -> None:
