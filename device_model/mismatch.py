@@ -190,7 +190,10 @@ def draw_truth(
     leak_parallel = uniform(*p.LEAK_PARALLEL_RANGE)
     leak_divide = p.LEAK_DIVIDE_FACTOR * (1 + normal(p.LEAK_SWITCH_SPREAD))
     leak_multiply = p.LEAK_MULTIPLY_FACTOR * (1 + normal(p.LEAK_SWITCH_SPREAD))
-    membrane_intrinsic = normal(p.MEMBRANE_INTRINSIC_SPREAD, mean=p.MEMBRANE_INTRINSIC_CAPACITANCE)
+    membrane_intrinsic = np.maximum(
+        normal(p.MEMBRANE_INTRINSIC_SPREAD, mean=p.MEMBRANE_INTRINSIC_CAPACITANCE),
+        p.MEMBRANE_INTRINSIC_FLOOR,
+    )
     reset_gain = _lognormal(rng, p.RESET_GAIN_SIGMA, s, n)
     syn: dict[str, np.ndarray] = {}
     for kind in ("exc", "inh"):

@@ -66,6 +66,10 @@ MEMBRANE_UNIT_CAPACITANCE = 36e-15
 """One of the 63 membrane capacitance units. BSS-2 (approximate) / [E]"""
 MEMBRANE_INTRINSIC_CAPACITANCE = 0.15e-12
 MEMBRANE_INTRINSIC_SPREAD = 0.03e-12
+MEMBRANE_INTRINSIC_FLOOR = 0.01e-12
+"""Least intrinsic capacitance: a normal draw 3.9 sigma low at mismatch 1.3 went negative (a
+negative time constant at the smallest capacitance setting, NaN potentials, readouts cast
+from NaN). [E]"""
 LEAK_SATURATION_CODE = 4000.0
 """Saturation of g_l(c). The design appendix's 400 puts 10 us at code 540 with the divide
 switch only 1.25x below the top of the range, so every neuron with a gain below 0.8 (about
