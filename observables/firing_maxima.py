@@ -233,8 +233,9 @@ def _pooled_curvature(
         own = slope / at_level
         # var(1 / n) ~ 1 / n**3 for a Poisson count n, in both bins
         noise = (1.0 / counts.near**3 + 1.0 / counts.far**3) / at_level**2
-        shared = smoothed(np.where(usable, slope, 0.0)) / smoothed(np.where(usable, at_level, 0.0))
-        spread = smoothed(np.where(usable, (own - shared) ** 2 - noise, 0.0)) / weight
+        # (the sums take the usable neurons alone)
+        shared = smoothed(slope) / smoothed(at_level)
+        spread = smoothed((own - shared) ** 2 - noise) / weight
         spread = np.clip(np.where(np.isfinite(spread), spread, 0.0), 0.0, None)
         trust = np.where(usable, spread / (spread + noise), 0.0)
         curvature = np.where(np.isfinite(shared), shared, 0.0)

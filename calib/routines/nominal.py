@@ -52,16 +52,10 @@ def stronger_switches(
 ) -> dict[str, np.ndarray]:
     """The nominal switches for `tau_mem`, one step stronger where a neuron stayed `too_slow`
     at the strongest bias (divide -> neither -> multiply), two where it stayed `far_too_slow`
-    (slower than one step can make up: divide -> multiply)."""
-    nominal = leak_switches(tau_mem)
-    divide = nominal["leak_divide"].astype(bool)
-    multiply = nominal["leak_multiply"].astype(bool)
+    (slower than one step can make up: divide -> multiply; without it, every `too_slow`)."""
     slow = np.asarray(too_slow, dtype=bool)
     far = slow if far_too_slow is None else slow & np.asarray(far_too_slow, dtype=bool)
-    return {
-        "leak_divide": (divide & ~slow).astype(np.int64),
-        "leak_multiply": (multiply | (slow & ~divide) | (far & divide)).astype(np.int64),
-    }
+    return one_step_stronger(one_step_stronger(leak_switches(tau_mem), slow), far)
 
 
 def switch_strength(switches: dict[str, np.ndarray]) -> np.ndarray:

@@ -311,8 +311,8 @@ class SynapticTimeConstant(Routine):
         """Leak settings for the neurons whose measurement membrane came out slower than
         SLOW_MEMBRANE x `wanted` with the `present` settings (default: the plan's), set for
         `aim` (default `wanted`): the nominal code for the aim scaled by the neuron's
-        shortfall (its conductance gain), with the next stronger switches where that code lies
-        beyond the range; the others keep theirs. Returns the settings and the new aim."""
+        shortfall (its conductance gain), with stronger switches, a step at a time, where that
+        code lies beyond the range; the others keep theirs. Returns the settings and the new aim."""
         present = present or {
             name: self.membrane[name] for name in ("i_bias_leak", "leak_divide", "leak_multiply")
         }
@@ -322,8 +322,10 @@ class SynapticTimeConstant(Routine):
         capacitance = self.membrane["membrane_capacitance"]
         switches = {name: present[name] for name in ("leak_divide", "leak_multiply")}
         code = leak_bias_code(aim, capacitance, switches["leak_divide"], switches["leak_multiply"])
-        beyond = slow & ~(code <= CAPMEM_MAX)
-        if beyond.any():
+        for _ in range(2):  # divide -> neither -> multiply, as far as the code needs
+            beyond = slow & ~(code <= CAPMEM_MAX)
+            if not beyond.any():
+                break
             switches = one_step_stronger(switches, beyond)
             code = leak_bias_code(
                 aim, capacitance, switches["leak_divide"], switches["leak_multiply"]
